@@ -1,0 +1,134 @@
+"""``xlt-measure``: run measurement batches and manage the results store.
+
+Usage errors exit 2 with the problem on stderr; a finished command exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_STORE = Path("results/xlt.sqlite")
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"xlt-measure: error: {msg}", file=sys.stderr)
+    return code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from measure.store import ResultStore, StoreError
+    try:
+        with ResultStore(args.store, readonly=True) as store:
+            summary = store.summary()
+    except StoreError as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"store: {summary['path']}")
+    print(f"cells done: {summary['cells_done']}  failed: {summary['cells_failed']}  "
+          f"result rows: {summary['result_rows']}")
+    for row in summary["by_model"]:
+        secs = row["compute_seconds"] or 0.0
+        print(f"  {row['model']:<12} {row['method']:<9} {row['regime']:<13} "
+              f"{row['cells']:>6} cells  {secs / 3600:6.2f} compute-hours")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from measure.store import ResultStore, StoreError, export_results
+    try:
+        with ResultStore(args.store, readonly=True) as store:
+            out = export_results(store, args.out)
+    except (StoreError, ValueError) as exc:
+        return _fail(str(exc))
+    print(out)
+    return 0
+
+
+def cmd_languages(args: argparse.Namespace) -> int:
+    from measure.languages import UnknownLanguageError, registry_table, resolve_target
+    if args.code:
+        try:
+            lang = resolve_target(args.code)
+        except UnknownLanguageError as exc:
+            return _fail(str(exc))
+        print(json.dumps(lang.__dict__, indent=2))
+        return 0
+    print(registry_table().to_string(index=False))
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from measure.data import DataError, available_splits, load_parquet_split, resolve_data_dir
+    try:
+        root = resolve_data_dir(args.data_dir)
+        for ds, langs in available_splits(root).items():
+            for lang, splits in langs.items():
+                sizes = []
+                for split in splits:
+                    df = load_parquet_split(root, ds, lang, split)
+                    sizes.append(f"{split}={len(df)}")
+                print(f"{ds:<14} {lang:<4} {' '.join(sizes)}")
+    except DataError as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def cmd_not_implemented(args: argparse.Namespace) -> int:
+    return _fail(f"'{args.command}' is not implemented yet")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xlt-measure",
+        description="Measure zero-shot cross-lingual transfer: train on source languages, "
+                    "evaluate macro-F1 on every target, store the results.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a measurement batch described by a TOML config")
+    p.add_argument("config", type=Path, help="batch config (TOML); see README 'Batch configs'")
+    p.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"results store (default {DEFAULT_STORE})")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="NLI data root (default $XLT_DATA_DIR, else ../shared/data/nli)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPUs)")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --engine ray)")
+    p.add_argument("--dry-run", action="store_true", help="validate and list the cells, run nothing")
+    p.set_defaults(func=cmd_not_implemented)
+
+    p = sub.add_parser("status", help="summarise a results store")
+    p.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("export", help="export the results table to Parquet or CSV")
+    p.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    p.add_argument("--out", type=Path, required=True, help="output file (.parquet or .csv)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="benchmark PyTorch vs ONNX Runtime encoding and F1 drift")
+    p.add_argument("--seq2seq", action="store_true", help="benchmark mT5 rank classification")
+    p.set_defaults(func=cmd_not_implemented)
+
+    p = sub.add_parser("languages", help="show the language registry, or resolve one code")
+    p.add_argument("code", nargs="?", help="a dataset, ISO 639-1 or ISO 639-3 code")
+    p.set_defaults(func=cmd_languages)
+
+    p = sub.add_parser("data", help="list the NLI splits found in the data directory")
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

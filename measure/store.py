@@ -1,0 +1,271 @@
+"""The results store: SQLite in WAL mode, one row per cell and one per (cell, target).
+
+Why SQLite/WAL: a measurement batch writes for hours while the app (or
+``xlt-measure status``) reads; WAL lets readers see the last committed state without
+blocking the writer, and each finished cell is committed in one transaction together
+with its per-target rows, so a crash (even ``kill -9``) loses at most the cells in
+flight and never leaves a cell with half its targets.
+
+Schema (``SCHEMA_VERSION`` 1)::
+
+    cells(cell_hash TEXT PRIMARY KEY,  -- sha256 of the canonical JSON config
+          config_json TEXT,            -- everything that determines the cell
+          model, method, train_dataset, train_split, regime TEXT,
+          train_config_json TEXT,      -- {language: n_examples}
+          k INTEGER,                   -- languages with n > 0
+          total_examples INTEGER, seed INTEGER,
+          status TEXT,                 -- 'done' or 'failed'
+          error TEXT, started_at REAL, finished_at REAL,
+          train_seconds REAL, eval_seconds REAL, code_version TEXT)
+    results(cell_hash TEXT REFERENCES cells, target_dataset, target_language,
+            target_split TEXT, macro_f1 REAL (0-100), accuracy REAL (0-100),
+            n INTEGER, confusion_json TEXT (3x3, rows = gold), eval_seconds REAL,
+            PRIMARY KEY (cell_hash, target_dataset, target_language, target_split))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS cells (
+    cell_hash TEXT PRIMARY KEY,
+    config_json TEXT NOT NULL,
+    model TEXT NOT NULL,
+    method TEXT NOT NULL,
+    train_dataset TEXT NOT NULL,
+    train_split TEXT NOT NULL,
+    regime TEXT NOT NULL,
+    train_config_json TEXT NOT NULL,
+    k INTEGER NOT NULL,
+    total_examples INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+    error TEXT,
+    started_at REAL,
+    finished_at REAL,
+    train_seconds REAL,
+    eval_seconds REAL,
+    code_version TEXT
+);
+CREATE TABLE IF NOT EXISTS results (
+    cell_hash TEXT NOT NULL REFERENCES cells(cell_hash),
+    target_dataset TEXT NOT NULL,
+    target_language TEXT NOT NULL,
+    target_split TEXT NOT NULL,
+    macro_f1 REAL NOT NULL CHECK (macro_f1 BETWEEN 0 AND 100),
+    accuracy REAL NOT NULL CHECK (accuracy BETWEEN 0 AND 100),
+    n INTEGER NOT NULL,
+    confusion_json TEXT NOT NULL,
+    eval_seconds REAL,
+    PRIMARY KEY (cell_hash, target_dataset, target_language, target_split)
+);
+"""
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def cell_hash(config: Mapping[str, Any]) -> str:
+    """Content hash of a cell config: the same config always maps to the same cell."""
+    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()
+
+
+def code_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return f"xlt {version('xlt')}"
+    except PackageNotFoundError:
+        return "xlt (not installed)"
+
+
+@dataclass
+class TargetResult:
+    dataset: str
+    language: str
+    split: str
+    macro_f1: float
+    accuracy: float
+    n: int
+    confusion: list[list[int]]
+    eval_seconds: float | None = None
+
+
+@dataclass
+class CellRecord:
+    """A finished (or failed) cell with everything the store needs."""
+
+    config: dict[str, Any]
+    results: list[TargetResult] = field(default_factory=list)
+    status: str = "done"
+    error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    train_seconds: float | None = None
+    eval_seconds: float | None = None
+
+    @property
+    def hash(self) -> str:
+        return cell_hash(self.config)
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class ResultStore:
+    """Thin, explicit wrapper around the SQLite file; safe for one writer and many readers."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly and not self.path.exists():
+            raise StoreError(f"store {self.path} does not exist; run `xlt-measure run` first "
+                             "or pass --store PATH")
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = sqlite3.connect(self.path, timeout=60, isolation_level=None,
+                                        check_same_thread=False)
+            self._con.execute("PRAGMA busy_timeout = 60000")
+            if not readonly:
+                self._con.execute("PRAGMA journal_mode = WAL")
+                self._con.execute("PRAGMA synchronous = NORMAL")
+                self._con.executescript(_SCHEMA)
+                self._con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                  (str(SCHEMA_VERSION),))
+            else:
+                self._con.execute("PRAGMA query_only = ON")
+            self._check_schema()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable xlt results store ({exc})") from None
+
+    def _check_schema(self) -> None:
+        row = self._con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None or int(row[0]) != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {row and row[0]} != {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------------
+    def has_cell(self, h: str) -> bool:
+        return self._con.execute("SELECT 1 FROM cells WHERE cell_hash=? AND status='done'",
+                                 (h,)).fetchone() is not None
+
+    def done_hashes(self) -> set[str]:
+        return {r[0] for r in self._con.execute("SELECT cell_hash FROM cells WHERE status='done'")}
+
+    def put_cell(self, rec: CellRecord) -> bool:
+        """Store a cell and its target rows atomically. Returns False if it was already done.
+
+        Idempotent by cell hash: a done cell is never overwritten or duplicated; a
+        previously failed cell is replaced by a new attempt.
+        """
+        h = rec.hash
+        cfg = rec.config
+        train_config = cfg["train_config"]
+        k = sum(1 for n in train_config.values() if n > 0)
+        con = self._con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            if con.execute("SELECT 1 FROM cells WHERE cell_hash=? AND status='done'",
+                           (h,)).fetchone():
+                con.execute("ROLLBACK")
+                return False
+            con.execute("DELETE FROM results WHERE cell_hash=?", (h,))
+            con.execute("DELETE FROM cells WHERE cell_hash=?", (h,))
+            con.execute(
+                "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (h, canonical_json(cfg), cfg["model"], cfg["method"], cfg["train_dataset"],
+                 cfg["train_split"], cfg.get("regime", "per_language"), canonical_json(train_config),
+                 k, int(sum(train_config.values())), int(cfg["seed"]), rec.status, rec.error,
+                 rec.started_at, rec.finished_at or time.time(), rec.train_seconds,
+                 rec.eval_seconds, code_version()))
+            con.executemany(
+                "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?)",
+                [(h, r.dataset, r.language, r.split, float(r.macro_f1), float(r.accuracy), int(r.n),
+                  json.dumps(r.confusion), r.eval_seconds) for r in rec.results])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return True
+
+    # -- reading -------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        con = self._con
+        cells = dict(con.execute("SELECT status, COUNT(*) FROM cells GROUP BY status").fetchall())
+        n_rows = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        by = con.execute("SELECT model, method, regime, COUNT(*), SUM(train_seconds + eval_seconds) "
+                         "FROM cells WHERE status='done' GROUP BY model, method, regime").fetchall()
+        return {"path": str(self.path), "cells_done": cells.get("done", 0),
+                "cells_failed": cells.get("failed", 0), "result_rows": n_rows,
+                "by_model": [{"model": m, "method": me, "regime": rg, "cells": c,
+                              "compute_seconds": s} for m, me, rg, c, s in by]}
+
+    def results_frame(self) -> pd.DataFrame:
+        """The tidy table: one row per (cell, target), cell columns repeated."""
+        q = """SELECT c.cell_hash, c.model, c.method, c.train_dataset, c.train_split, c.regime,
+                      c.train_config_json AS train_config, c.k, c.total_examples, c.seed,
+                      r.target_dataset, r.target_language, r.target_split,
+                      r.macro_f1, r.accuracy, r.n, r.confusion_json AS confusion,
+                      c.train_seconds, r.eval_seconds, c.code_version, c.config_json
+               FROM results r JOIN cells c USING (cell_hash)
+               WHERE c.status = 'done'
+               ORDER BY c.cell_hash, r.target_dataset, r.target_language"""
+        df = pd.read_sql_query(q, self._con)
+        for col in ("macro_f1", "accuracy", "train_seconds", "eval_seconds"):
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+        if len(df):
+            langs = df["train_config"].map(json.loads)
+            df["zero_shot"] = [t not in {lang for lang, n in tc.items() if n > 0}
+                               for t, tc in zip(df["target_language"], langs)]
+        else:
+            df["zero_shot"] = pd.Series(dtype=bool)
+        return df
+
+    def failed_cells(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT cell_hash, config_json, error FROM cells "
+                                 "WHERE status='failed'", self._con)
+
+
+def export_results(store: ResultStore, out: str | Path) -> Path:
+    """Write the tidy table as Parquet (``.parquet``) or CSV (``.csv``)."""
+    out = Path(out)
+    df = store.results_frame()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        df.to_parquet(out, index=False)
+    elif out.suffix == ".csv":
+        df.to_csv(out, index=False)
+    else:
+        raise ValueError(f"unsupported export format {out.suffix!r}: use .parquet or .csv")
+    return out
+
+
+def read_exported(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix == ".csv":
+        return pd.read_csv(path)
+    raise ValueError(f"unsupported results format {path.suffix!r}: use .parquet or .csv")

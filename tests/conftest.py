@@ -1,0 +1,39 @@
+"""Shared fixtures. The real data lives in ../shared/data (never copied into the repo).
+
+With CI=true a missing ../shared/data is a failure, not a skip: CI must exercise the
+real data, and a silently skipped suite would look green.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("XLT_SHARED_DIR", REPO.parent / "shared")) / "data"
+
+
+def _require(path: Path) -> Path:
+    if path.is_dir():
+        return path
+    msg = f"{path} not found (tests read the real data from ../shared/data)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return _require(SHARED)
+
+
+@pytest.fixture(scope="session")
+def nli_dir(shared_data: Path) -> Path:
+    return _require(shared_data / "nli")
+
+
+@pytest.fixture(scope="session")
+def published_dir(shared_data: Path) -> Path:
+    return _require(shared_data / "published")

@@ -1,0 +1,66 @@
+"""The language registry: every shipped code maps explicitly; unknown codes get help."""
+
+from __future__ import annotations
+
+import pytest
+
+from measure.languages import (UnknownLanguageError, get_language, known_codes,
+                               lang2vec_languages, resolve_target, search_languages)
+
+EXPECTED = {  # dataset code -> (ISO 639-3 for URIEL, script)
+    "ar": ("arb", "Arab"), "bg": ("bul", "Cyrl"), "de": ("deu", "Latn"), "el": ("ell", "Grek"),
+    "en": ("eng", "Latn"), "es": ("spa", "Latn"), "fr": ("fra", "Latn"), "hi": ("hin", "Deva"),
+    "ru": ("rus", "Cyrl"), "sw": ("swh", "Latn"), "th": ("tha", "Thai"), "tr": ("tur", "Latn"),
+    "ur": ("urd", "Arab"), "vi": ("vie", "Latn"), "zh": ("cmn", "Hans"),
+    "aym": ("ayr", "Latn"), "bzd": ("bzd", "Latn"), "cni": ("cni", "Latn"),
+    "hch": ("hch", "Latn"), "nah": ("nhi", "Latn"), "oto": ("ote", "Latn"),
+    "tar": ("tar", "Latn"),
+}
+
+
+@pytest.mark.parametrize("code", sorted(EXPECTED))
+def test_shipped_languages_map(code: str) -> None:
+    lang = get_language(code)
+    assert (lang.iso639_3, lang.script) == EXPECTED[code]
+    assert lang.in_uriel and lang.iso639_3 in lang2vec_languages()
+    assert lang.name
+
+
+def test_pretraining_sizes() -> None:
+    assert get_language("en").cc100_bytes == 322981540659
+    assert get_language("sw").cc100_bytes == 1717986918
+    for code in ["aym", "bzd", "cni", "hch", "nah", "oto", "tar"]:
+        lang = get_language(code)
+        assert lang.in_cc100 == "no" and lang.cc100_bytes is None and lang.log_cc100_bytes == 0.0
+
+
+def test_unknown_size_is_not_zero() -> None:
+    hr = resolve_target("hr")          # Croatian: in lang2vec, absent from the size table
+    assert hr.iso639_3 == "hrv" and hr.in_cc100 == "unknown" and hr.log_cc100_bytes is None
+
+
+def test_unknown_code_lists_closest() -> None:
+    with pytest.raises(UnknownLanguageError, match=r"unknown language code 'swa'.*closest known codes: .*swh"):
+        resolve_target("swa")
+    with pytest.raises(UnknownLanguageError, match="closest known codes"):
+        get_language("enn")
+
+
+def test_any_lang2vec_language_is_a_target() -> None:
+    known = lang2vec_languages()
+    assert len(known) > 4000
+    for iso3 in ["quy", "gug", "yor", "kat", "ckb"]:
+        t = resolve_target(iso3)
+        assert t.iso639_3 == iso3 and t.in_uriel and t.name != iso3
+    assert resolve_target("as").iso639_3 == "asm"     # ISO 639-1 codes of registry languages
+    assert resolve_target("swh").code == "sw"          # URIEL code of a registry language
+
+
+def test_registry_covers_published_and_datasets() -> None:
+    codes = set(known_codes())
+    assert set(EXPECTED) <= codes and len(codes) > 100
+
+
+def test_search_by_name() -> None:
+    names = [lang.name for lang in search_languages("Swahili")]
+    assert "Swahili" in names
