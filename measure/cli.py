@@ -78,6 +78,40 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from measure.config import ConfigError, load_batch
+    from measure.store import ResultStore, StoreError
+    try:
+        batch = load_batch(args.config, args.data_dir)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if args.dry_run:
+        from collections import Counter
+        per = Counter((c["regime"], sum(1 for n in c["train_config"].values() if n)) for c in batch.cells)
+        print(f"{len(batch.cells)} cells")
+        for (regime, k), n in sorted(per.items()):
+            print(f"  {regime:<13} k={k:<3} {n} cells")
+        return 0
+    if args.engine == "ray":
+        try:
+            from measure.ray_engine import run_ray
+        except ImportError as exc:
+            return _fail(f"the Ray engine is not available: {exc}")
+    try:
+        store = ResultStore(args.store)
+    except StoreError as exc:
+        return _fail(str(exc))
+    with store:
+        if args.engine == "ray":
+            summary = run_ray(batch, store, address=args.address)
+        else:
+            from measure.engine import run_local
+            summary = run_local(batch, store, workers=args.workers)
+    print(f"planned {summary.planned}, skipped {summary.skipped}, done {summary.done}, "
+          f"failed {summary.failed} in {summary.seconds:.0f} s; store {args.store}")
+    return 1 if summary.failed else 0
+
+
 def cmd_not_implemented(args: argparse.Namespace) -> int:
     return _fail(f"'{args.command}' is not implemented yet")
 
@@ -98,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPUs)")
     p.add_argument("--address", default=None, help="Ray cluster address (with --engine ray)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the cells, run nothing")
-    p.set_defaults(func=cmd_not_implemented)
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="summarise a results store")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE)
