@@ -112,6 +112,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.seq2seq:
+        return _fail("'bench --seq2seq' is not implemented yet")
+    from measure.bench import run_bench
+    from measure.data import DataError
+    try:
+        run_bench(args.model, args.data_dir, n_texts=args.texts, eval_cap=args.eval_cap)
+    except DataError as exc:
+        return _fail(str(exc))
+    return 0
+
+
 def cmd_not_implemented(args: argparse.Namespace) -> int:
     return _fail(f"'{args.command}' is not implemented yet")
 
@@ -146,7 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmark PyTorch vs ONNX Runtime encoding and F1 drift")
     p.add_argument("--seq2seq", action="store_true", help="benchmark mT5 rank classification")
-    p.set_defaults(func=cmd_not_implemented)
+    p.add_argument("--model", default="me5-small", help="encoder id or directory (default me5-small)")
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--texts", type=int, default=2000, help="texts to time (default 2000)")
+    p.add_argument("--eval-cap", type=int, default=0,
+                   help="cap on test pairs per drift target (default 0 = all 5,010)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("languages", help="show the language registry, or resolve one code")
     p.add_argument("code", nargs="?", help="a dataset, ISO 639-1 or ISO 639-3 code")

@@ -1,0 +1,235 @@
+"""Sentence encoders: PyTorch reference and ONNX Runtime (fp32 / dynamic int8).
+
+Why ONNX Runtime: a probe grid needs every premise and hypothesis of 22 targets and
+23 training pools embedded once; on 2 CPU cores an int8 ORT session with length-bucketed
+batches (sort by length, pad per batch) is several times faster than eager PyTorch
+(``xlt-measure bench`` measures it). The PyTorch path stays as the reference the ONNX
+path is tested against.
+
+Both encoders return L2-normalised mean-pooled embeddings (the multilingual-e5 recipe),
+and take the e5 ``query: `` prefix as an argument so other encoders can pass ``""``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+PRECISIONS = ("fp32", "int8")
+E5_PREFIX = "query: "
+
+
+def cache_root() -> Path:
+    """``$XLT_CACHE_DIR``, else the user cache directory (models, ONNX exports, embeddings)."""
+    from measure.me5 import default_cache_dir
+    return default_cache_dir()
+
+
+def resolve_model(name_or_path: str) -> str:
+    """``me5-small`` -> the locally built checkpoint; anything else passes through."""
+    from measure.me5 import resolve_model as _resolve
+    return _resolve(name_or_path)
+
+
+def model_fingerprint(model_dir: str) -> str:
+    """Content hash of a local checkpoint (config, tokenizer, weights); a hub id hashes its name.
+
+    Caches (ONNX exports, embeddings) are keyed by this, so swapping weights under the
+    same directory name never serves stale vectors.
+    """
+    path = Path(model_dir)
+    h = hashlib.sha256()
+    if not path.is_dir():
+        h.update(f"hub:{model_dir}".encode())
+        return h.hexdigest()[:16]
+    for name in sorted(os.listdir(path)):
+        f = path / name
+        if f.is_file() and (name.endswith((".json", ".safetensors", ".bin", ".model", ".txt"))):
+            h.update(name.encode())
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def length_buckets(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
+    """Indices of texts grouped into batches of similar length (longest first).
+
+    Padding is per batch, so sorting by length means a batch of short sentences never pays
+    for one long one; yielding longest first surfaces memory problems immediately.
+    """
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    mask = mask.astype(hidden.dtype)[..., None]
+    summed = (hidden * mask).sum(axis=1)
+    pooled = summed / np.clip(mask.sum(axis=1), 1e-9, None)
+    return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+
+
+class _BaseEncoder:
+    """Tokenise, bucket by length, run batches, pool. Subclasses provide ``_forward``."""
+
+    name: str = "base"
+
+    def __init__(self, model_dir: str, *, prefix: str = E5_PREFIX, max_length: int = 256,
+                 batch_size: int = 64) -> None:
+        from transformers import AutoTokenizer
+        self.model_dir = model_dir
+        self.prefix = prefix
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode(self, texts: Sequence[str], *, progress: bool = False,
+               desc: str | None = None) -> np.ndarray:
+        """L2-normalised mean-pooled embeddings, in the order of ``texts``."""
+        texts = [self.prefix + t for t in texts]
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        ids = enc["input_ids"]
+        out: np.ndarray | None = None
+        bar = tqdm(total=len(texts), desc=desc or f"encode ({self.name})", unit="text",
+                   disable=not progress, smoothing=0.05)
+        for batch in length_buckets([len(x) for x in ids], self.batch_size):
+            width = max(len(ids[i]) for i in batch)
+            pad = self.tokenizer.pad_token_id or 0
+            input_ids = np.full((len(batch), width), pad, dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for row, i in enumerate(batch):
+                input_ids[row, :len(ids[i])] = ids[i]
+                mask[row, :len(ids[i])] = 1
+            vecs = _mean_pool(self._forward(input_ids, mask), mask)
+            if out is None:
+                out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
+            out[batch] = vecs
+            bar.update(len(batch))
+        bar.close()
+        assert out is not None
+        return out
+
+
+class TorchEncoder(_BaseEncoder):
+    """Eager PyTorch fp32: the reference implementation."""
+
+    name = "torch-fp32"
+
+    def __init__(self, model_dir: str, **kw: object) -> None:
+        super().__init__(model_dir, **kw)  # type: ignore[arg-type]
+        import torch
+        from transformers import AutoModel
+        self._torch = torch
+        self.model = AutoModel.from_pretrained(model_dir).eval()
+        self.dim = int(self.model.config.hidden_size)
+
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.from_numpy(input_ids),
+                             attention_mask=torch.from_numpy(attention_mask))
+        return out.last_hidden_state.float().numpy()
+
+
+class OrtEncoder(_BaseEncoder):
+    """ONNX Runtime session over an exported (and optionally int8-quantised) encoder."""
+
+    def __init__(self, model_dir: str, *, precision: str = "int8", threads: int | None = None,
+                 **kw: object) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        super().__init__(model_dir, **kw)  # type: ignore[arg-type]
+        import onnxruntime as ort
+        self.name = f"ort-{precision}"
+        self.precision = precision
+        onnx_file = onnx_model_path(model_dir, precision)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self.session.get_inputs()}
+        cfg = json.loads((onnx_file.parent / "config.json").read_text())
+        self.dim = int(cfg["hidden_size"])
+
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        return self.session.run(["last_hidden_state"], feeds)[0]
+
+
+def onnx_dir_for(model_dir: str, precision: str) -> Path:
+    return cache_root() / "onnx" / f"{model_fingerprint(model_dir)}-{precision}"
+
+
+def onnx_model_path(model_dir: str, precision: str = "int8") -> Path:
+    """Export (and quantise) on first use; later calls return the cached file."""
+    target = onnx_dir_for(model_dir, precision)
+    name = "model_quantized.onnx" if precision == "int8" else "model.onnx"
+    if (target / name).is_file():
+        return target / name
+    if precision == "fp32":
+        _export_fp32(model_dir, target)
+    else:
+        _quantise_int8(onnx_model_path(model_dir, "fp32").parent, target)
+    return target / name
+
+
+def _atomic_dir(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    try:
+        os.rename(tmp, target)
+    except OSError:  # another process published first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _export_fp32(model_dir: str, target: Path) -> None:
+    """optimum's exporter, feature-extraction task (last_hidden_state output)."""
+    from optimum.exporters.onnx import main_export
+    tmp = _atomic_dir(target)
+    main_export(model_dir, output=tmp, task="feature-extraction", opset=17,
+                do_validation=False, library_name="transformers")
+    _publish(tmp, target)
+
+
+def _quantise_int8(fp32_dir: Path, target: Path) -> None:
+    """Dynamic int8 quantisation (weights int8, activations quantised at run time)."""
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+    tmp = _atomic_dir(target)
+    quantizer = ORTQuantizer.from_pretrained(fp32_dir, file_name="model.onnx")
+    qconfig = AutoQuantizationConfig.avx2(is_static=False, per_channel=True)
+    quantizer.quantize(save_dir=tmp, quantization_config=qconfig)
+    for extra in ("config.json",):
+        if not (tmp / extra).exists() and (fp32_dir / extra).exists():
+            shutil.copy(fp32_dir / extra, tmp / extra)
+    _publish(tmp, target)
+
+
+def make_encoder(model: str, backend: str = "ort-int8", **kw: object) -> _BaseEncoder:
+    """``backend``: ``torch-fp32``, ``ort-fp32`` or ``ort-int8``."""
+    model_dir = resolve_model(model)
+    if backend == "torch-fp32":
+        return TorchEncoder(model_dir, **kw)
+    if backend in ("ort-fp32", "ort-int8"):
+        return OrtEncoder(model_dir, precision=backend.split("-")[1], **kw)  # type: ignore[arg-type]
+    raise ValueError(f"unknown backend {backend!r}: use torch-fp32, ort-fp32 or ort-int8")

@@ -1,0 +1,146 @@
+"""Run a batch: embed once, then train/evaluate cells on local processes (or Ray).
+
+Flow: skip cells already in the store → embed every text the remaining cells need
+(one ONNX Runtime pass, bucketed, cached on disk) → run cells in worker processes →
+the driver writes each finished cell to the store as it arrives. A crash, even
+``kill -9``, loses only the cells in flight; rerunning completes the batch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from measure.config import Batch
+from measure.store import CellRecord, ResultStore, cell_hash
+
+
+@dataclass
+class RunSummary:
+    planned: int
+    skipped: int
+    done: int
+    failed: int
+    seconds: float
+
+
+def encoder_key_for(model: str, backend: str) -> str:
+    from measure.encoder import E5_PREFIX, model_fingerprint, resolve_model
+    return f"{model_fingerprint(resolve_model(model))}|{backend}|{E5_PREFIX}|mean-l2|256"
+
+
+def prepare_embeddings(batch: Batch, cells: list[dict[str, Any]], cache_path: Path,
+                       *, progress: bool = True) -> dict[str, str]:
+    """Encode every missing text once; returns {backend: encoder_key}."""
+    from measure.cells import texts_for_batch
+    from measure.embcache import EmbeddingCache
+    from measure.encoder import make_encoder
+
+    keys: dict[str, str] = {}
+    for backend in sorted({c["backend"] for c in cells}):
+        key = encoder_key_for(batch.model, backend)
+        keys[backend] = key
+        texts = texts_for_batch([c for c in cells if c["backend"] == backend], str(batch.data_dir))
+        with EmbeddingCache(cache_path, key) as cache:
+            todo = cache.missing(texts)
+            if progress:
+                print(f"embeddings: {len(texts) - len(todo)} of {len(texts)} texts cached, "
+                      f"encoding {len(todo)} with {batch.model} ({backend})", file=sys.stderr)
+            if todo:
+                enc = make_encoder(batch.model, backend)
+                bar = tqdm(total=len(todo), desc="encode", unit="text", disable=not progress,
+                           smoothing=0.05)
+                for start in range(0, len(todo), 4096):
+                    part = todo[start:start + 4096]
+                    cache.put(part, enc.encode(part))
+                    bar.update(len(part))
+                bar.close()
+    return keys
+
+
+def _worker_init() -> None:
+    # one BLAS thread per worker: the workers are the parallelism
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _run_cell(cell: dict[str, Any], data_dir: str, cache_path: str, key: str) -> CellRecord:
+    from measure.cells import run_probe_cell
+    if cell["method"] != "probe":
+        raise NotImplementedError(f"method {cell['method']!r} is not available in this engine yet")
+    try:
+        return run_probe_cell(cell, data_dir, cache_path, key)
+    except Exception as exc:  # stored as a failed cell, retried on the next run
+        return CellRecord(config=cell, status="failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def pending_cells(batch: Batch, store: ResultStore) -> list[dict[str, Any]]:
+    done = store.done_hashes()
+    return [c for c in batch.cells if cell_hash(c) not in done]
+
+
+def run_local(batch: Batch, store: ResultStore, *, workers: int | None = None,
+              cache_path: Path | None = None, progress: bool = True) -> RunSummary:
+    from measure.cells import default_cache_path
+    t0 = time.time()
+    cache_path = Path(cache_path or default_cache_path())
+    todo = pending_cells(batch, store)
+    skipped = len(batch.cells) - len(todo)
+    if progress:
+        print(f"batch {batch.name!r}: {len(batch.cells)} cells, {skipped} already in "
+              f"{store.path}, {len(todo)} to run", file=sys.stderr)
+    if not todo:
+        return RunSummary(len(batch.cells), skipped, 0, 0, time.time() - t0)
+    keys = prepare_embeddings(batch, todo, cache_path, progress=progress)
+    workers = max(1, workers or os.cpu_count() or 1)
+    done = failed = 0
+    # cheap cells first gives an early, honest ETA; big per-language cells come last
+    todo.sort(key=lambda c: sum(c["train_config"].values()))
+    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress, smoothing=0.02)
+    for rec in _iter_results(todo, str(batch.data_dir), str(cache_path), keys, workers):
+        store.put_cell(rec)
+        if rec.status == "done":
+            done += 1
+        else:
+            failed += 1
+            tqdm.write(f"cell failed: {rec.error}", file=sys.stderr)
+        bar.update(1)
+    bar.close()
+    return RunSummary(len(batch.cells), skipped, done, failed, time.time() - t0)
+
+
+def _iter_results(cells: list[dict[str, Any]], data_dir: str, cache_path: str,
+                  keys: dict[str, str], workers: int) -> Iterator[CellRecord]:
+    if workers == 1:
+        for c in cells:
+            yield _run_cell(c, data_dir, cache_path, keys[c["backend"]])
+        return
+    import multiprocessing as mp
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                             initializer=_worker_init) as pool:
+        it = iter(cells)
+        inflight = set()
+        for c in it:  # keep the queue short so a kill loses little
+            inflight.add(pool.submit(_run_cell, c, data_dir, cache_path, keys[c["backend"]]))
+            if len(inflight) >= 2 * workers:
+                break
+        while inflight:
+            finished, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+            for f in finished:
+                yield f.result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    inflight.add(pool.submit(_run_cell, nxt, data_dir, cache_path,
+                                             keys[nxt["backend"]]))
