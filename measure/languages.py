@@ -81,10 +81,27 @@ def import_lang2vec() -> ModuleType:
         sys.path[:] = saved
 
 
+def lang2vec_data_dir() -> Path:
+    """lang2vec's ``data`` folder, found without importing it (the import takes seconds)."""
+    for entry in sys.path:
+        cand = Path(entry or ".") / "lang2vec" / "data"
+        if (cand / "family_features.npz").is_file():
+            return cand
+    raise FileNotFoundError("lang2vec's data files were not found on sys.path; "
+                            "install lang2vec==1.1.2")
+
+
 @lru_cache(maxsize=1)
 def lang2vec_languages() -> frozenset[str]:
-    """ISO 639-3 codes lang2vec has URIEL vectors for (read once; lang2vec is slow to import)."""
-    return frozenset(import_lang2vec().LANGUAGES)
+    """ISO 639-3 codes that have URIEL vectors in lang2vec's data files (~8,000 codes).
+
+    Read from the data files rather than ``lang2vec.LANGUAGES``: that list is built with an
+    indexing slip that drops codes such as ``ara`` and ``swa`` which do have vectors, and
+    importing lang2vec costs seconds.
+    """
+    import numpy as np
+    with np.load(lang2vec_data_dir() / "family_features.npz", allow_pickle=False) as db:
+        return frozenset(str(c) for c in db["langs"])
 
 
 @lru_cache(maxsize=1)
@@ -139,8 +156,15 @@ def resolve_target(code: str) -> Language:
     by_iso3 = table[table["iso639_3"] == code]
     if len(by_iso3):
         return _from_row(by_iso3.iloc[0])
-    known = lang2vec_languages()
     two_to_three, names = _iso_records()
+    if len(code) == 3:
+        # an ISO 639-3 (macro)language code whose ISO 639-1 twin is in the registry, e.g.
+        # 'ara' or 'swa': use the registry's entry, which knows the pretraining size
+        import pycountry
+        rec = pycountry.languages.get(alpha_3=code)
+        if rec is not None and getattr(rec, "alpha_2", None) in table.index:
+            return _from_row(table.loc[rec.alpha_2])
+    known = lang2vec_languages()
     iso3 = two_to_three.get(code, code) if len(code) == 2 else code
     if iso3 in known:
         return Language(code=code, iso639_3=iso3, name=names.get(iso3, iso3), script=None,

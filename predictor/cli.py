@@ -1,14 +1,264 @@
-"""``xlt-predict``: fit, evaluate and query the transfer-performance predictor."""
+"""``xlt-predict``: fit, evaluate and query the transfer-performance predictor.
+
+Exit codes: 0 success, 1 a runtime failure (missing or tampered model directory,
+unreadable data), 2 a usage error (bad option, unknown model or language, malformed
+--train-config). Errors go to stderr; results to stdout (``--json`` for machines).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PREDICTOR = "models/predictor"
 
 
-def cmd_not_implemented(args: argparse.Namespace) -> int:
-    print(f"xlt-predict: error: '{args.command}' is not implemented yet", file=sys.stderr)
-    return 2
+class UsageError(ValueError):
+    """Bad user input detected after parsing (exit 2)."""
+
+
+def parse_train_config(text: str) -> dict[str, int]:
+    """'en:2490,de:2490' -> {'en': 2490, 'de': 2490} (argparse type; raises on bad input)."""
+    out: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        lang, sep, n = part.partition(":")
+        if not sep or not lang.strip():
+            raise argparse.ArgumentTypeError(
+                f"bad --train-config item {part!r}: use LANG:N pairs, e.g. en:2490,de:2490")
+        try:
+            value = int(n)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"bad --train-config item {part!r}: N must be a whole number") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"bad --train-config item {part!r}: N must be >= 0")
+        if lang.strip() in out:
+            raise argparse.ArgumentTypeError(f"--train-config names {lang.strip()!r} twice")
+        out[lang.strip()] = value
+    if not any(v > 0 for v in out.values()):
+        raise argparse.ArgumentTypeError("--train-config needs at least one LANG:N with N > 0")
+    return out
+
+
+def _codes(text: str) -> list[str]:
+    codes = [c.strip() for c in text.split(",") if c.strip()]
+    if not codes:
+        raise argparse.ArgumentTypeError("expected comma-separated language codes, e.g. sw,ur")
+    return codes
+
+
+def _emit(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False, default=float))
+
+
+# -- commands ------------------------------------------------------------------------------
+def _load_frame(args: argparse.Namespace):
+    from predictor import dataset
+    from predictor.models import make_candidates
+    if not args.measurements and not args.include_published:
+        raise UsageError("no training data: pass --measurements PATH and/or drop "
+                         "--no-include-published")
+    unknown = sorted(set(args.candidates or ()) - set(make_candidates()))
+    if unknown:
+        raise UsageError(f"unknown --candidates {unknown}; choose from {sorted(make_candidates())}")
+    return dataset.build_dataset(args.measurements or (), include_published=args.include_published,
+                                 published_dir=args.published_dir)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from predictor.training import fit_predictor
+    from predictor.validation import format_table
+    import pandas as pd
+
+    frame = _load_frame(args)
+    print(f"training rows: {len(frame)} ({frame['origin'].value_counts().to_dict()}); "
+          "running grouped CV ...", file=sys.stderr)
+    card = fit_predictor(frame, args.out, candidates=args.candidates, alpha=args.alpha,
+                         normalized_intervals=args.normalized_intervals, seed=args.seed,
+                         sources={"measurements": [str(p) for p in args.measurements or []],
+                                  "include_published": args.include_published})
+    if args.json:
+        _emit({k: card[k] for k in ("selected_model", "cv", "intervals", "model_sha256")}
+              | {"out": str(args.out)})
+        return 0
+    print(format_table(pd.DataFrame(card["cv"])))
+    _print_choice(card)
+    print(f"saved to {args.out} (sha256 {card['model_sha256'][:16]}...)")
+    return 0
+
+
+def _print_choice(card: dict[str, Any]) -> None:
+    iv = card["intervals"]
+    print(f"selected: {card['selected_model']} ({card['selection']})")
+    print(f"intervals: +-{iv['quantile']:.2f} points at {1 - iv['alpha']:.0%} nominal; held-out "
+          f"coverage {iv['heldout_coverage']:.3f} (worst target {iv['worst_group']}: "
+          f"{iv['heldout_coverage_min_group']:.3f})")
+    for key, c in iv.get("by_model", {}).items():
+        print(f"  {key}: +-{c['quantile']:.2f} points; held-out coverage "
+              f"{c['heldout_coverage']:.3f} (worst target {c['worst_group']}: "
+              f"{c['heldout_coverage_min_group']:.3f})")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from predictor.validation import format_table
+    if args.recompute:
+        from predictor.models import make_candidates
+        from predictor.validation import cross_validate, select_model
+        frame = _load_frame(args)
+        cands = make_candidates(args.seed)
+        names = args.candidates or list(cands)
+        table = cross_validate(frame, {n: cands[n] for n in names}, seed=args.seed).table
+        card = None
+        chosen = select_model(table)
+    else:
+        from predictor import persist
+        card = persist.read_card(args.predictor)
+        table = pd.DataFrame(card["cv"])
+        chosen = card["selected_model"]
+    if args.json:
+        _emit({"selected_model": chosen, "cv": table.to_dict("records"),
+               **({"intervals": card["intervals"]} if card else {})})
+        return 0
+    print(format_table(table))
+    if card:
+        _print_choice(card)
+    else:
+        print(f"selected: {chosen} (lowest MAE under unseen_target)")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from predictor.api import load_predictor
+    p = load_predictor(args.predictor)
+    res = p.predict_one(args.model, args.method, args.train_config, args.target)
+    method = p.resolve_method(args.model, args.method)
+    metric = next(m["metric"] for m in p.models if m["model"] == args.model and m["method"] == method)
+    if args.json:
+        _emit({"model": args.model, "method": method, "target": args.target,
+               "train_config": args.train_config, "metric": metric,
+               **{k: round(v, 2) for k, v in res.items()}})
+        return 0
+    nominal = 1 - p.card["intervals"]["alpha"]
+    print(f"{args.model}/{method} -> {args.target}: {res['prediction']:.1f} {metric} "
+          f"[{res['lower']:.1f}, {res['upper']:.1f}] ({nominal:.0%} interval)")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from predictor.api import load_predictor
+    p = load_predictor(args.predictor)
+    df = p.recommend(args.model, args.targets, args.pool, args.k, method=args.method,
+                     objective=args.objective, n_per_language=args.n_per_language, top=args.top,
+                     include_targets=args.include_targets, max_combinations=args.max_combinations)
+    a = df.attrs
+    if args.json:
+        _emit({**{k: a[k] for k in ("model", "method", "objective", "k", "n_per_language",
+                                    "targets", "dropped_from_pool", "n_combinations")},
+               "ranking": [{"rank": int(r["rank"]), "sources": r["sources"],
+                            "objective": round(r["objective"], 2),
+                            "per_target": {t: {"prediction": round(r[t], 2),
+                                               "lower": round(r[f"{t}_lower"], 2),
+                                               "upper": round(r[f"{t}_upper"], 2)}
+                                           for t in a["targets"]}}
+                           for r in df.to_dict("records")]})
+        return 0
+    print(f"{a['model']}/{a['method']}: best {a['k']}-language source sets for "
+          f"{','.join(a['targets'])} by {a['objective']} predicted score "
+          f"({a['n_combinations']} sets, {a['n_per_language']} examples per language)")
+    if a["dropped_from_pool"]:
+        print(f"(targets removed from the pool: {','.join(a['dropped_from_pool'])}; "
+              "--include-targets keeps them)")
+    for r in df.to_dict("records"):
+        per = "  ".join(f"{t} {r[t]:.1f} [{r[f'{t}_lower']:.1f}, {r[f'{t}_upper']:.1f}]"
+                        for t in a["targets"])
+        print(f"{r['rank']:>3}. {'+'.join(r['sources']):<30} {a['objective']} "
+              f"{r['objective']:.1f}   {per}")
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from predictor.api import load_predictor
+    p = load_predictor(args.predictor)
+    t0 = time.perf_counter()
+    src = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
+    records: list[Any] = []
+    ids: list[Any] = []
+    parse_err: dict[int, str] = {}
+    with src:
+        for lineno, line in enumerate(src, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                if not isinstance(rec, dict):
+                    raise ValueError("a line must be a JSON object")
+            except ValueError as exc:
+                parse_err[len(records)] = f"line {lineno}: malformed JSON ({exc})"
+                rec = None
+            records.append(rec)
+            ids.append(rec.get("id") if isinstance(rec, dict) else None)
+    valid_idx = [i for i in range(len(records)) if i not in parse_err]
+    results = p.predict_records([records[i] for i in valid_idx])
+    by_idx = dict(zip(valid_idx, results))
+    n_err = 0
+    out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
+    with out:
+        for i in range(len(records)):
+            res = {"error": parse_err[i]} if i in parse_err else by_idx[i]
+            n_err += "error" in res
+            out.write(json.dumps({"id": ids[i], **res}, ensure_ascii=False) + "\n")
+    print(f"{len(records)} lines, {n_err} errors, {time.perf_counter() - t0:.2f} s",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from predictor import persist
+    from predictor.report import build_report
+
+    frame = _load_frame(args)
+    card = None
+    if args.predictor and Path(args.predictor).is_dir():
+        card = persist.read_card(args.predictor)
+    command = "xlt-predict report " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["report"] \
+        else "xlt-predict report"
+    summary = build_report(frame, args.out, card=card, command=command)
+    for e in summary["effects"]:
+        print(f"{e['model']:<10} {e['regime']:<13} {e['group']:<5} "
+              f"{e['slope_per_doubling']:+6.2f} per doubling of k  95% CI "
+              f"[{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]  ({e['n_targets']} targets, "
+              f"{e['n_rows']} rows)")
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--measurements", nargs="+", action="extend", type=Path, metavar="PATH",
+                   help="own results: a results store (.sqlite) or exports (.parquet/.csv); "
+                        "repeatable")
+    p.add_argument("--include-published", action=argparse.BooleanOptionalAction, default=True,
+                   help="add the SumEval 2022 XNLI results (XLM-R, T-ULRv6) (default: yes)")
+    p.add_argument("--published-dir", type=Path, default=None,
+                   help="directory holding sumeval2022/ (default: ../shared/data/published)")
+    p.add_argument("--candidates", type=_codes, default=None,
+                   help="comma-separated candidate models (default: all: global_mean,"
+                        "target_mean,k_only,ridge,hgb,rf)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _add_predictor_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--predictor", "--model-dir", dest="predictor", default=DEFAULT_PREDICTOR,
+                   metavar="DIR", help="fitted predictor directory (skops file + model card; "
+                                       f"default {DEFAULT_PREDICTOR})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,20 +267,94 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict zero-shot cross-lingual NLI performance from typology, the number "
                     "of supervised languages, data sizes and pretraining coverage.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, help_ in [("fit", "fit and save the predictor"),
-                        ("evaluate", "grouped cross-validation table"),
-                        ("query", "predict one configuration"),
-                        ("recommend", "best source sets for targets"),
-                        ("batch", "predict a JSONL file"),
-                        ("report", "meta-analysis report")]:
-        p = sub.add_parser(name, help=help_)
-        p.set_defaults(func=cmd_not_implemented)
+
+    p = sub.add_parser("fit", help="fit and save the predictor",
+                       description="Grouped CV of every candidate, choice by unseen-target MAE, "
+                                   "conformal intervals, refit on all rows, save (skops + card).")
+    _add_data_options(p)
+    p.add_argument("--out", type=Path, default=Path(DEFAULT_PREDICTOR), metavar="DIR")
+    p.add_argument("--alpha", type=float, default=0.1, help="interval miscoverage (default 0.1)")
+    p.add_argument("--normalized-intervals", action="store_true",
+                   help="scale intervals by a model of the unseen-target residual")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("evaluate", help="grouped cross-validation table",
+                       description="Print the CV table of a fitted predictor (from its card), or "
+                                   "recompute it on data with --recompute.")
+    _add_predictor_option(p)
+    p.add_argument("--recompute", action="store_true",
+                   help="run the CV on the data options below instead of reading the card")
+    _add_data_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("query", help="predict one configuration")
+    _add_predictor_option(p)
+    p.add_argument("--model", required=True, help="multilingual model id, e.g. xlmr, me5-small")
+    p.add_argument("--method", default=None, help="training method (default: the model's only one)")
+    p.add_argument("--train-config", required=True, type=parse_train_config, metavar="LANG:N,...",
+                   help="supervised languages and examples, e.g. en:2490,de:2490")
+    p.add_argument("--target", required=True, help="target language code (ISO 639-1/3)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("recommend", help="best source sets for targets")
+    _add_predictor_option(p)
+    p.add_argument("--model", required=True)
+    p.add_argument("--method", default=None)
+    p.add_argument("--targets", required=True, type=_codes, metavar="L1,L2")
+    p.add_argument("--pool", required=True, type=_codes, metavar="L1,L2,...",
+                   help="candidate source languages")
+    p.add_argument("--k", required=True, type=int, help="languages per source set")
+    p.add_argument("--objective", choices=["mean", "worst"], default="mean")
+    p.add_argument("--n-per-language", type=int, default=None, metavar="N",
+                   help="examples per source language (default: typical for the model)")
+    p.add_argument("--top", type=int, default=5, help="how many sets to list (default 5)")
+    p.add_argument("--include-targets", action="store_true",
+                   help="allow targets in the source sets (few-shot instead of zero-shot)")
+    p.add_argument("--max-combinations", type=int, default=50_000)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("batch", help="predict a JSONL file",
+                       description='Each input line: {"id": ..., "model": "xlmr", "task": "xnli", '
+                                   '"train_config": {"en": 10000}, "target": "as", "method": '
+                                   'optional}. Each output line: {"id", "prediction", "lower", '
+                                   '"upper"} or {"id", "error"}.')
+    _add_predictor_option(p)
+    p.add_argument("--input", required=True, help="JSONL file ('-' = stdin)")
+    p.add_argument("--output", required=True, help="JSONL file ('-' = stdout)")
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("report", help="meta-analysis report (Markdown + PNG figures)",
+                       description="How does zero-shot F1 change as the number of supervised "
+                                   "languages grows? Effects per doubling of k with grouped 95% "
+                                   "CIs, per model, regime and resource group; correlations; "
+                                   "scaling curves; the predictor's CV table.")
+    _add_data_options(p)
+    p.add_argument("--predictor", "--model-dir", dest="predictor", default=DEFAULT_PREDICTOR,
+                   metavar="DIR", help="fitted predictor whose CV table to include (if present)")
+    p.add_argument("--out", type=Path, default=Path("models/report"),
+                   help="output directory (default models/report)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from predictor.api import PredictionInputError
+    from predictor.dataset import DataValidationError
+    from predictor.persist import ModelIntegrityError
+    try:
+        return int(args.func(args) or 0)
+    except (PredictionInputError, UsageError) as exc:
+        print(f"xlt-predict {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (ModelIntegrityError, DataValidationError, FileNotFoundError) as exc:
+        print(f"xlt-predict {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

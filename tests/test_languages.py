@@ -40,8 +40,10 @@ def test_unknown_size_is_not_zero() -> None:
 
 
 def test_unknown_code_lists_closest() -> None:
-    with pytest.raises(UnknownLanguageError, match=r"unknown language code 'swa'.*closest known codes: .*swh"):
-        resolve_target("swa")
+    with pytest.raises(UnknownLanguageError, match=r"unknown language code 'qqx'; closest known codes"):
+        resolve_target("qqx")
+    assert resolve_target("swa").code == "sw"          # macrolanguage -> the registry's choice
+    assert resolve_target("ara").iso639_3 == "arb"
     with pytest.raises(UnknownLanguageError, match="closest known codes"):
         get_language("enn")
 

@@ -1,0 +1,151 @@
+"""Save and load the fitted predictor safely: skops with an allow-list, plus a checksummed card.
+
+Why: a pickle (or an unrestricted skops load) runs whatever code the file names, and
+the model directory is something users download and the app loads automatically. So:
+
+* the estimator is written with ``skops.io.dump`` (no pickle);
+* ``model_card.json`` beside it records the file's sha256 together with the training
+  data fingerprint, features, CV table, interval calibration and library versions;
+* loading first verifies the checksum (a tampered or truncated file raises
+  ``ModelIntegrityError``), then asks skops which types the file would construct and
+  refuses any that is not in ``TRUSTED_TYPES`` (``UntrustedModelError``), and only
+  then loads with exactly that explicit list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+MODEL_FILE = "predictor.skops"
+CARD_FILE = "model_card.json"
+CARD_VERSION = 1
+
+# The types beyond skops' built-in safe set (numpy, builtins, sklearn estimators) that
+# the candidates in predictor.models produce; found with skops.io.get_untrusted_types on
+# every candidate. Anything else in a model file is refused.
+TRUSTED_TYPES: frozenset[str] = frozenset({
+    "predictor.features.TransferFeatures",
+    "predictor.models.PerTargetMean",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+})
+
+
+class ModelIntegrityError(RuntimeError):
+    """The model file does not match its card (tampered, truncated or replaced)."""
+
+
+class UntrustedModelError(ModelIntegrityError):
+    """The model file would construct a type outside ``TRUSTED_TYPES``."""
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+    out = {}
+    for pkg in ("xlt", "scikit-learn", "skops", "numpy", "pandas", "scipy", "lang2vec"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model dir is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(obj: Any, directory: str | Path, card: dict[str, Any]) -> Path:
+    """Write ``obj`` (skops) and the card (JSON, with the file's sha256) into ``directory``."""
+    import skops.io as sio
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        tmp_model = Path(tmp) / MODEL_FILE
+        sio.dump(obj, tmp_model)
+        untrusted = set(sio.get_untrusted_types(file=tmp_model)) - TRUSTED_TYPES
+        if untrusted:
+            raise UntrustedModelError(f"refusing to save: the model contains types outside "
+                                      f"the allow-list {sorted(untrusted)}; add them to "
+                                      "predictor.persist.TRUSTED_TYPES after review")
+        data = tmp_model.read_bytes()
+    model_path = directory / MODEL_FILE
+    _atomic_write(model_path, data)
+    full = {"card_version": CARD_VERSION, **card, "model_file": MODEL_FILE,
+            "model_sha256": hashlib.sha256(data).hexdigest(),
+            "library_versions": library_versions()}
+    _atomic_write(directory / CARD_FILE,
+                  json.dumps(full, indent=2, sort_keys=False, default=_json_default).encode())
+    return model_path
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_card(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / CARD_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {directory} is not a fitted predictor "
+                                "directory (run `xlt-predict fit --out DIR` first)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelIntegrityError(f"{path}: the model card is not valid JSON ({exc})") from None
+
+
+def load(directory: str | Path) -> tuple[Any, dict[str, Any]]:
+    """(fitted object, card) after checksum and allow-list checks; refuses anything else."""
+    import skops.io as sio
+
+    directory = Path(directory)
+    card = read_card(directory)
+    model_path = directory / card.get("model_file", MODEL_FILE)
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{model_path} not found (the card names it)")
+    data = model_path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    expected = card.get("model_sha256")
+    if digest != expected:
+        raise ModelIntegrityError(
+            f"{model_path}: sha256 {digest[:16]}... does not match the card's "
+            f"{str(expected)[:16]}...; the file was modified or replaced. Refit with "
+            "`xlt-predict fit` or restore the original model directory")
+    try:
+        found = sio.get_untrusted_types(data=data)
+    except Exception as exc:  # a malformed archive with a matching (forged) checksum
+        raise ModelIntegrityError(f"{model_path}: not a readable skops file ({exc})") from None
+    untrusted = sorted(set(found) - TRUSTED_TYPES)
+    if untrusted:
+        raise UntrustedModelError(f"{model_path}: refusing to load types outside the "
+                                  f"allow-list: {untrusted}")
+    obj = sio.load(model_path, trusted=sorted(found))
+    return obj, card

@@ -1,0 +1,133 @@
+"""Feature correctness on known pairs, flags for unknown/absent targets, and speed."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from measure.languages import get_language
+from predictor import uriel
+from predictor.features import DISTANCE_KINDS, FEATURES, TransferFeatures, describe
+
+TRAIN = pd.DataFrame([
+    {"model": "xlmr", "method": "finetune", "train_config": {"en": 1000}, "target": "de"},
+    {"model": "xlmr", "method": "finetune", "train_config": {"en": 1000, "hi": 3000},
+     "target": "sw"},
+    {"model": "tulrv6", "method": "finetune", "train_config": {"de": 100, "ru": 100},
+     "target": "ur"},
+    {"model": "tulrv6", "method": "finetune", "train_config": {"fr": 10}, "target": "hi"},
+])
+
+
+def featurise(rows: list[dict], fitted: TransferFeatures | None = None) -> pd.DataFrame:
+    tf = fitted or TransferFeatures().fit(TRAIN)
+    return tf.transform_frame(pd.DataFrame(rows))
+
+
+def row(tc: dict, target: str, model: str = "xlmr") -> dict:
+    return {"model": model, "method": "finetune", "train_config": tc, "target": target}
+
+
+def test_single_source_distances_equal_the_direct_uriel_distance() -> None:
+    f = featurise([row({"en": 1000}, "sw")]).iloc[0]
+    for kind in DISTANCE_KINDS:
+        d = uriel.distance("swh", "eng", kind, typology="knn")   # sw -> swh, en -> eng
+        assert not math.isnan(d)
+        for stat in ("min", "mean", "wmean"):
+            assert f[f"dist_{kind}_{stat}"] == pytest.approx(d, abs=1e-12), (kind, stat)
+        assert f[f"diversity_{kind}"] == 0.0          # one source has no diversity
+        assert f[f"dist_{kind}_unknown"] == 0.0
+
+
+def test_two_sources_min_mean_weighted_mean_and_diversity() -> None:
+    f = featurise([row({"en": 1000, "hi": 3000}, "ur")]).iloc[0]
+    for kind in ("syntactic", "genetic", "geographic"):
+        d_en = uriel.distance("urd", "eng", kind, typology="knn")
+        d_hi = uriel.distance("urd", "hin", kind, typology="knn")
+        assert f[f"dist_{kind}_min"] == pytest.approx(min(d_en, d_hi))
+        assert f[f"dist_{kind}_mean"] == pytest.approx((d_en + d_hi) / 2)
+        assert f[f"dist_{kind}_wmean"] == pytest.approx((1000 * d_en + 3000 * d_hi) / 4000)
+        assert f[f"diversity_{kind}"] == pytest.approx(
+            uriel.distance("eng", "hin", kind, typology="knn"))
+    # Hindi and Urdu: same genus, so the genetic minimum is far below the English distance
+    assert f["dist_genetic_min"] < uriel.distance("urd", "eng", "genetic")
+
+
+def test_k_and_log_sizes_zero_and_few_shot() -> None:
+    f = featurise([row({"en": 1000, "hi": 3000, "de": 0}, "ur"),
+                   row({"en": 9999, "sw": 100}, "sw")])
+    assert f.loc[0, "k"] == 2 and f.loc[1, "k"] == 2              # n = 0 does not count
+    assert f.loc[0, "log_total_examples"] == pytest.approx(math.log10(4001))
+    assert f.loc[0, "log_target_examples"] == 0.0                 # zero-shot
+    assert f.loc[1, "log_target_examples"] == pytest.approx(math.log10(101))
+    assert f.loc[1, "dist_syntactic_min"] == 0.0                  # the target is a source
+    # ISO 639-1 and 639-3 spellings are the same language
+    g = featurise([row({"en": 9999, "swh": 100}, "sw")])
+    assert g.loc[0, "log_target_examples"] == pytest.approx(math.log10(101))
+
+
+def test_pretraining_size_flags_for_known_absent_and_unknown_targets() -> None:
+    tf = TransferFeatures().fit(TRAIN)
+    f = featurise([row({"en": 1000}, "sw"), row({"en": 1000}, "aym"),
+                   row({"en": 1000}, "quy")], tf)
+    assert f.loc[0, "target_log_pretrain"] == pytest.approx(math.log10(1717986918))
+    assert f.loc[0, ["target_size_unknown", "target_absent_from_pretraining"]].tolist() == [0, 0]
+    # Aymara: known to be absent from CC-100 -> 0 with its own flag, not "unknown"
+    assert f.loc[1, "target_log_pretrain"] == 0.0
+    assert f.loc[1, ["target_size_unknown", "target_absent_from_pretraining"]].tolist() == [0, 1]
+    # Ayacucho Quechua: lang2vec-only, size unknown -> the training median, flagged
+    sizes = [get_language(t).log_cc100_bytes for t in TRAIN.target]   # de sw ur hi
+    assert f.loc[2, "target_log_pretrain"] == pytest.approx(float(np.median(sizes)))
+    assert tf.impute_values_["target_log_pretrain"] == pytest.approx(float(np.median(sizes)))
+    assert f.loc[2, ["target_size_unknown", "target_absent_from_pretraining"]].tolist() == [1, 0]
+
+
+def test_script_shared_and_unknown_script_imputed_with_flag() -> None:
+    tf = TransferFeatures().fit(TRAIN)
+    f = featurise([row({"en": 1000}, "de"), row({"en": 1000}, "hi"),
+                   row({"en": 10, "ru": 10}, "bg"), row({"en": 1000}, "quy")], tf)
+    assert f.script_shared.tolist()[:3] == [1.0, 0.0, 1.0]       # Latn; Deva vs Latn; Cyrl
+    assert f.script_unknown.tolist() == [0, 0, 0, 1]
+    # training rows: de<-en shares, sw<-en,hi shares, ur<-de,ru does not, hi<-fr does not
+    assert tf.impute_values_["script_shared"] == pytest.approx(0.5)
+    assert f.loc[3, "script_shared"] == pytest.approx(0.5)
+
+
+def test_one_hots_names_documentation_and_sklearn_conventions() -> None:
+    tf = TransferFeatures(include=None)
+    assert clone(tf).get_params() == {"include": None, "kinds": None, "typology": "knn"}
+    tf.fit(TRAIN)
+    names = list(tf.get_feature_names_out())
+    assert names[-3:] == ["model=tulrv6", "model=xlmr", "method=finetune"]
+    X = tf.transform(TRAIN)
+    assert X.shape == (4, len(names)) and not np.isnan(X).any()
+    assert X[:, names.index("model=xlmr")].tolist() == [1, 1, 0, 0]
+    for name in names:
+        assert describe(name)
+    assert "target_size_unknown" in FEATURES and "dist_genetic_wmean" in FEATURES
+    k_only = TransferFeatures(include=("k",)).fit(TRAIN)
+    assert list(k_only.get_feature_names_out()) == ["k"]
+    assert k_only.transform(TRAIN).ravel().tolist() == [1, 2, 2, 1]
+    with pytest.raises(ValueError, match="unknown URIEL distance kinds"):
+        TransferFeatures(kinds=["nope"]).fit(TRAIN)
+
+
+def test_fifty_thousand_rows_featurise_in_seconds() -> None:
+    rng = random.Random(0)
+    langs = "ar bg de el en es fr hi ru sw th tr ur vi zh".split()
+    targets = langs + "aym bzd cni hch nah oto tar quy as".split()
+    rows = [row({lg: rng.choice([1000, 10000, 100000]) for lg in rng.sample(langs, rng.randint(1, 6))},
+                rng.choice(targets), rng.choice(["xlmr", "tulrv6"])) for _ in range(50_000)]
+    frame = pd.DataFrame(rows)
+    tf = TransferFeatures().fit(frame.iloc[:2000])
+    t0 = time.perf_counter()
+    X = tf.transform(frame)
+    elapsed = time.perf_counter() - t0
+    assert X.shape[0] == 50_000 and not np.isnan(X).any()
+    assert elapsed < 5.0, f"50,000 rows took {elapsed:.1f} s"
