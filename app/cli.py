@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--server.address", "127.0.0.1", "--server.port", str(args.port),
                 "--browser.gatherUsageStats", "false",
                 "--server.headless", "true" if args.headless else "false",
-                "--global.developmentMode", "false"]
+                "--global.developmentMode", "false",
+                "--client.toolbarMode", "viewer"]
     return int(stcli.main() or 0)
 
 

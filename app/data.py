@@ -1,0 +1,404 @@
+"""Read-only loaders for the app: measured tables, language names, families, report tables.
+
+Why a separate module: every page needs the same tables with the same derived columns
+(source-set label, target name, resource group, family), and Streamlit reruns a page
+script on every interaction, so each table is built once per process and cached:
+``st.cache_resource`` for the measured table (shared, never copied -- pages treat it as
+read-only; a new export changes the cache key) and ``functools.lru_cache`` for the
+static language tables, which ``format_func`` calls thousands of times. Nothing here
+trains or writes anything; a missing input yields an empty result plus the command that
+produces it, never an exception on a page.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+# Commands that produce each input (shown when the input is missing).
+CMD_MEASURE = ("xlt-measure run measure/configs/default.toml --store results/default.sqlite\n"
+               "xlt-measure export --store results/default.sqlite "
+               "--out models/measurements/me5-small-probe.parquet")
+CMD_PREDICTOR = ("xlt-predict fit --measurements models/measurements/me5-small-probe.parquet "
+                 "--out models/predictor")
+CMD_REPORT = ("xlt-predict report --measurements models/measurements/me5-small-probe.parquet "
+              "--predictor models/predictor --out models/report")
+
+MEASUREMENTS_SUBDIR = "measurements"
+PREDICTOR_SUBDIR = "predictor"
+REPORT_SUBDIR = "report"
+
+AMERICAS_NLI = ("aym", "bzd", "cni", "hch", "nah", "oto", "tar")
+LOW, HIGH = "low-resource", "high-resource"
+
+# The columns of measure.store.ResultStore.results_frame() the pages rely on.
+MEASUREMENT_COLUMNS = ["cell_hash", "model", "method", "train_dataset", "train_split", "regime",
+                       "train_config", "k", "total_examples", "seed", "target_dataset",
+                       "target_language", "target_split", "macro_f1", "accuracy", "n",
+                       "zero_shot"]
+
+
+def models_dir() -> Path:
+    """The served models directory: ``$XLT_MODELS_DIR`` (set by ``xlt-app``), else models/."""
+    env = os.environ.get("XLT_MODELS_DIR")
+    if env:
+        return Path(env)
+    from app.cli import default_models_dir
+    return default_models_dir()
+
+
+# -- measurements ---------------------------------------------------------------------------
+@dataclass
+class Measurements:
+    """The measured table plus where it came from (for status and error messages)."""
+
+    frame: pd.DataFrame
+    files: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return self.frame.empty
+
+
+def canonical_config(tc: Any) -> dict[str, int]:
+    """``{lang: n}`` with n > 0 only, sorted; accepts the JSON string the store exports."""
+    if isinstance(tc, str):
+        tc = json.loads(tc)
+    return {str(k): int(v) for k, v in sorted(tc.items()) if v and v > 0}
+
+
+def config_key(tc: Any) -> str:
+    """A stable string for an exact training configuration (matches measured to predicted)."""
+    return json.dumps(canonical_config(tc), separators=(",", ":"), sort_keys=True)
+
+
+def sources_label(tc: Any) -> str:
+    """'de+en+sw' — the source languages of a configuration, sorted."""
+    return "+".join(canonical_config(tc))
+
+
+def read_measurement_files(directory: Path) -> Measurements:
+    """Concatenate every ``*.parquet`` / ``*.csv`` export in ``directory`` and derive columns."""
+    files = sorted([*directory.glob("*.parquet"), *directory.glob("*.csv")]) \
+        if directory.is_dir() else []
+    parts: list[pd.DataFrame] = []
+    problems: list[str] = []
+    for path in files:
+        try:
+            df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        except Exception as exc:  # a corrupt file must not take the app down
+            problems.append(f"{path.name}: unreadable ({exc})")
+            continue
+        missing = [c for c in MEASUREMENT_COLUMNS if c not in df.columns]
+        if missing:
+            problems.append(f"{path.name}: missing columns {missing} (not an `xlt-measure export` "
+                            "table)")
+            continue
+        parts.append(df)
+    if not parts:
+        return Measurements(pd.DataFrame(columns=MEASUREMENT_COLUMNS + _DERIVED),
+                            [p.name for p in files], problems)
+    df = pd.concat(parts, ignore_index=True)
+    df = df.drop_duplicates(["cell_hash", "target_dataset", "target_language", "target_split"])
+    return Measurements(enrich(df), [p.name for p in files], problems)
+
+
+_DERIVED = ["config_key", "sources", "target_name", "target_group", "source_language"]
+
+
+def enrich(df: pd.DataFrame) -> pd.DataFrame:
+    """Derived columns every page uses: exact-config key, source label, target name/group."""
+    df = df.copy()
+    df["macro_f1"] = pd.to_numeric(df["macro_f1"], errors="coerce").astype(float)
+    df["k"] = df["k"].astype(int)
+    df["seed"] = df["seed"].astype(int)
+    df["zero_shot"] = df["zero_shot"].astype(bool)
+    configs = df["train_config"].map(canonical_config)
+    df["config_key"] = configs.map(lambda c: json.dumps(c, separators=(",", ":"), sort_keys=True))
+    df["sources"] = configs.map(lambda c: "+".join(c))
+    df["source_language"] = [next(iter(c)) if len(c) == 1 else None for c in configs]
+    names = language_names()
+    df["target_name"] = df["target_language"].map(lambda c: names.get(c, c))
+    groups = resource_groups()
+    df["target_group"] = df["target_language"].map(lambda c: groups.get(c, LOW))
+    df["pool"] = df["train_dataset"].astype(str) + "/" + df["train_split"].astype(str)
+    return df
+
+
+def measurements(models: Path | None = None) -> Measurements:
+    """The measured table of the served models directory (cached; reloads when files change)."""
+    directory = (models or models_dir()) / MEASUREMENTS_SUBDIR
+    return _load_with_stamp(str(directory), _stamp(directory))
+
+
+@st.cache_resource(show_spinner="Loading measurements…", max_entries=4)
+def _load_with_stamp(directory: str, stamp: tuple) -> Measurements:
+    return read_measurement_files(Path(directory))
+
+
+def _stamp(directory: Path) -> tuple:
+    """File names, sizes and mtimes: a new export invalidates the cache without a restart."""
+    if not directory.is_dir():
+        return ()
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                        for p in directory.iterdir() if p.suffix in {".parquet", ".csv"}))
+
+
+def store_status(m: Measurements) -> dict[str, Any]:
+    """Counts shown on the Measurements page (the exported store's content)."""
+    df = m.frame
+    if df.empty:
+        return {"cells": 0, "rows": 0, "files": m.files, "by": pd.DataFrame()}
+    by = (df.groupby(["model", "method", "pool", "regime"])
+          .agg(cells=("cell_hash", "nunique"), rows=("cell_hash", "size"),
+               seeds=("seed", "nunique"), k_min=("k", "min"), k_max=("k", "max"),
+               targets=("target_language", "nunique"))
+          .reset_index())
+    secs = df.drop_duplicates("cell_hash").groupby(["model", "method", "pool", "regime"])[
+        "train_seconds"].sum(min_count=1)
+    by["train_hours"] = (secs.to_numpy() / 3600.0).round(3)
+    return {"cells": int(df["cell_hash"].nunique()), "rows": int(len(df)), "files": m.files,
+            "targets": int(df["target_language"].nunique()), "by": by}
+
+
+def measured_lookup(df: pd.DataFrame, model: str, method: str, config: dict[str, int],
+                    targets: list[str]) -> pd.DataFrame:
+    """Mean/SD/count over seeds of the measured macro-F1 for one exact configuration."""
+    cols = ["target", "measured", "measured_sd", "measured_seeds"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    key = config_key(config)
+    sub = df[(df["model"] == model) & (df["method"] == method) & (df["config_key"] == key)
+             & df["target_language"].isin(targets)]
+    if sub.empty:
+        return pd.DataFrame(columns=cols)
+    g = sub.groupby("target_language")["macro_f1"]
+    out = pd.DataFrame({"measured": g.mean(), "measured_sd": g.std(ddof=1).fillna(0.0),
+                        "measured_seeds": g.size()}).reset_index(names="target")
+    return out[cols]
+
+
+# -- languages ------------------------------------------------------------------------------
+# Static for the life of the process, and called inside format_func for thousands of
+# options: plain lru_cache (st.cache_data would copy the value on every call).
+@lru_cache(maxsize=1)
+def language_names() -> dict[str, str]:
+    """Dataset/registry code -> English name (registry languages only; fast)."""
+    from measure.languages import registry_table
+    t = registry_table()
+    return dict(zip(t["code"], t["name"]))
+
+
+@lru_cache(maxsize=1)
+def resource_groups() -> dict[str, str]:
+    """Code -> 'low-resource' / 'high-resource' for the registry's evaluation targets.
+
+    Low = the AmericasNLI languages (absent from pretraining) plus the bottom third of the
+    XNLI languages by CC-100 size; every other XNLI language is high. The rule is the
+    research question's, computed from the registry, not hand-picked.
+    """
+    from measure.languages import registry_table
+    t = registry_table()
+    out = {c: LOW for c in AMERICAS_NLI}
+    xnli = t[t["datasets"].fillna("").str.split().map(lambda ds: "xnli" in ds)]
+    sizes = xnli["xlmr_cc100_bytes"].astype(float).sort_values()
+    n_low = math.ceil(len(sizes) / 3)
+    for i, code in enumerate(sizes.index):
+        out[str(code)] = LOW if i < n_low else HIGH
+    return out
+
+
+def low_resource_rule() -> str:
+    """One sentence naming the low-resource languages (shown under the Scaling chart)."""
+    groups = resource_groups()
+    names = language_names()
+    low_xnli = [c for c, g in groups.items() if g == LOW and c not in AMERICAS_NLI]
+    return ("Low-resource = the 7 AmericasNLI languages (absent from CC-100) and the bottom "
+            "third of XNLI languages by CC-100 size: "
+            + ", ".join(f"{names.get(c, c)} ({c})" for c in low_xnli) + ".")
+
+
+@lru_cache(maxsize=1)
+def language_options() -> pd.DataFrame:
+    """Every language the predictor accepts as a target: registry codes, then lang2vec's.
+
+    Columns: code (what the predictor takes), iso639_3, name, label ('Swahili (sw)'),
+    in_registry. Registry codes come first (they carry sizes and scripts); a lang2vec
+    language whose ISO 639-3 code a registry entry already covers is not repeated.
+    """
+    from measure.languages import lang2vec_languages, registry_table, resolve_target
+    t = registry_table()
+    rows = [{"code": r.code, "iso639_3": r.iso639_3, "name": r.name, "in_registry": True}
+            for r in t.itertuples()]
+    covered = set(t["iso639_3"]) | set(t["code"])
+    for iso3 in sorted(lang2vec_languages() - covered):
+        lang = resolve_target(iso3)
+        rows.append({"code": iso3, "iso639_3": iso3, "name": lang.name, "in_registry": False})
+    df = pd.DataFrame(rows)
+    df["label"] = df["name"] + " (" + df["code"] + ")"
+    return df.reset_index(drop=True)
+
+
+@lru_cache(maxsize=1)
+def _labels() -> dict[str, str]:
+    opts = language_options()
+    return dict(zip(opts["code"], opts["label"]))
+
+
+def label_of(code: str) -> str:
+    """'Swahili (sw)' for any code the options know; the code itself otherwise."""
+    return _labels().get(code, code)
+
+
+# -- families (URIEL genetic features) ------------------------------------------------------
+@st.cache_resource(show_spinner="Reading URIEL language families…")
+def _family_table() -> tuple[dict[str, int], np.ndarray, np.ndarray, np.ndarray]:
+    """(language -> row, feature names, membership matrix, members per feature) from URIEL.
+
+    URIEL's ``fam`` features are one 0/1 column per Glottolog family node. A language's
+    top-level family is its node with the most member languages (a parent contains all
+    of its children's members), its branch the next largest: no tree order is assumed.
+    """
+    from measure.languages import import_lang2vec
+    path = Path(import_lang2vec().__file__).parent / "data" / "family_features.npz"
+    with np.load(path, allow_pickle=True) as npz:
+        langs = [str(x) for x in npz["langs"]]
+        feats = np.array([str(f).removeprefix("F_").replace("_", " ") for f in npz["feats"]])
+        member = npz["data"][:, :, 0] == 1
+    return {c: i for i, c in enumerate(langs)}, feats, member, member.sum(axis=0)
+
+
+def families(codes: list[str]) -> pd.DataFrame:
+    """code -> family, branch (URIEL/Glottolog); 'Unknown' when URIEL lacks the language."""
+    from measure.languages import UnknownLanguageError, resolve_target
+    index, feats, member, counts = _family_table()
+    rows = []
+    for code in codes:
+        try:
+            iso3 = resolve_target(code).iso639_3
+        except UnknownLanguageError:
+            iso3 = code
+        fam, branch = "Unknown", ""
+        if iso3 in index:
+            cols = np.flatnonzero(member[index[iso3]])
+            if len(cols):
+                order = cols[np.argsort(-counts[cols], kind="stable")]
+                fam = str(feats[order[0]])
+                branch = str(feats[order[1]]) if len(order) > 1 else fam
+        rows.append({"code": code, "family": fam, "branch": branch})
+    return pd.DataFrame(rows, columns=["code", "family", "branch"])
+
+
+def family_order(codes: list[str]) -> list[str]:
+    """Codes sorted by family, then branch, then name: related languages sit together.
+
+    Families are ordered by how many of ``codes`` they hold (largest first), so the
+    big Indo-European block leads and isolates trail.
+    """
+    fam = families(codes)
+    names = language_names()
+    fam["name"] = fam["code"].map(lambda c: names.get(c, c))
+    size = fam.groupby("family")["code"].transform("size")
+    fam["size"] = -size
+    return fam.sort_values(["size", "family", "branch", "name"])["code"].tolist()
+
+
+# -- report tables --------------------------------------------------------------------------
+def read_report_summary(report_dir: Path) -> dict[str, Any] | None:
+    """``summary.json`` written by ``xlt-predict report`` (None when absent or unreadable)."""
+    path = report_dir / "summary.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_correlations(report_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """The report's feature-score correlation table, or (None, None) when there is none.
+
+    Looked for in ``summary.json`` (``correlations``: one record list per data origin),
+    then ``correlations.json``/``.csv``, then the first Markdown pipe table under a
+    heading that mentions correlation.
+    """
+    if not report_dir.is_dir():
+        return None, None
+    summary = read_report_summary(report_dir)
+    if summary and summary.get("correlations"):
+        corr = summary["correlations"]
+        parts = []
+        if isinstance(corr, dict):
+            for origin, recs in corr.items():
+                if recs:
+                    parts.append(pd.DataFrame(recs).assign(origin=origin))
+        elif isinstance(corr, list):
+            parts.append(pd.DataFrame(corr))
+        if parts:
+            df = pd.concat(parts, ignore_index=True)
+            if "origin" in df.columns:
+                df = df[["origin", *[c for c in df.columns if c != "origin"]]]
+            return df, "summary.json"
+    for name in ("correlations.json", "correlations.csv"):
+        path = report_dir / name
+        if path.is_file():
+            try:
+                if path.suffix == ".csv":
+                    return pd.read_csv(path), name
+                raw = json.loads(path.read_text(encoding="utf-8"))
+                rows = raw.get("rows", raw.get("correlations", raw)) \
+                    if isinstance(raw, dict) else raw
+                return pd.DataFrame(rows), name
+            except Exception:  # noqa: BLE001 - a malformed file falls through to the markdown
+                pass
+    for path in sorted(report_dir.glob("*.md")):
+        table = markdown_table_after(path.read_text(encoding="utf-8"), "correlation")
+        if table is not None:
+            return table, path.name
+    return None, None
+
+
+def markdown_table_after(text: str, heading_word: str) -> pd.DataFrame | None:
+    """The first pipe table in a section whose heading mentions ``heading_word``.
+
+    A section runs until the next heading of the same or a higher level, so tables in
+    its sub-sections count.
+    """
+    lines = text.splitlines()
+    level = 0  # heading level of the matching section; 0 = outside
+    for i, line in enumerate(lines):
+        stripped = line.lstrip()
+        if stripped.startswith("#"):
+            h = len(stripped) - len(stripped.lstrip("#"))
+            if heading_word.lower() in stripped.lower():
+                level = h
+            elif level and h <= level:
+                level = 0
+            continue
+        if level and stripped.startswith("|") and i + 1 < len(lines) \
+                and lines[i + 1].strip().startswith("|") \
+                and set(lines[i + 1].replace("|", "").strip()) <= set("-: "):
+            header = [c.strip() for c in stripped.strip().strip("|").split("|")]
+            body = []
+            for row in lines[i + 2:]:
+                if not row.strip().startswith("|"):
+                    break
+                body.append([c.strip() for c in row.strip().strip("|").split("|")])
+            df = pd.DataFrame(body, columns=header)
+            for c in df.columns:
+                conv = pd.to_numeric(df[c], errors="coerce")
+                if conv.notna().all():
+                    df[c] = conv
+            return df
+    return None

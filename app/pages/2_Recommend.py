@@ -1,0 +1,190 @@
+"""Recommend: the best source-language sets for chosen targets under a budget.
+
+Budget in languages (k languages, n examples each) or in examples (a total split
+evenly over k languages, every k up to a bound compared). Sets are ranked by the
+predicted mean over the targets or by the worst target; the runner-ups are listed
+and the "why" table compares what the model sees for each set (distances to the
+targets, diversity, script, sizes), with per-feature contributions when the fitted
+model is linear.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.append(_ROOT)
+
+import altair as alt  # noqa: E402
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from app import ui  # noqa: E402
+from app.services import MAIN_FEATURES, ServiceError  # noqa: E402
+
+XNLI_15 = ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"]
+MAX_ROWS = 250_000  # (source sets x targets) predicted per request; keeps a click interactive
+
+models = ui.setup("Recommend source languages", ":material/explore:",
+                  "Which languages should you label data in? Give the target languages and a "
+                  "budget; the predictor scores every candidate source set and ranks them.")
+service = ui.require_service(models)
+
+left, right = st.columns([1, 1], gap="large")
+with left:
+    choice = ui.pick_model(service, "rc_model")
+    targets = ui.pick_targets("rc_targets", default=["sw", "aym", "nah"])
+    pool = ui.pick_sources("rc_pool", default=XNLI_15, label="Candidate source languages (pool)")
+with right:
+    budget = st.radio("Budget", ["languages", "examples"], horizontal=True, key="rc_budget",
+                      format_func=lambda b: {"languages": "k languages × n examples each",
+                                             "examples": "total examples (split evenly)"}[b])
+    usable = [p for p in pool if p not in targets]
+    include_targets = st.checkbox("Allow supervising a target language itself", value=False,
+                                  key="rc_incl",
+                                  help="Off: zero-shot only, targets are removed from the pool.")
+    if include_targets:
+        usable = list(pool)
+    k_cap = max(1, min(len(usable), 8))
+    if budget == "languages":
+        k = int(st.number_input("k languages", min_value=1, max_value=k_cap, value=min(2, k_cap),
+                                key="rc_k"))
+        n_per = int(st.number_input("Examples per language", min_value=1, max_value=10_000_000,
+                                    value=choice.typical_n, step=500,
+                                    key=f"rc_n_{choice.model}"))
+        total = None
+    else:
+        total = int(st.number_input("Total examples", min_value=1, max_value=100_000_000,
+                                    value=2 * choice.typical_n, step=500,
+                                    key=f"rc_total_{choice.model}"))
+        k = None
+        n_per = None
+        k_max = int(st.number_input("Compare k up to", min_value=1, max_value=k_cap,
+                                    value=min(4, k_cap), key="rc_kmax"))
+    objective = st.radio("Rank by", ["mean", "worst"], horizontal=True, key="rc_obj",
+                         format_func=lambda o: {"mean": "mean over targets",
+                                                "worst": "worst target"}[o])
+    top = int(st.slider("Sets to list", 3, 15, 5, key="rc_top"))
+
+if not targets:
+    st.info("Choose one or more target languages.")
+    st.stop()
+if not usable:
+    st.warning("The pool has no language left once the targets are removed: add candidate "
+               "source languages or allow supervising a target.")
+    st.stop()
+ks = [k] if k is not None else list(range(1, k_max + 1))
+n_rows = sum(math.comb(len(usable), kk) for kk in ks if kk <= len(usable)) * len(targets)
+if n_rows > MAX_ROWS:
+    st.warning(f"That is {n_rows:,} predictions (every source set × target); shrink the pool, "
+               f"lower k or choose fewer targets (limit {MAX_ROWS:,}).")
+    st.stop()
+
+try:
+    with st.spinner("Scoring source sets…"):
+        rec = service.recommend(choice, targets, pool, k=k, total_examples=total,
+                                n_per_language=n_per, objective=objective,
+                                include_targets=include_targets, top=top,
+                                k_max=k_max if k is None else 4)
+except ServiceError as exc:
+    st.warning(str(exc))
+    st.stop()
+if rec.empty:
+    st.warning("No source set fits this budget.")
+    st.stop()
+
+rec["set"] = rec["sources"].map(lambda s: " + ".join(ui.lang_label(c) for c in s))
+best = rec.iloc[0]
+obj_name = "mean" if objective == "mean" else "worst-target"
+st.success(f"**Best:** {best['set']} ({int(best['n_per_language']):,} examples each) — predicted "
+           f"{choice.metric_label} {best['mean']:.1f} on average, {best['worst']:.1f} on the "
+           f"hardest target.")
+if len(rec) > 1:
+    second = rec.iloc[1]
+    st.caption(f"Runner-up: {second['set']} — {obj_name} {second['objective']:.1f} "
+               f"({second['objective'] - best['objective']:+.2f}).")
+
+per_target = []
+for _, r in rec.iterrows():
+    for t in targets:
+        if t in rec.columns:
+            per_target.append({"rank": int(r["rank"]), "set": r["set"], "target": ui.lang_label(t),
+                               "prediction": r[t], "lower": r[f"{t}_lower"],
+                               "upper": r[f"{t}_upper"]})
+pt = pd.DataFrame(per_target)
+if not pt.empty:
+    yy = alt.Y("target:N", title=None, axis=alt.Axis(labelLimit=240))
+    color = alt.Color("rank:O", scale=alt.Scale(scheme="viridis", reverse=False),
+                      title="rank")
+    dots = alt.Chart(pt).mark_point(filled=True, size=110, opacity=0.9).encode(
+        x=alt.X("prediction:Q", scale=alt.Scale(zero=False),
+                title=f"predicted {choice.metric_label}"),
+        y=yy, yOffset=alt.YOffset("rank:O"), color=color,
+        tooltip=["set", "target", alt.Tooltip("prediction:Q", format=".1f"),
+                 alt.Tooltip("lower:Q", format=".1f"), alt.Tooltip("upper:Q", format=".1f")])
+    bars = alt.Chart(pt).mark_rule(opacity=0.4, strokeWidth=2).encode(
+        x="lower:Q", x2="upper:Q", y=yy, yOffset=alt.YOffset("rank:O"), color=color)
+    st.altair_chart(alt.layer(bars, dots).properties(height=max(160, 34 * len(targets) +
+                                                                6 * len(rec) * len(targets))),
+                    width="stretch")
+
+show = pd.DataFrame({"rank": rec["rank"], "source set": rec["set"], "k": rec["k"],
+                     "n / language": rec["n_per_language"], "mean": rec["mean"].round(2),
+                     "worst": rec["worst"].round(2)})
+for t in targets:
+    if t in rec.columns:
+        show[ui.lang_label(t)] = rec[t].round(1)
+st.dataframe(show, hide_index=True, width="stretch")
+
+st.subheader("Why these sets")
+sets = [{c: int(r["n_per_language"]) for c in r["sources"]} for _, r in rec.iterrows()]
+try:
+    why = service.explain_sets(choice, sets, targets)
+except Exception as exc:  # noqa: BLE001 - explanation is optional, never fatal
+    why = None
+    st.info(f"No explanation available: {exc}")
+if why is None:
+    st.info("The selected predictor is a baseline without features; it ranks sets by "
+            "averages only.")
+else:
+    main = [f for f in MAIN_FEATURES if f in why.columns]
+    imp = service.permutation_importance()
+    if imp is not None:
+        rank_of = {f: i for i, f in enumerate(imp["feature"])}
+        main.sort(key=lambda f: rank_of.get(f, 999))
+    varying = [f for f in main if why[f].nunique() > 1]
+    constant = [f for f in main if f not in varying]
+    table = why[varying].copy()
+    table.columns = [MAIN_FEATURES[f] for f in varying]
+    table.insert(0, "source set", rec["set"].to_numpy())
+    contrib_cols = [c for c in why.columns if c.startswith("contrib:")]
+    st.caption("What the model sees for each set, averaged over the targets (distances are "
+               "URIEL distances in [0, 1]; smaller = closer)."
+               + (" Features are ordered by the model card's permutation importance."
+                  if imp is not None else ""))
+    st.dataframe(table.round(3), hide_index=True, width="stretch")
+    if constant:
+        st.caption("The same for every listed set: " + "; ".join(
+            f"{MAIN_FEATURES[f]} = {why.loc[0, f]:.3g}" for f in constant) + ".")
+    if contrib_cols and len(rec) > 1:
+        diff = (why.loc[0, contrib_cols] - why.loc[1, contrib_cols]).sort_values(
+            key=lambda s: -s.abs())
+        top_diff = diff.head(5)
+        st.markdown("**Largest contributions to the gap between the best set and the "
+                    "runner-up** (linear model, points):")
+        names = [c.removeprefix("contrib:") for c in top_diff.index]
+        st.dataframe(pd.DataFrame({"feature": [MAIN_FEATURES.get(n, n) for n in names],
+                                   "points": top_diff.to_numpy().round(3),
+                                   "meaning": [service.describe(n) for n in names]}),
+                     hide_index=True, width="stretch")
+    elif len(rec) > 1:
+        d = why.loc[0, main] - why.loc[1, main]
+        notes = []
+        for f in varying[:6]:
+            if abs(d[f]) > 1e-9:
+                notes.append(f"{MAIN_FEATURES[f]}: {why.loc[0, f]:.3g} vs {why.loc[1, f]:.3g}")
+        if notes:
+            st.caption("Best vs runner-up — " + "; ".join(notes) + ".")

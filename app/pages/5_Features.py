@@ -1,0 +1,201 @@
+"""Features: what drives the predictor -- importance, partial dependence, correlations, CV.
+
+* Permutation importance from the model card (written by ``xlt-predict fit``); when
+  the card has none, it can be computed on demand on the measured table (in-sample,
+  labelled as such) -- prediction only, nothing is refitted.
+* Partial dependence on k and the main URIEL distances, computed with the loaded
+  model on background rows (the measured configurations of the chosen model).
+* The report's correlation table (``models/report``), if present.
+* The grouped cross-validation table from the card.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.append(_ROOT)
+
+import altair as alt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from app import data, ui  # noqa: E402
+from app.services import (MAIN_FEATURES, ModelChoice, PredictorService,  # noqa: E402
+                          load_service)
+
+XNLI_15 = ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"]
+PD_DEFAULT = ["k", "dist_genetic_min", "dist_syntactic_min", "dist_geographic_min"]
+MAX_BACKGROUND = 400
+
+models = ui.setup("Features", ":material/insights:",
+                  "What the predictor relies on: permutation importance, partial dependence on "
+                  "k and the main typological distances, correlations from the report, and how "
+                  "well it predicts unseen languages.")
+service, why = load_service(models)
+measured = data.measurements(models).frame
+
+
+def background_rows(svc: PredictorService, choice: ModelChoice) -> list[dict]:
+    """Measured (configuration, target) pairs of this model; else single sources × its targets."""
+    sub = measured[(measured["model"] == choice.model) & (measured["method"] == choice.method)] \
+        if not measured.empty else measured
+    if not sub.empty:
+        pairs = sub.drop_duplicates(["config_key", "target_language"])
+        if len(pairs) > MAX_BACKGROUND:
+            pairs = pairs.sample(MAX_BACKGROUND, random_state=0)
+        return [{"model": choice.model, "method": choice.method,
+                 "train_config": data.canonical_config(r.train_config),
+                 "target": r.target_language} for r in pairs.itertuples()]
+    targets = list(choice.targets) or XNLI_15
+    return [{"model": choice.model, "method": choice.method,
+             "train_config": {s: choice.typical_n}, "target": t}
+            for s in XNLI_15 for t in targets if s != t]
+
+
+@st.cache_data(show_spinner="Computing partial dependence…", max_entries=32)
+def cached_pd(_svc: PredictorService, key: str, choice: ModelChoice, feature: str,
+              grid: tuple[float, ...] | None) -> pd.DataFrame:
+    return _svc.partial_dependence(background_rows(_svc, choice), feature,
+                                   grid=None if grid is None else list(grid))
+
+
+@st.cache_data(show_spinner="Permuting features on the measured table…", max_entries=8)
+def cached_in_sample_importance(_svc: PredictorService, key: str, choice: ModelChoice,
+                                repeats: int = 3) -> pd.DataFrame:
+    """MAE increase when one feature column is shuffled (in-sample; prediction only)."""
+    sub = measured[(measured["model"] == choice.model) & (measured["method"] == choice.method)]
+    rows = [{"model": choice.model, "method": choice.method,
+             "train_config": data.canonical_config(r.train_config), "target": r.target_language}
+            for r in sub.itertuples()]
+    y = sub["macro_f1"].to_numpy(float)
+    feats = _svc.features(rows)
+    rest = _svc._pipeline_parts()[1]
+    X = feats.to_numpy(float)
+    base = np.mean(np.abs(rest.predict(X) - y))
+    rng = np.random.default_rng(0)
+    out = []
+    for j, name in enumerate(feats.columns):
+        if np.ptp(X[:, j]) == 0:
+            continue
+        inc = []
+        for _ in range(repeats):
+            Xp = X.copy()
+            Xp[:, j] = rng.permutation(Xp[:, j])
+            inc.append(np.mean(np.abs(rest.predict(Xp) - y)) - base)
+        out.append({"feature": name, "importance": float(np.mean(inc)), "std": float(np.std(inc))})
+    return pd.DataFrame(out).sort_values("importance", ascending=False).reset_index(drop=True)
+
+
+if service is None:
+    ui.missing("No usable fitted predictor, so no importance or partial dependence",
+               data.CMD_PREDICTOR, why)
+else:
+    choice = ui.pick_model(service, "ft_model")
+    # cache key: the model file and the measured table (both feed the computations)
+    card_key = f"{service.card.get('model_sha256', service.path)}:{len(measured)}"
+
+    st.subheader("Permutation importance")
+    imp = service.permutation_importance()
+    if imp is not None:
+        st.caption("From the model card: the increase in error when a feature's values are "
+                   "shuffled (larger = the model relies on it more).")
+    else:
+        st.info("The model card has no permutation importance (it is written by "
+                "`xlt-predict fit`). You can compute it on the measured table below — "
+                "in-sample, with the loaded model, nothing is refitted.")
+        sub = measured if measured.empty else measured[
+            (measured["model"] == choice.model) & (measured["method"] == choice.method)]
+        if service._pipeline_parts() is None:
+            st.caption("The selected predictor is a baseline without features.")
+        elif sub.empty:
+            st.caption(f"No measured rows for {choice.model} · {choice.method} in "
+                       f"`{models / data.MEASUREMENTS_SUBDIR}`.")
+        elif st.button("Compute in-sample permutation importance", key="ft_perm"):
+            imp = cached_in_sample_importance(service, card_key, choice)
+            st.caption(f"In-sample MAE increase on {len(sub):,} measured rows of "
+                       f"{choice.model} · {choice.method} (3 shuffles each).")
+    if imp is not None and not imp.empty:
+        top = imp.head(15).copy()
+        top["label"] = [MAIN_FEATURES.get(f, f) for f in top["feature"]]
+        bar = alt.Chart(top).mark_bar(color="#1b6ca8").encode(
+            x=alt.X("importance:Q", title="importance (error increase)"),
+            y=alt.Y("label:N", sort=top["label"].tolist(), title=None,
+                    axis=alt.Axis(labelLimit=300, labelOverlap=False)),
+            tooltip=["feature", alt.Tooltip("importance:Q", format=".3f")])
+        st.altair_chart(bar.properties(height=26 * len(top)), width="stretch")
+
+    st.subheader("Partial dependence")
+    names = service.feature_names
+    if not names:
+        st.info("The selected predictor is a baseline without features; partial dependence "
+                "needs a feature-based model (refit with the learned candidates).")
+    else:
+        options = [f for f in MAIN_FEATURES if f in names] + \
+            [f for f in names if f not in MAIN_FEATURES and "=" not in f]
+        chosen = st.multiselect("Features", options, default=[f for f in PD_DEFAULT if f in names],
+                                key="ft_pd", format_func=lambda f: MAIN_FEATURES.get(f, f))
+        st.caption("Mean prediction of the loaded model when one feature is set to each value "
+                   "on every background row (the measured configurations of this model, or single "
+                   "sources × its targets); the spread over rows is in the tooltip.")
+        if not chosen:
+            st.info("Choose at least one feature.")
+        cols = st.columns(2)
+        for i, feat in enumerate(chosen):
+            grid = tuple(float(v) for v in range(1, max(choice.max_k, 2) + 1)) \
+                if feat == "k" else None
+            try:
+                pdf = cached_pd(service, card_key, choice, feat, grid)
+            except Exception as exc:  # noqa: BLE001 - one bad feature must not hide the rest
+                cols[i % 2].warning(f"{feat}: {exc}")
+                continue
+            lo, hi = float(pdf["prediction"].min()), float(pdf["prediction"].max())
+            pad = max(0.5, 0.15 * (hi - lo))
+            xaxis = alt.Axis(format="d", tickMinStep=1) if feat == "k" else alt.Axis()
+            line = alt.Chart(pdf).mark_line(point=True, color="#1b6ca8").encode(
+                x=alt.X("value:Q", title=MAIN_FEATURES.get(feat, feat),
+                        scale=alt.Scale(zero=False), axis=xaxis),
+                y=alt.Y("prediction:Q", title=f"mean predicted {choice.metric_label}",
+                        scale=alt.Scale(domain=[lo - pad, hi + pad], zero=False)),
+                tooltip=[alt.Tooltip("value:Q", format=".3g"),
+                         alt.Tooltip("prediction:Q", format=".2f", title="mean prediction"),
+                         alt.Tooltip("p10:Q", format=".1f", title="10th percentile"),
+                         alt.Tooltip("p90:Q", format=".1f", title="90th percentile")])
+            with cols[i % 2]:
+                st.markdown(f"**{MAIN_FEATURES.get(feat, feat)}** — changes the mean prediction "
+                            f"by {hi - lo:.2f} points over its range")
+                st.altair_chart(line.properties(height=220), width="stretch")
+
+st.subheader("Correlations with the measured score")
+table, source = data.read_correlations(models / data.REPORT_SUBDIR)
+if table is None:
+    ui.missing(f"No correlation table in `{models / data.REPORT_SUBDIR}`", data.CMD_REPORT)
+else:
+    for col in list(table.columns):
+        if table[col].map(lambda v: isinstance(v, (list, tuple))).any():
+            table[col] = table[col].map(lambda v: f"[{v[0]:.2f}, {v[1]:.2f}]"
+                                        if isinstance(v, (list, tuple)) and len(v) == 2
+                                        and all(isinstance(x, (int, float)) for x in v) else v)
+    st.caption(f"From `{source}` in the report directory (zero-shot rows; Pearson and "
+               "Spearman correlation of each feature with the score).")
+    config = {c: st.column_config.NumberColumn(format="%.2e") for c in table.columns
+              if str(c).endswith("_p")}
+    config.update({c: st.column_config.NumberColumn(format="%+.3f") for c in table.columns
+                   if c in ("pearson", "spearman")})
+    st.dataframe(table, hide_index=True, width="stretch", column_config=config)
+
+if service is not None:
+    st.subheader("How well the predictor generalises (grouped cross-validation)")
+    cv = service.cv_table()
+    if cv.empty:
+        st.info("The model card has no cross-validation table.")
+    else:
+        cols = [c for c in ["protocol", "model", "folds", "mae", "rmse", "spearman",
+                            "spearman_within_target"] if c in cv.columns]
+        st.caption(f"Selected model: **{service.card.get('selected_model', '?')}** "
+                   f"({service.card.get('selection', '')}). unseen_target = leave one target "
+                   "language out; unseen_config = leave source sets out; random = ordinary K-fold.")
+        st.dataframe(cv[cols].round(3), hide_index=True, width="stretch")

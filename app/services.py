@@ -1,0 +1,415 @@
+"""The app's only door to the fitted predictor (``predictor.api``).
+
+Why an adapter: the pages ask questions in their own terms (predict these targets for
+this source set, marginal gain of each candidate, best sets under a budget, feature
+effects); this module turns them into ``Predictor`` calls, so a change in the
+predictor's API touches one file. Everything here uses the *loaded* model: nothing is
+fitted, and partial dependence is computed by predicting on modified feature rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+# The inputs a person can reason about, with readable names (the Recommend "why" table,
+# the Features page's partial dependence choices).
+MAIN_FEATURES = {
+    "dist_genetic_min": "genetic distance to nearest source",
+    "dist_syntactic_min": "syntactic distance to nearest source",
+    "dist_geographic_min": "geographic distance to nearest source",
+    "dist_featural_min": "typological (featural) distance to nearest source",
+    "dist_phonological_min": "phonological distance to nearest source",
+    "dist_inventory_min": "inventory distance to nearest source",
+    "diversity_genetic": "genetic diversity of the source set",
+    "diversity_syntactic": "syntactic diversity of the source set",
+    "script_shared": "a source shares the target's script",
+    "k": "supervised languages k",
+    "log_total_examples": "log10 total training examples",
+    "log_target_examples": "log10 examples in the target itself",
+    "target_log_pretrain": "log10 target pretraining bytes",
+}
+
+ORIGIN_LABELS = {"own": "own measurements", "sumeval2022": "SumEval 2022 (published)"}
+METRIC_LABELS = {"macro_f1": "macro-F1", "accuracy": "accuracy"}
+
+
+class ServiceError(ValueError):
+    """A request the predictor cannot answer; the message is shown to the user as is."""
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One (model, method) the predictor was trained on, as the pages show it."""
+
+    model: str
+    method: str
+    origin: str
+    metric: str
+    typical_n: int
+    max_k: int
+    targets: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        origin = ORIGIN_LABELS.get(self.origin, self.origin)
+        return f"{self.model} · {self.method} · {origin} ({self.metric_label})"
+
+    @property
+    def metric_label(self) -> str:
+        return METRIC_LABELS.get(self.metric, self.metric)
+
+
+class PredictorService:
+    """Page-level questions answered with one loaded ``predictor.api.Predictor``."""
+
+    def __init__(self, predictor: Any, path: Path) -> None:
+        self.predictor = predictor
+        self.path = path
+        self.card: dict[str, Any] = dict(predictor.card)
+
+    # -- metadata -----------------------------------------------------------------------
+    @property
+    def models(self) -> list[ModelChoice]:
+        out = []
+        for m in self.predictor.models:
+            out.append(ModelChoice(
+                model=str(m["model"]), method=str(m["method"]), origin=str(m.get("origin", "")),
+                metric=str(m.get("metric", "macro_f1")),
+                typical_n=int(m.get("typical_n_per_language", 1000)),
+                max_k=int(m.get("max_k", 1)), targets=tuple(m.get("targets", ()))))
+        # own measurements first: they are what the app is about
+        return sorted(out, key=lambda c: (c.origin != "own", c.model, c.method))
+
+    def describe(self, feature: str) -> str:
+        """The card's documentation of a feature column ('' when undocumented)."""
+        docs = self.card.get("feature_docs", {})
+        if feature in docs:
+            return str(docs[feature])
+        for prefix in ("model=", "method="):
+            if feature.startswith(prefix):
+                return str(docs.get(prefix + "<id>", ""))
+        return ""
+
+    def cv_table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.card.get("cv", []))
+
+    def interval_info(self) -> dict[str, Any]:
+        return dict(self.card.get("intervals", {}))
+
+    @property
+    def coverage_text(self) -> str:
+        info = self.interval_info()
+        if not info:
+            return ""
+        level = 100 * (1 - float(info.get("alpha", 0.1)))
+        cov = info.get("heldout_coverage")
+        extra = f"; held-out-language coverage {100 * cov:.0f}%" if cov is not None else ""
+        return f"{level:.0f}% conformal interval (calibrated on unseen target languages{extra})"
+
+    def warm_up(self) -> None:
+        """One throw-away prediction, so URIEL's arrays load now and not on the first click."""
+        choices = self.models
+        if choices:
+            try:
+                # a registry target and a lang2vec-only one (loads lang2vec's language list)
+                self.predict(choices[0], {"en": choices[0].typical_n}, ["sw", "aym", "quy"])
+            except Exception:  # noqa: BLE001 - a failed warm-up only costs speed later
+                pass
+
+    # -- prediction ---------------------------------------------------------------------
+    def predict(self, choice: ModelChoice, config: dict[str, int],
+                targets: Sequence[str]) -> tuple[pd.DataFrame, dict[str, str]]:
+        """(frame[target, prediction, lower, upper], {target: why it failed}) for one config.
+
+        One batched call; if it fails (e.g. a language URIEL cannot place), targets are
+        retried one by one so a single bad target does not hide the others.
+        """
+        targets = list(dict.fromkeys(targets))
+        if not config:
+            raise ServiceError("choose at least one source language with a positive number "
+                               "of examples")
+        if not targets:
+            return pd.DataFrame(columns=["target", "prediction", "lower", "upper"]), {}
+        rows = [self._row(choice, config, t) for t in targets]
+        try:
+            pred = self.predictor.predict(rows)
+            pred.insert(0, "target", targets)
+            return pred.reset_index(drop=True), {}
+        except Exception:  # noqa: BLE001 - retried per target below to isolate the bad one
+            pass
+        ok, errors = [], {}
+        for t in targets:
+            try:
+                p = self.predictor.predict([self._row(choice, config, t)])
+                ok.append({"target": t, **{c: float(p[c].iloc[0])
+                                           for c in ("prediction", "lower", "upper")}})
+            except Exception as exc:  # noqa: BLE001 - reported per target on the page
+                errors[t] = _short(exc)
+        return pd.DataFrame(ok, columns=["target", "prediction", "lower", "upper"]), errors
+
+    @staticmethod
+    def _row(choice: ModelChoice, config: dict[str, int], target: str) -> dict[str, Any]:
+        return {"model": choice.model, "method": choice.method, "train_config": dict(config),
+                "target": target}
+
+    def marginal_gains(self, choice: ModelChoice, config: dict[str, int], targets: Sequence[str],
+                       candidates: Sequence[str], n_new: int) -> pd.DataFrame:
+        """Predicted change in mean (and worst) score over ``targets`` from adding each candidate.
+
+        All (candidate, target) rows go to the predictor in one call. Columns: language,
+        mean_gain, worst_gain, mean_after, worst_after.
+        """
+        targets = list(dict.fromkeys(targets))
+        cands = [c for c in dict.fromkeys(candidates) if c not in config]
+        cols = ["language", "mean_gain", "worst_gain", "mean_after", "worst_after"]
+        if not targets or not cands:
+            return pd.DataFrame(columns=cols)
+        base = self.predictor.predict([self._row(choice, config, t) for t in targets])
+        base_p = base["prediction"].to_numpy()
+        rows = [self._row(choice, {**config, c: n_new}, t) for c in cands for t in targets]
+        P = self.predictor.predict(rows)["prediction"].to_numpy().reshape(len(cands), len(targets))
+        out = pd.DataFrame({"language": cands,
+                            "mean_gain": P.mean(axis=1) - base_p.mean(),
+                            "worst_gain": P.min(axis=1) - base_p.min(),
+                            "mean_after": P.mean(axis=1), "worst_after": P.min(axis=1)})
+        return out.sort_values("mean_gain", ascending=False, kind="stable").reset_index(drop=True)
+
+    # -- recommendation -----------------------------------------------------------------
+    def recommend(self, choice: ModelChoice, targets: Sequence[str], pool: Sequence[str], *,
+                  k: int | None = None, total_examples: int | None = None,
+                  n_per_language: int | None = None, objective: str = "mean",
+                  include_targets: bool = False, top: int = 5,
+                  k_max: int = 4) -> pd.DataFrame:
+        """Best source sets for ``targets`` from ``pool``.
+
+        Budget in languages: ``k`` languages with ``n_per_language`` examples each.
+        Budget in examples: ``total_examples`` split evenly over k languages, every k from
+        1 to ``k_max`` compared (the result's ``k`` column says which won); ``k_max``
+        bounds the search, which grows as C(pool, k).
+        Columns: rank, sources, k, n_per_language, objective, mean, worst, per-target columns.
+        """
+        if (k is None) == (total_examples is None):
+            raise ServiceError("give the budget either as k languages or as a total number "
+                               "of examples")
+        targets = list(dict.fromkeys(targets))
+        if not targets:
+            raise ServiceError("choose at least one target language")
+        if k is not None:
+            return self._recommend_k(choice, targets, pool, k, n_per_language or choice.typical_n,
+                                     objective, include_targets, top)
+        assert total_examples is not None
+        frames = []
+        usable = len([p for p in pool if include_targets or p not in targets])
+        for kk in range(1, min(usable, k_max) + 1):
+            n = total_examples // kk
+            if n < 1:
+                break
+            try:
+                frames.append(self._recommend_k(choice, targets, pool, kk, n, objective,
+                                                include_targets, top))
+            except ServiceError as exc:
+                if "exceed the cap" in str(exc):
+                    break
+                raise
+        if not frames:
+            raise ServiceError(f"a budget of {total_examples} examples is too small for any "
+                               "source set")
+        allr = pd.concat(frames, ignore_index=True)
+        allr = allr.sort_values("objective", ascending=False, kind="stable").head(top)
+        allr["rank"] = np.arange(1, len(allr) + 1)
+        return allr.reset_index(drop=True)
+
+    def _recommend_k(self, choice: ModelChoice, targets: list[str], pool: Sequence[str], k: int,
+                     n: int, objective: str, include_targets: bool, top: int) -> pd.DataFrame:
+        try:
+            df = self.predictor.recommend(choice.model, targets=targets, pool=list(pool), k=int(k),
+                                          method=choice.method, objective=objective,
+                                          n_per_language=int(n), top=top,
+                                          include_targets=include_targets)
+        except ValueError as exc:
+            raise ServiceError(_short(exc)) from None
+        df = df.copy()
+        df.insert(2, "k", int(k))
+        df.insert(3, "n_per_language", int(n))
+        df.attrs = {}
+        return df
+
+    # -- explanation --------------------------------------------------------------------
+    def _pipeline_parts(self) -> tuple[Any, Any] | None:
+        """(feature transformer, rest of the pipeline) when the point model is a Pipeline."""
+        est = self.predictor.estimator
+        steps = getattr(est, "named_steps", None)
+        if not steps or "features" not in steps:
+            return None
+        return est.named_steps["features"], est[1:]
+
+    @property
+    def feature_names(self) -> list[str]:
+        parts = self._pipeline_parts()
+        return [] if parts is None else [str(n) for n in parts[0].get_feature_names_out()]
+
+    def features(self, rows: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
+        """The model's input features for rows (distances, sizes, ...), or None for baselines."""
+        parts = self._pipeline_parts()
+        if parts is None:
+            return None
+        clean = [self.predictor.validate(r) for r in rows]
+        return parts[0].transform_frame(pd.DataFrame(clean))
+
+    def contributions(self, rows: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
+        """Per-feature additive contributions (points) when the model is linear, else None.
+
+        For ``StandardScaler`` + linear regressor: coef_j * (x_j - mean_j) / scale_j, which
+        sums (with the intercept) exactly to the prediction.
+        """
+        parts = self._pipeline_parts()
+        if parts is None:
+            return None
+        feats = self.features(rows)
+        rest = parts[1]
+        reg = rest.steps[-1][1]
+        coef = getattr(reg, "coef_", None)
+        if coef is None or feats is None:
+            return None
+        X = feats.to_numpy(float)
+        for _, step in rest.steps[:-1]:
+            X = step.transform(X)
+        return pd.DataFrame(X * np.asarray(coef, float).ravel(), columns=feats.columns,
+                            index=feats.index)
+
+    def explain_sets(self, choice: ModelChoice, sets: Sequence[dict[str, int]],
+                     targets: Sequence[str]) -> pd.DataFrame | None:
+        """Model inputs per source set, averaged over ``targets`` (one row per set).
+
+        With a linear model, also the summed contribution of each feature group in
+        points (columns ``contrib:<feature>``). None for baselines without features.
+        """
+        rows = [self._row(choice, dict(cfg), t) for cfg in sets for t in targets]
+        feats = self.features(rows)
+        if feats is None:
+            return None
+        set_id = np.repeat(np.arange(len(sets)), len(targets))
+        out = feats.groupby(set_id).mean()
+        contrib = self.contributions(rows)
+        if contrib is not None:
+            c = contrib.groupby(set_id).mean()
+            out = pd.concat([out, c.add_prefix("contrib:")], axis=1)
+        return out.reset_index(drop=True)
+
+    def permutation_importance(self) -> pd.DataFrame | None:
+        """The card's permutation importance table (feature, importance[, std]) if present."""
+        for key in ("permutation_importance", "importance", "feature_importance"):
+            val = self.card.get(key)
+            if not val:
+                continue
+            if isinstance(val, dict) and "features" in val and "importances_mean" in val:
+                df = pd.DataFrame({"feature": val["features"],
+                                   "importance": val["importances_mean"]})
+                if "importances_std" in val:
+                    df["std"] = val["importances_std"]
+            elif isinstance(val, dict):
+                df = pd.DataFrame({"feature": list(val), "importance": list(val.values())})
+                if df["importance"].map(lambda v: isinstance(v, dict)).all():
+                    inner = pd.DataFrame(df["importance"].tolist())
+                    df = pd.concat([df[["feature"]], inner], axis=1)
+                    if "importance" not in df.columns:
+                        mean_col = next((c for c in df.columns if "mean" in c), None)
+                        if mean_col is None:
+                            continue
+                        df = df.rename(columns={mean_col: "importance"})
+            else:
+                df = pd.DataFrame(val)
+                if "importance" not in df.columns:
+                    mean_col = next((c for c in df.columns if "mean" in c), None)
+                    if mean_col is None:
+                        continue
+                    df = df.rename(columns={mean_col: "importance"})
+            if "feature" not in df.columns:
+                continue
+            return df.sort_values("importance", ascending=False).reset_index(drop=True)
+        return None
+
+    def partial_dependence(self, rows: Sequence[dict[str, Any]], feature: str,
+                           grid: Sequence[float] | None = None, n_grid: int = 12) -> pd.DataFrame:
+        """Average prediction when ``feature`` is set to each grid value on every row.
+
+        Classic partial dependence on the model's own feature space: the rows are
+        featurised once, column ``feature`` is overwritten, and the rest of the loaded
+        pipeline predicts. Columns: value, prediction, p10, p90 (spread over rows).
+        """
+        parts = self._pipeline_parts()
+        if parts is None:
+            raise ServiceError("the selected predictor is a baseline without features; "
+                               "partial dependence needs a feature-based model")
+        feats = self.features(rows)
+        assert feats is not None
+        if feature not in feats.columns:
+            raise ServiceError(f"the predictor has no feature {feature!r}")
+        col = feats[feature].to_numpy(float)
+        if grid is None:
+            lo, hi = float(np.nanmin(col)), float(np.nanmax(col))
+            if feature == "k":
+                grid = list(range(max(1, int(lo)), max(int(hi), int(lo) + 1) + 1))
+            else:
+                grid = list(np.linspace(lo, hi if hi > lo else lo + 1e-6, n_grid))
+        rest = parts[1]
+        out = []
+        X = feats.copy()
+        for v in grid:
+            X[feature] = float(v)
+            p = rest.predict(X.to_numpy(float))
+            out.append({"value": float(v), "prediction": float(np.mean(p)),
+                        "p10": float(np.percentile(p, 10)), "p90": float(np.percentile(p, 90))})
+        return pd.DataFrame(out)
+
+
+def _short(exc: BaseException) -> str:
+    msg = str(exc).strip() or type(exc).__name__
+    return msg if len(msg) < 400 else msg[:397] + "…"
+
+
+# -- loading ----------------------------------------------------------------------------------
+def predictor_dir(models: Path) -> Path:
+    from app.data import PREDICTOR_SUBDIR
+    return models / PREDICTOR_SUBDIR
+
+
+def _card_stamp(directory: Path) -> tuple:
+    files = [directory / "model_card.json", directory / "predictor.skops"]
+    return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files if p.is_file())
+
+
+@st.cache_resource(show_spinner="Loading the predictor…", max_entries=4)
+def _load(directory: str, stamp: tuple) -> tuple[PredictorService | None, str | None]:
+    try:
+        from predictor.api import load_predictor
+    except ImportError as exc:
+        return None, f"the predictor package cannot be imported ({exc})"
+    try:
+        service = PredictorService(load_predictor(directory), Path(directory))
+        service.warm_up()
+        return service, None
+    except FileNotFoundError as exc:
+        return None, _short(exc)
+    except Exception as exc:  # noqa: BLE001 - integrity/allow-list errors are shown, not raised
+        return None, f"{type(exc).__name__}: {_short(exc)}"
+
+
+def load_service(models: Path) -> tuple[PredictorService | None, str | None]:
+    """(service, None) or (None, why) for ``models/predictor`` (cached per file version)."""
+    directory = predictor_dir(models)
+    if not (directory / "model_card.json").is_file():
+        return None, f"no fitted predictor in {directory}"
+    return _load(str(directory), _card_stamp(directory))
+
+
+def nice_number(x: float) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
