@@ -103,7 +103,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     with store:
         if args.engine == "ray":
-            summary = run_ray(batch, store, address=args.address)
+            from measure.ray_engine import RayEngineError
+            try:
+                summary = run_ray(batch, store, address=args.address)
+            except RayEngineError as exc:
+                return _fail(str(exc))
         else:
             from measure.engine import run_local
             summary = run_local(batch, store, workers=args.workers)
@@ -113,12 +117,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.seq2seq:
-        return _fail("'bench --seq2seq' is not implemented yet")
-    from measure.bench import run_bench
     from measure.data import DataError
+    if args.seq2seq:
+        from measure.bench_seq2seq import run_seq2seq_bench
+        try:
+            run_seq2seq_bench(args.data_dir, n_texts=args.texts or 128, shapes=args.shapes)
+        except DataError as exc:
+            return _fail(str(exc))
+        return 0
+    from measure.bench import run_bench
     try:
-        run_bench(args.model, args.data_dir, n_texts=args.texts, eval_cap=args.eval_cap)
+        run_bench(args.model, args.data_dir, n_texts=args.texts or 2000, eval_cap=args.eval_cap)
     except DataError as exc:
         return _fail(str(exc))
     return 0
@@ -160,7 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq2seq", action="store_true", help="benchmark mT5 rank classification")
     p.add_argument("--model", default="me5-small", help="encoder id or directory (default me5-small)")
     p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--texts", type=int, default=2000, help="texts to time (default 2000)")
+    p.add_argument("--texts", type=int, default=None,
+                   help="texts to time (default 2000; with --seq2seq: pairs, default 128)")
+    p.add_argument("--shapes", choices=["mt5-small", "tiny"], default="mt5-small",
+                   help="with --seq2seq: shapes of the random mT5 (default mt5-small)")
     p.add_argument("--eval-cap", type=int, default=0,
                    help="cap on test pairs per drift target (default 0 = all 5,010)")
     p.set_defaults(func=cmd_bench)

@@ -174,6 +174,36 @@ def train_config_for(langs: tuple[str, ...], regime: str, n: int) -> dict[str, i
     return {lang: base + (1 if i < extra else 0) for i, lang in enumerate(langs)}
 
 
+def _check_train(method: str, params: Any, backend: Any) -> None:
+    """``method = "seq2seq"`` or ``"finetune"``: the ``[train]`` table and ``backend``.
+
+    Shared ``[train]`` keys (all optional; see measure/trainloop.py): learning_rate
+    (seq2seq 3e-4, finetune 2e-5), weight_decay (0.01), batch_size (16 / 32), grad_accum
+    (1), epochs (3.0 / 2.0) or max_steps (> 0 wins), warmup_ratio (0.06 / 0.1),
+    max_grad_norm (1.0), max_source_length (256 / 128), precision (auto: bf16, or fp16
+    without bf16, on a GPU; fp32 on CPU), eval_every (steps between source-validation
+    checks, 0 = each epoch), val_size (500 source rows; 0 = keep the last weights),
+    val_split ('dataset/split'; default: pool rows the cell did not sample),
+    eval_batch_size (32). seq2seq adds label_words (3 words, default entailment /
+    neutral / contradiction), scoring ('rank' | 'generate'), rank_eos (false) and
+    max_new_tokens (8); finetune adds freeze_embeddings (false). ``backend``: evaluation through ort-fp32, ort-int8 (optimum
+    export) or torch-fp32. ``model``: seq2seq takes a local checkpoint directory,
+    mt5-small/-base/-large or a hub id; finetune takes me5-small or an encoder directory.
+    """
+    if method == "seq2seq":
+        from measure.seq2seq import BACKENDS, Seq2SeqParams as Params
+    else:
+        from measure.finetune import BACKENDS, FinetuneParams as Params  # type: ignore[assignment]
+    if not isinstance(params, dict):
+        raise ConfigError(f"[train] must be a table, got {params!r}")
+    try:
+        Params.from_dict(params)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend = {backend!r} is not available for {method}: use one of {BACKENDS}")
+
+
 def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None) -> Batch:
     """Validate a parsed config and expand it into cell configs (nothing is run)."""
     unknown = set(raw) - TOP_KEYS
@@ -207,6 +237,8 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None) -> Batc
     budget_default = raw.get("budget")
     params = {"probe": raw.get("probe", {}), "train": raw.get("train", {})}.get(
         "probe" if method == "probe" else "train", {})
+    if method in ("seq2seq", "finetune"):
+        _check_train(method, params, raw.get("backend", "ort-int8"))
 
     cells: list[dict[str, Any]] = []
     if not isinstance(raw["sources"], list) or not raw["sources"]:

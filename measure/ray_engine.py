@@ -1,0 +1,176 @@
+"""Run a batch on a Ray cluster (or a local Ray instance): one Ray task per cell.
+
+Same contract as :func:`measure.engine.run_local`: cells already in the store are
+skipped, every text the remaining cells need is embedded once in the driver (reusing
+:func:`measure.engine.prepare_embeddings`), and the driver writes each finished cell to
+the store as it arrives (``put_cell`` is idempotent by cell hash). A cell is a pure
+function of its config, so the rows are identical to the local engine's.
+
+Why Ray: the same batch scales from a laptop to a cluster without code changes, and a
+worker that dies mid-cell (OOM kill, preempted node) costs only a retry of that cell
+(``max_retries=3``), not the batch. Exceptions *inside* a cell are not retried: they are
+stored as a failed cell and rerun on the next ``xlt-measure run``, like the local engine.
+
+Multi-node clusters — what every node must see at the same path:
+
+* the NLI data directory (``--data-dir`` / ``$XLT_DATA_DIR``), read by every task;
+* the embedding cache: set ``XLT_CACHE_DIR`` to a directory on a shared filesystem
+  before starting the driver (the driver resolves the path and passes it to the tasks).
+  The driver writes it once, the tasks only read it. It is SQLite in WAL mode, which
+  needs a filesystem with working POSIX locks and shared memory maps (a local disk,
+  Lustre, GPFS, CephFS; many NFS setups are *not* safe) — on NFS, prepare the cache
+  once, then copy it to the same local path on every node;
+* the ``xlt`` package, installed in every node's Python environment (or shipped with
+  ``ray.init(runtime_env={"working_dir": ...})`` by starting Ray yourself first).
+
+The results store is written by the driver only, so it never needs to be shared.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import ray  # an ImportError here is reported by the CLI as "the Ray engine is not available"
+from tqdm.auto import tqdm
+
+from measure.config import Batch
+from measure.engine import RunSummary, _run_cell, pending_cells, prepare_embeddings
+from measure.store import CellRecord, ResultStore
+
+GPU_METHODS = ("finetune", "seq2seq")
+
+
+class RayEngineError(RuntimeError):
+    """Ray could not be started or reached; the message says what to check."""
+
+
+@ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)
+def _cell_task(cell: dict[str, Any], data_dir: str, cache_path: str, key: str) -> CellRecord:
+    """One cell on a Ray worker (Ray sets OMP_NUM_THREADS to the task's num_cpus)."""
+    return _run_cell(cell, data_dir, cache_path, key)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's long connect timeout, when host:port is closed."""
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise RayEngineError(
+            f"cannot reach the Ray cluster at {address!r} ({exc}); start it with "
+            f"`ray start --head` and pass its GCS address (host:6379), or omit --address "
+            f"to run a local Ray instance") from None
+
+
+def _connect(address: str | None, num_cpus: int | None) -> bool:
+    """Connect or start Ray; True when this call started the instance (so we shut it down)."""
+    if ray.is_initialized():
+        return False  # the caller's instance: use it, leave it running
+    if address:
+        _check_reachable(address)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except Exception as exc:  # ConnectionError, RuntimeError, ValueError by version
+            raise RayEngineError(f"cannot connect to the Ray cluster at {address!r}: "
+                                 f"{type(exc).__name__}: {exc}") from None
+        return True
+    try:
+        ray.init(num_cpus=num_cpus or 2, include_dashboard=False, ignore_reinit_error=True,
+                 log_to_driver=False)
+    except Exception as exc:
+        raise RayEngineError(f"cannot start a local Ray instance: {type(exc).__name__}: {exc}"
+                             ) from None
+    return True
+
+
+def _failed(cell: dict[str, Any], exc: BaseException) -> CellRecord:
+    """A task lost beyond its retries (or a Ray error) becomes a failed, rerunnable cell."""
+    msg = str(exc).strip().splitlines()
+    return CellRecord(config=cell, status="failed",
+                      error=f"{type(exc).__name__}: {msg[-1] if msg else ''}"[:2000])
+
+
+def run_ray(batch: Batch, store: ResultStore, *, address: str | None = None,
+            cache_path: Path | None = None, progress: bool = True,
+            num_cpus: int | None = None) -> RunSummary:
+    """Run the batch's pending cells as Ray tasks; returns the same summary as ``run_local``.
+
+    ``address``: a running cluster (``host:port`` or ``auto``); None starts a local
+    instance with ``num_cpus`` CPUs (default 2). If Ray is already initialised in this
+    process, that instance is used. Only an instance started here is shut down.
+    """
+    from measure.cells import default_cache_path
+    t0 = time.time()
+    if address and not ray.is_initialized():
+        _check_reachable(address)  # before minutes of embedding, not after
+    cache_path = Path(cache_path or default_cache_path())
+    todo = pending_cells(batch, store)
+    skipped = len(batch.cells) - len(todo)
+    if progress:
+        print(f"batch {batch.name!r}: {len(batch.cells)} cells, {skipped} already in "
+              f"{store.path}, {len(todo)} to run (Ray)", file=sys.stderr)
+    if not todo:
+        return RunSummary(len(batch.cells), skipped, 0, 0, time.time() - t0)
+    # embed in the driver before starting Ray: the encoder gets every core. Only probe
+    # cells read sentence embeddings; seq2seq/finetune cells tokenise their own text.
+    probe = [c for c in todo if c["method"] == "probe"]
+    keys = prepare_embeddings(batch, probe, cache_path, progress=progress) if probe else {}
+    started = _connect(address, num_cpus)
+    try:
+        done, failed = _drive(todo, batch, store, str(cache_path), keys, progress)
+    finally:
+        if started:
+            ray.shutdown()
+    return RunSummary(len(batch.cells), skipped, done, failed, time.time() - t0)
+
+
+def _drive(todo: list[dict[str, Any]], batch: Batch, store: ResultStore, cache_path: str,
+           keys: dict[str, str], progress: bool) -> tuple[int, int]:
+    """Submit a bounded window of tasks, store each result as it arrives."""
+    resources = ray.cluster_resources()
+    has_gpu = resources.get("GPU", 0) > 0
+    window = max(4, 2 * int(resources.get("CPU", 1)))  # short queue: a lost driver loses little
+    todo = sorted(todo, key=lambda c: sum(c["train_config"].values()))  # cheap cells first
+    data_dir = str(batch.data_dir)
+
+    def submit(cell: dict[str, Any]) -> ray.ObjectRef:
+        fn = _cell_task
+        if has_gpu and cell["method"] in GPU_METHODS:
+            fn = _cell_task.options(num_gpus=1)
+        return fn.remote(cell, data_dir, cache_path, keys.get(cell["backend"], ""))
+
+    queue = iter(todo)
+    inflight: dict[ray.ObjectRef, dict[str, Any]] = {}
+    for cell in queue:
+        inflight[submit(cell)] = cell
+        if len(inflight) >= window:
+            break
+    done = failed = 0
+    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress, smoothing=0.02)
+    while inflight:
+        ready, _ = ray.wait(list(inflight), num_returns=1)
+        for ref in ready:
+            cell = inflight.pop(ref)
+            try:
+                rec = ray.get(ref)
+            except Exception as exc:  # WorkerCrashedError after the retries, RayTaskError
+                rec = _failed(cell, exc)
+            store.put_cell(rec)
+            if rec.status == "done":
+                done += 1
+            else:
+                failed += 1
+                tqdm.write(f"cell failed: {rec.error}", file=sys.stderr)
+            bar.update(1)
+            nxt = next(queue, None)
+            if nxt is not None:
+                inflight[submit(nxt)] = nxt
+    bar.close()
+    return done, failed
