@@ -19,7 +19,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-DEFAULT_PROBE = {"classifier": "logreg", "C": 1.0, "max_iter": 3000, "hidden": 256, "scale": False}
+DEFAULT_PROBE = {"classifier": "logreg", "C": 1.0, "max_iter": 2000, "hidden": 256, "scale": False}
 
 
 def pair_features(u: np.ndarray, v: np.ndarray) -> np.ndarray:
