@@ -16,14 +16,30 @@ from scipy import stats
 CELL_KEYS = ["regime", "target_group", "cell_hash", "k", "seed", "sources"]
 
 
-def cell_points(rows: pd.DataFrame) -> pd.DataFrame:
+def cell_points(rows: pd.DataFrame, adjust_targets: bool = True) -> pd.DataFrame:
     """One point per (training cell, target group): mean macro-F1 over the group's targets.
 
     Why per cell: each cell is one independent training run; averaging its targets
     within a group keeps a run from counting once per target language.
+
+    Why adjust: with zero-shot rows only, the set of targets behind a point changes with
+    k (a target that becomes a source drops out), so a raw group mean mixes the effect of
+    k with *which* targets remain — e.g. at large k only the AmericasNLI languages are
+    left among the low-resource targets, and the raw mean falls. With ``adjust_targets``
+    each row's score is taken relative to its target's mean over all runs of the
+    (regime, group), plus the group's mean target level: a within-target comparison,
+    the same one the report's mixed model makes.
     """
     if rows.empty:
         return pd.DataFrame(columns=[*CELL_KEYS, "macro_f1", "targets"])
+    if adjust_targets:
+        rows = rows.copy()
+        keys = ["regime", "target_group"]
+        target_mean = rows.groupby([*keys, "target_language"])["macro_f1"].transform("mean")
+        level = (rows.groupby([*keys, "target_language"])["macro_f1"].mean()
+                 .groupby(level=[0, 1]).mean().rename("level").reset_index())
+        rows = rows.merge(level, on=keys, how="left")
+        rows["macro_f1"] = rows["macro_f1"] - target_mean.to_numpy() + rows["level"]
     return (rows.groupby(CELL_KEYS, as_index=False)
             .agg(macro_f1=("macro_f1", "mean"), targets=("target_language", "nunique")))
 

@@ -28,7 +28,10 @@ REGIME_TITLES = {"per_language": "Per-language budget (each language brings the 
 models = ui.setup("Scaling with the number of supervised languages", ":material/trending_up:",
                   "Does adding supervised languages help zero-shot transfer, and does it help "
                   "low-resource targets more? Each point is one training run (source set and "
-                  "seed), averaged over the chosen targets of a group.")
+                  "seed), averaged over the chosen targets of a group after adjusting for target "
+                  "difficulty (each target's mean over all runs is removed and the group's "
+                  "mean level added back), so targets dropping out as they become sources do "
+                  "not masquerade as an effect of k.")
 m = ui.require_measurements(models)
 df = m.frame
 
@@ -113,8 +116,8 @@ for col, regime in zip(cols, chosen_regimes):
             st.altair_chart(regime_chart(regime), width="stretch")
         else:
             st.info(f"No runs for the {regime} budget in this selection.")
-st.caption("Dots: runs (all seeds). Solid line: median per k; band: interquartile range. "
-           "Dashed: least-squares fit F1 = a + b·log2 k.")
+st.caption("Dots: runs (all seeds), target-adjusted macro-F1. Solid line: median per k; "
+           "band: interquartile range. Dashed: least-squares fit F1 = a + b·log2 k.")
 
 st.subheader("Fitted gain per doubling of k")
 if fits.empty:
