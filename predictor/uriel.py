@@ -66,6 +66,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from measure.languages import lang2vec_data_dir  # found without importing lang2vec
+
 DISTANCE_KINDS: tuple[str, ...] = ("syntactic", "phonological", "inventory", "featural",
                                    "genetic", "geographic")
 TYPOLOGY_SOURCES: tuple[str, ...] = ("observed", "knn")
@@ -84,20 +86,6 @@ _FORMAT = 2                # bump when the cached table layout changes
 
 
 # -- locating and caching lang2vec's data -------------------------------------------------
-def lang2vec_data_dir() -> Path:
-    """lang2vec's ``data`` folder, found without importing ``lang2vec.lang2vec``.
-
-    Importing it costs seconds (it scans ``family_features.npz`` at import time), and a
-    ``lang2vec.py`` console script in ``bin/`` can shadow the package on ``sys.path``.
-    """
-    for entry in sys.path:
-        cand = Path(entry or ".") / "lang2vec" / "data"
-        if (cand / "features.npz").is_file():
-            return cand
-    raise FileNotFoundError("lang2vec's data files (lang2vec/data/features.npz) were not found "
-                            "on sys.path; install lang2vec==1.1.2 (pip install lang2vec==1.1.2)")
-
-
 def cache_dir() -> Path:
     """Where the compact URIEL tables are cached: ``$XLT_CACHE_DIR`` or the user cache."""
     base = os.environ.get("XLT_CACHE_DIR")
