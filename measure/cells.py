@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from measure.data import load_parquet_split
 from measure.store import CellRecord, TargetResult
@@ -106,22 +107,25 @@ def run_probe_cell(cell: dict[str, Any], data_dir: str, cache_path: str,
         labels.append(load_split(data_dir, ds, lang, split)["label"].to_numpy()[idx])
     X, y = np.vstack(feats), np.concatenate(labels)
     clf = make_classifier(cell.get("params", {}), int(cell["seed"]))
-    clf.fit(X, y)
-    train_seconds = time.time() - started
+    # One BLAS thread, always: lbfgs on these features is sensitive to summation order, so
+    # the thread count would otherwise change the scores (local vs Ray vs another machine).
+    with threadpool_limits(1):
+        clf.fit(X, y)
+        train_seconds = time.time() - started
 
-    results = []
-    t_eval = time.time()
-    for tgt in cell["targets"]:
-        for lang in tgt["languages"]:
-            t0 = time.time()
-            frame = load_split(data_dir, tgt["dataset"], lang, tgt["split"])
-            idx = eval_indices(frame, int(cell.get("eval_cap", 0)))
-            u, v = split_vectors(cache_path, encoder_key, data_dir, tgt["dataset"], lang,
-                                 tgt["split"], idx)
-            s = score(frame["label"].to_numpy()[idx], clf.predict(pair_features(u, v)))
-            results.append(TargetResult(tgt["dataset"], lang, tgt["split"], s["macro_f1"],
-                                        s["accuracy"], s["n"], s["confusion"],
-                                        eval_seconds=time.time() - t0))
+        results = []
+        t_eval = time.time()
+        for tgt in cell["targets"]:
+            for lang in tgt["languages"]:
+                t0 = time.time()
+                frame = load_split(data_dir, tgt["dataset"], lang, tgt["split"])
+                idx = eval_indices(frame, int(cell.get("eval_cap", 0)))
+                u, v = split_vectors(cache_path, encoder_key, data_dir, tgt["dataset"], lang,
+                                     tgt["split"], idx)
+                s = score(frame["label"].to_numpy()[idx], clf.predict(pair_features(u, v)))
+                results.append(TargetResult(tgt["dataset"], lang, tgt["split"], s["macro_f1"],
+                                            s["accuracy"], s["n"], s["confusion"],
+                                            eval_seconds=time.time() - t0))
     return CellRecord(config=cell, results=results, started_at=started, finished_at=time.time(),
                       train_seconds=train_seconds, eval_seconds=time.time() - t_eval)
 
