@@ -68,18 +68,24 @@ def eval_indices(frame: pd.DataFrame, cap: int) -> np.ndarray:
     return np.sort(np.concatenate(picks))
 
 
-_MEMO: dict[tuple[str, str], np.ndarray] = {}
+_MEMO: dict[tuple[str, str, str], np.ndarray] = {}
 
 
 def vectors(cache_path: str, encoder_key: str, texts: list[str]) -> np.ndarray:
-    """Cached embeddings of ``texts``, memoised per worker process (cells share targets)."""
+    """Cached embeddings of ``texts``, memoised per worker process (cells share targets).
+
+    The memo is keyed by the cache file too: dynamic int8 quantisation computes activation
+    scales per batch, so the same text encoded in another run's batches can differ in the
+    last digits, and each cache must be served exactly as stored.
+    """
     from measure.embcache import EmbeddingCache
-    missing = [t for t in dict.fromkeys(texts) if (encoder_key, t) not in _MEMO]
+    cache_path = str(cache_path)
+    missing = [t for t in dict.fromkeys(texts) if (cache_path, encoder_key, t) not in _MEMO]
     if missing:
         with EmbeddingCache(cache_path, encoder_key) as cache:
             for t, vec in zip(missing, cache.get(missing)):
-                _MEMO[(encoder_key, t)] = vec
-    return np.stack([_MEMO[(encoder_key, t)] for t in texts])
+                _MEMO[(cache_path, encoder_key, t)] = vec
+    return np.stack([_MEMO[(cache_path, encoder_key, t)] for t in texts])
 
 
 def split_vectors(cache_path: str, encoder_key: str, data_dir: str, dataset: str,
