@@ -7,6 +7,7 @@ are drawn, so the local and Ray engines produce identical rows for the same conf
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from measure.data import load_parquet_split
+from measure.probe import score
 from measure.store import CellRecord, TargetResult
 
 EVAL_CAP_SEED = 12345  # every cell evaluates on the same capped subset of a target
@@ -99,10 +101,29 @@ def split_vectors(cache_path: str, encoder_key: str, data_dir: str, dataset: str
             vectors(cache_path, encoder_key, frame["hypothesis"].tolist()))
 
 
+def evaluate_targets(cell: dict[str, Any], data_dir: str,
+                     predict: Callable[[pd.DataFrame], np.ndarray]) -> list[TargetResult]:
+    """Score every target of a cell: ``predict`` maps the (capped) target rows to labels.
+
+    Shared by all methods, so every method evaluates on exactly the same rows.
+    """
+    results = []
+    for tgt in cell["targets"]:
+        for lang in tgt["languages"]:
+            t0 = time.time()
+            frame = load_split(data_dir, tgt["dataset"], lang, tgt["split"])
+            rows = frame.iloc[eval_indices(frame, int(cell.get("eval_cap", 0)))]
+            s = score(rows["label"].to_numpy(), predict(rows))
+            results.append(TargetResult(tgt["dataset"], lang, tgt["split"], s["macro_f1"],
+                                        s["accuracy"], s["n"], s["confusion"],
+                                        eval_seconds=time.time() - t0))
+    return results
+
+
 def run_probe_cell(cell: dict[str, Any], data_dir: str, cache_path: str,
                    encoder_key: str) -> CellRecord:
     """Fit the probe on the sampled sources; score every target. Embeddings must be cached."""
-    from measure.probe import make_classifier, pair_features, score
+    from measure.probe import make_classifier, pair_features
 
     started = time.time()
     feats, labels = [], []
@@ -119,19 +140,10 @@ def run_probe_cell(cell: dict[str, Any], data_dir: str, cache_path: str,
         clf.fit(X, y)
         train_seconds = time.time() - started
 
-        results = []
         t_eval = time.time()
-        for tgt in cell["targets"]:
-            for lang in tgt["languages"]:
-                t0 = time.time()
-                frame = load_split(data_dir, tgt["dataset"], lang, tgt["split"])
-                idx = eval_indices(frame, int(cell.get("eval_cap", 0)))
-                u, v = split_vectors(cache_path, encoder_key, data_dir, tgt["dataset"], lang,
-                                     tgt["split"], idx)
-                s = score(frame["label"].to_numpy()[idx], clf.predict(pair_features(u, v)))
-                results.append(TargetResult(tgt["dataset"], lang, tgt["split"], s["macro_f1"],
-                                            s["accuracy"], s["n"], s["confusion"],
-                                            eval_seconds=time.time() - t0))
+        results = evaluate_targets(cell, data_dir, lambda f: clf.predict(pair_features(
+            vectors(cache_path, encoder_key, f["premise"].tolist()),
+            vectors(cache_path, encoder_key, f["hypothesis"].tolist()))))
     return CellRecord(config=cell, results=results, started_at=started, finished_at=time.time(),
                       train_seconds=train_seconds, eval_seconds=time.time() - t_eval)
 

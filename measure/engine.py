@@ -97,20 +97,34 @@ def pending_cells(batch: Batch, store: ResultStore) -> list[dict[str, Any]]:
     return [c for c in batch.cells if cell_hash(c) not in done]
 
 
+def plan(batch: Batch, store: ResultStore, *, progress: bool = True,
+         engine: str = "") -> tuple[list[dict[str, Any]], int]:
+    """(cells still to run, cells skipped because the store has them), announced on stderr."""
+    todo = pending_cells(batch, store)
+    skipped = len(batch.cells) - len(todo)
+    if progress:
+        print(f"batch {batch.name!r}: {len(batch.cells)} cells, {skipped} already in "
+              f"{store.path}, {len(todo)} to run{engine}", file=sys.stderr)
+    return todo, skipped
+
+
+def embed_probe_cells(batch: Batch, cells: list[dict[str, Any]], cache_path: Path, *,
+                      progress: bool = True) -> dict[str, str]:
+    """Embed what the probe cells need ({backend: encoder key}); other methods tokenise
+    their own text and need no sentence embeddings."""
+    probe = [c for c in cells if c["method"] == "probe"]
+    return prepare_embeddings(batch, probe, cache_path, progress=progress) if probe else {}
+
+
 def run_local(batch: Batch, store: ResultStore, *, workers: int | None = None,
               cache_path: Path | None = None, progress: bool = True) -> RunSummary:
     from measure.cells import default_cache_path
     t0 = time.time()
     cache_path = Path(cache_path or default_cache_path())
-    todo = pending_cells(batch, store)
-    skipped = len(batch.cells) - len(todo)
-    if progress:
-        print(f"batch {batch.name!r}: {len(batch.cells)} cells, {skipped} already in "
-              f"{store.path}, {len(todo)} to run", file=sys.stderr)
+    todo, skipped = plan(batch, store, progress=progress)
     if not todo:
         return RunSummary(len(batch.cells), skipped, 0, 0, time.time() - t0)
-    probe = [c for c in todo if c["method"] == "probe"]   # only the probe reads embeddings
-    keys = prepare_embeddings(batch, probe, cache_path, progress=progress) if probe else {}
+    keys = embed_probe_cells(batch, todo, cache_path, progress=progress)
     workers = max(1, workers or os.cpu_count() or 1)
     done = failed = 0
     # cheap cells first gives an early, honest ETA; big per-language cells come last

@@ -147,10 +147,10 @@ def run_finetune_cell(cell: dict[str, Any], data_dir: str, *, device: str | None
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from measure.cells import eval_indices, load_split, sample_training
+    from measure.cells import evaluate_targets, load_split, sample_training
     from measure.encoder import resolve_model
     from measure.probe import score
-    from measure.store import CellRecord, TargetResult
+    from measure.store import CellRecord
 
     params = FinetuneParams.from_dict(cell.get("params"))
     backend = cell.get("backend", "ort-int8")
@@ -201,16 +201,7 @@ def run_finetune_cell(cell: dict[str, Any], data_dir: str, *, device: str | None
                                           quantize=backend == "ort-int8")
             del model
             scorer = ClassifierScorer(tokenizer, onnx_file=onnx_file, **kw)
-        results = []
-        for tgt in cell["targets"]:
-            for lang in tgt["languages"]:
-                t0 = time.time()
-                frame = load_split(data_dir, tgt["dataset"], lang, tgt["split"])
-                f = frame.iloc[eval_indices(frame, int(cell.get("eval_cap", 0)))]
-                s = score(f["label"].to_numpy(), scorer.predict(_pairs(f)))
-                results.append(TargetResult(tgt["dataset"], lang, tgt["split"], s["macro_f1"],
-                                            s["accuracy"], s["n"], s["confusion"],
-                                            eval_seconds=time.time() - t0))
+        results = evaluate_targets(cell, data_dir, lambda f: scorer.predict(_pairs(f)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return CellRecord(config=cell, results=results, started_at=started, finished_at=time.time(),

@@ -38,7 +38,7 @@ import ray  # an ImportError here is reported by the CLI as "the Ray engine is n
 from tqdm.auto import tqdm
 
 from measure.config import Batch
-from measure.engine import RunSummary, _run_cell, pending_cells, prepare_embeddings
+from measure.engine import RunSummary, _run_cell, embed_probe_cells, plan
 from measure.store import CellRecord, ResultStore
 
 GPU_METHODS = ("finetune", "seq2seq")
@@ -111,17 +111,11 @@ def run_ray(batch: Batch, store: ResultStore, *, address: str | None = None,
     if address and not ray.is_initialized():
         _check_reachable(address)  # before minutes of embedding, not after
     cache_path = Path(cache_path or default_cache_path())
-    todo = pending_cells(batch, store)
-    skipped = len(batch.cells) - len(todo)
-    if progress:
-        print(f"batch {batch.name!r}: {len(batch.cells)} cells, {skipped} already in "
-              f"{store.path}, {len(todo)} to run (Ray)", file=sys.stderr)
+    todo, skipped = plan(batch, store, progress=progress, engine=" (Ray)")
     if not todo:
         return RunSummary(len(batch.cells), skipped, 0, 0, time.time() - t0)
-    # embed in the driver before starting Ray: the encoder gets every core. Only probe
-    # cells read sentence embeddings; seq2seq/finetune cells tokenise their own text.
-    probe = [c for c in todo if c["method"] == "probe"]
-    keys = prepare_embeddings(batch, probe, cache_path, progress=progress) if probe else {}
+    # embed in the driver before starting Ray: the encoder gets every core
+    keys = embed_probe_cells(batch, todo, cache_path, progress=progress)
     started = _connect(address, num_cpus)
     try:
         done, failed = _drive(todo, batch, store, str(cache_path), keys, progress)

@@ -373,9 +373,8 @@ def run_seq2seq_cell(cell: dict[str, Any], data_dir: str, *, device: str | None 
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from measure.cells import eval_indices, load_split, sample_training
-    from measure.probe import score
-    from measure.store import CellRecord, TargetResult
+    from measure.cells import evaluate_targets, load_split, sample_training
+    from measure.store import CellRecord
 
     params = Seq2SeqParams.from_dict(cell.get("params"))
     backend = cell.get("backend", "ort-fp32")
@@ -410,19 +409,9 @@ def run_seq2seq_cell(cell: dict[str, Any], data_dir: str, *, device: str | None 
             del model
             scorer = OrtScorer(tmp / "onnx", tokenizer, params.label_words,
                                quantized=backend == "ort-int8", **kw)
-        results = []
-        for tgt in cell["targets"]:
-            for lang in tgt["languages"]:
-                t0 = time.time()
-                frame = load_split(data_dir, tgt["dataset"], lang, tgt["split"])
-                idx = eval_indices(frame, int(cell.get("eval_cap", 0)))
-                f = frame.iloc[idx]
-                texts = [format_input(p, h) for p, h in zip(f["premise"], f["hypothesis"])]
-                pred = scorer.predict(texts, params.scoring, params.max_new_tokens)
-                s = score(f["label"].to_numpy(), pred)
-                results.append(TargetResult(tgt["dataset"], lang, tgt["split"], s["macro_f1"],
-                                            s["accuracy"], s["n"], s["confusion"],
-                                            eval_seconds=time.time() - t0))
+        results = evaluate_targets(cell, data_dir, lambda f: scorer.predict(
+            [format_input(p, h) for p, h in zip(f["premise"], f["hypothesis"])],
+            params.scoring, params.max_new_tokens))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return CellRecord(config=cell, results=results, started_at=started, finished_at=time.time(),
