@@ -171,6 +171,19 @@ def store_status(m: Measurements) -> dict[str, Any]:
             "targets": int(df["target_language"].nunique()), "by": by}
 
 
+def model_method_choices(df: pd.DataFrame) -> tuple[list[tuple[str, str]], int]:
+    """(model, method) pairs for a selectbox, and the index of the default one.
+
+    The default is the pair measured at the most values of k (ties: most rows), so a page
+    opens on the scaling grid rather than on a single-source table such as the GPU
+    fine-tuning one.
+    """
+    groups = df.groupby(["model", "method"])
+    combos = sorted(groups.groups)
+    rank = {key: (g["k"].nunique(), len(g)) for key, g in groups}
+    return combos, combos.index(max(combos, key=lambda c: rank[c])) if combos else 0
+
+
 def measured_lookup(df: pd.DataFrame, model: str, method: str, config: dict[str, int],
                     targets: list[str]) -> pd.DataFrame:
     """Mean/SD/count over seeds of the measured macro-F1 for one exact configuration."""

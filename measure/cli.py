@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=None,
                    help="NLI data root (default $XLT_DATA_DIR, else ../shared/data/nli)")
     p.add_argument("--engine", choices=["local", "ray"], default="local")
-    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPUs)")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPUs for probe batches, 1 for finetune/seq2seq)")
     p.add_argument("--address", default=None, help="Ray cluster address (with --engine ray)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the cells, run nothing")
     p.set_defaults(func=cmd_run)

@@ -125,6 +125,8 @@ def run_local(batch: Batch, store: ResultStore, *, workers: int | None = None,
     if not todo:
         return RunSummary(len(batch.cells), skipped, 0, 0, time.time() - t0)
     keys = embed_probe_cells(batch, todo, cache_path, progress=progress)
+    if workers is None and any(c["method"] != "probe" for c in todo):
+        workers = 1  # a training cell takes the GPU or every CPU thread by itself
     workers = max(1, workers or os.cpu_count() or 1)
     done = failed = 0
     # cheap cells first gives an early, honest ETA; big per-language cells come last

@@ -541,3 +541,14 @@ def test_unreadable_measurement_file_is_reported_not_raised(tmp_path: Path) -> N
     m = data.read_measurement_files(tmp_path)
     assert m.empty and len(m.problems) == 2
     assert "missing columns" in m.problems[1]
+
+
+def test_model_method_default_is_the_scaling_grid() -> None:
+    """A single-source table (the GPU fine-tuning one) sorts first but is not the default."""
+    import pandas as pd
+
+    from app import data
+    df = pd.DataFrame({"model": ["me5-small"] * 5, "method": ["finetune"] * 2 + ["probe"] * 3,
+                       "k": [1, 1, 1, 2, 3]})
+    combos, default = data.model_method_choices(df)
+    assert combos == [("me5-small", "finetune"), ("me5-small", "probe")] and default == 1

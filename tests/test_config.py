@@ -98,3 +98,9 @@ def test_shipped_configs_validate(nli_dir: Path) -> None:
     singles = {tuple(c["train_config"]) for c in default.cells
                if len(c["train_config"]) == 1 and c["train_dataset"] == "xnli"}
     assert len(singles) == 15
+    finetune = load_batch(repo / "measure/configs/finetune-singles.toml", nli_dir)
+    assert len(finetune.cells) == 15 and {c["method"] for c in finetune.cells} == {"finetune"}
+    mt5 = load_batch(repo / "measure/configs/mt5-pairs.toml", nli_dir)
+    assert len(mt5.cells) == 15 + 105 and {c["method"] for c in mt5.cells} == {"seq2seq"}
+    smoke = load_batch(repo / "measure/configs/smoke.toml", nli_dir)
+    assert smoke.cells

@@ -36,9 +36,9 @@ m = ui.require_measurements(models)
 df = m.frame
 
 c1, c2, c3 = st.columns([2, 2, 3])
-combos = sorted(df.groupby(["model", "method"]).groups)
-mm = c1.selectbox("Model · method", combos, format_func=lambda t: f"{t[0]} · {t[1]}",
-                  key="sc_model")
+combos, default = data.model_method_choices(df)
+mm = c1.selectbox("Model · method", combos, index=default,
+                  format_func=lambda t: f"{t[0]} · {t[1]}", key="sc_model")
 sub = df[(df["model"] == mm[0]) & (df["method"] == mm[1])]
 pools = sub["pool"].value_counts().index.tolist()
 pool = c2.selectbox("Training pool", pools, key="sc_pool",

@@ -39,9 +39,9 @@ if df.empty:
     st.stop()
 
 c1, c2, c3 = st.columns([2, 2, 2])
-combos = sorted(df.groupby(["model", "method"]).groups)
-mm = c1.selectbox("Model · method", combos, format_func=lambda t: f"{t[0]} · {t[1]}",
-                  key="tg_model")
+combos, default = data.model_method_choices(df)
+mm = c1.selectbox("Model · method", combos, index=default,
+                  format_func=lambda t: f"{t[0]} · {t[1]}", key="tg_model")
 sub = df[(df["model"] == mm[0]) & (df["method"] == mm[1])]
 pools = sub["pool"].value_counts().index.tolist()
 pool = c2.selectbox("Training pool", pools, key="tg_pool")
