@@ -20,6 +20,8 @@ from measure.languages import UnknownLanguageError, get_language
 
 METHODS = ("probe", "finetune", "seq2seq")
 REGIMES = ("per_language", "fixed_total")
+# evaluation backend when a config names none (ort-int8-s8: signed int8 weights, measure.onnxquant)
+DEFAULT_BACKENDS = {"probe": "ort-int8-s8", "finetune": "ort-int8-s8", "seq2seq": "ort-int8"}
 TOP_KEYS = {"name", "model", "method", "backend", "data_dir", "seeds", "budget", "eval_cap",
             "probe", "train", "targets", "sources"}
 SOURCE_KEYS = {"pool", "languages", "singles", "pairs_from", "sets", "sample", "seeds",
@@ -186,8 +188,8 @@ def _check_train(method: str, params: Any, backend: Any) -> None:
     val_split ('dataset/split'; default: pool rows the cell did not sample),
     eval_batch_size (32). seq2seq adds label_words (3 words, default entailment /
     neutral / contradiction), scoring ('rank' | 'generate'), rank_eos (false) and
-    max_new_tokens (8); finetune adds freeze_embeddings (false). ``backend``: evaluation through ort-fp32, ort-int8 (optimum
-    export) or torch-fp32. ``model``: seq2seq takes a local checkpoint directory,
+    max_new_tokens (8); finetune adds freeze_embeddings (false). ``backend``: evaluation through ort-fp32, ort-int8-s8 / ort-int8
+    (optimum export, dynamic int8 with signed / unsigned weights) or torch-fp32. ``model``: seq2seq takes a local checkpoint directory,
     mt5-small/-base/-large or a hub id; finetune takes me5-small or an encoder directory.
     """
     if method == "seq2seq":
@@ -237,8 +239,14 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None) -> Batc
     budget_default = raw.get("budget")
     params = {"probe": raw.get("probe", {}), "train": raw.get("train", {})}.get(
         "probe" if method == "probe" else "train", {})
+    backend = raw.get("backend", DEFAULT_BACKENDS[method])
     if method in ("seq2seq", "finetune"):
-        _check_train(method, params, raw.get("backend", "ort-int8"))
+        _check_train(method, params, backend)
+    else:
+        from measure.encoder import BACKENDS as ENCODER_BACKENDS
+        if backend not in ENCODER_BACKENDS:
+            raise ConfigError(f"backend = {backend!r} is not an encoder backend: use one of "
+                              f"{ENCODER_BACKENDS} (ort-int8-s8 is the fast default)")
 
     cells: list[dict[str, Any]] = []
     if not isinstance(raw["sources"], list) or not raw["sources"]:
@@ -274,7 +282,7 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None) -> Batc
                 for seed in seeds:
                     cells.append({
                         "model": raw["model"], "method": method,
-                        "backend": raw.get("backend", "ort-int8"),
+                        "backend": backend,
                         "train_dataset": ds, "train_split": split, "regime": regime,
                         "train_config": tc, "seed": seed, "params": params,
                         "targets": targets, "eval_cap": eval_cap,

@@ -128,20 +128,41 @@ def run_local(batch: Batch, store: ResultStore, *, workers: int | None = None,
     if workers is None and any(c["method"] != "probe" for c in todo):
         workers = 1  # a training cell takes the GPU or every CPU thread by itself
     workers = max(1, workers or os.cpu_count() or 1)
-    done = failed = 0
-    # cheap cells first gives an early, honest ETA; big per-language cells come last
-    todo.sort(key=lambda c: sum(c["train_config"].values()))
-    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress, smoothing=0.02)
-    for rec in _iter_results(todo, str(batch.data_dir), str(cache_path), keys, workers):
-        store.put_cell(rec)
+    with Recorder(store, len(todo), progress) as record:
+        for rec in _iter_results(cheap_first(todo), str(batch.data_dir), str(cache_path), keys,
+                                 workers):
+            record(rec)
+    return RunSummary(len(batch.cells), skipped, record.done, record.failed, time.time() - t0)
+
+
+def cheap_first(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cheap cells first gives an early, honest ETA; big per-language cells come last."""
+    return sorted(cells, key=lambda c: sum(c["train_config"].values()))
+
+
+class Recorder:
+    """Writes each finished cell to the store the moment it arrives (so a crash loses only
+    cells in flight), counts outcomes, reports failures and drives the progress bar."""
+
+    def __init__(self, store: ResultStore, total: int, progress: bool) -> None:
+        self.store, self.done, self.failed = store, 0, 0
+        self.bar = tqdm(total=total, desc="cells", unit="cell", disable=not progress,
+                        smoothing=0.02)
+
+    def __call__(self, rec: CellRecord) -> None:
+        self.store.put_cell(rec)
         if rec.status == "done":
-            done += 1
+            self.done += 1
         else:
-            failed += 1
+            self.failed += 1
             tqdm.write(f"cell failed: {rec.error}", file=sys.stderr)
-        bar.update(1)
-    bar.close()
-    return RunSummary(len(batch.cells), skipped, done, failed, time.time() - t0)
+        self.bar.update(1)
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
 
 
 def _iter_results(cells: list[dict[str, Any]], data_dir: str, cache_path: str,

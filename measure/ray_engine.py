@@ -29,16 +29,14 @@ The results store is written by the driver only, so it never needs to be shared.
 from __future__ import annotations
 
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import ray  # an ImportError here is reported by the CLI as "the Ray engine is not available"
-from tqdm.auto import tqdm
 
 from measure.config import Batch
-from measure.engine import RunSummary, _run_cell, embed_probe_cells, plan
+from measure.engine import Recorder, RunSummary, _run_cell, cheap_first, embed_probe_cells, plan
 from measure.store import CellRecord, ResultStore
 
 GPU_METHODS = ("finetune", "seq2seq")
@@ -131,7 +129,7 @@ def _drive(todo: list[dict[str, Any]], batch: Batch, store: ResultStore, cache_p
     resources = ray.cluster_resources()
     has_gpu = resources.get("GPU", 0) > 0
     window = max(4, 2 * int(resources.get("CPU", 1)))  # short queue: a lost driver loses little
-    todo = sorted(todo, key=lambda c: sum(c["train_config"].values()))  # cheap cells first
+    todo = cheap_first(todo)
     data_dir = str(batch.data_dir)
 
     def submit(cell: dict[str, Any]) -> ray.ObjectRef:
@@ -146,25 +144,17 @@ def _drive(todo: list[dict[str, Any]], batch: Batch, store: ResultStore, cache_p
         inflight[submit(cell)] = cell
         if len(inflight) >= window:
             break
-    done = failed = 0
-    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress, smoothing=0.02)
-    while inflight:
-        ready, _ = ray.wait(list(inflight), num_returns=1)
-        for ref in ready:
-            cell = inflight.pop(ref)
-            try:
-                rec = ray.get(ref)
-            except Exception as exc:  # WorkerCrashedError after the retries, RayTaskError
-                rec = _failed(cell, exc)
-            store.put_cell(rec)
-            if rec.status == "done":
-                done += 1
-            else:
-                failed += 1
-                tqdm.write(f"cell failed: {rec.error}", file=sys.stderr)
-            bar.update(1)
-            nxt = next(queue, None)
-            if nxt is not None:
-                inflight[submit(nxt)] = nxt
-    bar.close()
-    return done, failed
+    with Recorder(store, len(todo), progress) as record:
+        while inflight:
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            for ref in ready:
+                cell = inflight.pop(ref)
+                try:
+                    rec = ray.get(ref)
+                except Exception as exc:  # WorkerCrashedError after the retries, RayTaskError
+                    rec = _failed(cell, exc)
+                record(rec)
+                nxt = next(queue, None)
+                if nxt is not None:
+                    inflight[submit(nxt)] = nxt
+    return record.done, record.failed

@@ -63,14 +63,34 @@ def test_ort_matches_torch(sample_texts: list[str]) -> None:
     from measure.encoder import make_encoder
     ref = make_encoder("me5-small", "torch-fp32").encode(sample_texts)
     fp32 = make_encoder("me5-small", "ort-fp32").encode(sample_texts)
-    int8 = make_encoder("me5-small", "ort-int8").encode(sample_texts)
+    int8 = make_encoder("me5-small", "ort-int8").encode(sample_texts)        # u8 weights
+    s8 = make_encoder("me5-small", "ort-int8-s8").encode(sample_texts)       # s8 + fusions
     cos32 = np.sum(ref * fp32, axis=1)
     cos8 = np.sum(ref * int8, axis=1)
-    print(f"ORT fp32 vs torch cosine min {cos32.min():.6f}; int8 min {cos8.min():.4f} "
-          f"mean {cos8.mean():.4f}")
+    cos_s8 = np.sum(ref * s8, axis=1)
+    print(f"ORT fp32 vs torch cosine min {cos32.min():.6f}; int8 u8 min {cos8.min():.4f} "
+          f"mean {cos8.mean():.4f}; s8 min {cos_s8.min():.4f} mean {cos_s8.mean():.4f}")
     assert ref.shape == (len(sample_texts), 384)
     assert cos32.min() >= 0.9999
     assert cos8.mean() >= 0.98           # int8 is an approximation; F1 drift is benchmarked
+    assert cos_s8.mean() >= 0.99 and cos_s8.min() >= 0.97
     # bucketing must not depend on batch composition: encoding one text alone is the same
     alone = make_encoder("me5-small", "ort-fp32").encode(sample_texts[5:6])
     assert float(alone[0] @ fp32[5]) >= 0.99999
+
+
+@pytest.mark.slow
+def test_s8_graph_is_fused_and_signed() -> None:
+    """The fast scheme's file really has the fused ops and signed int8 weights."""
+    import onnx
+
+    from measure.encoder import onnx_model_path, resolve_model
+    path = onnx_model_path(resolve_model("me5-small"), "int8-s8")
+    graph = onnx.load(str(path), load_external_data=False).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"SkipLayerNormalization", "BiasGelu", "MatMulInteger"} <= ops
+    dtype = {t.name: t.data_type for t in graph.initializer}
+    matmul_weights = [n.input[1] for n in graph.node if n.op_type == "MatMulInteger"
+                      and n.input[1] in dtype]
+    assert len(matmul_weights) == 72    # 12 layers x (q, k, v, attention out, ffn in, ffn out)
+    assert all(dtype[w] == onnx.TensorProto.INT8 for w in matmul_weights)
