@@ -121,7 +121,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.seq2seq:
         from measure.bench_seq2seq import run_seq2seq_bench
         try:
-            run_seq2seq_bench(args.data_dir, n_texts=args.texts or 128, shapes=args.shapes)
+            run_seq2seq_bench(args.data_dir, n_texts=args.texts or 128, shapes=args.shapes,
+                              batch_size=args.batch_size)
         except DataError as exc:
             return _fail(str(exc))
         return 0
@@ -173,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="texts to time (default 2000; with --seq2seq: pairs, default 128)")
     p.add_argument("--shapes", choices=["mt5-small", "tiny"], default="mt5-small",
                    help="with --seq2seq: shapes of the random mT5 (default mt5-small)")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="with --seq2seq: pairs per batch, for generate() and rank alike (default 16)")
     p.add_argument("--eval-cap", type=int, default=0,
                    help="cap on test pairs per drift target (default 0 = all 5,010)")
     p.set_defaults(func=cmd_bench)

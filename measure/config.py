@@ -21,7 +21,7 @@ from measure.languages import UnknownLanguageError, get_language
 METHODS = ("probe", "finetune", "seq2seq")
 REGIMES = ("per_language", "fixed_total")
 # evaluation backend when a config names none (ort-int8-s8: signed int8 weights, measure.onnxquant)
-DEFAULT_BACKENDS = {"probe": "ort-int8-s8", "finetune": "ort-int8-s8", "seq2seq": "ort-int8"}
+DEFAULT_BACKENDS = {"probe": "ort-int8-s8", "finetune": "ort-int8-s8", "seq2seq": "ort-int8-s8"}
 TOP_KEYS = {"name", "model", "method", "backend", "data_dir", "seeds", "budget", "eval_cap",
             "probe", "train", "targets", "sources"}
 SOURCE_KEYS = {"pool", "languages", "singles", "pairs_from", "sets", "sample", "seeds",

@@ -78,6 +78,22 @@ def length_buckets(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarr
         yield order[start:start + batch_size]
 
 
+def padded_batches(ids: Sequence[Sequence[int]], batch_size: int,
+                   pad: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(indices, input_ids, attention_mask) per length bucket, padded to the bucket's width.
+
+    Shared by the encoder, the fine-tuned classifier and the seq2seq scorer so that every
+    backend sees exactly the same batches (their outputs are compared to each other)."""
+    for batch in length_buckets([len(x) for x in ids], batch_size):
+        width = max(len(ids[i]) for i in batch)
+        input_ids = np.full((len(batch), width), pad, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, i in enumerate(batch):
+            input_ids[row, :len(ids[i])] = ids[i]
+            mask[row, :len(ids[i])] = 1
+        yield batch, input_ids, mask
+
+
 def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     mask = mask.astype(hidden.dtype)[..., None]
     summed = (hidden * mask).sum(axis=1)
@@ -113,14 +129,8 @@ class _BaseEncoder:
         out: np.ndarray | None = None
         bar = tqdm(total=len(texts), desc=desc or f"encode ({self.name})", unit="text",
                    disable=not progress, smoothing=0.05)
-        for batch in length_buckets([len(x) for x in ids], self.batch_size):
-            width = max(len(ids[i]) for i in batch)
-            pad = self.tokenizer.pad_token_id or 0
-            input_ids = np.full((len(batch), width), pad, dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            for row, i in enumerate(batch):
-                input_ids[row, :len(ids[i])] = ids[i]
-                mask[row, :len(ids[i])] = 1
+        for batch, input_ids, mask in padded_batches(ids, self.batch_size,
+                                                     self.tokenizer.pad_token_id or 0):
             vecs = _mean_pool(self._forward(input_ids, mask), mask)
             if out is None:
                 out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from measure.trainloop import TrainParams, fit, source_rows
+from measure.trainloop import TrainParams, fit, source_rows, start_cell, training_frames
 
 BACKENDS = ("ort-fp32", "ort-int8-s8", "ort-int8", "torch-fp32")
 Pair = tuple[str, str, int]  # (premise, hypothesis, label)
@@ -92,17 +92,11 @@ class ClassifierScorer:
         return out.logits.float().cpu().numpy()
 
     def logits(self, pairs: Sequence[Pair]) -> np.ndarray:
-        from measure.encoder import length_buckets
+        from measure.encoder import padded_batches
         ids = _tokenize(self.tokenizer, pairs, self.max_length)["input_ids"]
-        pad = self.tokenizer.pad_token_id or 0
         out = np.zeros((len(pairs), 3), dtype=np.float32)
-        for batch in length_buckets([len(x) for x in ids], self.batch_size):
-            width = max(len(ids[i]) for i in batch)
-            input_ids = np.full((len(batch), width), pad, dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            for row, i in enumerate(batch):
-                input_ids[row, :len(ids[i])] = ids[i]
-                mask[row, :len(ids[i])] = 1
+        for batch, input_ids, mask in padded_batches(ids, self.batch_size,
+                                                     self.tokenizer.pad_token_id or 0):
             out[batch] = self._logits(input_ids, mask)
         return out
 
@@ -144,33 +138,25 @@ def run_finetune_cell(cell: dict[str, Any], data_dir: str, *, device: str | None
                       workdir: str | Path | None = None) -> Any:
     """Fine-tune the encoder on the cell's sources, select on source validation, score targets."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
-    from measure.cells import evaluate_targets, load_split, sample_training
+    from measure.cells import evaluate_targets
     from measure.encoder import resolve_model
     from measure.probe import score
     from measure.store import CellRecord
 
-    params = FinetuneParams.from_dict(cell.get("params"))
-    backend = cell.get("backend", "ort-int8-s8")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend {backend!r} is not available for finetune: use one of {BACKENDS}")
-    started = time.time()
     model_dir = resolve_model(cell["model"])
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    torch.manual_seed(int(cell["seed"]))  # the fresh head is part of the cell's randomness
+    start = start_cell(cell, data_dir, FinetuneParams, BACKENDS, model_dir, device)
+    params, backend, dev, tokenizer = start.params, start.backend, start.device, start.tokenizer
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=3)
     _init_zero_pooler(model)
     if params.freeze_embeddings:  # 96M of me5-small's 118M weights; 3-5x faster steps on CPU
         model.get_input_embeddings().weight.requires_grad_(False)
     model.to(dev)
 
-    drawn = sample_training(cell, data_dir)
-    train = [pair for lang, idx in drawn
-             for pair in _pairs(load_split(data_dir, cell["train_dataset"], lang,
-                                           cell["train_split"]).iloc[idx])]
-    val = [pair for _, frame in source_rows(cell, data_dir, params, drawn) for pair in _pairs(frame)]
+    train = [pair for frame in training_frames(cell, data_dir, start.drawn) for pair in _pairs(frame)]
+    val = [pair for _, frame in source_rows(cell, data_dir, params, start.drawn)
+           for pair in _pairs(frame)]
     val_y = np.array([y for _, _, y in val], dtype=np.int64)
 
     def collate(batch: list[Pair]) -> dict[str, Any]:
@@ -185,7 +171,7 @@ def run_finetune_cell(cell: dict[str, Any], data_dir: str, *, device: str | None
         return score(val_y, scorer.predict(val))["macro_f1"]
 
     fit(model, train, params, int(cell["seed"]), collate, validate if val else None)
-    train_seconds = time.time() - started
+    train_seconds = time.time() - start.started
 
     t_eval = time.time()
     tmp = Path(tempfile.mkdtemp(prefix="xlt-finetune-", dir=workdir))
@@ -203,5 +189,5 @@ def run_finetune_cell(cell: dict[str, Any], data_dir: str, *, device: str | None
         results = evaluate_targets(cell, data_dir, lambda f: scorer.predict(_pairs(f)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return CellRecord(config=cell, results=results, started_at=started, finished_at=time.time(),
+    return CellRecord(config=cell, results=results, started_at=start.started, finished_at=time.time(),
                       train_seconds=train_seconds, eval_seconds=time.time() - t_eval)

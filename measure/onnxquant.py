@@ -14,7 +14,10 @@ choice of scheme decides the speed. Measured on this project's 2-core AVX-512-VN
   (backend ``ort-int8-s8``).
 
 Activations are quantised at run time per tensor (dynamic), so a text's vector depends
-very slightly on the other texts in its batch (see ``measure.cells``' memo).
+very slightly on the other texts in its batch (see ``measure.cells``' memo). On CPUs
+without VNNI, u8s8 products can saturate (ONNX Runtime's quantisation docs): use the
+``u8`` backends (``ort-int8``) there. The encoder, the fine-tuned classifier and the
+mT5 encoder/decoder (``measure.seq2seq``) all quantise through this module.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ _BERT_LIKE = {"bert", "roberta", "xlm-roberta", "camembert", "distilbert", "elec
 
 def quantise_dynamic(src_dir: Path, out_dir: Path, scheme: str = "s8",
                      file_name: str = "model.onnx") -> Path:
-    """Quantise ``src_dir/file_name`` into ``out_dir/model_quantized.onnx`` (and copy config)."""
+    """Quantise ``src_dir/file_name`` into ``out_dir/<stem>_quantized.onnx`` (optimum's
+    naming; config.json is copied along) and return that path."""
     if scheme not in SCHEMES:
         raise ValueError(f"unknown int8 scheme {scheme!r}: use one of {SCHEMES}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -44,7 +48,7 @@ def quantise_dynamic(src_dir: Path, out_dir: Path, scheme: str = "s8",
     for extra in ("config.json",):
         if not (out_dir / extra).exists() and (src_dir / extra).exists():
             shutil.copy(src_dir / extra, out_dir / extra)
-    return out_dir / "model_quantized.onnx"
+    return out_dir / f"{Path(file_name).stem}_quantized.onnx"
 
 
 def _quantise_s8(src_dir: Path, out_dir: Path, file_name: str) -> None:
@@ -52,10 +56,11 @@ def _quantise_s8(src_dir: Path, out_dir: Path, file_name: str) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src = src_dir / file_name
+    external = (src_dir / f"{file_name}_data").exists()   # > 2 GB models (mT5-base and up)
     cfg_file = src_dir / "config.json"
     cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
-    fused = out_dir / "model_fused.onnx"
-    if cfg.get("model_type") in _BERT_LIKE:
+    fused = out_dir / f"{src.stem}_fused.onnx"
+    if cfg.get("model_type") in _BERT_LIKE and not external:
         from onnxruntime.transformers.fusion_options import FusionOptions
         from onnxruntime.transformers.optimizer import optimize_model
         options = FusionOptions("bert")
@@ -65,8 +70,10 @@ def _quantise_s8(src_dir: Path, out_dir: Path, file_name: str) -> None:
                                hidden_size=int(cfg["hidden_size"]), optimization_options=options)
         model.save_model_to_file(str(fused))
         src = fused
-    quantize_dynamic(str(src), str(out_dir / "model_quantized.onnx"), weight_type=QuantType.QInt8,
-                     per_channel=True, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    quantize_dynamic(str(src), str(out_dir / f"{Path(file_name).stem}_quantized.onnx"),
+                     weight_type=QuantType.QInt8, per_channel=True,
+                     use_external_data_format=external,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     fused.unlink(missing_ok=True)
     (out_dir / "ort_config.json").write_text(json.dumps(
         {"scheme": "s8", "fusions": "onnxruntime.transformers bert (attention unfused)"

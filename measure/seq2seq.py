@@ -19,11 +19,14 @@ matrix).
 
 Evaluation runs through ONNX Runtime: the fine-tuned model is exported with optimum
 (``text2text-generation``: encoder + decoder without past, which is all rank
-classification needs) per cell, in a temporary directory. ``backend`` picks ort-int8
-(dynamic int8; the batch-config default), ort-fp32, or torch-fp32 (no export). On a
-random model with mt5-small's shapes int8 and fp32 agreed on every prediction
-(``xlt-measure bench --seq2seq``). torch and transformers are imported lazily: the core
-package has no torch.
+classification needs) per cell, in a temporary directory, and the decoder is rewritten
+(``build_rank_decoder``) so the 250k-wide output projection and its log-softmax run only
+at the distinct label-word prefixes (``RankPlan``: a trie over the label words) and never
+leave ONNX Runtime. ``backend`` picks ort-int8-s8 (dynamic int8 with signed weights,
+measure.onnxquant; the batch-config default), ort-int8 (unsigned weights, for CPUs
+without VNNI), ort-fp32, or torch-fp32 (no export). ``xlt-measure bench --seq2seq`` times this against
+PyTorch ``generate()`` on a random model with mt5-small's shapes. torch and
+transformers are imported lazily: the core package has no torch.
 """
 
 from __future__ import annotations
@@ -38,13 +41,15 @@ from typing import Any
 
 import numpy as np
 
-from measure.trainloop import Example, TrainParams, TrainReport, fit, source_rows
+from measure.trainloop import (Example, TrainParams, TrainReport, fit, source_rows, start_cell,
+                               training_frames)
 
 LABEL_WORDS = ("entailment", "neutral", "contradiction")
 TEMPLATE = "xnli premise: {premise} hypothesis: {hypothesis}"
 MODEL_ALIASES = {"mt5-small": "google/mt5-small", "mt5-base": "google/mt5-base",
                  "mt5-large": "google/mt5-large"}
-BACKENDS = ("ort-fp32", "ort-int8", "torch-fp32")
+BACKENDS = ("ort-fp32", "ort-int8-s8", "ort-int8", "torch-fp32")
+INT8_SCHEMES = {"ort-int8-s8": "s8", "ort-int8": "u8"}  # backend -> measure.onnxquant scheme
 _LOGITS_BUDGET = 1 << 25  # floats per decoder call (128 MiB fp32): mT5's vocabulary is 250k
 
 
@@ -93,16 +98,90 @@ def resolve_seq2seq_model(name: str) -> str:
 
 # ----------------------------------------------------------------- scoring backends
 
+@dataclass(frozen=True)
+class RankPlan:
+    """Which decoder rows and positions rank classification runs, for one input.
+
+    Why: the output projection and its normaliser over mT5's 250k vocabulary cost far more
+    than the decoder layers, and the label words' decoder inputs overlap — every one starts
+    with the decoder-start token, and words may share leading pieces. Causal attention
+    makes the distribution after a shared prefix the same for every label through it, so
+    the labels form a trie: the decoder runs one row per *leaf* (a label's input that is no
+    prefix of another's), and the projection + log-softmax run once per trie *node*
+    (distinct prefix), never on padding. Each node scores the next pieces of the labels
+    through it, so the sums are exactly the per-label sequence log-probabilities.
+    ``share=False`` is the naive layout (a row per label, a node per label piece), kept as
+    the reference the trie is tested against.
+    """
+
+    dec_inputs: np.ndarray              # (rows, width) decoder input ids, padded
+    positions: np.ndarray               # (nodes,) flat index into rows*width of each prefix
+    targets: np.ndarray                 # (nodes, k) pieces scored after each prefix, padded
+    label_items: tuple[np.ndarray, ...]  # per label: flat indices into (nodes*k) to sum
+
+    @classmethod
+    def build(cls, pieces: Sequence[Sequence[int]], decoder_start: int, pad: int,
+              share: bool = True) -> RankPlan:
+        inputs = [(decoder_start, *p[:-1]) for p in pieces]  # position k predicts p[k]
+        leaves = (sorted({s for s in inputs
+                          if not any(len(o) > len(s) and o[:len(s)] == s for o in inputs)})
+                  if share else inputs)
+        width = max(len(s) for s in leaves)
+        node_of: dict[tuple[int, ...], int] = {}
+        positions: list[int] = []
+        targets: list[list[int]] = []
+        items: list[list[tuple[int, int]]] = []
+        for j, (seq, p) in enumerate(zip(inputs, pieces)):
+            row = (next(r for r, leaf in enumerate(leaves) if leaf[:len(seq)] == seq)
+                   if share else j)
+            items.append([])
+            for k, piece in enumerate(p):
+                key = seq[:k + 1] if share else (j, k)
+                if key not in node_of:
+                    node_of[key] = len(positions)
+                    positions.append(row * width + k)
+                    targets.append([])
+                node = node_of[key]
+                if piece not in targets[node]:
+                    targets[node].append(piece)
+                items[j].append((node, targets[node].index(piece)))
+        k_max = max(len(t) for t in targets)
+        dec = np.full((len(leaves), width), pad, dtype=np.int64)
+        for r, leaf in enumerate(leaves):
+            dec[r, :len(leaf)] = leaf
+        tgt = np.full((len(targets), k_max), pad, dtype=np.int64)
+        for n, t in enumerate(targets):
+            tgt[n, :len(t)] = t
+        return cls(dec, np.asarray(positions, dtype=np.int64), tgt,
+                   tuple(np.array([n * k_max + s for n, s in it], dtype=np.int64)
+                         for it in items))
+
+    def tile(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Decoder feeds for ``n`` inputs: row → input index, decoder ids, positions, targets."""
+        n_rows, width = self.dec_inputs.shape
+        rows = np.repeat(np.arange(n, dtype=np.int64), n_rows)
+        pos = (np.arange(n, dtype=np.int64)[:, None] * (n_rows * width) + self.positions).ravel()
+        return rows, np.tile(self.dec_inputs, (n, 1)), pos, np.tile(self.targets, (n, 1))
+
+    def label_scores(self, logprobs: np.ndarray) -> np.ndarray:
+        """(n, nodes, k) target log-probabilities → (n, labels) sequence log-probabilities."""
+        flat = logprobs.reshape(len(logprobs), -1).astype(np.float64)
+        return np.stack([flat[:, idx].sum(axis=1) for idx in self.label_items], axis=1)
+
+
 class _Scorer:
     """Rank classification and greedy generation over an encoder-decoder.
 
     Subclasses run the network (PyTorch or ONNX Runtime); this class owns tokenisation,
-    length bucketing and the label-word bookkeeping, so both paths score identically.
+    length bucketing and the label-word bookkeeping (``RankPlan``), so both paths score
+    identically.
     """
+
+    _full_logits = True  # the backend materialises logits for every decoder position
 
     def __init__(self, tokenizer: Any, label_words: Sequence[str], *, decoder_start: int,
                  vocab_size: int, rank_eos: bool = False, max_source_length: int = 256,
-                 batch_size: int = 32) -> None:
+                 batch_size: int = 32, share_prefixes: bool = True) -> None:
         self.tokenizer = tokenizer
         self.label_words = tuple(label_words)
         self.max_source_length = max_source_length
@@ -113,60 +192,48 @@ class _Scorer:
                   for w in self.label_words]
         if any(not p for p in pieces):
             raise ValueError(f"a label word tokenises to nothing: {self.label_words}")
-        width = max(len(p) for p in pieces)
-        pad = tokenizer.pad_token_id or 0
-        self.label_targets = np.full((len(pieces), width), pad, dtype=np.int64)
-        self.label_mask = np.zeros((len(pieces), width), dtype=np.float32)
-        self.label_inputs = np.full((len(pieces), width), pad, dtype=np.int64)
-        for j, p in enumerate(pieces):
-            self.label_targets[j, :len(p)] = p
-            self.label_mask[j, :len(p)] = 1
-            self.label_inputs[j, 0] = decoder_start
-            self.label_inputs[j, 1:len(p)] = p[:-1]
+        self.label_pieces = pieces
+        self.plan = RankPlan.build(pieces, decoder_start, tokenizer.pad_token_id or 0,
+                                   share=share_prefixes)
         self.decoder_start = decoder_start
 
     # -- backend hooks
     def _encode(self, ids: np.ndarray, mask: np.ndarray) -> Any:
         raise NotImplementedError
 
-    def _target_logprobs(self, hidden: Any, mask: np.ndarray, rows: np.ndarray,
-                         dec_ids: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """log p(targets | dec_ids, input rows) per position, shape (len(rows), L)."""
+    def _node_logprobs(self, hidden: Any, mask: np.ndarray, rows: np.ndarray,
+                       dec_ids: np.ndarray, positions: np.ndarray,
+                       targets: np.ndarray) -> np.ndarray:
+        """log p(targets[i, :] | the prefix ending at flat position ``positions[i]`` of
+        ``dec_ids``), shape of ``targets``; decoder row r reads input ``rows[r]``."""
         raise NotImplementedError
 
-    def _last_logits(self, hidden: Any, mask: np.ndarray, dec_ids: np.ndarray) -> np.ndarray:
+    def _next_tokens(self, hidden: Any, mask: np.ndarray, dec_ids: np.ndarray) -> np.ndarray:
+        """The greedy next token after each row of ``dec_ids`` (row i reads input i)."""
         raise NotImplementedError
 
     # -- shared logic
     def _batches(self, texts: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        from measure.encoder import length_buckets
+        from measure.encoder import padded_batches
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_source_length)
-        ids = enc["input_ids"]
-        pad = self.tokenizer.pad_token_id or 0
-        for batch in length_buckets([len(x) for x in ids], self.batch_size):
-            width = max(len(ids[i]) for i in batch)
-            input_ids = np.full((len(batch), width), pad, dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            for row, i in enumerate(batch):
-                input_ids[row, :len(ids[i])] = ids[i]
-                mask[row, :len(ids[i])] = 1
-            yield batch, input_ids, mask
+        yield from padded_batches(enc["input_ids"], self.batch_size,
+                                  self.tokenizer.pad_token_id or 0)
 
     def rank_scores(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, 3) sequence log-probabilities of the label words; encoder runs once per text."""
-        n_lab, width = self.label_targets.shape
-        out = np.zeros((len(texts), n_lab), dtype=np.float64)
-        per_call = max(1, _LOGITS_BUDGET // (n_lab * width * self.vocab_size))
+        """(n, 3) sequence log-probabilities of the label words: one encoder pass per text,
+        one decoder call per batch over the plan's rows (split only to bound logits memory)."""
+        plan = self.plan
+        out = np.zeros((len(texts), len(plan.label_items)), dtype=np.float64)
+        per_input = plan.dec_inputs.size if self._full_logits else len(plan.positions)
+        per_call = max(1, _LOGITS_BUDGET // (per_input * self.vocab_size))
         for batch, ids, mask in self._batches(texts):
-            hidden = self._encode(ids, mask)
             for start in range(0, len(batch), per_call):
-                sub = np.arange(start, min(start + per_call, len(batch)))
-                rows = np.repeat(sub, n_lab)
-                dec = np.tile(self.label_inputs, (len(sub), 1))
-                tgt = np.tile(self.label_targets, (len(sub), 1))
-                lp = self._target_logprobs(hidden, mask, rows, dec, tgt)
-                lp = (lp * np.tile(self.label_mask, (len(sub), 1))).sum(axis=1)
-                out[batch[sub]] = lp.reshape(len(sub), n_lab)
+                sub = slice(start, start + per_call)
+                n = len(batch[sub])
+                hidden = self._encode(ids[sub], mask[sub])
+                rows, dec, pos, tgt = plan.tile(n)
+                lp = self._node_logprobs(hidden, mask[sub], rows, dec, pos, tgt)
+                out[batch[sub]] = plan.label_scores(lp.reshape(n, *plan.targets.shape))
         return out
 
     def predict_rank(self, texts: Sequence[str]) -> np.ndarray:
@@ -181,7 +248,7 @@ class _Scorer:
             seq = np.full((len(batch), 1), self.decoder_start, dtype=np.int64)
             finished = np.zeros(len(batch), dtype=bool)
             for _ in range(max_new_tokens):
-                nxt = self._last_logits(hidden, mask, seq).argmax(axis=-1).astype(np.int64)
+                nxt = np.asarray(self._next_tokens(hidden, mask, seq), dtype=np.int64)
                 nxt[finished] = pad
                 seq = np.concatenate([seq, nxt[:, None]], axis=1)
                 finished |= nxt == eos
@@ -204,7 +271,11 @@ class _Scorer:
 
 
 class TorchScorer(_Scorer):
-    """The PyTorch model itself (used for checkpoint selection, and as the reference)."""
+    """The PyTorch model itself (used for checkpoint selection, and as the reference).
+
+    It computes full logits for every decoder position and picks the plan's positions
+    afterwards: simple and independent of the ONNX graph surgery it is compared with.
+    """
 
     def __init__(self, model: Any, tokenizer: Any, label_words: Sequence[str], **kw: Any) -> None:
         import torch
@@ -231,14 +302,17 @@ class TorchScorer(_Scorer):
                              use_cache=False)
         return out.logits.float()
 
-    def _target_logprobs(self, hidden: Any, mask: np.ndarray, rows: np.ndarray,
-                         dec_ids: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        logp = self._logits(hidden, mask, rows, dec_ids).log_softmax(-1)
-        return logp.gather(-1, self._t(targets)[..., None])[..., 0].cpu().numpy()
+    def _node_logprobs(self, hidden: Any, mask: np.ndarray, rows: np.ndarray,
+                       dec_ids: np.ndarray, positions: np.ndarray,
+                       targets: np.ndarray) -> np.ndarray:
+        logits = self._logits(hidden, mask, rows, dec_ids)
+        with self._torch.inference_mode():
+            logp = logits.reshape(-1, logits.shape[-1])[self._t(positions)].log_softmax(-1)
+            return logp.gather(-1, self._t(targets)).cpu().numpy()
 
-    def _last_logits(self, hidden: Any, mask: np.ndarray, dec_ids: np.ndarray) -> np.ndarray:
+    def _next_tokens(self, hidden: Any, mask: np.ndarray, dec_ids: np.ndarray) -> np.ndarray:
         rows = np.arange(len(dec_ids))
-        return self._logits(hidden, mask, rows, dec_ids)[:, -1].cpu().numpy()
+        return self._logits(hidden, mask, rows, dec_ids)[:, -1].argmax(-1).cpu().numpy()
 
     def generate(self, texts: Sequence[str], max_new_tokens: int = 8) -> list[str]:
         """transformers' own greedy ``generate`` — an independent reference for the ORT loop."""
@@ -254,7 +328,14 @@ class TorchScorer(_Scorer):
 
 
 class OrtScorer(_Scorer):
-    """ONNX Runtime sessions over an optimum ``text2text-generation`` export."""
+    """ONNX Runtime sessions over ``export_onnx``'s encoder and rank decoder.
+
+    The rank decoder (``build_rank_decoder``) takes the encoder states once per input and
+    returns only the requested log-probabilities or greedy tokens, so the 250k-wide
+    logits never leave ONNX Runtime.
+    """
+
+    _full_logits = False  # only the plan's nodes reach the output projection
 
     def __init__(self, onnx_dir: str | Path, tokenizer: Any, label_words: Sequence[str], *,
                  quantized: bool = False, threads: int | None = None, **kw: Any) -> None:
@@ -263,16 +344,23 @@ class OrtScorer(_Scorer):
         import onnxruntime as ort
         onnx_dir = Path(onnx_dir)
         suffix = "_quantized" if quantized else ""
+        decoder = onnx_dir / f"{RANK_DECODER.removesuffix('.onnx')}{suffix}.onnx"
+        if not decoder.exists():
+            raise FileNotFoundError(f"{decoder} is missing: export with measure.seq2seq."
+                                    "export_onnx (quantize='s8' or 'u8' for int8)")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle ORT threads spin by default, stealing the cores of whatever else runs (other
+        # workers, someone else's job): on a busy 2-core machine int8 rank classification
+        # ran 42 pairs/s without spinning vs 25 with it (the wake-up cost when idle is small).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
         avail = ort.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
         self.encoder = ort.InferenceSession(str(onnx_dir / f"encoder_model{suffix}.onnx"), opts,
                                             providers=providers)
-        self.decoder = ort.InferenceSession(str(onnx_dir / f"decoder_model{suffix}.onnx"), opts,
-                                            providers=providers)
+        self.decoder = ort.InferenceSession(str(decoder), opts, providers=providers)
         cfg = json.loads((onnx_dir / "config.json").read_text())
         super().__init__(tokenizer, label_words, decoder_start=int(cfg["decoder_start_token_id"]),
                          vocab_size=int(cfg["vocab_size"]), **kw)
@@ -280,20 +368,25 @@ class OrtScorer(_Scorer):
     def _encode(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.encoder.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask})[0]
 
-    def _logits(self, hidden: np.ndarray, mask: np.ndarray, rows: np.ndarray,
-                dec: np.ndarray) -> np.ndarray:
-        return self.decoder.run(["logits"], {"input_ids": dec, "encoder_hidden_states": hidden[rows],
-                                             "encoder_attention_mask": mask[rows]})[0]
+    def _decode(self, output: str, hidden: np.ndarray, mask: np.ndarray, rows: np.ndarray,
+                dec: np.ndarray, positions: np.ndarray, targets: np.ndarray,
+                greedy_rows: int) -> np.ndarray:
+        return self.decoder.run([output], {
+            "input_ids": dec, "encoder_hidden_states": hidden, "encoder_attention_mask": mask,
+            "rows": rows, "positions": positions, "targets": targets,
+            "greedy_rows": np.array([greedy_rows], dtype=np.int64)})[0]
 
-    def _target_logprobs(self, hidden: np.ndarray, mask: np.ndarray, rows: np.ndarray,
-                         dec_ids: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        logits = self._logits(hidden, mask, rows, dec_ids).astype(np.float32, copy=False)
-        top = logits.max(axis=-1, keepdims=True)
-        lse = np.log(np.exp(logits - top).sum(axis=-1)) + top[..., 0]
-        return np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0] - lse
+    def _node_logprobs(self, hidden: np.ndarray, mask: np.ndarray, rows: np.ndarray,
+                       dec_ids: np.ndarray, positions: np.ndarray,
+                       targets: np.ndarray) -> np.ndarray:
+        return self._decode("target_logprobs", hidden, mask, rows, dec_ids, positions,
+                            targets, 0)
 
-    def _last_logits(self, hidden: np.ndarray, mask: np.ndarray, dec_ids: np.ndarray) -> np.ndarray:
-        return self._logits(hidden, mask, np.arange(len(dec_ids)), dec_ids)[:, -1]
+    def _next_tokens(self, hidden: np.ndarray, mask: np.ndarray, dec_ids: np.ndarray) -> np.ndarray:
+        n, width = dec_ids.shape
+        rows = np.arange(n, dtype=np.int64)
+        return self._decode("next_token", hidden, mask, rows, dec_ids, rows * width + width - 1,
+                            np.zeros((n, 1), dtype=np.int64), n)
 
 
 def _decoder_start(config: Any) -> int:
@@ -303,19 +396,120 @@ def _decoder_start(config: Any) -> int:
 
 # ------------------------------------------------------------------------ export
 
-def export_onnx(model_dir: str | Path, out_dir: str | Path, *, quantize: bool = False) -> Path:
-    """optimum export (encoder + decoder, no past); ``quantize`` adds dynamic-int8 copies."""
+RANK_DECODER = "decoder_rank_model.onnx"
+
+
+def build_rank_decoder(src: str | Path, dst: str | Path) -> Path:
+    """Rewrite optimum's decoder (``decoder_model.onnx``, no past) for rank classification.
+
+    Why: optimum's decoder returns logits for every position, ``(rows, length, 250112)``
+    fp32, which rank classification only reduces to a handful of numbers; and it projects
+    the encoder states to cross-attention keys and values once per decoder *row*, i.e.
+    once per label word. The rewritten graph:
+
+    * takes ``encoder_hidden_states`` / ``encoder_attention_mask`` once per input plus
+      ``rows`` (the input each decoder row reads): the cross-attention K/V projections run
+      per input and are gathered to rows afterwards;
+    * applies the output projection only at ``positions`` (flat indices into rows ×
+      length) — the trie nodes of ``RankPlan`` — and returns ``target_logprobs``
+      = LogSoftmax over the full vocabulary, gathered at ``targets`` (positions × k);
+    * returns ``next_token``, the argmax at the first ``greedy_rows`` positions (0 for
+      rank classification: ONNX Runtime runs every node whatever outputs are fetched, and
+      an argmax over 250k logits per node is not free), for greedy generation.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    src, dst = Path(src), Path(dst)
+    model = onnx.load(str(src), load_external_data=False)
+    external = any(uses_external_data(t) for t in model.graph.initializer)
+    if external:
+        load_external_data_for_model(model, str(src.parent))
+    g = model.graph
+    ins = {i.name: i for i in g.input}
+    if not {"input_ids", "encoder_hidden_states", "encoder_attention_mask"} <= set(ins) \
+            or [o.name for o in g.output] != ["logits"]:
+        raise ValueError(f"{src}: not optimum's decoder without past (inputs {sorted(ins)})")
+    head = next(n for n in g.node if "logits" in n.output)
+    if head.op_type != "MatMul":
+        raise ValueError(f"{src}: logits come from {head.op_type}, expected the lm_head MatMul")
+
+    enc, emask = "encoder_hidden_states", "encoder_attention_mask"
+    nodes: list[Any] = [helper.make_node("Gather", [emask, "rows"], [f"{emask}/rows"], axis=0)]
+    gathered_states = False
+    for node in g.node:
+        if node is head:
+            h = node.input[0]
+            nodes += [
+                helper.make_node("Flatten", [h], ["rank/hidden"], axis=2),
+                helper.make_node("Gather", ["rank/hidden", "positions"], ["rank/hidden_at"],
+                                 axis=0),
+                helper.make_node("MatMul", ["rank/hidden_at", node.input[1]], ["rank/logits"],
+                                 name=node.name),
+                helper.make_node("LogSoftmax", ["rank/logits"], ["rank/logprobs"], axis=-1),
+                helper.make_node("GatherElements", ["rank/logprobs", "targets"],
+                                 ["target_logprobs"], axis=1),
+                helper.make_node("Slice", ["rank/logits", "rank/zero", "greedy_rows",
+                                           "rank/zero"], ["rank/greedy_logits"]),
+                helper.make_node("ArgMax", ["rank/greedy_logits"], ["next_token"], axis=1,
+                                 keepdims=0),
+            ]
+            continue
+        if node.op_type == "MatMul" and node.input[0] == enc:      # cross-attention k / v
+            per_input = f"{node.output[0]}/per_input"
+            out = node.output[0]
+            node.output[0] = per_input
+            nodes += [node, helper.make_node("Gather", [per_input, "rows"], [out], axis=0)]
+            continue
+        for i, name in enumerate(node.input):
+            if name == emask:
+                node.input[i] = f"{emask}/rows"
+            elif name == enc:
+                node.input[i] = f"{enc}/rows"
+                gathered_states = True
+        nodes.append(node)
+    if gathered_states:  # any other consumer of the states reads them per row
+        nodes.insert(0, helper.make_node("Gather", [enc, "rows"], [f"{enc}/rows"], axis=0))
+    g.ClearField("node")
+    g.node.extend(nodes)
+    g.initializer.append(helper.make_tensor("rank/zero", TensorProto.INT64, [1], [0]))
+    for name in (enc, emask):   # per input now: a batch dimension of its own
+        ins[name].type.tensor_type.shape.dim[0].dim_param = "inputs"
+    g.input.extend([helper.make_tensor_value_info("rows", TensorProto.INT64, ["decoder_rows"]),
+                    helper.make_tensor_value_info("positions", TensorProto.INT64, ["nodes"]),
+                    helper.make_tensor_value_info("targets", TensorProto.INT64,
+                                                  ["nodes", "targets_per_node"]),
+                    helper.make_tensor_value_info("greedy_rows", TensorProto.INT64, [1])])
+    g.ClearField("output")
+    g.output.extend([helper.make_tensor_value_info("target_logprobs", TensorProto.FLOAT,
+                                                   ["nodes", "targets_per_node"]),
+                     helper.make_tensor_value_info("next_token", TensorProto.INT64,
+                                                   ["greedy"])])
+    g.ClearField("value_info")  # the exporter's shapes name the old batch dim; ORT re-infers
+    onnx.save_model(model, str(dst), save_as_external_data=external,
+                    all_tensors_to_one_file=True, location=f"{dst.name}_data")
+    return dst
+
+
+def export_onnx(model_dir: str | Path, out_dir: str | Path, *,
+                quantize: str | None = None) -> Path:
+    """optimum export (encoder + decoder, no past), the decoder rewritten by
+    ``build_rank_decoder`` (optimum's own decoder is then deleted: it is the size of the
+    model and nothing here reads it); ``quantize`` (``"s8"`` or ``"u8"``, see
+    measure.onnxquant) adds dynamic-int8 copies (``*_quantized.onnx``)."""
     from optimum.exporters.onnx import main_export
+
+    from measure.onnxquant import quantise_dynamic
     out_dir = Path(out_dir)
     main_export(str(model_dir), output=out_dir, task="text2text-generation", opset=18,
                 do_validation=False, library_name="transformers", device="cpu")
+    build_rank_decoder(out_dir / "decoder_model.onnx", out_dir / RANK_DECODER)
+    for path in out_dir.glob("decoder_model.onnx*"):
+        path.unlink()
     if quantize:
-        from optimum.onnxruntime import ORTQuantizer
-        from optimum.onnxruntime.configuration import AutoQuantizationConfig
-        qconfig = AutoQuantizationConfig.avx2(is_static=False, per_channel=True)
-        for name in ("encoder_model.onnx", "decoder_model.onnx"):
-            ORTQuantizer.from_pretrained(out_dir, file_name=name).quantize(
-                save_dir=out_dir, quantization_config=qconfig)
+        for name in ("encoder_model.onnx", RANK_DECODER):
+            quantise_dynamic(out_dir, out_dir, quantize, file_name=name)
     return out_dir
 
 
@@ -370,30 +564,19 @@ def source_validation(cell: dict[str, Any], data_dir: str, params: TrainParams,
 def run_seq2seq_cell(cell: dict[str, Any], data_dir: str, *, device: str | None = None,
                      workdir: str | Path | None = None) -> Any:
     """Fine-tune on the cell's sources, select on source validation, score every target."""
-    import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoModelForSeq2SeqLM
 
-    from measure.cells import evaluate_targets, load_split, sample_training
+    from measure.cells import evaluate_targets
     from measure.store import CellRecord
 
-    params = Seq2SeqParams.from_dict(cell.get("params"))
-    backend = cell.get("backend", "ort-fp32")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend {backend!r} is not available for seq2seq: use one of {BACKENDS}")
-    started = time.time()
     model_dir = resolve_seq2seq_model(cell["model"])
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    torch.manual_seed(int(cell["seed"]))
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).to(dev)
-
-    drawn = sample_training(cell, data_dir)
-    train = [ex for lang, idx in drawn
-             for ex in _examples(load_split(data_dir, cell["train_dataset"], lang,
-                                            cell["train_split"]).iloc[idx])]
-    val = source_validation(cell, data_dir, params, drawn)
+    start = start_cell(cell, data_dir, Seq2SeqParams, BACKENDS, model_dir, device)
+    params, backend, tokenizer = start.params, start.backend, start.tokenizer
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).to(start.device)
+    train = [ex for frame in training_frames(cell, data_dir, start.drawn) for ex in _examples(frame)]
+    val = source_validation(cell, data_dir, params, start.drawn)
     train_seq2seq(model, tokenizer, train, params, int(cell["seed"]), val)
-    train_seconds = time.time() - started
+    train_seconds = time.time() - start.started
 
     t_eval = time.time()
     kw = {"rank_eos": params.rank_eos, "max_source_length": params.max_source_length,
@@ -405,14 +588,14 @@ def run_seq2seq_cell(cell: dict[str, Any], data_dir: str, *, device: str | None 
         else:
             model.float().to("cpu").save_pretrained(tmp / "model")
             tokenizer.save_pretrained(tmp / "model")
-            export_onnx(tmp / "model", tmp / "onnx", quantize=backend == "ort-int8")
+            export_onnx(tmp / "model", tmp / "onnx", quantize=INT8_SCHEMES.get(backend))
             del model
             scorer = OrtScorer(tmp / "onnx", tokenizer, params.label_words,
-                               quantized=backend == "ort-int8", **kw)
+                               quantized=backend in INT8_SCHEMES, **kw)
         results = evaluate_targets(cell, data_dir, lambda f: scorer.predict(
             [format_input(p, h) for p, h in zip(f["premise"], f["hypothesis"])],
             params.scoring, params.max_new_tokens))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return CellRecord(config=cell, results=results, started_at=started, finished_at=time.time(),
+    return CellRecord(config=cell, results=results, started_at=start.started, finished_at=time.time(),
                       train_seconds=train_seconds, eval_seconds=time.time() - t_eval)

@@ -215,3 +215,47 @@ def source_rows(cell: dict[str, Any], data_dir: str, params: TrainParams,
             out.append((lang, frame.iloc[np.sort(rng.choice(free, min(per_lang, len(free)),
                                                            replace=False))]))
     return out
+
+
+@dataclass
+class CellStart:
+    """What a fine-tuning cell has once its inputs are checked (see ``start_cell``)."""
+
+    params: Any                          # the method's TrainParams subclass, validated
+    backend: str
+    device: Any                          # torch.device
+    tokenizer: Any
+    drawn: list[tuple[str, np.ndarray]]  # (source language, sampled row indices)
+    started: float
+
+
+def start_cell(cell: dict[str, Any], data_dir: str, params_cls: type[TrainParams],
+               backends: Sequence[str], model_dir: str, device: str | None = None,
+               default_backend: str = "ort-int8-s8") -> CellStart:
+    """The prologue both methods share, in one place so they cannot drift apart: validate
+    ``[train]`` and ``backend``, pick the GPU when there is one, load the tokenizer, seed
+    torch with the cell's seed (right before the caller builds its model, so a fresh head
+    is part of the cell's randomness) and draw the cell's training rows."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from measure.cells import sample_training
+    params = params_cls.from_dict(cell.get("params"))
+    backend = cell.get("backend", default_backend)
+    if backend not in backends:
+        raise ValueError(f"backend {backend!r} is not available for {params_cls.method_name()}: "
+                         f"use one of {tuple(backends)}")
+    started = time.time()
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    drawn = sample_training(cell, data_dir)
+    torch.manual_seed(int(cell["seed"]))
+    return CellStart(params, backend, dev, tokenizer, drawn, started)
+
+
+def training_frames(cell: dict[str, Any], data_dir: str,
+                    drawn: list[tuple[str, np.ndarray]]) -> list[Any]:
+    """The sampled training rows of each source language, in ``drawn`` order."""
+    from measure.cells import load_split
+    return [load_split(data_dir, cell["train_dataset"], lang, cell["train_split"]).iloc[idx]
+            for lang, idx in drawn]

@@ -55,7 +55,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache

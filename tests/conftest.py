@@ -37,3 +37,19 @@ def nli_dir(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def published_dir(shared_data: Path) -> Path:
     return _require(shared_data / "published")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: thread start-up costs more than the maths (3.6 s vs 8.9 s of training
+    on a busy 2-core machine); the engines' workers run one thread per cell anyway.
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    try:
+        import torch
+    except ImportError:  # the fast tests need no torch
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,19 +15,8 @@ from measure.config import ConfigError, build_batch
 from measure.finetune import FinetuneParams
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Any:
-    """Tiny models: thread start-up costs more than the maths (3.6 s vs 8.9 s of training
-    on a busy 2-core machine); the engines' workers run one thread per cell anyway."""
-    try:
-        import torch
-    except ImportError:  # the fast tests need no torch
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny models: one torch thread (see conftest.one_torch_thread)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _raw(model: str, **over: Any) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from predictor.analysis import (LOW_RESOURCE_XNLI, correlation_table, diminishing_point,
                                 resource_group, scaling_effects, zero_shot_rows)

@@ -19,19 +19,8 @@ from measure.config import ConfigError, build_batch
 from measure.seq2seq import LABEL_WORDS, Seq2SeqParams, format_input
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Any:
-    """Tiny models: thread start-up costs more than the maths (3.6 s vs 8.9 s of training
-    on a busy 2-core machine); the engines' workers run one thread per cell anyway."""
-    try:
-        import torch
-    except ImportError:  # the fast tests need no torch
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny models: one torch thread (see conftest.one_torch_thread)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TRAIN = {"max_steps": 40, "batch_size": 16, "learning_rate": 3e-3, "warmup_ratio": 0.1,
@@ -74,6 +63,32 @@ def test_config_validates_seq2seq(nli_dir: Path) -> None:
         build_batch(_base("some/mt5", train={"steps": 3}), nli_dir)
     with pytest.raises(ConfigError, match="not available for seq2seq"):
         build_batch(_base("some/mt5", backend="ort-int4"), nli_dir)
+
+
+def test_rank_plan_scores_each_prefix_once() -> None:
+    """The trie layout scores exactly what the naive per-label layout scores, with fewer
+    decoder rows and positions (shared prefixes once, no padding positions)."""
+    from measure.seq2seq import RankPlan
+    pieces = [[5, 6, 7], [5, 6, 8], [9], [5, 4]]
+    trie = RankPlan.build(pieces, decoder_start=0, pad=0)
+    naive = RankPlan.build(pieces, decoder_start=0, pad=0, share=False)
+    # inputs (0 5 6), (0 5 6), (0), (0 5): one leaf; nodes (0) (0 5) (0 5 6)
+    assert trie.dec_inputs.tolist() == [[0, 5, 6]] and trie.positions.tolist() == [0, 1, 2]
+    assert trie.targets.tolist() == [[5, 9], [6, 4], [7, 8]]
+    assert naive.dec_inputs.shape == (4, 3) and len(naive.positions) == 9
+
+    def fake_logprob(prefix: tuple[int, ...], target: int) -> float:
+        return -((sum(prefix) * 31 + len(prefix) * 7 + target) % 97) / 10
+
+    expected = [sum(fake_logprob((0, *p[:k]), p[k]) for k in range(len(p))) for p in pieces]
+    for plan in (trie, naive):
+        rows, dec, pos, tgt = plan.tile(2)
+        assert rows.tolist() == sorted(rows.tolist()) and len(pos) == 2 * len(plan.positions)
+        width = dec.shape[1]
+        lp = np.array([[fake_logprob(tuple(dec[q // width, :q % width + 1]), t) for t in row]
+                       for q, row in zip(pos, tgt)])
+        scores = plan.label_scores(lp.reshape(2, *plan.targets.shape))
+        np.testing.assert_allclose(scores, [expected, expected])
 
 
 # --- slow: a tiny real model --------------------------------------------------------
@@ -203,6 +218,10 @@ def test_rank_and_generation_agree_across_runtimes(trained: Any) -> None:
     torch_s = TorchScorer(model, tok, LABEL_WORDS, batch_size=16)
     ort_s = OrtScorer(onnx_dir, tok, LABEL_WORDS, batch_size=16)
 
+    # one decoder row, one scored position per input: the three words are single pieces
+    assert ort_s.plan.dec_inputs.shape == (1, 1) and ort_s.plan.targets.shape == (1, 3)
+    assert {o.name for o in ort_s.decoder.get_outputs()} == {"target_logprobs", "next_token"}
+    assert not list(onnx_dir.glob("decoder_model*"))      # optimum's decoder was replaced
     rank_t, rank_o = torch_s.rank_scores(texts), ort_s.rank_scores(texts)
     assert rank_t.shape == (101, 3) and np.all(rank_t < 0)
     np.testing.assert_allclose(rank_o, rank_t, atol=1e-4)
@@ -221,8 +240,32 @@ def test_rank_and_generation_agree_across_runtimes(trained: Any) -> None:
 
 
 @pytest.mark.slow
+def test_trie_scoring_equals_naive_per_label_scoring(trained: Any) -> None:
+    """Label words sharing a leading piece (and </s>): the trie-shared ORT decoder call
+    gives the naive per-label scores, and PyTorch's, to 1e-4."""
+    from measure.seq2seq import OrtScorer, TorchScorer
+    model, tok, onnx_dir, texts = trained
+    words = ("not entailment", "not neutral", "contradiction")
+    assert tok(words[0], add_special_tokens=False).input_ids[0] == \
+        tok(words[1], add_special_tokens=False).input_ids[0]
+    texts = texts[:40]
+    for rank_eos in (False, True):
+        kw: dict[str, Any] = {"batch_size": 16, "rank_eos": rank_eos}
+        trie = OrtScorer(onnx_dir, tok, words, **kw)
+        naive = OrtScorer(onnx_dir, tok, words, share_prefixes=False, **kw)
+        assert len(trie.plan.positions) < len(naive.plan.positions)
+        assert trie.plan.dec_inputs.size <= naive.plan.dec_inputs.size
+        scores = trie.rank_scores(texts)
+        assert scores.shape == (40, 3) and np.all(scores < 0)
+        np.testing.assert_allclose(scores, naive.rank_scores(texts), atol=1e-4)
+        np.testing.assert_allclose(scores, TorchScorer(model, tok, words, **kw).rank_scores(texts),
+                                   atol=1e-4)
+
+
+@pytest.mark.slow
 def test_bench_seq2seq_cli_tiny(nli_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """``xlt-measure bench --seq2seq --shapes tiny``: ORT fp32 reproduces PyTorch."""
+    """``xlt-measure bench --seq2seq --shapes tiny``: ORT fp32 reproduces PyTorch rank
+    classification; the last line carries generate vs rank throughput."""
     import json
 
     from measure import cli
@@ -231,4 +274,9 @@ def test_bench_seq2seq_cli_tiny(nli_dir: Path, capsys: pytest.CaptureFixture[str
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["n_pairs"] == 24 and result["shapes"] == "tiny"
     assert result["agree_fp32"] == 1.0 and result["max_abs_score_diff_fp32"] < 1e-3
-    assert result["torch_fp32_pairs_per_s"] > 0 and result["ort_int8_pairs_per_s"] > 0
+    assert result["max_new_tokens"] == max(result["label_word_pieces"]) + 1
+    assert result["rank_backend"] == "ort-int8-s8"
+    assert result["agreement_with_torch_rank"] == result["agree_int8"]
+    assert result["generate_examples_per_s"] > 0 and result["rank_examples_per_s"] > 0
+    assert result["speedup"] == pytest.approx(
+        result["rank_examples_per_s"] / result["generate_examples_per_s"], rel=0.02)
