@@ -2,16 +2,18 @@
 
 Why a module of its own: the probe encoder and the fine-tuned classifier share it, and the
 choice of scheme decides the speed. Measured on this project's 2-core AVX-512-VNNI/AMX CPU
-(single thread, me5-small, 600 XNLI texts; /tmp A/B recorded in the README):
+(me5-small, XNLI texts; the figures are in the README "Encoder benchmark"):
 
 * ``u8`` — optimum's ``AutoQuantizationConfig.avx2(per_channel=True)``: unsigned weights, so
   ONNX Runtime falls back to its u8u8 GEMM. About as fast as eager PyTorch fp32 (0.9–1.0×).
   The shipped probe grid was measured with it (backend ``ort-int8``).
-* ``s8`` — onnxruntime.transformers' BERT graph fusions (embedding + LayerNorm,
-  bias + GELU, residual + LayerNorm; attention left unfused, which ran faster here than the
-  fused ``Attention``/``QAttention`` kernels), then dynamic quantisation with *signed*
-  per-channel weights: the u8s8 VNNI kernels. 2.0–2.5× eager PyTorch, cosine to fp32 ≥ 0.99
-  (backend ``ort-int8-s8``).
+* ``s8`` — onnxruntime.transformers' BERT graph fusions, then dynamic quantisation with
+  *signed* per-channel weights: the u8s8 VNNI kernels (backend ``ort-int8-s8``). Of the
+  fusions only bias + GELU is kept: the fused ``Attention``/``QAttention`` and
+  ``MultiHeadAttention`` kernels and ``SkipLayerNormalization`` (residual + LayerNorm, 27%
+  of the run time in ORT's profiler) were slower on this CPU than the plain ops. Best of 3
+  interleaved rounds, 1,000 texts, 2 threads: 3.21× eager PyTorch with the plain ops vs
+  2.40× with SkipLayerNormalization; cosine to PyTorch fp32 ≥ 0.993.
 
 Activations are quantised at run time per tensor (dynamic), so a text's vector depends
 very slightly on the other texts in its batch (see ``measure.cells``' memo). On CPUs
@@ -64,7 +66,9 @@ def _quantise_s8(src_dir: Path, out_dir: Path, file_name: str) -> None:
         from onnxruntime.transformers.fusion_options import FusionOptions
         from onnxruntime.transformers.optimizer import optimize_model
         options = FusionOptions("bert")
-        options.enable_attention = False   # unfused attention ran faster on CPU (module doc)
+        options.enable_attention = False          # these two fused kernels ran slower on
+        options.enable_skip_layer_norm = False    # this CPU than the ops they replace
+        options.enable_bias_skip_layer_norm = False
         model = optimize_model(str(src), model_type="bert", opt_level=1,
                                num_heads=int(cfg["num_attention_heads"]),
                                hidden_size=int(cfg["hidden_size"]), optimization_options=options)
@@ -76,6 +80,6 @@ def _quantise_s8(src_dir: Path, out_dir: Path, file_name: str) -> None:
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     fused.unlink(missing_ok=True)
     (out_dir / "ort_config.json").write_text(json.dumps(
-        {"scheme": "s8", "fusions": "onnxruntime.transformers bert (attention unfused)"
+        {"scheme": "s8", "fusions": "onnxruntime.transformers bert: bias+GELU only"
          if src == fused else "none", "weights": "QInt8 per-channel", "activations": "QUInt8 dynamic"},
         indent=2) + "\n")

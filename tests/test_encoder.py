@@ -88,7 +88,8 @@ def test_s8_graph_is_fused_and_signed() -> None:
     path = onnx_model_path(resolve_model("me5-small"), "int8-s8")
     graph = onnx.load(str(path), load_external_data=False).graph
     ops = {n.op_type for n in graph.node}
-    assert {"SkipLayerNormalization", "BiasGelu", "MatMulInteger"} <= ops
+    assert {"BiasGelu", "LayerNormalization", "MatMulInteger"} <= ops
+    assert not ops & {"SkipLayerNormalization", "Attention", "QAttention"}  # slower here
     dtype = {t.name: t.data_type for t in graph.initializer}
     matmul_weights = [n.input[1] for n in graph.node if n.op_type == "MatMulInteger"
                       and n.input[1] in dtype]
