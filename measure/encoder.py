@@ -3,7 +3,7 @@
 Why ONNX Runtime: a probe grid needs every premise and hypothesis of 22 targets and
 23 training pools embedded once; on 2 CPU cores an int8 ORT session (signed weights on
 the VNNI kernels, see :mod:`measure.onnxquant`) with length-bucketed batches (sort by
-length, pad per batch) is about twice as fast as eager PyTorch (``xlt-measure bench``
+length, pad per batch) is about 3x as fast as eager PyTorch (``xlt-measure bench``
 measures it). The PyTorch path stays as the reference the ONNX path is tested against.
 
 Backends: ``torch-fp32``, ``ort-fp32``, ``ort-int8-s8`` (signed weights, the default for

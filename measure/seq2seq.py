@@ -354,6 +354,8 @@ class OrtScorer(_Scorer):
         # workers, someone else's job): on a busy 2-core machine int8 rank classification
         # ran 42 pairs/s without spinning vs 25 with it (the wake-up cost when idle is small).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # log-softmax over 250k logits leaves denormal floats, slow on x86: flush them
+        opts.add_session_config_entry("session.set_denormal_as_zero", "1")
         if threads:
             opts.intra_op_num_threads = threads
         avail = ort.get_available_providers()
