@@ -78,6 +78,21 @@ def pick_model(service: PredictorService, key: str) -> ModelChoice:
     return choices[int(idx)]
 
 
+def pick_measured_table(df: pd.DataFrame, model_col: object, pool_col: object, key: str,
+                        pool_help: str | None = None) -> tuple[tuple[str, str], pd.DataFrame]:
+    """((model, method), its measured rows from one training pool), picked in two
+    selectboxes (widget keys ``{key}_model`` / ``{key}_pool``); the default is the
+    multi-k table."""
+    combos, default = data.model_method_choices(df)
+    mm = model_col.selectbox("Model · method", combos, index=default,  # type: ignore[attr-defined]
+                             format_func=lambda t: f"{t[0]} · {t[1]}", key=f"{key}_model")
+    sub = df[(df["model"] == mm[0]) & (df["method"] == mm[1])]
+    pools = sub["pool"].value_counts().index.tolist()
+    pool = pool_col.selectbox("Training pool", pools, key=f"{key}_pool",  # type: ignore[attr-defined]
+                              help=pool_help)
+    return mm, sub[sub["pool"] == pool]
+
+
 def source_options() -> list[str]:
     """Codes offered as source (training) languages: the registry languages URIEL knows."""
     from measure.languages import registry_table

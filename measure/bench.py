@@ -6,8 +6,9 @@ and ``ort-int8`` (unsigned weights, the scheme the shipped probe grid was measur
 
 Throughput is measured in one process on the same 2,000 XNLI texts (premises and
 hypotheses of five languages), after one warm-up batch per backend, as the best of three
-interleaved rounds, so the ratios are comparable even on a noisy machine. The F1 drift trains the probe on English XNLI
-validation features from each precision and scores en, de and sw test pairs.
+interleaved rounds, so the ratios are comparable even on a noisy machine. The F1 drift
+trains the probe on English XNLI validation features from each precision and scores en,
+de and sw test pairs.
 
 The last line printed is one JSON object (``torch_texts_per_s``, ``ort_fp32_texts_per_s``,
 ``ort_int8_texts_per_s``, ``speedup``, ``f1_fp32``, ``f1_int8``, ``f1_drift``, and the

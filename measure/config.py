@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from measure.data import DataError, available_splits, resolve_data_dir
+from measure.encoder import BACKENDS, DEFAULT_BACKEND
 from measure.languages import UnknownLanguageError, get_language
 
 METHODS = ("probe", "finetune", "seq2seq")
 REGIMES = ("per_language", "fixed_total")
-# evaluation backend when a config names none (ort-int8-s8: signed int8 weights, measure.onnxquant)
-DEFAULT_BACKENDS = {"probe": "ort-int8-s8", "finetune": "ort-int8-s8", "seq2seq": "ort-int8-s8"}
 TOP_KEYS = {"name", "model", "method", "backend", "data_dir", "seeds", "budget", "eval_cap",
             "probe", "train", "targets", "sources"}
 SOURCE_KEYS = {"pool", "languages", "singles", "pairs_from", "sets", "sample", "seeds",
@@ -176,8 +175,8 @@ def train_config_for(langs: tuple[str, ...], regime: str, n: int) -> dict[str, i
     return {lang: base + (1 if i < extra else 0) for i, lang in enumerate(langs)}
 
 
-def _check_train(method: str, params: Any, backend: Any) -> None:
-    """``method = "seq2seq"`` or ``"finetune"``: the ``[train]`` table and ``backend``.
+def _check_train(method: str, params: Any) -> None:
+    """``method = "seq2seq"`` or ``"finetune"``: the ``[train]`` table.
 
     Shared ``[train]`` keys (all optional; see measure/trainloop.py): learning_rate
     (seq2seq 3e-4, finetune 2e-5), weight_decay (0.01), batch_size (16 / 32), grad_accum
@@ -188,22 +187,20 @@ def _check_train(method: str, params: Any, backend: Any) -> None:
     val_split ('dataset/split'; default: pool rows the cell did not sample),
     eval_batch_size (32). seq2seq adds label_words (3 words, default entailment /
     neutral / contradiction), scoring ('rank' | 'generate'), rank_eos (false) and
-    max_new_tokens (8); finetune adds freeze_embeddings (false). ``backend``: evaluation through ort-fp32, ort-int8-s8 / ort-int8
-    (optimum export, dynamic int8 with signed / unsigned weights) or torch-fp32. ``model``: seq2seq takes a local checkpoint directory,
-    mt5-small/-base/-large or a hub id; finetune takes me5-small or an encoder directory.
+    max_new_tokens (8); finetune adds freeze_embeddings (false). ``model``: seq2seq takes a
+    local checkpoint directory, mt5-small/-base/-large or a hub id; finetune takes
+    me5-small or an encoder directory.
     """
     if method == "seq2seq":
-        from measure.seq2seq import BACKENDS, Seq2SeqParams as Params
+        from measure.seq2seq import Seq2SeqParams as Params
     else:
-        from measure.finetune import BACKENDS, FinetuneParams as Params  # type: ignore[assignment]
+        from measure.finetune import FinetuneParams as Params  # type: ignore[assignment]
     if not isinstance(params, dict):
         raise ConfigError(f"[train] must be a table, got {params!r}")
     try:
         Params.from_dict(params)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend = {backend!r} is not available for {method}: use one of {BACKENDS}")
 
 
 def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None) -> Batch:
@@ -239,14 +236,13 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None) -> Batc
     budget_default = raw.get("budget")
     params = {"probe": raw.get("probe", {}), "train": raw.get("train", {})}.get(
         "probe" if method == "probe" else "train", {})
-    backend = raw.get("backend", DEFAULT_BACKENDS[method])
+    # one set of backends for every method (measure.encoder): how the model is run
+    backend = raw.get("backend", DEFAULT_BACKEND)
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend = {backend!r} is not available for {method}: use one of "
+                          f"{BACKENDS} ({DEFAULT_BACKEND} is the fast default)")
     if method in ("seq2seq", "finetune"):
-        _check_train(method, params, backend)
-    else:
-        from measure.encoder import BACKENDS as ENCODER_BACKENDS
-        if backend not in ENCODER_BACKENDS:
-            raise ConfigError(f"backend = {backend!r} is not an encoder backend: use one of "
-                              f"{ENCODER_BACKENDS} (ort-int8-s8 is the fast default)")
+        _check_train(method, params)
 
     cells: list[dict[str, Any]] = []
     if not isinstance(raw["sources"], list) or not raw["sources"]:

@@ -29,8 +29,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 PRECISIONS = ("fp32", "int8", "int8-s8")
+# every method (probe encoder, fine-tuned classifier, seq2seq scorer) runs through these
 BACKENDS = ("torch-fp32", "ort-fp32", "ort-int8-s8", "ort-int8")
 DEFAULT_BACKEND = "ort-int8-s8"
+INT8_SCHEMES = {"ort-int8-s8": "s8", "ort-int8": "u8"}  # backend -> measure.onnxquant scheme
 E5_PREFIX = "query: "
 
 
@@ -162,6 +164,31 @@ class TorchEncoder(_BaseEncoder):
         return out.last_hidden_state.float().numpy()
 
 
+def ort_session(path: str | Path, *, threads: int | None = None, flush_denormals: bool = False,
+                spin: bool = True, gpu: bool = False) -> object:
+    """An ONNX Runtime session with the project's options, built in one place.
+
+    ``flush_denormals``: GELU/softmax tails and log-softmax over large vocabularies leave
+    denormal floats, which x86 handles ~100x slower; flushing them ran the s8 encoder 6%
+    faster with the same embeddings to the last bit. ``spin = False``: idle threads then
+    stop stealing the cores of other workers (int8 rank classification ran 42 vs 25
+    pairs/s on a busy 2-core machine). ``gpu``: CUDA first when onnxruntime-gpu has it.
+    """
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    if flush_denormals:
+        opts.add_session_config_entry("session.set_denormal_as_zero", "1")
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    wanted = ("CUDAExecutionProvider", "CPUExecutionProvider") if gpu else ("CPUExecutionProvider",)
+    avail = ort.get_available_providers()
+    return ort.InferenceSession(str(path), opts, providers=[p for p in wanted if p in avail])
+
+
 class OrtEncoder(_BaseEncoder):
     """ONNX Runtime session over an exported (and optionally int8-quantised) encoder."""
 
@@ -170,22 +197,12 @@ class OrtEncoder(_BaseEncoder):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         super().__init__(model_dir, **kw)  # type: ignore[arg-type]
-        import onnxruntime as ort
         self.name = f"ort-{precision}"
         self.precision = precision
         onnx_file = onnx_model_path(model_dir, precision)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        if precision == "int8-s8":
-            # GELU and softmax tails produce denormal floats, which x86 handles ~100x slower;
-            # flushing them to zero ran 6% faster (2.25x vs 2.11x eager PyTorch, same
-            # embeddings to the last bit on the bench texts). The grid's u8 path is left as
-            # it was measured.
-            opts.add_session_config_entry("session.set_denormal_as_zero", "1")
-        self.session = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
+        # the grid's u8 path keeps the session options it was measured with
+        self.session = ort_session(onnx_file, threads=threads,
+                                   flush_denormals=precision == "int8-s8")
         self._inputs = {i.name for i in self.session.get_inputs()}
         cfg = json.loads((onnx_file.parent / "config.json").read_text())
         self.dim = int(cfg["hidden_size"])
@@ -214,7 +231,7 @@ def onnx_model_path(model_dir: str, precision: str = "int8") -> Path:
         _export_fp32(model_dir, target)
     else:
         _quantise_int8(onnx_model_path(model_dir, "fp32").parent, target,
-                       "s8" if precision == "int8-s8" else "u8")
+                       INT8_SCHEMES[f"ort-{precision}"])
     return target / name
 
 

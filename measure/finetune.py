@@ -29,7 +29,6 @@ import numpy as np
 
 from measure.trainloop import TrainParams, fit, source_rows, start_cell, training_frames
 
-BACKENDS = ("ort-fp32", "ort-int8-s8", "ort-int8", "torch-fp32")
 Pair = tuple[str, str, int]  # (premise, hypothesis, label)
 
 
@@ -69,13 +68,8 @@ class ClassifierScorer:
         self.tokenizer, self.model = tokenizer, model
         self.max_length, self.batch_size = max_length, batch_size
         if onnx_file is not None:
-            import onnxruntime as ort
-            opts = ort.SessionOptions()
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            avail = ort.get_available_providers()
-            self.session = ort.InferenceSession(
-                str(onnx_file), opts,
-                providers=[p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail])
+            from measure.encoder import ort_session
+            self.session = ort_session(onnx_file, gpu=True)
             self._inputs = {i.name for i in self.session.get_inputs()}
 
     def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -141,12 +135,12 @@ def run_finetune_cell(cell: dict[str, Any], data_dir: str, *, device: str | None
     from transformers import AutoModelForSequenceClassification
 
     from measure.cells import evaluate_targets
-    from measure.encoder import resolve_model
+    from measure.encoder import INT8_SCHEMES, resolve_model
     from measure.probe import score
     from measure.store import CellRecord
 
     model_dir = resolve_model(cell["model"])
-    start = start_cell(cell, data_dir, FinetuneParams, BACKENDS, model_dir, device)
+    start = start_cell(cell, data_dir, FinetuneParams, model_dir, device)
     params, backend, dev, tokenizer = start.params, start.backend, start.device, start.tokenizer
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=3)
     _init_zero_pooler(model)
@@ -182,8 +176,8 @@ def run_finetune_cell(cell: dict[str, Any], data_dir: str, *, device: str | None
         else:
             model.float().to("cpu").save_pretrained(tmp / "model")
             tokenizer.save_pretrained(tmp / "model")
-            scheme = {"ort-int8-s8": "s8", "ort-int8": "u8"}.get(backend)
-            onnx_file = export_classifier(tmp / "model", tmp / "onnx", quantize=scheme)
+            onnx_file = export_classifier(tmp / "model", tmp / "onnx",
+                                          quantize=INT8_SCHEMES.get(backend))
             del model
             scorer = ClassifierScorer(tokenizer, onnx_file=onnx_file, **kw)
         results = evaluate_targets(cell, data_dir, lambda f: scorer.predict(_pairs(f)))

@@ -39,6 +39,7 @@ def quantise_dynamic(src_dir: Path, out_dir: Path, scheme: str = "s8",
     if scheme not in SCHEMES:
         raise ValueError(f"unknown int8 scheme {scheme!r}: use one of {SCHEMES}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    dst = out_dir / f"{Path(file_name).stem}_quantized.onnx"   # optimum's name for it
     if scheme == "u8":
         from optimum.onnxruntime import ORTQuantizer
         from optimum.onnxruntime.configuration import AutoQuantizationConfig
@@ -46,27 +47,25 @@ def quantise_dynamic(src_dir: Path, out_dir: Path, scheme: str = "s8",
         ORTQuantizer.from_pretrained(src_dir, file_name=file_name).quantize(
             save_dir=out_dir, quantization_config=qconfig)
     else:
-        _quantise_s8(src_dir, out_dir, file_name)
-    for extra in ("config.json",):
-        if not (out_dir / extra).exists() and (src_dir / extra).exists():
-            shutil.copy(src_dir / extra, out_dir / extra)
-    return out_dir / f"{Path(file_name).stem}_quantized.onnx"
+        _quantise_s8(src_dir / file_name, dst)
+    if not (out_dir / "config.json").exists() and (src_dir / "config.json").exists():
+        shutil.copy(src_dir / "config.json", out_dir / "config.json")
+    return dst
 
 
-def _quantise_s8(src_dir: Path, out_dir: Path, file_name: str) -> None:
+def _quantise_s8(src: Path, dst: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    src = src_dir / file_name
-    external = (src_dir / f"{file_name}_data").exists()   # > 2 GB models (mT5-base and up)
-    cfg_file = src_dir / "config.json"
+    external = src.with_name(f"{src.name}_data").exists()   # > 2 GB models (mT5-base and up)
+    cfg_file = src.parent / "config.json"
     cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
-    fused = out_dir / f"{src.stem}_fused.onnx"
+    fused = dst.with_name(f"{src.stem}_fused.onnx")
     if cfg.get("model_type") in _BERT_LIKE and not external:
         from onnxruntime.transformers.fusion_options import FusionOptions
         from onnxruntime.transformers.optimizer import optimize_model
         options = FusionOptions("bert")
-        options.enable_attention = False          # these two fused kernels ran slower on
+        options.enable_attention = False          # these fused kernels ran slower on
         options.enable_skip_layer_norm = False    # this CPU than the ops they replace
         options.enable_bias_skip_layer_norm = False
         model = optimize_model(str(src), model_type="bert", opt_level=1,
@@ -74,12 +73,11 @@ def _quantise_s8(src_dir: Path, out_dir: Path, file_name: str) -> None:
                                hidden_size=int(cfg["hidden_size"]), optimization_options=options)
         model.save_model_to_file(str(fused))
         src = fused
-    quantize_dynamic(str(src), str(out_dir / f"{Path(file_name).stem}_quantized.onnx"),
-                     weight_type=QuantType.QInt8, per_channel=True,
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
                      use_external_data_format=external,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     fused.unlink(missing_ok=True)
-    (out_dir / "ort_config.json").write_text(json.dumps(
+    (dst.parent / "ort_config.json").write_text(json.dumps(
         {"scheme": "s8", "fusions": "onnxruntime.transformers bert: bias+GELU only"
          if src == fused else "none", "weights": "QInt8 per-channel", "activations": "QUInt8 dynamic"},
         indent=2) + "\n")

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from measure.encoder import INT8_SCHEMES
 from measure.trainloop import (Example, TrainParams, TrainReport, fit, source_rows, start_cell,
                                training_frames)
 
@@ -48,8 +49,6 @@ LABEL_WORDS = ("entailment", "neutral", "contradiction")
 TEMPLATE = "xnli premise: {premise} hypothesis: {hypothesis}"
 MODEL_ALIASES = {"mt5-small": "google/mt5-small", "mt5-base": "google/mt5-base",
                  "mt5-large": "google/mt5-large"}
-BACKENDS = ("ort-fp32", "ort-int8-s8", "ort-int8", "torch-fp32")
-INT8_SCHEMES = {"ort-int8-s8": "s8", "ort-int8": "u8"}  # backend -> measure.onnxquant scheme
 _LOGITS_BUDGET = 1 << 25  # floats per decoder call (128 MiB fp32): mT5's vocabulary is 250k
 
 
@@ -341,28 +340,17 @@ class OrtScorer(_Scorer):
                  quantized: bool = False, threads: int | None = None, **kw: Any) -> None:
         import json
 
-        import onnxruntime as ort
+        from measure.encoder import ort_session
         onnx_dir = Path(onnx_dir)
         suffix = "_quantized" if quantized else ""
         decoder = onnx_dir / f"{RANK_DECODER.removesuffix('.onnx')}{suffix}.onnx"
         if not decoder.exists():
             raise FileNotFoundError(f"{decoder} is missing: export with measure.seq2seq."
                                     "export_onnx (quantize='s8' or 'u8' for int8)")
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle ORT threads spin by default, stealing the cores of whatever else runs (other
-        # workers, someone else's job): on a busy 2-core machine int8 rank classification
-        # ran 42 pairs/s without spinning vs 25 with it (the wake-up cost when idle is small).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # log-softmax over 250k logits leaves denormal floats, slow on x86: flush them
-        opts.add_session_config_entry("session.set_denormal_as_zero", "1")
-        if threads:
-            opts.intra_op_num_threads = threads
-        avail = ort.get_available_providers()
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
-        self.encoder = ort.InferenceSession(str(onnx_dir / f"encoder_model{suffix}.onnx"), opts,
-                                            providers=providers)
-        self.decoder = ort.InferenceSession(str(decoder), opts, providers=providers)
+        # no spinning: idle threads would steal the cores of other workers (ort_session)
+        kw_ort = {"threads": threads, "flush_denormals": True, "spin": False, "gpu": True}
+        self.encoder = ort_session(onnx_dir / f"encoder_model{suffix}.onnx", **kw_ort)
+        self.decoder = ort_session(decoder, **kw_ort)
         cfg = json.loads((onnx_dir / "config.json").read_text())
         super().__init__(tokenizer, label_words, decoder_start=int(cfg["decoder_start_token_id"]),
                          vocab_size=int(cfg["vocab_size"]), **kw)
@@ -572,7 +560,7 @@ def run_seq2seq_cell(cell: dict[str, Any], data_dir: str, *, device: str | None 
     from measure.store import CellRecord
 
     model_dir = resolve_seq2seq_model(cell["model"])
-    start = start_cell(cell, data_dir, Seq2SeqParams, BACKENDS, model_dir, device)
+    start = start_cell(cell, data_dir, Seq2SeqParams, model_dir, device)
     params, backend, tokenizer = start.params, start.backend, start.tokenizer
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).to(start.device)
     train = [ex for frame in training_frames(cell, data_dir, start.drawn) for ex in _examples(frame)]

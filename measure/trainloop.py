@@ -230,8 +230,7 @@ class CellStart:
 
 
 def start_cell(cell: dict[str, Any], data_dir: str, params_cls: type[TrainParams],
-               backends: Sequence[str], model_dir: str, device: str | None = None,
-               default_backend: str = "ort-int8-s8") -> CellStart:
+               model_dir: str, device: str | None = None) -> CellStart:
     """The prologue both methods share, in one place so they cannot drift apart: validate
     ``[train]`` and ``backend``, pick the GPU when there is one, load the tokenizer, seed
     torch with the cell's seed (right before the caller builds its model, so a fresh head
@@ -240,11 +239,12 @@ def start_cell(cell: dict[str, Any], data_dir: str, params_cls: type[TrainParams
     from transformers import AutoTokenizer
 
     from measure.cells import sample_training
+    from measure.encoder import BACKENDS, DEFAULT_BACKEND
     params = params_cls.from_dict(cell.get("params"))
-    backend = cell.get("backend", default_backend)
-    if backend not in backends:
+    backend = cell.get("backend", DEFAULT_BACKEND)
+    if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is not available for {params_cls.method_name()}: "
-                         f"use one of {tuple(backends)}")
+                         f"use one of {BACKENDS}")
     started = time.time()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

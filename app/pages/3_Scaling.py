@@ -36,14 +36,8 @@ m = ui.require_measurements(models)
 df = m.frame
 
 c1, c2, c3 = st.columns([2, 2, 3])
-combos, default = data.model_method_choices(df)
-mm = c1.selectbox("Model · method", combos, index=default,
-                  format_func=lambda t: f"{t[0]} · {t[1]}", key="sc_model")
-sub = df[(df["model"] == mm[0]) & (df["method"] == mm[1])]
-pools = sub["pool"].value_counts().index.tolist()
-pool = c2.selectbox("Training pool", pools, key="sc_pool",
-                    help="Where the source-language examples came from (dataset/split).")
-sub = sub[sub["pool"] == pool]
+mm, sub = ui.pick_measured_table(df, c1, c2, "sc", pool_help="Where the source-language "
+                                "examples came from (dataset/split).")
 regimes = [r for r in ("per_language", "fixed_total") if r in set(sub["regime"])]
 chosen_regimes = c3.multiselect("Budget regimes", regimes, default=regimes, key="sc_regimes",
                                 format_func=lambda r: REGIME_TITLES.get(r, r).split(" (")[0])

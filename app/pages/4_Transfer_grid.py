@@ -39,13 +39,7 @@ if df.empty:
     st.stop()
 
 c1, c2, c3 = st.columns([2, 2, 2])
-combos, default = data.model_method_choices(df)
-mm = c1.selectbox("Model · method", combos, index=default,
-                  format_func=lambda t: f"{t[0]} · {t[1]}", key="tg_model")
-sub = df[(df["model"] == mm[0]) & (df["method"] == mm[1])]
-pools = sub["pool"].value_counts().index.tolist()
-pool = c2.selectbox("Training pool", pools, key="tg_pool")
-sub = sub[sub["pool"] == pool]
+mm, sub = ui.pick_measured_table(df, c1, c2, "tg")
 relative = c3.radio("Colour", ["macro-F1", "difference to the target's column mean"],
                     key="tg_colour", horizontal=False,
                     help="The difference view removes how hard each target is, leaving which "
