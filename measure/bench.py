@@ -6,7 +6,15 @@ and ``ort-int8`` (unsigned weights, the scheme the shipped probe grid was measur
 
 Throughput is measured in one process on the same 2,000 XNLI texts (premises and
 hypotheses of five languages), after one warm-up batch per backend, as the best of three
-interleaved rounds, so the ratios are comparable even on a noisy machine. The F1 drift
+interleaved rounds, so the ratios are comparable even on a noisy machine.
+
+The baseline (``torch_texts_per_s``, the denominator of ``speedup``) is eager PyTorch as
+one calls it: one batch at a time on PyTorch's default intra-op threads. The ORT backends
+run as the grid runs them, one batch per core on one-thread sessions
+(``measure.encoder._BaseEncoder._batch_runner``). Two more rows separate the two effects:
+PyTorch with the same one-batch-per-core scheduling (``torch_parallel_texts_per_s``,
+``speedup_vs_torch_parallel``) and the s8 session one batch at a time on all cores
+(``ort_int8_serial_texts_per_s``). The F1 drift
 trains the probe on English XNLI validation features from each precision and scores en,
 de and sw test pairs.
 
@@ -31,13 +39,13 @@ DRIFT_TARGETS = ("en", "de", "sw")
 
 def bench_texts(data_dir: str, n: int = 2000) -> list[str]:
     from measure.cells import load_split
-    per = n // len(BENCH_LANGS)
     texts: list[str] = []
-    for lang in BENCH_LANGS:
+    for i, lang in enumerate(BENCH_LANGS):      # n split evenly, the remainder to the first
+        per = n // len(BENCH_LANGS) + (i < n % len(BENCH_LANGS))
         f = load_split(data_dir, "xnli", lang, "test")
         mixed = [t for pair in zip(f["premise"], f["hypothesis"]) for t in pair]
         texts += mixed[:per]
-    return texts[:n]
+    return texts
 
 
 def throughput(encoders: dict[str, object], texts: list[str], rounds: int = 3) -> dict[str, float]:
@@ -58,7 +66,7 @@ def throughput(encoders: dict[str, object], texts: list[str], rounds: int = 3) -
 
 
 def f1_with_backend(model: str, backend: str, data_dir: str, cache_path: Path,
-                    eval_cap: int) -> dict[str, float]:
+                    eval_cap: int, train_cap: int = 0) -> dict[str, float]:
     from measure.cells import eval_indices, load_split
     from measure.embcache import EmbeddingCache
     from measure.encoder import make_encoder
@@ -74,6 +82,7 @@ def f1_with_backend(model: str, backend: str, data_dir: str, cache_path: Path,
 
     with EmbeddingCache(cache_path, encoder_key_for(model, backend)) as cache:
         train = load_split(data_dir, "xnli", "en", "validation")
+        train = train.iloc[eval_indices(train, train_cap)]
         X = pair_features(cache.get(train["premise"].tolist(), compute),
                           cache.get(train["hypothesis"].tolist(), compute))
         with threadpool_limits(1):   # as in every grid cell (measure.cells): same scores
@@ -89,25 +98,38 @@ def f1_with_backend(model: str, backend: str, data_dir: str, cache_path: Path,
 
 
 def run_bench(model: str = "me5-small", data_dir: str | None = None, n_texts: int = 2000,
-              eval_cap: int = 0, cache_path: Path | None = None, rounds: int = 3) -> dict:
+              eval_cap: int = 0, cache_path: Path | None = None, rounds: int = 3,
+              train_cap: int = 0) -> dict:
+    """Time every backend, score the probe's F1 with each precision, print the tables and
+    the JSON line. ``eval_cap``/``train_cap``: label-stratified caps on the drift targets'
+    test pairs and on the English training pairs (0 = all; small values for smoke tests)."""
     from measure.cells import default_cache_path
     from measure.data import resolve_data_dir
-    from measure.encoder import make_encoder
+    from measure.encoder import make_encoder, usable_cpus
 
     root = str(resolve_data_dir(data_dir))
     cache_path = Path(cache_path or default_cache_path())
     texts = bench_texts(root, n_texts)
-    backends = ("torch-fp32", "ort-fp32", "ort-int8-s8", "ort-int8")
-    print(f"timing {', '.join(backends)} on {len(texts)} texts, {rounds} interleaved rounds ...",
+    cpus = usable_cpus()
+    encoders = {   # label -> encoder; see TIMED for what each label means
+        "torch-fp32": make_encoder(model, "torch-fp32"),
+        f"torch-fp32 x{cpus}": make_encoder(model, "torch-fp32", parallel_batches=cpus),
+        "ort-fp32": make_encoder(model, "ort-fp32"),
+        "ort-int8-s8": make_encoder(model, "ort-int8-s8"),
+        "ort-int8-s8 x1": make_encoder(model, "ort-int8-s8", threads=cpus),
+        "ort-int8": make_encoder(model, "ort-int8"),
+    }
+    print(f"timing {', '.join(encoders)} on {len(texts)} texts, {rounds} interleaved rounds ...",
           file=sys.stderr)
-    rates = throughput({b: make_encoder(model, b) for b in backends}, texts, rounds)
+    rates = throughput(encoders, texts, rounds)
     quantised = ("ort-fp32", "ort-int8-s8", "ort-int8")
-    f1 = {b: f1_with_backend(model, b, root, cache_path, eval_cap) for b in quantised}
+    f1 = {b: f1_with_backend(model, b, root, cache_path, eval_cap, train_cap) for b in quantised}
     means = {b: float(np.mean(list(f1[b].values()))) for b in quantised}
 
-    print(f"\n{'backend':<14}{'texts/s':>10}{'vs torch':>10}")
+    print(f"\n{'backend':<18}{'batches at once':>16}{'texts/s':>10}{'vs torch':>10}")
     for b, r in rates.items():
-        print(f"{b:<14}{r:>10.1f}{r / rates['torch-fp32']:>9.2f}x")
+        enc = encoders[b]
+        print(f"{b:<18}{enc.parallel_batches:>16}{r:>10.1f}{r / rates['torch-fp32']:>9.2f}x")
     print(f"\n{'probe en→':<14}" + "".join(f"{t:>8}" for t in DRIFT_TARGETS) + f"{'mean':>8}")
     for b in quantised:
         vals = [f1[b][t] for t in DRIFT_TARGETS]
@@ -122,6 +144,10 @@ def run_bench(model: str = "me5-small", data_dir: str | None = None, n_texts: in
         "f1_int8": {t: round(v, 2) for t, v in f1["ort-int8-s8"].items()},
         "f1_drift": round(means["ort-int8-s8"] - means["ort-fp32"], 2),
         "int8_scheme": "s8",
+        "parallel_batches": cpus,
+        "torch_parallel_texts_per_s": round(rates[f"torch-fp32 x{cpus}"], 1),
+        "speedup_vs_torch_parallel": round(rates["ort-int8-s8"] / rates[f"torch-fp32 x{cpus}"], 2),
+        "ort_int8_serial_texts_per_s": round(rates["ort-int8-s8 x1"], 1),
         "ort_int8_u8_texts_per_s": round(rates["ort-int8"], 1),
         "speedup_u8": round(rates["ort-int8"] / rates["torch-fp32"], 2),
         "f1_int8_u8": {t: round(v, 2) for t, v in f1["ort-int8"].items()},

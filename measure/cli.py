@@ -18,6 +18,19 @@ def _fail(msg: str, code: int = 2) -> int:
     return code
 
 
+def _int_at_least(low: int):
+    """argparse type: an integer >= ``low`` (a bad value is a usage error, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from measure.store import ResultStore, StoreError
     try:
@@ -128,7 +141,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     from measure.bench import run_bench
     try:
-        run_bench(args.model, args.data_dir, n_texts=args.texts or 2000, eval_cap=args.eval_cap)
+        run_bench(args.model, args.data_dir, n_texts=args.texts or 2000, eval_cap=args.eval_cap,
+                  train_cap=args.train_cap, rounds=args.rounds)
     except DataError as exc:
         return _fail(str(exc))
     return 0
@@ -170,14 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq2seq", action="store_true", help="benchmark mT5 rank classification")
     p.add_argument("--model", default="me5-small", help="encoder id or directory (default me5-small)")
     p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--texts", type=int, default=None,
+    p.add_argument("--texts", type=_int_at_least(1), default=None,
                    help="texts to time (default 2000; with --seq2seq: pairs, default 128)")
     p.add_argument("--shapes", choices=["mt5-small", "tiny"], default="mt5-small",
                    help="with --seq2seq: shapes of the random mT5 (default mt5-small)")
-    p.add_argument("--batch-size", type=int, default=16,
+    p.add_argument("--batch-size", type=_int_at_least(1), default=16,
                    help="with --seq2seq: pairs per batch, for generate() and rank alike (default 16)")
-    p.add_argument("--eval-cap", type=int, default=0,
+    p.add_argument("--eval-cap", type=_int_at_least(0), default=0,
                    help="cap on test pairs per drift target (default 0 = all 5,010)")
+    p.add_argument("--train-cap", type=_int_at_least(0), default=0,
+                   help="cap on the probe's English training pairs (default 0 = all 2,490)")
+    p.add_argument("--rounds", type=_int_at_least(1), default=3,
+                   help="interleaved timing rounds; each backend's best counts (default 3)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("languages", help="show the language registry, or resolve one code")

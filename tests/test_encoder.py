@@ -80,6 +80,27 @@ def test_ort_matches_torch(sample_texts: list[str]) -> None:
 
 
 @pytest.mark.slow
+def test_parallel_batches_change_nothing(sample_texts: list[str]) -> None:
+    """Several batches in flight (the ORT default) give the one-at-a-time vectors, in order."""
+    import torch
+
+    from measure.encoder import make_encoder, usable_cpus
+    assert make_encoder("me5-small", "ort-int8-s8").parallel_batches == usable_cpus()
+    one = make_encoder("me5-small", "ort-int8-s8", threads=2, batch_size=8)
+    many = make_encoder("me5-small", "ort-int8-s8", parallel_batches=3, batch_size=8)
+    assert one.parallel_batches == 1 and many.parallel_batches == 3
+    np.testing.assert_array_equal(one.encode(sample_texts), many.encode(sample_texts))
+
+    threads = torch.get_num_threads()
+    ref = make_encoder("me5-small", "torch-fp32", batch_size=8)
+    par = make_encoder("me5-small", "torch-fp32", batch_size=8, parallel_batches=3)
+    np.testing.assert_allclose(ref.encode(sample_texts), par.encode(sample_texts), atol=1e-5)
+    assert torch.get_num_threads() == threads       # the caller's setting is restored
+    with pytest.raises(ValueError, match="parallel_batches"):
+        make_encoder("me5-small", "torch-fp32", parallel_batches=0)
+
+
+@pytest.mark.slow
 def test_s8_graph_is_fused_and_signed() -> None:
     """The fast scheme's file really has the fused ops and signed int8 weights."""
     import onnx
