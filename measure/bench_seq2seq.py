@@ -117,9 +117,10 @@ def run_seq2seq_bench(data_dir: str | None = None, n_texts: int = 128,
     """Time generation vs rank classification on the same inputs and batches; print a
     table and, as the last line, one JSON object (``speedup`` = rank / generate, from
     each method's best of ``rounds`` interleaved rounds; ``speedup_per_round`` too)."""
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoModelForSeq2SeqLM
 
     from measure.data import resolve_data_dir
+    from measure.encoder import load_tokenizer
     from measure.seq2seq import OrtScorer, TorchScorer, export_onnx
 
     root = str(resolve_data_dir(data_dir))
@@ -132,7 +133,7 @@ def run_seq2seq_bench(data_dir: str | None = None, n_texts: int = 128,
         t0 = time.perf_counter()
         export_onnx(model_dir, Path(tmp) / "onnx", quantize="s8")
         export_s = time.perf_counter() - t0
-        tok = AutoTokenizer.from_pretrained(model_dir)
+        tok = load_tokenizer(model_dir)
         n_tokens = float(np.mean([len(x) for x in tok(texts).input_ids]))
         model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
         n_params = sum(p.numel() for p in model.parameters())

@@ -86,6 +86,32 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+_MISTRAL_TYPES = {"mistral", "mistral3", "voxtral", "ministral", "pixtral"}
+
+
+def load_tokenizer(name_or_dir: str) -> Any:
+    """``AutoTokenizer.from_pretrained``, minus a false alarm of transformers 4.57.3-4.57.x.
+
+    Those versions warn "incorrect regex pattern ... This will lead to incorrect
+    tokenization" for every *local* checkpoint saved by them, Mistral or not
+    (huggingface/transformers#44031). For a local non-Mistral checkpoint (me5-small's XLM-R
+    pieces, mT5) we pass ``fix_mistral_regex=False``, which is what those versions do anyway
+    minus the warning; a Mistral checkpoint or a hub id loads untouched."""
+    import transformers
+    from packaging.version import Version
+    from transformers import AutoTokenizer
+    kw: dict[str, Any] = {}
+    config = Path(name_or_dir) / "config.json"
+    if Version("4.57.3") <= Version(transformers.__version__) < Version("5") and config.is_file():
+        try:
+            model_type = json.loads(config.read_text()).get("model_type")
+        except (OSError, ValueError):
+            model_type = None
+        if model_type and model_type not in _MISTRAL_TYPES:
+            kw["fix_mistral_regex"] = False
+    return AutoTokenizer.from_pretrained(name_or_dir, **kw)
+
+
 def length_buckets(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
     """Indices of texts grouped into batches of similar length (longest first).
 
@@ -127,7 +153,6 @@ class _BaseEncoder:
 
     def __init__(self, model_dir: str, *, prefix: str = E5_PREFIX, max_length: int = 256,
                  batch_size: int = 64, parallel_batches: int = 1) -> None:
-        from transformers import AutoTokenizer
         if parallel_batches < 1:
             raise ValueError(f"parallel_batches must be >= 1, got {parallel_batches}")
         self.model_dir = model_dir
@@ -135,7 +160,7 @@ class _BaseEncoder:
         self.max_length = max_length
         self.batch_size = batch_size
         self.parallel_batches = parallel_batches
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.tokenizer = load_tokenizer(model_dir)
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         raise NotImplementedError

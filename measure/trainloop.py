@@ -236,10 +236,9 @@ def start_cell(cell: dict[str, Any], data_dir: str, params_cls: type[TrainParams
     torch with the cell's seed (right before the caller builds its model, so a fresh head
     is part of the cell's randomness) and draw the cell's training rows."""
     import torch
-    from transformers import AutoTokenizer
 
     from measure.cells import sample_training
-    from measure.encoder import BACKENDS, DEFAULT_BACKEND
+    from measure.encoder import BACKENDS, DEFAULT_BACKEND, load_tokenizer
     params = params_cls.from_dict(cell.get("params"))
     backend = cell.get("backend", DEFAULT_BACKEND)
     if backend not in BACKENDS:
@@ -247,7 +246,7 @@ def start_cell(cell: dict[str, Any], data_dir: str, params_cls: type[TrainParams
                          f"use one of {BACKENDS}")
     started = time.time()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     drawn = sample_training(cell, data_dir)
     torch.manual_seed(int(cell["seed"]))
     return CellStart(params, backend, dev, tokenizer, drawn, started)

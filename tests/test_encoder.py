@@ -116,3 +116,23 @@ def test_s8_graph_is_fused_and_signed() -> None:
                       and n.input[1] in dtype]
     assert len(matmul_weights) == 72    # 12 layers x (q, k, v, attention out, ffn in, ffn out)
     assert all(dtype[w] == onnx.TensorProto.INT8 for w in matmul_weights)
+
+
+def test_load_tokenizer_has_no_false_mistral_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """transformers 4.57.3+ warns "incorrect regex pattern" for any local checkpoint it
+    saved; our loader silences exactly that false alarm and tokenises the same."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    from measure.encoder import load_tokenizer, resolve_model
+    model_dir = resolve_model("me5-small")
+    transformers.logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING"):
+            ours = load_tokenizer(model_dir)
+        assert not [r for r in caplog.records if "regex pattern" in r.getMessage()]
+        plain = AutoTokenizer.from_pretrained(model_dir)
+    finally:
+        transformers.logging.disable_propagation()
+    text = "query: Der Hund läuft schnell über die Straße. 狗跑得很快"
+    assert ours(text)["input_ids"] == plain(text)["input_ids"]
