@@ -95,8 +95,12 @@ def split_vectors(cache_path: str, encoder_key: str, data_dir: str, dataset: str
                   ) -> tuple[np.ndarray, np.ndarray]:
     """(premise, hypothesis) embeddings of a split's rows ``idx`` (all rows when None)."""
     frame = load_split(data_dir, dataset, language, split)
-    if idx is not None:
-        frame = frame.iloc[idx]
+    return pair_vectors(cache_path, encoder_key, frame if idx is None else frame.iloc[idx])
+
+
+def pair_vectors(cache_path: str, encoder_key: str,
+                 frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(premise, hypothesis) embeddings of ``frame``'s rows, from the cache."""
     return (vectors(cache_path, encoder_key, frame["premise"].tolist()),
             vectors(cache_path, encoder_key, frame["hypothesis"].tolist()))
 
@@ -142,8 +146,7 @@ def run_probe_cell(cell: dict[str, Any], data_dir: str, cache_path: str,
 
         t_eval = time.time()
         results = evaluate_targets(cell, data_dir, lambda f: clf.predict(pair_features(
-            vectors(cache_path, encoder_key, f["premise"].tolist()),
-            vectors(cache_path, encoder_key, f["hypothesis"].tolist()))))
+            *pair_vectors(cache_path, encoder_key, f))))
     return CellRecord(config=cell, results=results, started_at=started, finished_at=time.time(),
                       train_seconds=train_seconds, eval_seconds=time.time() - t_eval)
 

@@ -206,8 +206,12 @@ class _BaseEncoder:
         if self.parallel_batches == 1:
             yield map
             return
-        with ThreadPoolExecutor(self.parallel_batches, thread_name_prefix="encode") as pool:
-            yield lambda fn, items: pool.map(fn, items)
+        with ThreadPoolExecutor(self.parallel_batches, thread_name_prefix="encode",
+                                initializer=self._worker_init) as pool:
+            yield pool.map
+
+    def _worker_init(self) -> None:
+        """Runs once in each worker thread of ``_batch_runner``."""
 
 
 class TorchEncoder(_BaseEncoder):
@@ -225,19 +229,17 @@ class TorchEncoder(_BaseEncoder):
 
     @contextlib.contextmanager
     def _batch_runner(self) -> Iterator[Callable[..., Iterator[Any]]]:
-        """As the base class, with PyTorch's intra-op threads set to one per batch (in each
-        worker, where OpenMP keeps the setting) and the caller's count restored after."""
-        if self.parallel_batches == 1:
-            yield map
-            return
-        torch = self._torch
-        before = torch.get_num_threads()
+        """As the base class; the caller's PyTorch thread count is restored after."""
+        before = self._torch.get_num_threads()
         try:
-            with ThreadPoolExecutor(self.parallel_batches, thread_name_prefix="encode",
-                                    initializer=torch.set_num_threads, initargs=(1,)) as pool:
-                yield lambda fn, items: pool.map(fn, items)
+            with super()._batch_runner() as run:
+                yield run
         finally:
-            torch.set_num_threads(before)
+            self._torch.set_num_threads(before)
+
+    def _worker_init(self) -> None:
+        """One intra-op thread per batch, set in each worker, where OpenMP keeps it."""
+        self._torch.set_num_threads(1)
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         torch = self._torch
@@ -291,7 +293,7 @@ class OrtEncoder(_BaseEncoder):
         self.name = f"ort-{precision}"
         self.precision = precision
         onnx_file = onnx_model_path(model_dir, precision)
-        # the grid's u8 path keeps the session options it was measured with
+        # denormals are flushed for s8 only: the u8 grid's vectors were computed without it
         self.session = ort_session(onnx_file, threads=threads,
                                    flush_denormals=precision == "int8-s8")
         self._inputs = {i.name for i in self.session.get_inputs()}
