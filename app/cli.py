@@ -4,19 +4,48 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
+import threading
+import time
+import webbrowser
 from pathlib import Path
+
+from measure.paths import MODELS, DefaultPathNotFound, resolve_default
 
 APP_DIR = Path(__file__).resolve().parent
 
 
 def default_models_dir() -> Path:
-    """``$XLT_MODELS_DIR``, else ``./models`` when it exists, else the checkout's models/."""
-    env = os.environ.get("XLT_MODELS_DIR")
-    if env:
-        return Path(env)
-    here = Path.cwd() / "models"
-    return here if here.is_dir() else APP_DIR.parent / "models"
+    """``$XLT_MODELS_DIR``, else ``models/`` in the working directory or a parent of it, else the
+    checkout's (:mod:`measure.paths`: the rule every command shares). Fails naming the paths
+    tried."""
+    return resolve_default(MODELS)
+
+
+def _open_browser_when_listening(port: int, timeout_s: float = 60.0) -> None:
+    """Open the app in the default browser once the server accepts connections (best effort:
+    a machine with no browser or display just keeps serving)."""
+    def wait_and_open() -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            return
+        try:
+            webbrowser.open(f"http://127.0.0.1:{port}")
+        except Exception:  # noqa: BLE001 - no browser is not an error for a server
+            pass
+
+    graphical = (sys.platform in ("darwin", "win32")
+                 or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")))
+    if not graphical:  # webbrowser would fall back to a text browser that grabs the terminal
+        return
+    threading.Thread(target=wait_and_open, daemon=True, name="xlt-open-browser").start()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,14 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
                                     "features, measurements) in a local browser tab.")
     parser.add_argument("--port", type=int, default=8501, help="port on 127.0.0.1 (default 8501)")
     parser.add_argument("--models-dir", type=Path, default=None,
-                        help="fitted models and measured tables (default ./models)")
-    parser.add_argument("--headless", action="store_true", help="do not open a browser")
+                        help="fitted models and measured tables (default: $XLT_MODELS_DIR, else "
+                             "models/ in the working directory or a parent)")
+    parser.add_argument("--headless", action="store_true",
+                        help="do not try to open a browser tab (servers, CI, SSH sessions)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    models_dir = (args.models_dir or default_models_dir()).resolve()
+    try:
+        models_dir = (args.models_dir or default_models_dir()).resolve()
+    except DefaultPathNotFound as exc:
+        print(f"xlt-app: error: {exc}", file=sys.stderr)
+        return 2
     if not models_dir.is_dir():
         print(f"xlt-app: error: models directory {models_dir} not found; pass --models-dir",
               file=sys.stderr)
@@ -42,10 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ["XLT_MODELS_DIR"] = str(models_dir)
     from streamlit.web import cli as stcli
+    # Streamlit's own non-headless mode asks for an e-mail address on first run (and exits 255
+    # when stdin is closed), so the server always runs headless and xlt opens the tab itself.
+    if not args.headless:
+        _open_browser_when_listening(args.port)
     sys.argv = ["streamlit", "run", str(APP_DIR / "Home.py"),
                 "--server.address", "127.0.0.1", "--server.port", str(args.port),
                 "--browser.gatherUsageStats", "false",
-                "--server.headless", "true" if args.headless else "false",
+                "--server.headless", "true",
                 "--global.developmentMode", "false",
                 "--client.toolbarMode", "viewer"]
     return int(stcli.main() or 0)

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from measure.paths import DATA, DefaultPathNotFound, find_default, resolve_default
+
 COLUMNS = ("premise", "hypothesis", "label", "pair_id", "dataset", "language", "split")
 LABELS = ("entailment", "neutral", "contradiction")
 LABEL_WORDS = {word: i for i, word in enumerate(LABELS)}
@@ -38,27 +40,19 @@ class DataError(ValueError):
 
 
 def default_data_dir() -> Path | None:
-    """``$XLT_DATA_DIR``, else ``../shared/data/nli`` (relative to cwd or the checkout)."""
-    env = os.environ.get("XLT_DATA_DIR")
-    if env:
-        return Path(env)
-    candidates = [Path.cwd().parent / "shared" / "data" / "nli",
-                  Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "nli"]
-    for c in candidates:
-        if c.is_dir():
-            return c
-    return None
+    """``$XLT_DATA_DIR``, else ``shared/data/nli`` beside the working directory or a parent of
+    it, else beside the checkout (:mod:`measure.paths`, the rule every command shares)."""
+    return find_default(DATA)
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
     """Turn a user value (or None for the default) into an existing directory, or fail clearly."""
     if data_dir is None:
-        found = default_data_dir()
-        if found is None:
-            raise DataError(
-                "no NLI data directory: pass --data-dir DIR or set XLT_DATA_DIR "
-                "(expected layout DIR/{dataset}/{language}/{split}.parquet, e.g. ../shared/data/nli)")
-        data_dir = found
+        try:
+            data_dir = resolve_default(DATA)
+        except DefaultPathNotFound as exc:
+            raise DataError(f"{exc} (expected layout DIR/{{dataset}}/{{language}}/{{split}}.parquet, "
+                            "e.g. ../shared/data/nli)") from None
     path = Path(data_dir)
     if not path.is_dir():
         raise DataError(f"data directory {path} does not exist: pass --data-dir or set XLT_DATA_DIR")

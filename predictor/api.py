@@ -27,11 +27,11 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from measure.languages import UnknownLanguageError
+from measure.paths import MODELS, DefaultPathNotFound, resolve_default
 from predictor import intervals, persist
 from predictor.dataset import DataValidationError, canonical_config, lookup_language
 from predictor.features import as_rows
 
-DEFAULT_DIR = Path("models/predictor")
 MAX_COMBINATIONS = 50_000
 
 
@@ -254,8 +254,19 @@ def _dedupe(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(i.strip() for i in items if i.strip()))
 
 
-def load_predictor(path: str | Path = DEFAULT_DIR) -> Predictor:
-    """Load a fitted predictor directory (checksum and type allow-list verified)."""
+def default_predictor_dir() -> Path:
+    """``predictor/`` inside the default models directory (:mod:`measure.paths`)."""
+    try:
+        return resolve_default(MODELS) / "predictor"
+    except DefaultPathNotFound as exc:
+        raise FileNotFoundError(str(exc)) from None
+
+
+def load_predictor(path: str | Path | None = None) -> Predictor:
+    """Load a fitted predictor directory (checksum and type allow-list verified); None means
+    the default models directory's ``predictor/``."""
+    if path is None:
+        path = default_predictor_dir()
     obj, card = persist.load(path)
     if not isinstance(obj, dict) or "point" not in obj:
         raise persist.ModelIntegrityError(f"{path}: unexpected model object layout")

@@ -14,7 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_PREDICTOR = "models/predictor"
+DEFAULT_PREDICTOR_HELP = "predictor/ in the models directory: $XLT_MODELS_DIR, else ./models or a parent's"
+
+
+def _models_subdir(name: str) -> Path:
+    """Where an output goes by default: ``name`` in the models directory every command finds
+    (:mod:`measure.paths`), or ``./models/name`` when there is none yet."""
+    from measure.paths import MODELS, find_default
+    return (find_default(MODELS) or Path("models")) / name
 
 
 class UsageError(ValueError):
@@ -248,7 +255,8 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include-published", action=argparse.BooleanOptionalAction, default=True,
                    help="add the SumEval 2022 XNLI results (XLM-R, T-ULRv6) (default: yes)")
     p.add_argument("--published-dir", type=Path, default=None,
-                   help="directory holding sumeval2022/ (default: ../shared/data/published)")
+                   help="directory holding sumeval2022/ (default: $XLT_PUBLISHED_DIR, else "
+                        "shared/data/published beside the working directory or a parent)")
     p.add_argument("--candidates", type=_codes, default=None,
                    help="comma-separated candidate models (default: all: global_mean,"
                         "target_mean,k_only,ridge,hgb,rf)")
@@ -256,9 +264,9 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_predictor_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--predictor", "--model-dir", dest="predictor", default=DEFAULT_PREDICTOR,
+    p.add_argument("--predictor", "--model-dir", dest="predictor", default=None,
                    metavar="DIR", help="fitted predictor directory (skops file + model card; "
-                                       f"default {DEFAULT_PREDICTOR})")
+                                       f"default: {DEFAULT_PREDICTOR_HELP})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Grouped CV of every candidate, choice by unseen-target MAE, "
                                    "conformal intervals, refit on all rows, save (skops + card).")
     _add_data_options(p)
-    p.add_argument("--out", type=Path, default=Path(DEFAULT_PREDICTOR), metavar="DIR")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="output directory (default: models/predictor, found like --predictor)")
     p.add_argument("--alpha", type=float, default=0.1, help="interval miscoverage (default 0.1)")
     p.add_argument("--normalized-intervals", action="store_true",
                    help="scale intervals by a model of the unseen-target residual")
@@ -333,10 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "CIs, per model, regime and resource group; correlations; "
                                    "scaling curves; the predictor's CV table.")
     _add_data_options(p)
-    p.add_argument("--predictor", "--model-dir", dest="predictor", default=DEFAULT_PREDICTOR,
-                   metavar="DIR", help="fitted predictor whose CV table to include (if present)")
-    p.add_argument("--out", type=Path, default=Path("models/report"),
-                   help="output directory (default models/report)")
+    p.add_argument("--predictor", "--model-dir", dest="predictor", default=None,
+                   metavar="DIR", help="fitted predictor whose CV table to include, if present "
+                                       f"(default: {DEFAULT_PREDICTOR_HELP})")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output directory (default: models/report, found like --predictor)")
     p.set_defaults(func=cmd_report)
     return parser
 
@@ -344,10 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "out", "unset") is None:
+        args.out = _models_subdir("predictor" if args.command == "fit" else "report")
+    if args.command == "report" and args.predictor is None:
+        args.predictor = _models_subdir("predictor")
     from predictor.api import PredictionInputError
     from predictor.dataset import DataValidationError
     from predictor.persist import ModelIntegrityError
     try:
+        if getattr(args, "predictor", "unset") is None:
+            from predictor.api import default_predictor_dir
+            args.predictor = default_predictor_dir()
         return int(args.func(args) or 0)
     except (PredictionInputError, UsageError) as exc:
         print(f"xlt-predict {args.command}: error: {exc}", file=sys.stderr)

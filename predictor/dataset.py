@@ -39,6 +39,7 @@ from typing import Any
 import pandas as pd
 
 from measure.languages import Language, UnknownLanguageError, resolve_target
+from measure.paths import PUBLISHED, DefaultPathNotFound, resolve_default
 
 COLUMNS = ["origin", "model", "method", "task", "metric", "regime", "train_config", "k",
            "total_examples", "target", "target_iso3", "target_dataset", "score", "zero_shot",
@@ -59,8 +60,13 @@ class DataValidationError(ValueError):
 
 
 def default_published_dir() -> Path:
-    """``../shared/data/published`` next to the checkout (where the project keeps it)."""
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "published"
+    """``$XLT_PUBLISHED_DIR``, else ``shared/data/published`` beside the working directory or a
+    parent of it (the rule every command shares, :mod:`measure.paths`); fails naming the paths
+    tried."""
+    try:
+        return resolve_default(PUBLISHED)
+    except DefaultPathNotFound as exc:
+        raise DataValidationError(str(exc)) from None
 
 
 _LANG_CACHE: dict[str, Language] = {}
