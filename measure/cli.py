@@ -209,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="list the NLI splits found in the data directory")
     p.add_argument("--data-dir", type=Path, default=None)
     p.set_defaults(func=cmd_data)
+
+    from measure.designs import add_greedy_arguments  # issue #12 design 3 (logic in designs.py)
+    add_greedy_arguments(sub.add_parser(
+        "greedy", help="greedy forward selection of source sets (oracle upper bound on the test targets)"))
     return parser
 
 
