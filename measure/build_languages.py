@@ -86,10 +86,18 @@ NAME_FIXES = {"zh": "Chinese (Mandarin)", "el": "Greek", "sw": "Swahili", "ar": 
               "nah": "Nahuatl", "oto": "Otomí (Hñähñu)", "aym": "Aymara",
               "ne": "Nepali", "or": "Odia", "ms": "Malay", "et": "Estonian", "fa": "Persian"}
 
-# Languages known to be absent from CC-100 (XLM-R / multilingual-e5 pretraining): the
-# AmericasNLI languages (Ebrahimi et al., 2022). Any other language missing from the size
-# table is *unknown*, not absent (shared/data/README.md).
-KNOWN_ABSENT_FROM_CC100 = {"aym", "bzd", "cni", "hch", "nah", "oto", "tar"}
+# XLM-R's pretraining languages (Conneau et al., 2020, Table 6: 100 entries, 7 of them
+# romanised/traditional-script variants of listed languages) that the published size table
+# (87 languages, via microsoft/Litmus) lacks: present in pretraining, size unlisted.
+# code -> (ISO 639-3 for URIEL, ISO 15924 script). With these six the table is XLM-R's
+# complete language list, so any other language is *absent* from XLM-R / multilingual-e5
+# pretraining (shared/data/README.md's "hr is not absent" is this case: hr is here).
+CC100_UNLISTED: dict[str, tuple[str, str]] = {
+    "eo": ("epo", "Latn"), "hr": ("hrv", "Latn"), "la": ("lat", "Latn"),
+    "mn": ("khk", "Cyrl"), "sa": ("san", "Deva"), "sr": ("srp", "Cyrl"),
+}
+
+COVERAGE_OUT = OUT.with_name("coverage.csv")
 
 # Which shipped datasets each dataset code appears in (documentation and validation).
 DATASETS = {
@@ -136,13 +144,36 @@ def build(shared: Path) -> pd.DataFrame:
             "datasets": " ".join(ds for ds, langs in DATASETS.items() if code in langs),
             "xlmr_cc100_bytes": cc100.get(code),
             "mbert_wiki_bytes": wiki.get(code),
-            "in_cc100": ("yes" if code in cc100.index
-                         else "no" if code in KNOWN_ABSENT_FROM_CC100 else "unknown"),
+            "in_cc100": "yes" if code in cc100.index or code in CC100_UNLISTED else "no",
         })
     df = pd.DataFrame(rows)
     for col in ("xlmr_cc100_bytes", "mbert_wiki_bytes"):
         df[col] = df[col].astype("Int64")
     return df
+
+
+def build_coverage(shared: Path, languages: pd.DataFrame) -> pd.DataFrame:
+    """coverage.csv: one row per (corpus, language) *present* in that corpus.
+
+    Absence is not a row: ``predictor.coverage`` knows which corpora are complete lists
+    (CC-100 for XLM-R: yes; mBERT's Wikipedia table: 88 of 104 languages, no).
+    """
+    sizes = shared / "published" / "pretraining_sizes"
+    tables = {"cc100": pd.read_csv(sizes / "xlmr_cc100_bytes.csv"),
+              "wikipedia": pd.read_csv(sizes / "mbert_wikipedia_bytes.csv")}
+    reg = languages.set_index("code")
+    rows = []
+    for corpus, table in tables.items():
+        for code, size in zip(table["language"], table.iloc[:, 1]):
+            rows.append({"corpus": corpus, "code": code, "iso639_3": reg.loc[code, "iso639_3"],
+                         "script": reg.loc[code, "script"], "status": "present",
+                         "bytes": int(size)})
+    for code, (iso3, script) in CC100_UNLISTED.items():
+        rows.append({"corpus": "cc100", "code": code, "iso639_3": iso3, "script": script,
+                     "status": "present_size_unlisted", "bytes": None})
+    df = pd.DataFrame(rows)
+    df["bytes"] = df["bytes"].astype("Int64")
+    return df.sort_values(["corpus", "code"]).reset_index(drop=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.shared}/published not found: pass --shared DIR")
     df = build(args.shared)
     df.to_csv(args.out, index=False)
+    cov = build_coverage(args.shared, df)
+    cov_out = args.out.with_name(COVERAGE_OUT.name)
+    cov.to_csv(cov_out, index=False)
+    print(f"wrote {len(cov)} (corpus, language) rows to {cov_out}", file=sys.stderr)
     missing = df.loc[~df["in_uriel"], "code"].tolist()
     print(f"wrote {len(df)} languages to {args.out}; not in URIEL: {missing}", file=sys.stderr)
     return 0

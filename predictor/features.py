@@ -6,9 +6,17 @@ language has -- URIEL typological/genetic/geographic distances, data and pretrai
 sizes, script overlap -- rather than an identity. The only identities are the model and
 method one-hots (the user always names a model the predictor was trained on).
 
-Missing values are never silently zero: an unknown value is imputed with the median
-(or mean, for a 0/1 feature) of the training rows and a flag column says so; a
-language known to be *absent* from pretraining gets size 0 with its own flag.
+Missing values are never silently zero: an unknown URIEL distance is imputed with the
+median of the training rows and a flag column says so. Pretraining coverage is never
+imputed: it is *knowledge* per model family (``predictor.coverage``): a language missing
+from a complete corpus list is absent (size 0, its own flag); "unknown" is reserved for
+undocumented corpora and is flagged. A target with a model-space profile
+(``measure.profile``, ``models/profiles/<model>/<code>.json``) gets the profile family;
+one without gets ``has_profile = 0`` and fixed placeholders (0), never values borrowed
+from other languages.
+
+Feature families (``FEATURE_FAMILIES``) name the blocks an ablation removes at once:
+URIEL distances, pretraining coverage, model-space profile, k and sizes, model/method.
 
 Speed: rows are reduced to unique training configurations and unique (target,
 configuration) pairs before any distance is computed, distances come from
@@ -23,8 +31,8 @@ Distances: the typological kinds use lang2vec's kNN-imputed URIEL vectors by def
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +40,9 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from measure.paths import MODELS, find_default
 from predictor import uriel
+from predictor.coverage import coverage, script_in_pretraining
 
 DISTANCE_KINDS: tuple[str, ...] = tuple(uriel.DISTANCE_KINDS)
 DIST_STATS = ("min", "mean", "wmean")
@@ -63,13 +73,52 @@ def _build_feature_docs() -> dict[str, str]:
         "log_total_examples": "log10(1 + total number of training examples over all languages)",
         "log_target_examples": "log10(1 + training examples in the target language itself); "
                                "0 in the zero-shot case",
-        "target_log_pretrain": "log10 bytes of the target language in the CC-100 pretraining "
-                               "corpus; 0 when known absent; training median when unknown",
-        "target_size_unknown": "1 when the target's pretraining size is unknown (value imputed)",
-        "target_absent_from_pretraining": "1 when the target is known to be absent from CC-100",
+        "target_in_pretraining": "1 when the target is in the model's pretraining corpus "
+                                 "(predictor.coverage; 0 when absent or unknown)",
+        "target_log_pretrain": "log10 bytes of the target in the model's pretraining corpus "
+                               "(CC-100 for me5-small/xlmr/tulrv6); 0 when absent or unknown; "
+                               "the corpus's smallest listed size when present but unlisted "
+                               "(never a training statistic)",
+        "target_size_unknown": "1 when the target's pretraining size is not listed (present but "
+                               "unlisted, or coverage unknown)",
+        "target_absent_from_pretraining": "1 when the target is known to be absent from the "
+                                          "model's pretraining corpus (a complete list)",
+        "pretrain_coverage_unknown": "1 when it is unknown whether the model saw the target "
+                                     "(incomplete corpus table or unknown model)",
+        "pretrain_corpus_undocumented": "1 when the model's corpus is undocumented and coverage "
+                                        "rests on a stated assumption (T-ULRv6: CC-100)",
+        "target_script_in_pretraining": "1 when some language of the model's corpus is written "
+                                        "in the target's script (script-level table); 0 when "
+                                        "none or unknown",
+        "target_script_coverage_unknown": "1 when the script-level coverage is unknown (target "
+                                          "script unknown, or incomplete corpus table)",
         "script_shared": "1 when some supervised language is written in the target's script; "
                          "unknown script -> training mean",
         "script_unknown": "1 when the target's script (or every source script) is unknown",
+        "has_profile": "1 when a model-space profile (measure.profile) exists for the target; "
+                       "0 -> every prof_ column is the placeholder 0",
+        "profile_is_proxy": "1 when the profile was measured with a proxy model (PROFILE_PROXY: "
+                            "xlmr/tulrv6 -> me5-small, same XLM-R sentencepiece vocabulary)",
+        "prof_centroid_dist_min": "smallest cosine distance between the target's mean embedding "
+                                  "and a supervised language's reference centroid (profile)",
+        "prof_centroid_dist_mean": "mean of those centroid distances over the supervised languages",
+        "prof_centroid_dist_wmean": "those centroid distances weighted by training examples",
+        "prof_centroid_unknown": "1 when no supervised language has a reference centroid "
+                                 "(or no profile): the prof_centroid_ values are 0",
+        "prof_fertility": "subword pieces per whitespace word of the target text (profile)",
+        "prof_unk_rate": "share of <unk> pieces in the target text (profile)",
+        "prof_single_char_share": "share of pieces that are a single character (profile)",
+        "prof_script_covered": "1 when the tokenizer covers the target's script: fewer than 1% "
+                               "<unk> pieces (profile)",
+        "has_label_free": "1 when the profile has label-free estimates (unlabelled pairs)",
+        "prof_confidence": "English-trained reference probe's mean max-softmax confidence on "
+                           "the target's unlabelled pairs (0-1)",
+        "prof_label_entropy": "entropy (bits) of the probe's predicted-label distribution on the "
+                              "target pairs (log2 3 = balanced)",
+        "prof_atc": "Average Thresholded Confidence estimate of the probe's accuracy on the "
+                    "target (Garg et al., 2022), 0-100",
+        "prof_doc": "Difference-of-Confidences estimate of the probe's accuracy on the target "
+                    "(Guillory et al., 2021): source accuracy - (source - target confidence), 0-100",
         "model=<id>": "one-hot of the multilingual model (learned categories)",
         "method=<id>": "one-hot of the training method, e.g. finetune or probe",
     })
@@ -83,17 +132,108 @@ GROUPS = {"distances": [f"dist_{k}_{s}" for k in DISTANCE_KINDS for s in DIST_ST
           + [f"dist_{k}_unknown" for k in DISTANCE_KINDS],
           "diversity": [f"diversity_{k}" for k in DISTANCE_KINDS] + ["diversity_unknown"],
           "sizes": ["k", "log_total_examples", "log_target_examples"],
-          "pretraining": ["target_log_pretrain", "target_size_unknown",
-                          "target_absent_from_pretraining"],
-          "script": ["script_shared", "script_unknown"],
+          "pretraining": ["target_in_pretraining", "target_log_pretrain",
+                          "target_size_unknown", "target_absent_from_pretraining",
+                          "pretrain_coverage_unknown", "pretrain_corpus_undocumented"],
+          "script": ["target_script_in_pretraining", "target_script_coverage_unknown",
+                     "script_shared", "script_unknown"],
+          "profile": ["has_profile", "profile_is_proxy", "prof_centroid_dist_min",
+                      "prof_centroid_dist_mean", "prof_centroid_dist_wmean",
+                      "prof_centroid_unknown", "prof_fertility", "prof_unk_rate",
+                      "prof_single_char_share", "prof_script_covered", "has_label_free",
+                      "prof_confidence", "prof_label_entropy", "prof_atc", "prof_doc"],
           "identity": ["model=*", "method=*"]}
+
+# Feature families for ablations: family -> the GROUPS it consists of. ``include`` accepts a
+# family name as well as a group or column name.
+FEATURE_FAMILIES: dict[str, tuple[str, ...]] = {
+    "uriel": ("distances", "diversity"),        # URIEL typological/genetic/geographic
+    "coverage": ("pretraining", "script"),       # pretraining + script coverage (knowledge)
+    "profile": ("profile",),                     # measured in the model's own space
+    "sizes": ("sizes",),                         # k and data sizes
+    "identity": ("identity",),                   # model / method one-hots
+}
+
+# Models whose profiles may stand in for another model's (same tokenizer vocabulary; the
+# centroid and label-free values are then a related model's view). Flagged by
+# ``profile_is_proxy``.
+PROFILE_PROXY: dict[str, str] = {"xlmr": "me5-small", "tulrv6": "me5-small"}
 
 # Columns whose unknown values (NaN) are imputed in transform with what fit learned; each
 # has a flag column (dist_<kind>_unknown, diversity_unknown, target_size_unknown,
 # script_unknown) that marks the imputed rows.
 _IMPUTE_MEDIAN = ([f"dist_{k}_{s}" for k in DISTANCE_KINDS for s in DIST_STATS]
-                  + [f"diversity_{k}" for k in DISTANCE_KINDS] + ["target_log_pretrain"])
+                  + [f"diversity_{k}" for k in DISTANCE_KINDS])
 _IMPUTE_MEAN = ["script_shared"]
+
+
+COVERAGE_COLUMNS = GROUPS["pretraining"] + ["target_script_in_pretraining",
+                                             "target_script_coverage_unknown"]
+PROFILE_COLUMNS = GROUPS["profile"]
+# A tokenizer "covers" a script when fewer than this share of a text's pieces are <unk>
+# (XLM-R's sentencepiece has no byte fallback: an unseen character becomes <unk>).
+SCRIPT_COVERED_UNK = 0.01
+
+
+def _canonical_code(code: str) -> str:
+    """The registry's dataset code of a language ('swh' -> 'sw'), as profiles key sources."""
+    from predictor.dataset import lookup_language
+    try:
+        return lookup_language(code).code
+    except ValueError:
+        return code
+
+
+_PROFILE_CACHE: dict[tuple[str, str], tuple[float, dict[str, dict]]] = {}
+
+
+def _profiles_for(root: Path, model: str) -> dict[str, dict]:
+    """{code and ISO 639-3 code: profile} of ``root/model``, re-read when the folder changes."""
+    folder = root / model
+    if not folder.is_dir():
+        return {}
+    stamp = max([folder.stat().st_mtime] + [f.stat().st_mtime for f in folder.glob("*.json")])
+    key = (str(folder.resolve()), model)
+    hit = _PROFILE_CACHE.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    import json
+    table: dict[str, dict] = {}
+    for f in sorted(folder.glob("*.json")):
+        if f.name.startswith("_"):
+            continue
+        try:
+            prof = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"profile {f} is not valid JSON ({exc}); rebuild it with "
+                             "'xlt-measure profile'") from None
+        for code in (prof.get("language"), prof.get("iso639_3")):
+            if code:
+                table.setdefault(str(code), prof)
+    _PROFILE_CACHE[key] = (stamp, table)
+    return table
+
+
+def find_profile(root: Path, model: str, target: str) -> tuple[dict | None, bool]:
+    """(profile or None, measured with a proxy model?) for ``target`` under ``root``.
+
+    Looks under ``root/model`` first, then ``root/PROFILE_PROXY[model]``; the target is
+    matched by its code as given, its registry code and its ISO 639-3 code.
+    """
+    from predictor.dataset import lookup_language
+    try:
+        lang = lookup_language(target)
+        codes = [target, lang.code, lang.iso639_3]
+    except ValueError:
+        codes = [target]
+    for m, proxy in ((model, False), (PROFILE_PROXY.get(model), True)):
+        if not m:
+            continue
+        table = _profiles_for(root, m)
+        for c in codes:
+            if c in table:
+                return table[c], proxy
+    return None, False
 
 
 # -- distance cache ------------------------------------------------------------------------
@@ -175,10 +315,67 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, kinds: Sequence[str] | None = None,
-                 include: Sequence[str] | None = None, typology: str = "knn") -> None:
+                 include: Sequence[str] | None = None, typology: str = "knn",
+                 profiles_dir: str | None = None) -> None:
         self.kinds = kinds
         self.include = include
         self.typology = typology
+        self.profiles_dir = profiles_dir
+
+    # -- profiles ----------------------------------------------------------------------------
+    def _profiles_root(self) -> Path | None:
+        """``profiles_dir``, else ``<models>/profiles`` (``measure.paths.MODELS``), else None."""
+        given = getattr(self, "profiles_dir", None)   # models pickled before the parameter
+        if given is not None:
+            path = Path(given)
+            if not path.is_dir():
+                raise FileNotFoundError(f"profiles directory {path} does not exist: pass a "
+                                        "directory made by 'xlt-measure profile --profiles DIR'")
+            return path
+        models = find_default(MODELS)
+        return None if models is None else models / "profiles"
+
+    def _profile_features(self, keys: list[tuple[str, str]],
+                          configs: list[dict[str, float]]) -> dict[str, np.ndarray]:
+        """The ``profile`` group for each ((model, target), train_config) of ``keys``/``configs``."""
+        n = len(keys)
+        out = {c: np.zeros(n) for c in PROFILE_COLUMNS}
+        out["prof_centroid_unknown"] = np.ones(n)
+        root = self._profiles_root()
+        if root is None or not root.is_dir():
+            return out
+        cache: dict[tuple[str, str], tuple[dict | None, bool]] = {}
+        for i, key in enumerate(keys):
+            if key not in cache:
+                cache[key] = find_profile(root, *key)
+            prof, proxy = cache[key]
+            if prof is None:
+                continue
+            tok = prof.get("tokenizer", {})
+            out["has_profile"][i] = 1.0
+            out["profile_is_proxy"][i] = float(proxy)
+            out["prof_fertility"][i] = float(tok.get("fertility", 0.0))
+            out["prof_unk_rate"][i] = float(tok.get("unk_rate", 0.0))
+            out["prof_single_char_share"][i] = float(tok.get("single_char_share", 0.0))
+            out["prof_script_covered"][i] = float(tok.get("unk_rate", 1.0) < SCRIPT_COVERED_UNK)
+            dist = prof.get("centroid_distance", {})
+            pairs = [(dist[_canonical_code(lang)], w) for lang, w in configs[i].items()
+                     if _canonical_code(lang) in dist]
+            if pairs:
+                d = np.array([p[0] for p in pairs], dtype=float)
+                w = np.array([p[1] for p in pairs], dtype=float)
+                out["prof_centroid_dist_min"][i] = d.min()
+                out["prof_centroid_dist_mean"][i] = d.mean()
+                out["prof_centroid_dist_wmean"][i] = float((d * w).sum() / w.sum())
+                out["prof_centroid_unknown"][i] = 0.0
+            lf = prof.get("label_free")
+            if lf:
+                out["has_label_free"][i] = 1.0
+                out["prof_confidence"][i] = float(lf["mean_confidence"])
+                out["prof_label_entropy"][i] = float(lf["label_entropy"])
+                out["prof_atc"][i] = float(lf["atc"])
+                out["prof_doc"][i] = float(lf["doc"])
+        return out
 
     # -- raw computation -------------------------------------------------------------------
     def _kinds(self) -> tuple[str, ...]:
@@ -267,13 +464,22 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
             if len(src_iso) else np.zeros(n)
         out["log_target_examples"] = np.log10(1 + tgt_n)
 
-        # pretraining coverage of the target
-        size = np.array([math.nan if t.log_cc100_bytes is None else t.log_cc100_bytes
-                         for t in targets])
-        absent = np.array([t.in_cc100 == "no" for t in targets], dtype=float)
-        out["target_log_pretrain"] = size[t_idx]
-        out["target_size_unknown"] = np.isnan(size).astype(float)[t_idx]
-        out["target_absent_from_pretraining"] = absent[t_idx]
+        # pretraining coverage of the target, per (model, target): knowledge, never imputed
+        models = rows["model"].astype(str).to_numpy() if "model" in rows else np.full(n, "")
+        mt_index: dict[tuple[str, str], int] = {}
+        mt_idx = np.empty(n, dtype=np.int64)
+        for i, (m, t) in enumerate(zip(models, rows["target"].astype(str))):
+            mt_idx[i] = mt_index.setdefault((m, t), len(mt_index))
+        cov_rows = []
+        for m, t in mt_index:
+            info = coverage(m, t)
+            cov = info.features
+            sc = script_in_pretraining(m, info.script)
+            cov["target_script_in_pretraining"] = 0.0 if sc is None else sc
+            cov["target_script_coverage_unknown"] = float(sc is None)
+            cov_rows.append(cov)
+        for col in COVERAGE_COLUMNS:
+            out[col] = np.array([c[col] for c in cov_rows], dtype=float)[mt_idx]
 
         # script overlap: config x script incidence, then one lookup per row
         scripts = sorted({x.script for x in sources + targets if x.script is not None})
@@ -291,6 +497,14 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         out["script_shared"] = shared
         out["script_unknown"] = np.isnan(shared).astype(float)
 
+        # model-space profile of the target (placeholders + has_profile = 0 without one)
+        triple = mt_idx * len(configs) + c_idx
+        u3, inv3 = np.unique(triple, return_inverse=True)
+        mt_keys = list(mt_index)
+        pf = self._profile_features([mt_keys[u // len(configs)] for u in u3],
+                                    [dict(configs[u % len(configs)]) for u in u3])
+        out.update({c: v[inv3] for c, v in pf.items()})
+
         frame = pd.DataFrame(out, index=rows.index)
         frame["__model"] = rows["model"].astype(str).to_numpy() if "model" in rows else ""
         frame["__method"] = rows["method"].astype(str).to_numpy() if "method" in rows else ""
@@ -301,7 +515,9 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
             return names
         keep: list[str] = []
         for item in self.include:
-            if item in GROUPS:
+            if item in FEATURE_FAMILIES:
+                pats = [p for g in FEATURE_FAMILIES[item] for p in GROUPS[g]]
+            elif item in GROUPS:
                 pats = GROUPS[item]
             else:
                 pats = [item]
@@ -313,7 +529,7 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
                 # a distance column of a kind left out by `kinds` is simply absent
                 elif not any(p.startswith(f"{x}_") for x in ("dist", "diversity")):
                     raise ValueError(f"include: unknown feature or group {p!r}; groups are "
-                                     f"{sorted(GROUPS)}")
+                                     f"{sorted(GROUPS)}, families {sorted(FEATURE_FAMILIES)}")
         return [c for c in names if c in set(keep)]
 
     # -- sklearn API ----------------------------------------------------------------------

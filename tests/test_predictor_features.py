@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from measure.languages import get_language
 from predictor import uriel
 from predictor.features import DISTANCE_KINDS, FEATURES, TransferFeatures, describe
 
@@ -72,20 +71,22 @@ def test_k_and_log_sizes_zero_and_few_shot() -> None:
     assert g.loc[0, "log_target_examples"] == pytest.approx(math.log10(101))
 
 
-def test_pretraining_size_flags_for_known_absent_and_unknown_targets() -> None:
+def test_pretraining_size_flags_for_absent_present_and_unlisted_targets() -> None:
     tf = TransferFeatures().fit(TRAIN)
     f = featurise([row({"en": 1000}, "sw"), row({"en": 1000}, "aym"),
-                   row({"en": 1000}, "quy")], tf)
+                   row({"en": 1000}, "quy"), row({"en": 1000}, "hr")], tf)
+    cols = ["target_size_unknown", "target_absent_from_pretraining", "target_in_pretraining"]
     assert f.loc[0, "target_log_pretrain"] == pytest.approx(math.log10(1717986918))
-    assert f.loc[0, ["target_size_unknown", "target_absent_from_pretraining"]].tolist() == [0, 0]
-    # Aymara: known to be absent from CC-100 -> 0 with its own flag, not "unknown"
-    assert f.loc[1, "target_log_pretrain"] == 0.0
-    assert f.loc[1, ["target_size_unknown", "target_absent_from_pretraining"]].tolist() == [0, 1]
-    # Ayacucho Quechua: lang2vec-only, size unknown -> the training median, flagged
-    sizes = [get_language(t).log_cc100_bytes for t in TRAIN.target]   # de sw ur hi
-    assert f.loc[2, "target_log_pretrain"] == pytest.approx(float(np.median(sizes)))
-    assert tf.impute_values_["target_log_pretrain"] == pytest.approx(float(np.median(sizes)))
-    assert f.loc[2, ["target_size_unknown", "target_absent_from_pretraining"]].tolist() == [1, 0]
+    assert f.loc[0, cols].tolist() == [0, 0, 1]
+    # Aymara and Ayacucho Quechua: not among XLM-R's CC-100 languages -> 0, absent flag;
+    # never the training median (Quechua used to get ~30 GB, like Swahili)
+    for i in (1, 2):
+        assert f.loc[i, "target_log_pretrain"] == 0.0
+        assert f.loc[i, cols].tolist() == [0, 1, 0]
+    assert "target_log_pretrain" not in tf.impute_values_
+    # Croatian: in XLM-R but its size is unlisted -> the corpus floor, flagged
+    assert f.loc[3, cols].tolist() == [1, 0, 1]
+    assert 7 < f.loc[3, "target_log_pretrain"] < f.loc[0, "target_log_pretrain"]
 
 
 def test_script_shared_and_unknown_script_imputed_with_flag() -> None:
@@ -101,7 +102,8 @@ def test_script_shared_and_unknown_script_imputed_with_flag() -> None:
 
 def test_one_hots_names_documentation_and_sklearn_conventions() -> None:
     tf = TransferFeatures(include=None)
-    assert clone(tf).get_params() == {"include": None, "kinds": None, "typology": "knn"}
+    assert clone(tf).get_params() == {"include": None, "kinds": None, "typology": "knn",
+                                      "profiles_dir": None}
     tf.fit(TRAIN)
     names = list(tf.get_feature_names_out())
     assert names[-3:] == ["model=tulrv6", "model=xlmr", "method=finetune"]
