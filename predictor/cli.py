@@ -191,38 +191,146 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+#: train_config sizes above this are refused per line (MultiNLI, the largest NLI training set
+#: in the data, has ~393k pairs); above BATCH_WARN_EXAMPLES a line gets a "warning" field.
+BATCH_MAX_EXAMPLES = 10_000_000
+BATCH_WARN_EXAMPLES = 1_000_000
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _precheck_line(rec: Any) -> str | None:
+    """Problems ``predict_records`` would not catch cleanly: a warning text, or raises ValueError."""
+    import math
+    if not isinstance(rec, dict):
+        raise ValueError(f"a line must be a JSON object, got {type(rec).__name__}")
+    tc = rec.get("train_config")
+    if not isinstance(tc, dict):
+        return None  # the predictor's own validation names the problem
+    from predictor.dataset import lookup_language
+    seen: dict[str, str] = {}
+    warning = None
+    for lang, n in tc.items():
+        if isinstance(n, (int, float)) and not isinstance(n, bool):
+            if isinstance(n, float) and not math.isfinite(n):
+                raise ValueError(f"train_config: n for {lang!r} must be a whole number >= 0, got {n!r}")
+            if abs(n) > BATCH_MAX_EXAMPLES:
+                shown = f"{n:.3g}" if abs(n) < 1e300 else "a number too large to show"
+                raise ValueError(f"train_config: n = {shown} for {lang!r} is beyond any training set "
+                                 f"(max {BATCH_MAX_EXAMPLES:,} examples per language)")
+            if n > BATCH_WARN_EXAMPLES:
+                warning = (f"train_config: {n:,.0f} examples for {lang!r} is far beyond the "
+                           "training data's sizes; the prediction is an extrapolation")
+        try:
+            iso = lookup_language(lang).iso639_3
+        except Exception:  # noqa: BLE001 - an unknown code: the predictor's message names it
+            continue
+        if iso in seen:
+            raise ValueError(f"train_config: {seen[iso]!r} and {lang!r} are the same language "
+                             f"({iso}); list each language once")
+        seen[iso] = lang
+    return warning
+
+
+def _batch_lines(data: bytes) -> list[tuple[int, Any, str | None, str | None]]:
+    """(line number, record, error, warning) for every input line; blank lines included."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the final newline ends the last line, it does not start a new one
+    out = []
+    for lineno, raw in enumerate(lines, 1):
+        raw = raw.rstrip(b"\r")
+        if raw.startswith(b"\xef\xbb\xbf") and lineno == 1:
+            raw = raw[3:]  # a UTF-8 byte-order mark
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            out.append((lineno, None, f"line {lineno}: not UTF-8 text (byte {exc.start}); "
+                                      "save the file as UTF-8", None))
+            continue
+        if not text.strip():
+            out.append((lineno, None, f"line {lineno}: blank line (no request); the line is kept "
+                                      "so output line N answers input line N", None))
+            continue
+        try:
+            rec = json.loads(text, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:
+            msg = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            out.append((lineno, None, f"line {lineno}: malformed JSON ({msg})", None))
+            continue
+        try:
+            warning = _precheck_line(rec)
+        except (ValueError, OverflowError, TypeError) as exc:
+            out.append((lineno, rec, f"line {lineno}: {exc}", None))
+            continue
+        out.append((lineno, rec, None, warning))
+    return out
+
+
+def _line_id(rec: Any) -> Any:
+    return rec.get("id") if isinstance(rec, dict) else None
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
+    """Answer every input line with one output line, in order (blank lines get an error line).
+
+    A bad line never stops the batch: it gets ``{"id", "error"}`` and the exit code stays 0;
+    only an unusable input/output file or predictor exits non-zero.
+    """
     from predictor.api import load_predictor
-    p = load_predictor(args.predictor)
     t0 = time.perf_counter()
-    src = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
-    records: list[Any] = []
-    ids: list[Any] = []
-    parse_err: dict[int, str] = {}
-    with src:
-        for lineno, line in enumerate(src, 1):
-            if not line.strip():
-                continue
+    try:
+        if args.input == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            path = Path(args.input)
+            if path.is_dir():
+                raise UsageError(f"--input {path} is a directory, not a JSONL file")
+            data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"--input {args.input}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"--input {args.input}: cannot read ({exc.strerror or exc})") from None
+    if args.output != "-":
+        out_path = Path(args.output)
+        if out_path.is_dir():
+            raise UsageError(f"--output {out_path} is a directory; give a file name")
+        if not out_path.parent.is_dir():
+            raise UsageError(f"--output {out_path}: directory {out_path.parent} does not exist")
+    p = load_predictor(args.predictor)
+    lines = _batch_lines(data)
+    results: dict[int, dict[str, Any]] = {}
+    todo = [i for i, (_, _, err, _) in enumerate(lines) if err is None]
+    try:
+        for i, res in zip(todo, p.predict_records([lines[i][1] for i in todo])):
+            results[i] = res
+    except Exception:  # noqa: BLE001 - isolate the line the vectorised path cannot take
+        for i in todo:
             try:
-                rec = json.loads(line)
-                if not isinstance(rec, dict):
-                    raise ValueError("a line must be a JSON object")
-            except ValueError as exc:
-                parse_err[len(records)] = f"line {lineno}: malformed JSON ({exc})"
-                rec = None
-            records.append(rec)
-            ids.append(rec.get("id") if isinstance(rec, dict) else None)
-    valid_idx = [i for i in range(len(records)) if i not in parse_err]
-    results = p.predict_records([records[i] for i in valid_idx])
-    by_idx = dict(zip(valid_idx, results))
-    n_err = 0
-    out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
-    with out:
-        for i in range(len(records)):
-            res = {"error": parse_err[i]} if i in parse_err else by_idx[i]
-            n_err += "error" in res
-            out.write(json.dumps({"id": ids[i], **res}, ensure_ascii=False) + "\n")
-    print(f"{len(records)} lines, {n_err} errors, {time.perf_counter() - t0:.2f} s",
+                results[i] = p.predict_records([lines[i][1]])[0]
+            except Exception as exc:  # noqa: BLE001 - that line's error, the rest go on
+                results[i] = {"error": f"{type(exc).__name__}: {exc}"}
+    rows = []
+    for i, (lineno, rec, err, warning) in enumerate(lines):
+        res = {"error": err} if err is not None else dict(results[i])
+        if "error" in res and not str(res["error"]).startswith("line "):
+            res["error"] = f"line {lineno}: {res['error']}"
+        if warning and "error" not in res:
+            res["warning"] = warning
+        rows.append(json.dumps({"id": _line_id(rec), **res}, ensure_ascii=False, default=str))
+    n_err = sum(1 for _, _, err, _ in lines if err) + sum(1 for r in results.values() if "error" in r)
+    text = "".join(r + "\n" for r in rows)
+    if args.output == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        try:
+            out_path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--output {out_path}: cannot write ({exc.strerror or exc})") from None
+    print(f"{len(lines)} lines, {n_err} errors, {time.perf_counter() - t0:.2f} s",
           file=sys.stderr)
     return 0
 
@@ -329,11 +437,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("batch", help="predict a JSONL file",
                        description='Each input line: {"id": ..., "model": "xlmr", "task": "xnli", '
                                    '"train_config": {"en": 10000}, "target": "as", "method": '
-                                   'optional}. Each output line: {"id", "prediction", "lower", '
-                                   '"upper"} or {"id", "error"}.')
+                                   'optional}. Output line N answers input line N: {"id", '
+                                   '"prediction", "lower", "upper"} (plus "warning" for sizes '
+                                   'far beyond the training data) or {"id", "error"}. Blank, '
+                                   'non-UTF-8 or malformed lines get an error line, so positions '
+                                   'are kept; a bad line never stops the batch (exit 0). Exit 2 '
+                                   'only for an unusable --input/--output file.')
     _add_predictor_option(p)
-    p.add_argument("--input", required=True, help="JSONL file ('-' = stdin)")
-    p.add_argument("--output", required=True, help="JSONL file ('-' = stdout)")
+    p.add_argument("--input", required=True, help="JSONL file, one request per line ('-' = stdin)")
+    p.add_argument("--output", required=True,
+                   help="JSONL file, one answer per input line ('-' = stdout); overwritten")
     p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("report", help="meta-analysis report (Markdown + PNG figures)",
