@@ -18,6 +18,10 @@ def _fail(msg: str, code: int = 2) -> int:
     return code
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _int_at_least(low: int):
     """argparse type: an integer >= ``low`` (a bad value is a usage error, exit 2)."""
     def parse(text: str) -> int:
@@ -58,6 +62,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             out = export_results(store, args.out)
     except (StoreError, ValueError) as exc:
         return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot write {args.out} ({exc.strerror or exc})")
     print(out)
     return 0
 
@@ -100,30 +106,44 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if args.dry_run:
         from collections import Counter
+
+        from measure.store import cell_hash
+        done: set[str] = set()
+        if args.store.exists():
+            try:
+                with ResultStore(args.store, readonly=True) as store:
+                    done = store.done_hashes()
+            except StoreError as exc:
+                return _fail(str(exc))
+        stored = sum(1 for c in batch.cells if cell_hash(c) in done)
         per = Counter((c["regime"], sum(1 for n in c["train_config"].values() if n)) for c in batch.cells)
-        print(f"{len(batch.cells)} cells")
+        print(f"{_plural(len(batch.cells), 'cell')}: {stored} already in {args.store}, "
+              f"{len(batch.cells) - stored} to run")
         for (regime, k), n in sorted(per.items()):
-            print(f"  {regime:<13} k={k:<3} {n} cells")
+            print(f"  {regime:<13} k={k:<3} {_plural(n, 'cell')}")
         return 0
     if args.engine == "ray":
         try:
             from measure.ray_engine import run_ray
         except ImportError as exc:
             return _fail(f"the Ray engine is not available: {exc}")
-    try:
-        store = ResultStore(args.store)
+    try:  # the lock file keeps a second run off a busy store (exit 2)
+        store = ResultStore(args.store, lock=True)
     except StoreError as exc:
         return _fail(str(exc))
     with store:
-        if args.engine == "ray":
-            from measure.ray_engine import RayEngineError
-            try:
-                summary = run_ray(batch, store, address=args.address)
-            except RayEngineError as exc:
-                return _fail(str(exc))
-        else:
-            from measure.engine import run_local
-            summary = run_local(batch, store, workers=args.workers)
+        try:
+            if args.engine == "ray":
+                from measure.ray_engine import RayEngineError
+                try:
+                    summary = run_ray(batch, store, address=args.address)
+                except RayEngineError as exc:
+                    return _fail(str(exc))
+            else:
+                from measure.engine import run_local
+                summary = run_local(batch, store, workers=args.workers)
+        except StoreError as exc:
+            return _fail(str(exc))
     print(f"planned {summary.planned}, skipped {summary.skipped}, done {summary.done}, "
           f"failed {summary.failed} in {summary.seconds:.0f} s; store {args.store}")
     return 1 if summary.failed else 0
@@ -213,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     from measure.designs import add_greedy_arguments  # issue #12 design 3 (logic in designs.py)
     add_greedy_arguments(sub.add_parser(
         "greedy", help="greedy forward selection of source sets (oracle upper bound on the test targets)"))
+
+    from measure.profile import add_profile_arguments  # issue #11 item 2 (logic in profile.py)
+    add_profile_arguments(sub.add_parser(
+        "profile", help="profile a language in the model's own space from unlabelled text"))
     return parser
 
 

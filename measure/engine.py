@@ -66,7 +66,27 @@ def prepare_embeddings(batch: Batch, cells: list[dict[str, Any]], cache_path: Pa
     return keys
 
 
-def _worker_init() -> None:
+def _watch_parent(parent: int, interval: float = 1.0) -> None:
+    """Exit this worker as soon as the driver is gone (``kill -9`` included).
+
+    A killed driver cannot shut its pool down, and spawned workers are not killed with it;
+    each worker polls its parent pid (portable, unlike prctl's PR_SET_PDEATHSIG, which also
+    fires when the spawning *thread* exits) and exits when it changes.
+    """
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="xlt-parent-watch", daemon=True).start()
+
+
+def _worker_init(parent: int | None = None) -> None:
+    if parent is not None:
+        _watch_parent(parent)
     # one BLAS thread per worker: the workers are the parallelism
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
@@ -165,26 +185,61 @@ class Recorder:
         self.bar.close()
 
 
+#: attempts per cell when its worker process dies (OOM killer, kill -9): like Ray's
+#: ``max_retries=3``; an exception *inside* a cell is not retried (it is a failed cell).
+MAX_CELL_ATTEMPTS = 4
+
+
 def _iter_results(cells: list[dict[str, Any]], data_dir: str, cache_path: str,
-                  keys: dict[str, str], workers: int) -> Iterator[CellRecord]:
+                  keys: dict[str, str], workers: int, run: Any = None) -> Iterator[CellRecord]:
+    """Finished cells as they arrive; ``run`` (default :func:`_run_cell`) runs one cell."""
+    run = run or _run_cell
     if workers == 1:
         for c in cells:
-            yield _run_cell(c, data_dir, cache_path, keys.get(c["backend"], ""))
+            yield run(c, data_dir, cache_path, keys.get(c["backend"], ""))
         return
     import multiprocessing as mp
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                             initializer=_worker_init) as pool:
-        it = iter(cells)
-        inflight = set()
-        for c in it:  # keep the queue short so a kill loses little
-            inflight.add(pool.submit(_run_cell, c, data_dir, cache_path, keys.get(c["backend"], "")))
-            if len(inflight) >= 2 * workers:
-                break
-        while inflight:
-            finished, inflight = wait(inflight, return_when=FIRST_COMPLETED)
-            for f in finished:
-                yield f.result()
-                nxt = next(it, None)
-                if nxt is not None:
-                    inflight.add(pool.submit(_run_cell, nxt, data_dir, cache_path,
-                                             keys.get(nxt["backend"], "")))
+    from concurrent.futures.process import BrokenProcessPool
+
+    queue = list(cells)
+    attempts: dict[str, int] = {}
+    while queue:
+        # a dead worker breaks the whole pool: its cells (and the others in flight, which
+        # the broken pool cancels) go back to the front of the queue for a fresh pool
+        retry: list[dict[str, Any]] = []
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                 initializer=_worker_init, initargs=(os.getpid(),)) as pool:
+            inflight: dict[Any, dict[str, Any]] = {}
+
+            def submit() -> None:
+                c = queue.pop(0)
+                inflight[pool.submit(run, c, data_dir, cache_path,
+                                     keys.get(c["backend"], ""))] = c
+
+            while queue and len(inflight) < 2 * workers:  # a short queue: a kill loses little
+                submit()
+            broken = False
+            while inflight:
+                finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                for f in finished:
+                    cell = inflight.pop(f)
+                    try:
+                        rec = f.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        retry.append(cell)
+                        continue
+                    yield rec
+                    if queue and not broken:
+                        submit()
+        for cell in retry:
+            h = cell_hash(cell)
+            attempts[h] = attempts.get(h, 1) + 1
+            if attempts[h] > MAX_CELL_ATTEMPTS:
+                yield CellRecord(config=cell, status="failed",
+                                 error=f"worker process died {MAX_CELL_ATTEMPTS} times running "
+                                       "this cell (out of memory? killed?)")
+            else:
+                tqdm.write(f"worker process died; retrying a cell (attempt {attempts[h]} of "
+                           f"{MAX_CELL_ATTEMPTS})", file=sys.stderr)
+        queue[:0] = [c for c in retry if attempts[cell_hash(c)] <= MAX_CELL_ATTEMPTS]

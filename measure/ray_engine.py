@@ -85,7 +85,56 @@ def _connect(address: str | None, num_cpus: int | None) -> bool:
     except Exception as exc:
         raise RayEngineError(f"cannot start a local Ray instance: {type(exc).__name__}: {exc}"
                              ) from None
+    _reap_on_driver_death()
     return True
+
+
+_REAPER = """
+import os, signal, sys, time
+driver, pids = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+while alive(driver) and any(alive(p) for p in pids):
+    time.sleep(1)
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for p in pids:
+        if alive(p):
+            try:
+                os.kill(p, sig)
+            except OSError:
+                pass
+    time.sleep(3)
+"""
+
+
+def _reap_on_driver_death() -> None:
+    """A local Ray instance (started by this driver) must not outlive it.
+
+    ``ray.shutdown()`` stops it on a normal exit or an exception, but a driver killed with
+    ``kill -9`` runs no cleanup and Ray's GCS/raylet would live on. A small watchdog
+    process polls the driver's pid and stops the instance's processes (its workers exit
+    with their raylet) once the driver is gone; it exits by itself when Ray stops first.
+    A cluster given with ``--address`` is never touched.
+    """
+    import os
+    import subprocess
+    import sys
+    try:
+        node = ray._private.worker._global_node
+        pids = [info.process.pid for infos in node.all_processes.values() for info in infos
+                if getattr(info, "process", None) is not None]
+    except Exception:  # noqa: BLE001 - a Ray version without this internal: no watchdog
+        return
+    if pids:
+        subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid()), *map(str, pids)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def _failed(cell: dict[str, Any], exc: BaseException) -> CellRecord:

@@ -126,39 +126,199 @@ class StoreError(RuntimeError):
     pass
 
 
-class ResultStore:
-    """Thin, explicit wrapper around the SQLite file; safe for one writer and many readers."""
+XLT_TABLES = {"meta", "cells", "results"}
 
-    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+
+def _db_errors(method):
+    """Turn SQLite errors on a damaged store into StoreError naming the file (no traceback)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self: "ResultStore", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
+            raise StoreError(f"{self.path}: the results store is damaged or unreadable ({exc}); "
+                             "restore it from a copy or export what is readable") from None
+    return wrapper
+
+
+class StoreBusyError(StoreError):
+    """Another run holds the store's lock file."""
+
+
+class ResultStore:
+    """Thin, explicit wrapper around the SQLite file; safe for one writer and many readers.
+
+    ``readonly``: opened with SQLite's ``mode=ro`` (never written); if the file or its
+    directory is read-only and SQLite cannot read the WAL in place, the store (and its WAL)
+    is read from a private temporary copy instead, so ``status``/``export`` still work.
+    ``lock``: hold an exclusive lock file (``<store>.lock``, ``fcntl.flock``) for the
+    object's lifetime, so a second ``xlt-measure run`` on a busy store fails at once
+    (:class:`StoreBusyError`) instead of repeating the work; the kernel releases the lock
+    when the process dies, even on ``kill -9``.
+    A file that is not SQLite, a damaged one, or an SQLite database without xlt's tables
+    (a foreign file) is refused with :class:`StoreError` and never written into.
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False, lock: bool = False) -> None:
         self.path = Path(path)
+        self._lock_file: Any = None
+        self._tmpdir: str | None = None
+        if self.path.is_dir():
+            raise StoreError(f"store {self.path} is a directory; pass a file such as "
+                             f"{self.path / 'xlt.sqlite'}")
         if readonly and not self.path.exists():
             raise StoreError(f"store {self.path} does not exist; run `xlt-measure run` first "
                              "or pass --store PATH")
+        existing = self.path.is_file() and self.path.stat().st_size > 0
+        if existing:
+            self._inspect()  # refuse foreign or damaged files before anything writes
         if not readonly:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store's directory {self.path.parent} "
+                                 f"({exc.strerror or exc}); pass another --store") from None
+            if lock:
+                self._acquire_lock()
         try:
-            self._con = sqlite3.connect(self.path, timeout=60, isolation_level=None,
-                                        check_same_thread=False)
-            self._con.execute("PRAGMA busy_timeout = 60000")
-            if not readonly:
+            if readonly:
+                self._con = self._connect_readonly()
+            else:
+                self._con = sqlite3.connect(self.path, timeout=60, isolation_level=None,
+                                            check_same_thread=False)
+                self._con.execute("PRAGMA busy_timeout = 60000")
                 self._con.execute("PRAGMA journal_mode = WAL")
                 self._con.execute("PRAGMA synchronous = NORMAL")
                 self._con.executescript(_SCHEMA)
                 self._con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                                   (str(SCHEMA_VERSION),))
-            else:
-                self._con.execute("PRAGMA query_only = ON")
             self._check_schema()
         except sqlite3.DatabaseError as exc:
+            self._release()
             raise StoreError(f"{self.path}: not a usable xlt results store ({exc})") from None
+        except BaseException:
+            self._release()
+            raise
+
+    # -- opening -------------------------------------------------------------------
+    def _uri(self, path: Path) -> str:
+        from urllib.parse import quote
+        return f"file:{quote(str(path.resolve()))}?mode=ro"
+
+    def _inspect(self) -> None:
+        """Is the existing file an xlt store? (read-only look: foreign files stay untouched)"""
+        try:
+            con = self._connect_ro(self.path)
+        except sqlite3.OperationalError:
+            return  # unreadable in place (read-only directory): the readonly open copes
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable xlt results store: not SQLite ({exc}); move it "
+                             "away or pass another --store") from None
+        try:
+            tables = {r[0] for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "meta" not in tables:
+                raise StoreError(
+                    f"{self.path} is an SQLite database but not an xlt results store (its tables: "
+                    f"{', '.join(sorted(tables))}); xlt does not write into it: pass another --store")
+            bad = con.execute("PRAGMA quick_check").fetchone()
+            if bad is None or bad[0] != "ok":
+                raise StoreError(f"{self.path}: the results store is damaged ({bad and bad[0]}); "
+                                 "restore it from a copy or pass another --store")
+        except sqlite3.OperationalError:
+            return
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: the results store is damaged ({exc}); restore it "
+                             "from a copy or pass another --store") from None
+        finally:
+            con.close()
+
+    def _connect_ro(self, path: Path) -> sqlite3.Connection:
+        con = sqlite3.connect(self._uri(path), uri=True, timeout=60, isolation_level=None,
+                              check_same_thread=False)
+        try:
+            con.execute("PRAGMA busy_timeout = 60000")
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        try:
+            con = self._connect_ro(self.path)
+        except sqlite3.OperationalError:
+            con = self._connect_copy()
+        con.execute("PRAGMA query_only = ON")
+        return con
+
+    def _connect_copy(self) -> sqlite3.Connection:
+        """Read a store whose directory is read-only (SQLite cannot open its WAL index there)
+        from a private copy of the database and its WAL."""
+        import shutil
+        import tempfile
+        self._tmpdir = tempfile.mkdtemp(prefix="xlt-store-")
+        copy = Path(self._tmpdir) / self.path.name
+        try:
+            shutil.copy2(self.path, copy)
+            for suffix in ("-wal",):
+                side = self.path.with_name(self.path.name + suffix)
+                if side.is_file():
+                    shutil.copy2(side, copy.with_name(copy.name + suffix))
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot read the store ({exc.strerror or exc})") from None
+        return sqlite3.connect(copy, timeout=60, isolation_level=None, check_same_thread=False)
+
+    def _acquire_lock(self) -> None:
+        import fcntl
+        import os
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fh = open(lock_path, "a+")
+        except OSError as exc:
+            raise StoreError(f"cannot create the lock file {lock_path} ({exc.strerror or exc}); "
+                             "a run needs a writable store directory") from None
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise StoreBusyError(f"store {self.path} is busy: another `xlt-measure run` holds "
+                                 f"{lock_path} ({holder}); wait for it to finish (it stores every "
+                                 "cell this run would) or pass another --store") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        fh.flush()
+        self._lock_file = fh
+
+    def _release(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the descriptor releases the flock
+            self._lock_file = None
+        if self._tmpdir is not None:
+            import shutil
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
 
     def _check_schema(self) -> None:
+        tables = {r[0] for r in self._con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not XLT_TABLES <= tables:
+            raise StoreError(f"{self.path}: not an xlt results store (tables: "
+                             f"{', '.join(sorted(tables)) or 'none'}); pass another --store")
         row = self._con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None or int(row[0]) != SCHEMA_VERSION:
+        if row is None or str(row[0]) != str(SCHEMA_VERSION):
             raise StoreError(f"{self.path}: schema version {row and row[0]} != {SCHEMA_VERSION}")
 
     def close(self) -> None:
-        self._con.close()
+        try:
+            self._con.close()
+        finally:
+            self._release()
 
     def __enter__(self) -> "ResultStore":
         return self
@@ -167,10 +327,12 @@ class ResultStore:
         self.close()
 
     # -- writing -------------------------------------------------------------------
+    @_db_errors
     def has_cell(self, h: str) -> bool:
         return self._con.execute("SELECT 1 FROM cells WHERE cell_hash=? AND status='done'",
                                  (h,)).fetchone() is not None
 
+    @_db_errors
     def done_hashes(self) -> set[str]:
         return {r[0] for r in self._con.execute("SELECT cell_hash FROM cells WHERE status='done'")}
 
@@ -211,6 +373,7 @@ class ResultStore:
         return True
 
     # -- reading -------------------------------------------------------------------
+    @_db_errors
     def summary(self) -> dict[str, Any]:
         con = self._con
         cells = dict(con.execute("SELECT status, COUNT(*) FROM cells GROUP BY status").fetchall())
@@ -222,6 +385,7 @@ class ResultStore:
                 "by_model": [{"model": m, "method": me, "regime": rg, "cells": c,
                               "compute_seconds": s} for m, me, rg, c, s in by]}
 
+    @_db_errors
     def results_frame(self) -> pd.DataFrame:
         """The tidy table: one row per (cell, target), cell columns repeated."""
         q = """SELECT c.cell_hash, c.model, c.method, c.train_dataset, c.train_split, c.regime,
@@ -243,6 +407,7 @@ class ResultStore:
             df["zero_shot"] = pd.Series(dtype=bool)
         return df
 
+    @_db_errors
     def failed_cells(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT cell_hash, config_json, error FROM cells "
                                  "WHERE status='failed'", self._con)
@@ -251,6 +416,8 @@ class ResultStore:
 def export_results(store: ResultStore, out: str | Path) -> Path:
     """Write the tidy table as Parquet (``.parquet``) or CSV (``.csv``)."""
     out = Path(out)
+    if out.suffix not in (".parquet", ".csv"):
+        raise ValueError(f"unsupported export format {out.suffix!r}: use .parquet or .csv")
     df = store.results_frame()
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
