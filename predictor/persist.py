@@ -6,7 +6,13 @@ the model directory is something users download and the app loads automatically.
 * the estimator is written with ``skops.io.dump`` (no pickle);
 * ``model_card.json`` beside it records the file's sha256 together with the training
   data fingerprint, features, CV table, interval calibration and library versions;
-* loading first verifies the checksum (a tampered or truncated file raises
+* the card itself is sealed: ``card_sha256`` is the sha256 of the card's canonical JSON
+  (sorted keys, compact separators) without that one field, computed inside :func:`save`,
+  so every fit or refit carries it; editing any number in the card (say the interval
+  ``quantile``) makes :func:`load` raise ``ModelIntegrityError``;
+* ``model_file`` must be a plain file name inside the model directory: ``../x``, absolute
+  paths, and symlinks that lead out of the directory are refused;
+* loading first verifies both checksums (a tampered or truncated file raises
   ``ModelIntegrityError``), then asks skops which types the file would construct and
   refuses any that is not in ``TRUSTED_TYPES`` (``UntrustedModelError``), and only
   then loads with exactly that explicit list.
@@ -24,6 +30,7 @@ from typing import Any
 MODEL_FILE = "predictor.skops"
 CARD_FILE = "model_card.json"
 CARD_VERSION = 1
+CARD_HASH_KEY = "card_sha256"
 
 # The types beyond skops' built-in safe set (numpy, builtins, sklearn estimators) that
 # the candidates in predictor.models produce; found with skops.io.get_untrusted_types on
@@ -97,9 +104,60 @@ def save(obj: Any, directory: str | Path, card: dict[str, Any]) -> Path:
     full = {"card_version": CARD_VERSION, **card, "model_file": MODEL_FILE,
             "model_sha256": hashlib.sha256(data).hexdigest(),
             "library_versions": library_versions()}
+    full.pop(CARD_HASH_KEY, None)
+    # hash what load() will read back: the JSON round trip turns numpy scalars into numbers
+    full = json.loads(json.dumps(full, default=_json_default))
+    full[CARD_HASH_KEY] = card_sha256(full)
     _atomic_write(directory / CARD_FILE,
-                  json.dumps(full, indent=2, sort_keys=False, default=_json_default).encode())
+                  json.dumps(full, indent=2, sort_keys=False, ensure_ascii=False).encode("utf-8"))
     return model_path
+
+
+def card_sha256(card: dict[str, Any]) -> str:
+    """sha256 of the card's canonical JSON without its own ``card_sha256`` field."""
+    body = {k: v for k, v in card.items() if k != CARD_HASH_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def verify_card(card: Any, path: str | Path) -> dict[str, Any]:
+    """The card if its seal matches, else ``ModelIntegrityError`` naming the fix."""
+    if not isinstance(card, dict):
+        raise ModelIntegrityError(f"{path}: the model card must be a JSON object, got "
+                                  f"{type(card).__name__}")
+    expected = card.get(CARD_HASH_KEY)
+    if not isinstance(expected, str):
+        raise ModelIntegrityError(f"{path}: the model card has no {CARD_HASH_KEY} (written by an "
+                                  "older xlt, or stripped); refit with `xlt-predict fit` or "
+                                  "restore the original model directory")
+    digest = card_sha256(card)
+    if digest != expected:
+        raise ModelIntegrityError(
+            f"{path}: the model card was modified (sha256 {digest[:16]}... does not match its "
+            f"{CARD_HASH_KEY} {expected[:16]}...); its numbers (intervals, CV table) cannot be "
+            "trusted. Refit with `xlt-predict fit` or restore the original model directory")
+    return card
+
+
+def model_path_for(directory: str | Path, card: dict[str, Any]) -> Path:
+    """The card's ``model_file`` inside ``directory``; anything that leaves it is refused."""
+    directory = Path(directory)
+    name = card.get("model_file", MODEL_FILE)
+    card_path = directory / CARD_FILE
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name \
+            or "\\" in name or "\x00" in name or Path(name).is_absolute() or Path(name).name != name:
+        raise ModelIntegrityError(f"{card_path}: model_file = {name!r} must be a plain file name "
+                                  "inside the model directory (no paths)")
+    path = directory / name
+    try:
+        inside = path.resolve().parent == directory.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
+        raise ModelIntegrityError(f"{card_path}: model_file {name!r} leads outside {directory} "
+                                  "(a symlink?); refusing to load it")
+    return path
 
 
 def _json_default(o: Any) -> Any:
@@ -117,9 +175,10 @@ def read_card(directory: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{path} not found: {directory} is not a fitted predictor "
                                 "directory (run `xlt-predict fit --out DIR` first)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ModelIntegrityError(f"{path}: the model card is not valid JSON ({exc})") from None
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ModelIntegrityError(f"{path}: the model card is not valid JSON "
+                                  f"({type(exc).__name__}: {exc})") from None
 
 
 def load(directory: str | Path) -> tuple[Any, dict[str, Any]]:
@@ -127,8 +186,8 @@ def load(directory: str | Path) -> tuple[Any, dict[str, Any]]:
     import skops.io as sio
 
     directory = Path(directory)
-    card = read_card(directory)
-    model_path = directory / card.get("model_file", MODEL_FILE)
+    card = verify_card(read_card(directory), directory / CARD_FILE)
+    model_path = model_path_for(directory, card)
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path} not found (the card names it)")
     data = model_path.read_bytes()
