@@ -144,15 +144,17 @@ GROUPS = {"distances": [f"dist_{k}_{s}" for k in DISTANCE_KINDS for s in DIST_ST
                       "prof_confidence", "prof_label_entropy", "prof_atc", "prof_doc"],
           "identity": ["model=*", "method=*"]}
 
-# Feature families for ablations: family -> the GROUPS it consists of. ``include`` accepts a
-# family name as well as a group or column name.
-FEATURE_FAMILIES: dict[str, tuple[str, ...]] = {
+# Feature families for ablations: family -> its column names (``model=*``-style patterns for
+# the one-hots). ``include`` accepts a family name as well as a group or column name.
+FAMILY_GROUPS: dict[str, tuple[str, ...]] = {
     "uriel": ("distances", "diversity"),        # URIEL typological/genetic/geographic
     "coverage": ("pretraining", "script"),       # pretraining + script coverage (knowledge)
     "profile": ("profile",),                     # measured in the model's own space
     "sizes": ("sizes",),                         # k and data sizes
     "identity": ("identity",),                   # model / method one-hots
 }
+FEATURE_FAMILIES: dict[str, list[str]] = {
+    fam: [c for g in groups for c in GROUPS[g]] for fam, groups in FAMILY_GROUPS.items()}
 
 # Models whose profiles may stand in for another model's (same tokenizer vocabulary; the
 # centroid and label-free values are then a related model's view). Flagged by
@@ -516,7 +518,7 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         keep: list[str] = []
         for item in self.include:
             if item in FEATURE_FAMILIES:
-                pats = [p for g in FEATURE_FAMILIES[item] for p in GROUPS[g]]
+                pats = FEATURE_FAMILIES[item]
             elif item in GROUPS:
                 pats = GROUPS[item]
             else:

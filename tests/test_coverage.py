@@ -10,7 +10,7 @@ import pytest
 from measure.languages import UnknownLanguageError
 from predictor.coverage import (CORPORA, MODEL_CORPUS, coverage, coverage_table,
                                 script_in_pretraining)
-from predictor.features import FEATURE_FAMILIES, GROUPS, TransferFeatures
+from predictor.features import FAMILY_GROUPS, FEATURE_FAMILIES, GROUPS, TransferFeatures
 
 
 def test_table_matches_the_published_sizes_and_xlmr_language_list() -> None:
@@ -103,8 +103,12 @@ def test_features_never_impute_a_median_size() -> None:
 
 
 def test_feature_families_cover_every_group_once() -> None:
-    groups = [g for fam in FEATURE_FAMILIES.values() for g in fam]
+    groups = [g for fam in FAMILY_GROUPS.values() for g in fam]
     assert sorted(groups) == sorted(GROUPS)
+    cols = [c for fam in FEATURE_FAMILIES.values() for c in fam]
+    assert sorted(cols) == sorted(c for g in GROUPS.values() for c in g)
+    assert "has_profile" in FEATURE_FAMILIES["profile"]
+    assert "target_absent_from_pretraining" in FEATURE_FAMILIES["coverage"]
     train = pd.DataFrame([{"model": "xlmr", "method": "finetune", "train_config": {"en": 10},
                            "target": "sw"}])
     cols = TransferFeatures(include=("coverage",)).fit(train).get_feature_names_out()

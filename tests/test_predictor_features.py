@@ -133,3 +133,49 @@ def test_fifty_thousand_rows_featurise_in_seconds() -> None:
     elapsed = time.perf_counter() - t0
     assert X.shape[0] == 50_000 and not np.isnan(X).any()
     assert elapsed < 5.0, f"50,000 rows took {elapsed:.1f} s"
+
+
+def _profile(code: str, iso3: str, dist: dict[str, float], label_free: dict | None) -> dict:
+    return {"schema": 1, "model": "me5-small", "language": code, "iso639_3": iso3,
+            "tokenizer": {"fertility": 2.5, "unk_rate": 0.002, "single_char_share": 0.2},
+            "centroid_distance": dist, "label_free": label_free}
+
+
+def test_profile_family_from_a_profiles_directory(tmp_path) -> None:
+    import json
+    folder = tmp_path / "me5-small"
+    folder.mkdir()
+    lf = {"mean_confidence": 0.55, "label_entropy": 1.2, "atc": 40.0, "doc": 45.0}
+    (folder / "quy.json").write_text(json.dumps(
+        _profile("quy", "quy", {"en": 0.30, "es": 0.20}, lf)), encoding="utf-8")
+    (folder / "sw.json").write_text(json.dumps(
+        _profile("sw", "swh", {"en": 0.25}, None)), encoding="utf-8")
+    (folder / "_reference.npz").write_bytes(b"not read by the features")
+    tf = TransferFeatures(profiles_dir=str(tmp_path)).fit(TRAIN)
+    f = featurise([{**row({"en": 100, "es": 300}, "quy"), "model": "me5-small"},
+                   {**row({"en": 100}, "swh"), "model": "me5-small"},      # ISO 639-3 lookup
+                   {**row({"de": 100}, "sw"), "model": "me5-small"},       # no centroid for de
+                   {**row({"en": 100}, "aym"), "model": "me5-small"},      # no profile
+                   row({"en": 100, "es": 300}, "quy")], tf)                # xlmr -> proxy
+    assert f["has_profile"].tolist() == [1, 1, 1, 0, 1]
+    assert f["profile_is_proxy"].tolist() == [0, 0, 0, 0, 1]
+    assert f.loc[0, "prof_centroid_dist_min"] == pytest.approx(0.20)
+    assert f.loc[0, "prof_centroid_dist_mean"] == pytest.approx(0.25)
+    assert f.loc[0, "prof_centroid_dist_wmean"] == pytest.approx((100 * 0.30 + 300 * 0.20) / 400)
+    assert f.loc[0, ["prof_atc", "prof_doc", "prof_label_entropy"]].tolist() == [40.0, 45.0, 1.2]
+    assert f.loc[0, "prof_script_covered"] == 1 and f.loc[0, "prof_fertility"] == 2.5
+    assert f.loc[1, "has_label_free"] == 0 and f.loc[1, "prof_confidence"] == 0
+    assert f.loc[1, "prof_centroid_dist_min"] == pytest.approx(0.25)
+    assert f.loc[2, "prof_centroid_unknown"] == 1 and f.loc[2, "prof_centroid_dist_min"] == 0
+    prof_cols = [c for c in f.columns if c.startswith("prof_") and c != "prof_centroid_unknown"]
+    assert (f.loc[3, prof_cols] == 0).all() and f.loc[3, "prof_centroid_unknown"] == 1
+    assert not f.isna().any().any()
+
+
+def test_profiles_dir_errors_name_the_fix(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="profiles directory .* does not exist"):
+        TransferFeatures(profiles_dir=str(tmp_path / "nope")).fit(TRAIN)
+    (tmp_path / "xlmr").mkdir()
+    (tmp_path / "xlmr" / "de.json").write_text("{broken", encoding="utf-8")
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        TransferFeatures(profiles_dir=str(tmp_path)).fit(TRAIN)

@@ -1,0 +1,548 @@
+"""Language profiles measured in a model's own space, from unlabelled text.
+
+Why: URIEL distances describe languages, not what a model does with them, and they add
+almost nothing for unseen targets (issue #11). A few hundred sentences of a language say
+how the model's tokenizer cuts it (fertility, ``<unk>`` rate: does the vocabulary cover
+the script?), where its sentences land relative to the source languages (centroid
+distances), and -- given unlabelled NLI pairs -- how an English-trained classifier behaves
+on it, which is a label-free estimate of transfer (Garg et al. 2022, ATC; Guillory et al.
+2021, DoC). Nothing here reads a target label.
+
+Files (``models/profiles/<model>/`` by default, or ``--profiles DIR``):
+
+* ``_reference.npz`` -- per model: the reference centroids of the 15 XNLI languages
+  (mean embedding of XNLI *validation premises*), the reference probe (logistic regression
+  on English XNLI validation pairs, ``measure.probe`` defaults) and its ATC threshold and
+  source statistics from 5-fold out-of-fold predictions on the same English data.
+  Built by ``python -m measure.profile build-shipped``.
+* ``<code>.json`` -- one profile per (model, language) with its provenance (lines, file
+  sha256, model fingerprint, backend, xlt version).
+
+Reference centroids and the shipped profiles' text use *disjoint* premises (XNLI is
+15-way parallel: the first half of the unique validation premises, by pair_id, makes the
+references; profiles read the second half), so a shipped XNLI target's distance to another
+XNLI language measures language, not shared content.
+
+Commands::
+
+    xlt-measure profile --language quy --text quy.txt [--pairs quy.tsv] [--profiles DIR]
+    python -m measure.profile build-shipped [--data-dir ../shared/data/nli] [--profiles DIR]
+    python -m measure.profile check [--profiles DIR]   # label-free estimates vs measured F1
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REFERENCE_FILE = "_reference.npz"
+REFERENCE_LANGUAGES = tuple("ar bg de el en es fr hi ru sw th tr ur vi zh".split())
+AMERICAS = tuple("aym bzd cni hch nah oto tar".split())
+SUPPORTED_MODELS = ("me5-small",)
+DEFAULT_BACKEND = "ort-int8-s8"
+MIN_LINES = 10          # below this a centroid or a fertility is noise: refuse
+WARN_LINES = 100        # below this: warn (a few hundred lines suffice)
+MIN_PAIRS = 10
+WARN_PAIRS = 100
+SHIPPED_TEXT_LINES = 300
+SHIPPED_PAIRS = 600
+SHIPPED_SEED = 0
+PROFILE_SCHEMA = 1
+LABELS = ("entailment", "neutral", "contradiction")
+
+
+class ProfileInputError(ValueError):
+    """An input file or argument the profile cannot use; the message names the fix."""
+
+
+# -- input files ---------------------------------------------------------------------------
+def _read_utf8(path: Path, what: str) -> str:
+    if not path.exists():
+        raise ProfileInputError(f"{what} file {path} does not exist")
+    if not path.is_file():
+        raise ProfileInputError(f"{what} {path} is not a file")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ProfileInputError(f"{what} file {path} is not UTF-8 (byte {exc.start}, line "
+                                f"{line}); re-save it as UTF-8") from None
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_text_lines(path: Path, *, min_lines: int = MIN_LINES) -> list[str]:
+    """Non-blank lines of a UTF-8 file (one sentence per line), stripped."""
+    lines = [ln.strip() for ln in _read_utf8(path, "--text").splitlines()]
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        raise ProfileInputError(f"--text file {path} has no non-blank line: give one sentence "
+                                "per line (a few hundred lines suffice)")
+    if len(lines) < min_lines:
+        raise ProfileInputError(f"--text file {path} has {len(lines)} non-blank lines; at least "
+                                f"{min_lines} are needed (a few hundred give stable values)")
+    if len(lines) < WARN_LINES:
+        warnings.warn(f"--text has only {len(lines)} lines: the profile will be noisy "
+                      f"(a few hundred lines are recommended)", stacklevel=2)
+    return lines
+
+
+def read_pairs(path: Path, *, min_pairs: int = MIN_PAIRS) -> list[tuple[str, str]]:
+    """``premise<TAB>hypothesis`` lines (blank lines skipped); a bad line is named."""
+    pairs: list[tuple[str, str]] = []
+    for no, raw in enumerate(_read_utf8(path, "--pairs").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        parts = raw.split("\t")
+        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+            raise ProfileInputError(
+                f"--pairs file {path}, line {no}: expected 'premise<TAB>hypothesis' (two "
+                f"non-empty fields separated by one tab), got {len(parts)} field(s): "
+                f"{raw[:60]!r}")
+        pairs.append((parts[0].strip(), parts[1].strip()))
+    if len(pairs) < min_pairs:
+        raise ProfileInputError(f"--pairs file {path} has {len(pairs)} pairs; at least "
+                                f"{min_pairs} are needed for label-free estimates")
+    if len(pairs) < WARN_PAIRS:
+        warnings.warn(f"--pairs has only {len(pairs)} pairs: label-free estimates will be "
+                      f"noisy", stacklevel=2)
+    return pairs
+
+
+# -- tokenizer statistics -------------------------------------------------------------------
+def tokenizer_stats(tokenizer: Any, lines: Sequence[str]) -> dict[str, Any]:
+    """Fertility, ``<unk>`` rate and single-character-piece share of ``lines``.
+
+    Fertility is pieces per whitespace word; for languages written without spaces (Thai,
+    Chinese, Japanese) a "word" is a whole phrase, so fertility is inflated and
+    ``whitespace_segmented`` is False (more than 12 characters per whitespace token on
+    average); ``pieces_per_char`` is comparable across writing systems.
+    """
+    n_pieces = n_unk = n_single = n_words = n_chars = 0
+    unk_id = tokenizer.unk_token_id
+    for line in lines:
+        pieces = tokenizer.tokenize(line)
+        ids = tokenizer.convert_tokens_to_ids(pieces)
+        n_pieces += len(pieces)
+        n_unk += sum(1 for i in ids if i == unk_id)
+        n_single += sum(1 for p in pieces if len(p.replace("\u2581", "")) == 1)
+        n_words += len(line.split())
+        n_chars += sum(1 for ch in line if not ch.isspace())
+    chars_per_word = n_chars / max(n_words, 1)
+    return {"fertility": n_pieces / max(n_words, 1), "unk_rate": n_unk / max(n_pieces, 1),
+            "single_char_share": n_single / max(n_pieces, 1),
+            "pieces_per_char": n_pieces / max(n_chars, 1),
+            "whitespace_segmented": bool(chars_per_word <= 12.0),
+            "chars_per_word": chars_per_word, "n_pieces": n_pieces, "n_words": n_words}
+
+
+# -- embeddings ------------------------------------------------------------------------------
+class MemoEncoder:
+    """An encoder with a per-process memo: every distinct text is embedded once.
+
+    Why: the shipped build embeds overlapping sets (premises repeat in pairs; the English
+    reference and the English profile share data); re-embedding would double the CPU time.
+    """
+
+    def __init__(self, model: str = "me5-small", backend: str = DEFAULT_BACKEND) -> None:
+        from measure.encoder import make_encoder, model_fingerprint, resolve_model
+        self.model, self.backend = model, backend
+        self.encoder = make_encoder(model, backend)
+        self.fingerprint = model_fingerprint(resolve_model(model))
+        self.tokenizer = self.encoder.tokenizer
+        self._memo: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: Sequence[str], desc: str = "embed") -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        if todo:
+            vecs = self.encoder.encode(todo, progress=True, desc=desc)
+            self._memo.update(zip(todo, vecs))
+        return np.stack([self._memo[t] for t in texts]) if texts else np.zeros((0, 1))
+
+
+def centroid(vectors: np.ndarray) -> np.ndarray:
+    """Mean of the (L2-normalised) sentence embeddings."""
+    return vectors.mean(axis=0)
+
+
+def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+# -- reference -------------------------------------------------------------------------------
+@dataclass
+class Reference:
+    """Reference centroids and the English-trained probe of one model."""
+
+    languages: list[str]
+    centroids: np.ndarray          # len(languages) x dim
+    coef: np.ndarray               # 3 x 4*dim
+    intercept: np.ndarray          # 3
+    atc_threshold: float           # confidence threshold (Garg et al. 2022)
+    source_accuracy: float         # out-of-fold accuracy on English, 0-1
+    source_confidence: float       # out-of-fold mean max-softmax on English, 0-1
+    meta: dict[str, Any]
+
+    def probabilities(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        from measure.probe import pair_features
+        z = pair_features(u, v).astype(np.float64) @ self.coef.T + self.intercept
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, languages=np.array(self.languages), centroids=self.centroids,
+                            coef=self.coef, intercept=self.intercept,
+                            scalars=np.array([self.atc_threshold, self.source_accuracy,
+                                              self.source_confidence]),
+                            meta=np.array(json.dumps(self.meta, sort_keys=True)))
+
+    @classmethod
+    def load(cls, path: Path) -> "Reference":
+        with np.load(path, allow_pickle=False) as z:
+            s = z["scalars"]
+            return cls([str(x) for x in z["languages"]], z["centroids"], z["coef"],
+                       z["intercept"], float(s[0]), float(s[1]), float(s[2]),
+                       json.loads(str(z["meta"])))
+
+
+def reference_premises(frame: Any) -> tuple[list[str], list[str]]:
+    """(reference half, profile half) of a validation split's unique premises, by pair_id.
+
+    XNLI validation is 15-way parallel, so the same split of pair_ids separates content
+    in every language.
+    """
+    order = frame.sort_values("pair_id")["premise"].astype(str).str.strip()
+    uniq = list(dict.fromkeys(p for p in order if p))
+    half = len(uniq) // 2
+    return uniq[:half], uniq[half:]
+
+
+def build_reference(enc: MemoEncoder, data_dir: Path, *, seed: int = SHIPPED_SEED) -> Reference:
+    """Reference centroids (first half of each XNLI language's validation premises) and the
+    English probe with out-of-fold ATC/DoC calibration (English validation only)."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from threadpoolctl import threadpool_limits
+
+    from measure.data import load_parquet_split
+    from measure.probe import DEFAULT_PROBE, make_classifier, pair_features
+
+    cents = []
+    for lang in REFERENCE_LANGUAGES:
+        ref, _ = reference_premises(load_parquet_split(data_dir, "xnli", lang, "validation"))
+        cents.append(centroid(enc.encode(ref, desc=f"reference {lang}")))
+    en = load_parquet_split(data_dir, "xnli", "en", "validation")
+    u = enc.encode(en["premise"].astype(str).tolist(), desc="probe en premises")
+    v = enc.encode(en["hypothesis"].astype(str).tolist(), desc="probe en hypotheses")
+    X, y = pair_features(u, v), en["label"].to_numpy()
+    clf = make_classifier({}, seed)
+    with threadpool_limits(1):
+        oof = cross_val_predict(clf, X, y, cv=StratifiedKFold(5, shuffle=True, random_state=seed),
+                                method="predict_proba")
+        clf.fit(X, y)
+    conf = oof.max(axis=1)
+    acc = float((oof.argmax(axis=1) == y).mean())
+    # ATC: the threshold t with P_source(conf > t) = source accuracy
+    threshold = float(np.quantile(conf, 1.0 - acc))
+    lr = clf[-1]
+    meta = {"model": enc.model, "backend": enc.backend, "model_fingerprint": enc.fingerprint,
+            "probe": {**DEFAULT_PROBE, "seed": seed, "train": "xnli/en/validation",
+                      "n_train": int(len(y))},
+            "centroids_from": "xnli/<lang>/validation: first half of the unique premises by "
+                              "pair_id", "n_centroid_premises": len(ref),
+            "xlt_version": _xlt_version(), "created_utc": _now()}
+    return Reference(list(REFERENCE_LANGUAGES), np.stack(cents), lr.coef_.astype(np.float64),
+                     lr.intercept_.astype(np.float64), threshold, acc, float(conf.mean()), meta)
+
+
+def find_reference(profiles: Path, model: str) -> Path:
+    """``profiles/model/_reference.npz``, else the shipped one (``models/profiles``)."""
+    cand = profiles / model / REFERENCE_FILE
+    if cand.is_file():
+        return cand
+    shipped = default_profiles_dir(required=False)
+    if shipped is not None and (shipped / model / REFERENCE_FILE).is_file():
+        return shipped / model / REFERENCE_FILE
+    raise ProfileInputError(f"no reference for {model!r} in {profiles / model} or the shipped "
+                            "models/profiles: build it with 'python -m measure.profile "
+                            "build-shipped --data-dir DIR'")
+
+
+# -- label-free estimates -------------------------------------------------------------------
+def label_free(ref: Reference, probs: np.ndarray) -> dict[str, Any]:
+    """Confidence, predicted-label distribution, its entropy, ATC and DoC of target pairs."""
+    conf = probs.max(axis=1)
+    pred = probs.argmax(axis=1)
+    dist = np.bincount(pred, minlength=3) / len(pred)
+    nz = dist[dist > 0]
+    entropy = float(-(nz * np.log2(nz)).sum())
+    doc = ref.source_accuracy - (ref.source_confidence - float(conf.mean()))
+    return {"n_pairs": int(len(pred)), "mean_confidence": float(conf.mean()),
+            "label_distribution": {k: float(p) for k, p in zip(LABELS, dist)},
+            "label_entropy": entropy, "atc": 100.0 * float((conf > ref.atc_threshold).mean()),
+            "doc": 100.0 * doc}
+
+
+# -- the profile ------------------------------------------------------------------------------
+def compute_profile(language: str, lines: Sequence[str], enc: MemoEncoder, ref: Reference,
+                    pairs: Sequence[tuple[str, str]] | None = None, *,
+                    provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The profile dict of ``language`` (a code ``measure.languages.resolve_target`` knows)."""
+    from measure.languages import resolve_target
+    lang = resolve_target(language)
+    tok = tokenizer_stats(enc.tokenizer, lines)
+    c = centroid(enc.encode(list(lines), desc=f"text {language}"))
+    dists = {code: cosine_distance(c, ref.centroids[i]) for i, code in enumerate(ref.languages)}
+    lf = None
+    if pairs:
+        u = enc.encode([p for p, _ in pairs], desc=f"pairs {language} (premises)")
+        v = enc.encode([h for _, h in pairs], desc=f"pairs {language} (hypotheses)")
+        lf = label_free(ref, ref.probabilities(u, v))
+    return {"schema": PROFILE_SCHEMA, "model": enc.model, "language": lang.code,
+            "iso639_3": lang.iso639_3, "name": lang.name,
+            "tokenizer": tok, "centroid_distance": dists, "label_free": lf,
+            "provenance": {"backend": enc.backend, "model_fingerprint": enc.fingerprint,
+                           "reference_fingerprint": ref.meta.get("model_fingerprint"),
+                           "xlt_version": _xlt_version(), "created_utc": _now(),
+                           "n_lines": len(lines), **(provenance or {})}}
+
+
+def write_profile(profile: dict[str, Any], profiles: Path) -> Path:
+    out = profiles / profile["model"] / f"{profile['language']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(profile, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
+                   encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def profile_files(language: str, text: Path, pairs: Path | None = None, *,
+                  model: str = "me5-small", profiles: Path | None = None,
+                  backend: str = DEFAULT_BACKEND, min_lines: int = MIN_LINES,
+                  min_pairs: int = MIN_PAIRS, encoder: MemoEncoder | None = None) -> Path:
+    """Validate the inputs, compute the profile and write it; returns the JSON path."""
+    from measure.languages import resolve_target
+    if model not in SUPPORTED_MODELS:
+        raise ProfileInputError(f"--model {model!r}: profiles exist for {', '.join(SUPPORTED_MODELS)} "
+                                "only (the reference centroids and probe are per model)")
+    resolve_target(language)              # UnknownLanguageError names close codes
+    lines = read_text_lines(text, min_lines=min_lines)
+    pair_list = read_pairs(pairs, min_pairs=min_pairs) if pairs is not None else None
+    profiles = profiles if profiles is not None else default_profiles_dir(required=True)
+    ref = Reference.load(find_reference(profiles, model))
+    enc = encoder or MemoEncoder(model, backend)
+    if ref.meta.get("model_fingerprint") != enc.fingerprint:
+        raise ProfileInputError(f"the reference in {profiles / model} was built with another "
+                                f"checkpoint ({ref.meta.get('model_fingerprint')} != "
+                                f"{enc.fingerprint}): rebuild it with build-shipped")
+    prov: dict[str, Any] = {"text_file": text.name, "text_sha256": sha256_file(text)}
+    if pairs is not None:
+        prov.update({"pairs_file": pairs.name, "pairs_sha256": sha256_file(pairs)})
+    return write_profile(compute_profile(language, lines, enc, ref, pair_list, provenance=prov),
+                         profiles)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _xlt_version() -> str:
+    from measure.store import code_version
+    return code_version()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def default_profiles_dir(required: bool = True) -> Path | None:
+    """``<models>/profiles`` where ``<models>`` is found like every default (measure.paths)."""
+    from measure.paths import MODELS, find_default, resolve_default
+    if required:
+        return resolve_default(MODELS) / "profiles"
+    found = find_default(MODELS)
+    return None if found is None else found / "profiles"
+
+
+# -- shipped profiles ------------------------------------------------------------------------
+def shipped_inputs(data_dir: Path, dataset: str, language: str, out_dir: Path, *,
+                   n_lines: int = SHIPPED_TEXT_LINES, n_pairs: int = SHIPPED_PAIRS,
+                   seed: int = SHIPPED_SEED) -> tuple[Path, Path]:
+    """Write the unlabelled inputs of one shipped target: text = premises of the validation
+    split (the half not used by the reference centroids for XNLI; de-duplicated, first
+    ``n_lines``), pairs = ``n_pairs`` test pairs drawn with ``seed``, labels dropped."""
+    from measure.data import load_parquet_split
+    val = load_parquet_split(data_dir, dataset, language, "validation")
+    if dataset == "xnli":
+        _, lines = reference_premises(val)
+    else:
+        order = val.sort_values("pair_id")["premise"].astype(str).str.strip()
+        lines = list(dict.fromkeys(p for p in order if p))
+    test = load_parquet_split(data_dir, dataset, language, "test")
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(test), min(n_pairs, len(test)), replace=False))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text, pairs = out_dir / f"{language}.txt", out_dir / f"{language}.tsv"
+    clean = [ln.replace("\t", " ").replace("\n", " ") for ln in lines[:n_lines]]
+    text.write_text("\n".join(clean) + "\n", encoding="utf-8")
+    rows = test.iloc[idx]
+    pairs.write_text("".join(f"{_one_line(p)}\t{_one_line(h)}\n" for p, h in
+                             zip(rows["premise"], rows["hypothesis"])), encoding="utf-8")
+    return text, pairs
+
+
+def _one_line(s: Any) -> str:
+    return " ".join(str(s).split())
+
+
+def build_shipped(data_dir: Path, profiles: Path, *, backend: str = DEFAULT_BACKEND,
+                  inputs_dir: Path | None = None, model: str = "me5-small",
+                  log: Callable[[str], None] = print) -> list[Path]:
+    """Reference + profiles of the 22 measured targets, from unlabelled text only."""
+    import tempfile
+    enc = MemoEncoder(model, backend)
+    ref = build_reference(enc, data_dir)
+    ref_path = profiles / model / REFERENCE_FILE
+    ref.save(ref_path)
+    log(f"reference: {ref_path} (English probe out-of-fold accuracy "
+        f"{100 * ref.source_accuracy:.1f}, ATC threshold {ref.atc_threshold:.3f})")
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        base = inputs_dir or Path(tmp)
+        for dataset, langs in (("xnli", REFERENCE_LANGUAGES), ("americas_nli", AMERICAS)):
+            for lang in langs:
+                text, pairs = shipped_inputs(data_dir, dataset, lang, base / dataset)
+                lines, plist = read_text_lines(text), read_pairs(pairs)
+                prov = {"text_file": f"{dataset}/{lang}/validation premises",
+                        "text_sha256": sha256_file(text),
+                        "pairs_file": f"{dataset}/{lang}/test (labels dropped, {len(plist)} "
+                                      f"pairs, seed {SHIPPED_SEED})",
+                        "pairs_sha256": sha256_file(pairs)}
+                path = write_profile(compute_profile(lang, lines, enc, ref, plist,
+                                                     provenance=prov), profiles)
+                out.append(path)
+                log(f"{lang}: {path}")
+    return out
+
+
+def check(profiles: Path, measurements: Path, model: str = "me5-small") -> dict[str, float]:
+    """Spearman between each label-free estimate and the measured English->target macro-F1
+    (mean over seeds of the {"en": 2490} XNLI-validation probe rows)."""
+    import pandas as pd
+    from scipy.stats import spearmanr
+    m = pd.read_parquet(measurements)
+    m = m[(m["train_config"] == '{"en":2490}') & (m["train_dataset"] == "xnli")]
+    f1 = m.groupby("target_language")["macro_f1"].mean()
+    rows = []
+    for code in f1.index:
+        p = profiles / model / f"{code}.json"
+        if p.is_file():
+            prof = json.loads(p.read_text(encoding="utf-8"))
+            lf = prof.get("label_free") or {}
+            rows.append({"target": code, "f1": f1[code], **{k: lf.get(k) for k in
+                         ("label_entropy", "mean_confidence", "atc", "doc")},
+                         "fertility": prof["tokenizer"]["fertility"],
+                         "unk_rate": prof["tokenizer"]["unk_rate"],
+                         "dist_en": prof["centroid_distance"].get("en")})
+    df = pd.DataFrame(rows).set_index("target")
+    res = {c: float(spearmanr(df[c], df["f1"]).statistic) for c in df.columns if c != "f1"}
+    res["n_targets"] = float(len(df))
+    return res
+
+
+# -- command line -------------------------------------------------------------------------------
+def add_profile_arguments(p: argparse.ArgumentParser) -> None:
+    """``xlt-measure profile`` (registered by measure.cli; the logic lives here)."""
+    p.add_argument("--language", required=True, help="language code (ISO 639-1/3 or dataset code)")
+    p.add_argument("--text", type=Path, required=True,
+                   help="UTF-8 text, one sentence per line (a few hundred lines suffice)")
+    p.add_argument("--pairs", type=Path, default=None,
+                   help="optional unlabelled NLI pairs, 'premise<TAB>hypothesis' per line")
+    p.add_argument("--model", default="me5-small", help="model id (default me5-small)")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, help=f"encoder backend (default {DEFAULT_BACKEND})")
+    p.add_argument("--profiles", type=Path, default=None,
+                   help="profiles directory (default: profiles/ in the models directory)")
+    p.set_defaults(func=cmd_profile)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from measure.languages import UnknownLanguageError
+    from measure.paths import DefaultPathNotFound
+    try:
+        path = profile_files(args.language, args.text, args.pairs, model=args.model,
+                             profiles=args.profiles, backend=args.backend)
+    except (ProfileInputError, UnknownLanguageError, DefaultPathNotFound) as exc:
+        print(f"xlt-measure profile: error: {exc}", file=sys.stderr)
+        return 2
+    prof = json.loads(path.read_text(encoding="utf-8"))
+    print(summary(prof))
+    print(f"wrote {path}")
+    return 0
+
+
+def summary(prof: dict[str, Any]) -> str:
+    tok = prof["tokenizer"]
+    d = prof["centroid_distance"]
+    near = sorted(d, key=d.get)[:3]
+    s = (f"{prof['language']} ({prof['name']}, {prof['model']}): fertility {tok['fertility']:.2f}"
+         f"{'' if tok['whitespace_segmented'] else ' (no spaces: per-char ' + format(tok['pieces_per_char'], '.2f') + ')'}"
+         f", unk {100 * tok['unk_rate']:.2f}%, single-char pieces "
+         f"{100 * tok['single_char_share']:.1f}%; nearest centroids "
+         + ", ".join(f"{c} {d[c]:.3f}" for c in near))
+    lf = prof.get("label_free")
+    if lf:
+        s += (f"\n  label-free ({lf['n_pairs']} pairs): confidence {lf['mean_confidence']:.3f}, "
+              f"label entropy {lf['label_entropy']:.3f} bits, ATC {lf['atc']:.1f}, "
+              f"DoC {lf['doc']:.1f}")
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m measure.profile",
+                                     description="language profiles in a model's own space")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_profile_arguments(sub.add_parser("profile", help="profile one language (= xlt-measure profile)"))
+    b = sub.add_parser("build-shipped", help="rebuild the reference and the 22 shipped profiles")
+    b.add_argument("--data-dir", type=Path, default=None, help="NLI data root (default as xlt-measure)")
+    b.add_argument("--profiles", type=Path, default=None)
+    b.add_argument("--backend", default=DEFAULT_BACKEND)
+    b.add_argument("--inputs-dir", type=Path, default=None,
+                   help="keep the generated unlabelled text/pairs files here")
+    c = sub.add_parser("check", help="label-free estimates vs measured English->target F1")
+    c.add_argument("--profiles", type=Path, default=None)
+    c.add_argument("--measurements", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.command == "profile":
+        return cmd_profile(args)
+    from measure.data import DataError, resolve_data_dir
+    from measure.paths import DefaultPathNotFound
+    try:
+        profiles = args.profiles or default_profiles_dir(required=True)
+        if args.command == "build-shipped":
+            build_shipped(resolve_data_dir(args.data_dir), profiles, backend=args.backend,
+                          inputs_dir=args.inputs_dir)
+            return 0
+        meas = args.measurements or (profiles.parent / "measurements" / "me5-small-probe.parquet")
+        for k, v in check(profiles, meas).items():
+            print(f"{k:<16} {v:.3f}")
+        return 0
+    except (DataError, DefaultPathNotFound, ProfileInputError, FileNotFoundError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
