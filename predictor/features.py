@@ -585,3 +585,34 @@ def describe(name: str) -> str:
         if name.startswith(prefix):
             return FEATURES[prefix + "<id>"] + f" ({name})"
     raise KeyError(f"undocumented feature {name!r}")
+
+
+def use_profiles(estimator: Any, profiles_dir: str | Path | None) -> int:
+    """Point every ``TransferFeatures`` inside a (fitted) estimator at ``profiles_dir``.
+
+    Why: a pipeline is fitted once with the default profiles, while ``xlt-predict batch
+    --profiles DIR`` (or the app) must read a user's profiles at prediction time without
+    refitting. Walks Pipelines, ColumnTransformers, meta-estimators and lists of them.
+    Returns how many transformers were updated; fails early on a missing directory.
+    """
+    if profiles_dir is not None and not Path(profiles_dir).is_dir():
+        raise FileNotFoundError(f"profiles directory {profiles_dir} does not exist: pass a "
+                                "directory made by 'xlt-measure profile --profiles DIR'")
+    seen: set[int] = set()
+
+    def walk(obj: Any) -> int:
+        if id(obj) in seen:
+            return 0
+        seen.add(id(obj))
+        if isinstance(obj, TransferFeatures):
+            obj.profiles_dir = None if profiles_dir is None else str(profiles_dir)
+            return 1
+        if isinstance(obj, (list, tuple)):
+            return sum(walk(x) for x in obj)
+        if isinstance(obj, dict):
+            return sum(walk(x) for x in obj.values())
+        if isinstance(obj, BaseEstimator):
+            return sum(walk(v) for k, v in vars(obj).items() if not k.startswith("__"))
+        return 0
+
+    return walk(estimator)
