@@ -85,15 +85,28 @@ def cmd_data(args: argparse.Namespace) -> int:
     from measure.data import DataError, available_splits, load_parquet_split, resolve_data_dir
     try:
         root = resolve_data_dir(args.data_dir)
-        for ds, langs in available_splits(root).items():
-            for lang, splits in langs.items():
-                sizes = []
-                for split in splits:
-                    df = load_parquet_split(root, ds, lang, split)
-                    sizes.append(f"{split}={len(df)}")
-                print(f"{ds:<14} {lang:<4} {' '.join(sizes)}")
-    except DataError as exc:
+        avail = available_splits(root)
+    except (DataError, OSError) as exc:
         return _fail(str(exc))
+    if not avail:
+        return _fail(f"no NLI splits in {root}: expected {root}/{{dataset}}/{{language}}/"
+                     "{split}.parquet; pass --data-dir or set XLT_DATA_DIR")
+    print(f"data directory: {root}")
+    bad: list[str] = []
+    for ds, langs in avail.items():
+        for lang, splits in langs.items():
+            sizes = []
+            for split in splits:
+                try:  # report every bad file, not just the first
+                    sizes.append(f"{split}={len(load_parquet_split(root, ds, lang, split))}")
+                except DataError as exc:
+                    sizes.append(f"{split}=BAD")
+                    bad.append(str(exc))
+            print(f"{ds:<14} {lang:<4} {' '.join(sizes)}")
+    if bad:
+        for msg in bad:
+            _fail(msg)
+        return _fail(f"{_plural(len(bad), 'bad file')} in {root}")
     return 0
 
 
@@ -195,12 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="summarise a results store")
-    p.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    p.add_argument("--store", type=Path, default=DEFAULT_STORE,
+                   help=f"results store to read (default {DEFAULT_STORE}); never written")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("export", help="export the results table to Parquet or CSV")
-    p.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    p.add_argument("--store", type=Path, default=DEFAULT_STORE,
+                   help=f"results store to read (default {DEFAULT_STORE}); never written")
     p.add_argument("--out", type=Path, required=True, help="output file (.parquet or .csv)")
     p.set_defaults(func=cmd_export)
 
@@ -227,7 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_languages)
 
     p = sub.add_parser("data", help="list the NLI splits found in the data directory")
-    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="NLI data root laid out as {dataset}/{language}/{split}.parquet (default "
+                        "$XLT_DATA_DIR, else shared/data/nli beside the working directory or a "
+                        "parent, else beside the checkout)")
     p.set_defaults(func=cmd_data)
 
     from measure.designs import add_greedy_arguments  # issue #12 design 3 (logic in designs.py)
@@ -243,7 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:  # `xlt-measure data | head`: the reader left, not an error
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
 
 
 if __name__ == "__main__":

@@ -418,19 +418,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("recommend", help="best source sets for targets")
     _add_predictor_option(p)
-    p.add_argument("--model", required=True)
-    p.add_argument("--method", default=None)
-    p.add_argument("--targets", required=True, type=_codes, metavar="L1,L2")
+    p.add_argument("--model", required=True,
+                   help="multilingual model id the predictor knows, e.g. xlmr, me5-small")
+    p.add_argument("--method", default=None,
+                   help="training method (default: the model's only one)")
+    p.add_argument("--targets", required=True, type=_codes, metavar="L1,L2",
+                   help="target language codes (ISO 639-1/3), comma-separated")
     p.add_argument("--pool", required=True, type=_codes, metavar="L1,L2,...",
                    help="candidate source languages")
     p.add_argument("--k", required=True, type=int, help="languages per source set")
-    p.add_argument("--objective", choices=["mean", "worst"], default="mean")
+    p.add_argument("--objective", choices=["mean", "worst"], default="mean",
+                   help="rank sets by the mean predicted score over the targets, or by the "
+                        "worst target (default mean)")
     p.add_argument("--n-per-language", type=int, default=None, metavar="N",
                    help="examples per source language (default: typical for the model)")
     p.add_argument("--top", type=int, default=5, help="how many sets to list (default 5)")
     p.add_argument("--include-targets", action="store_true",
                    help="allow targets in the source sets (few-shot instead of zero-shot)")
-    p.add_argument("--max-combinations", type=int, default=50_000)
+    p.add_argument("--max-combinations", type=int, default=50_000,
+                   help="refuse pools with more k-subsets than this (default 50000)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_recommend)
 
