@@ -17,8 +17,10 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app import analysis, data, ui  # noqa: E402
+from app import data, ui  # noqa: E402
 from app.services import load_service  # noqa: E402
+from predictor.analysis import headline_markdown  # noqa: E402
+from predictor.report import answer_text  # noqa: E402
 
 models = ui.setup("xlt: zero-shot cross-lingual transfer", ":material/translate:",
                   "If you fine-tune a multilingual model on labelled NLI data in k languages, "
@@ -63,19 +65,16 @@ with c3:
         st.metric("Correlation table", f"{len(report_table)} features")
         st.caption(f"from `{report_file}`")
 
-if not m.empty:
-    rows = m.frame[m.frame["zero_shot"]]
-    pool = rows["pool"].value_counts().index[0]
-    rows = rows[rows["pool"] == pool]
-    fits = analysis.fit_log2(analysis.cell_points(rows))
-    f = fits[fits["regime"] == "per_language"].set_index("target_group")
-    if data.LOW in f.index and data.HIGH in f.index:
-        st.markdown("### Headline")
-        st.markdown(
-            f"With a per-language budget ({pool}), each doubling of the number of supervised "
-            f"languages changes zero-shot macro-F1 by **{f.loc[data.LOW, 'b']:+.2f}** points on "
-            f"low-resource targets and **{f.loc[data.HIGH, 'b']:+.2f}** on high-resource targets "
-            "(least-squares fit F1 = a + b·log2 k over all measured runs; see Scaling).")
+summary = data.read_report_summary(models / data.REPORT_SUBDIR)
+if summary and summary.get("headline", {}).get("macro_f1"):
+    st.markdown("### Headline: does adding supervised languages help?")
+    st.markdown(headline_markdown(summary, "macro_f1"))
+    answer = answer_text(summary)
+    if answer:
+        st.markdown(answer[0])
+    st.caption("Change in zero-shot macro-F1 per doubling of the number of supervised "
+               "languages k, from the meta-analysis report (`summary.json`); kappa, the "
+               "designs and the caveats are on the Scaling page and in the report.")
 
 st.markdown("### Pages")
 pages = [("pages/1_Predict.py", "Predict", ":material/online_prediction:",
@@ -83,7 +82,7 @@ pages = [("pages/1_Predict.py", "Predict", ":material/online_prediction:",
          ("pages/2_Recommend.py", "Recommend", ":material/explore:",
           "best source sets for your targets under a budget"),
          ("pages/3_Scaling.py", "Scaling", ":material/trending_up:",
-          "measured macro-F1 against k, low- vs high-resource, both budgets"),
+          "the effect of k per target class: estimates, designs and the measured runs"),
          ("pages/4_Transfer_grid.py", "Transfer grid", ":material/grid_on:",
           "single-source transfer heatmap ordered by language family"),
          ("pages/5_Features.py", "Features", ":material/insights:",

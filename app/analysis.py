@@ -1,13 +1,12 @@
 """Pure computations behind the Scaling and Transfer grid pages (no Streamlit).
 
-Why separate: the numbers a page shows (fitted slopes, medians, the transfer matrix)
-are the research result, so they live in plain functions that tests call directly
-with known inputs.
+Why separate: what a page draws (medians, the transfer matrix) lives in plain functions
+that tests call directly with known inputs. The *estimates* of the effect of k (slopes,
+CIs, saturation) are not computed here: the pages read them from the report's
+``summary.json`` (``predictor.analysis``), so the app and the report give one answer.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
@@ -53,40 +52,6 @@ def k_summary(points: pd.DataFrame) -> pd.DataFrame:
                          "n": g.size()}).reset_index()
 
 
-def fit_log2(points: pd.DataFrame) -> pd.DataFrame:
-    """OLS of macro-F1 on log2(k) per (regime, group): F1 = a + b * log2(k).
-
-    ``b`` is the change in macro-F1 per doubling of the number of supervised languages;
-    ``a`` the fitted single-language score. Groups with fewer than two distinct k (or
-    fewer than three points) get no fit. Columns: regime, target_group, a, b, b_lo,
-    b_hi (95% CI), r2, points, k_min, k_max.
-    """
-    cols = ["regime", "target_group", "a", "b", "b_lo", "b_hi", "r2", "points", "k_min", "k_max"]
-    out = []
-    for (regime, group), g in points.groupby(["regime", "target_group"]):
-        x = np.log2(g["k"].to_numpy(float))
-        y = g["macro_f1"].to_numpy(float)
-        if len(np.unique(x)) < 2 or len(x) < 3:
-            continue
-        res = stats.linregress(x, y)
-        t = stats.t.ppf(0.975, len(x) - 2)
-        out.append({"regime": regime, "target_group": group, "a": float(res.intercept),
-                    "b": float(res.slope), "b_lo": float(res.slope - t * res.stderr),
-                    "b_hi": float(res.slope + t * res.stderr), "r2": float(res.rvalue ** 2),
-                    "points": int(len(x)), "k_min": int(g["k"].min()), "k_max": int(g["k"].max())})
-    return pd.DataFrame(out, columns=cols)
-
-
-def fitted_curves(fits: pd.DataFrame, n: int = 40) -> pd.DataFrame:
-    """Dense (k, fitted F1) points of each fit, for drawing the curve."""
-    rows = []
-    for f in fits.itertuples():
-        for k in np.geomspace(f.k_min, f.k_max, n) if f.k_max > f.k_min else [f.k_min]:
-            rows.append({"regime": f.regime, "target_group": f.target_group, "k": float(k),
-                         "fit": f.a + f.b * math.log2(k)})
-    return pd.DataFrame(rows, columns=["regime", "target_group", "k", "fit"])
-
-
 def transfer_matrix(rows: pd.DataFrame) -> pd.DataFrame:
     """Single-source transfer: mean macro-F1 (over seeds and regimes) per (source, target).
 
@@ -101,4 +66,27 @@ def transfer_matrix(rows: pd.DataFrame) -> pd.DataFrame:
                         "runs": g.size()}).reset_index()
     out = out.rename(columns={"source_language": "source", "target_language": "target"})
     out["zero_shot"] = out["source"] != out["target"]
+    return out
+
+
+def design_cells(directory) -> dict[str, set[str]]:
+    """Cell hashes per measurement design (``predictor.analysis.design_of`` of each file).
+
+    The measured tables of one pool can hold several designs (the random-set grid, add-one,
+    Shapley, greedy); the scaling chart draws the grid only, as the report estimates it.
+    """
+    from pathlib import Path
+
+    from predictor.analysis import design_of
+    out: dict[str, set[str]] = {}
+    directory = Path(directory)
+    if not directory.is_dir():
+        return out
+    for path in sorted([*directory.glob("*.parquet"), *directory.glob("*.csv")]):
+        try:
+            col = (pd.read_parquet(path, columns=["cell_hash"]) if path.suffix == ".parquet"
+                   else pd.read_csv(path, usecols=["cell_hash"]))["cell_hash"]
+        except Exception:  # noqa: BLE001 - unreadable files are reported by data.measurements
+            continue
+        out.setdefault(design_of(path), set()).update(col.astype(str))
     return out

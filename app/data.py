@@ -13,7 +13,6 @@ produces it, never an exception on a page.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,7 +37,9 @@ PREDICTOR_SUBDIR = "predictor"
 REPORT_SUBDIR = "report"
 
 AMERICAS_NLI = ("aym", "bzd", "cni", "hch", "nah", "oto", "tar")
-LOW, HIGH = "low-resource", "high-resource"
+# Target classes: the meta-analysis's (predictor.analysis.target_class), one definition.
+ABSENT, LOW, HIGH = "absent", "xnli-low", "high"
+GROUPS = (ABSENT, LOW, HIGH)
 
 # The columns of measure.store.ResultStore.results_frame() the pages rely on.
 MEASUREMENT_COLUMNS = ["cell_hash", "model", "method", "train_dataset", "train_split", "regime",
@@ -130,7 +131,7 @@ def enrich(df: pd.DataFrame) -> pd.DataFrame:
     names = language_names()
     df["target_name"] = df["target_language"].map(lambda c: names.get(c, c))
     groups = resource_groups()
-    df["target_group"] = df["target_language"].map(lambda c: groups.get(c, LOW))
+    df["target_group"] = df["target_language"].map(lambda c: groups.get(c) or _target_class(c))
     df["pool"] = df["train_dataset"].astype(str) + "/" + df["train_split"].astype(str)
     return df
 
@@ -212,33 +213,29 @@ def language_names() -> dict[str, str]:
     return dict(zip(t["code"], t["name"]))
 
 
+def _target_class(code: str) -> str:
+    from predictor.analysis import target_class
+    return target_class(code)
+
+
 @lru_cache(maxsize=1)
 def resource_groups() -> dict[str, str]:
-    """Code -> 'low-resource' / 'high-resource' for the registry's evaluation targets.
+    """Code -> target class ('absent' / 'xnli-low' / 'high') for the registry's NLI targets.
 
-    Low = the AmericasNLI languages (absent from pretraining) plus the bottom third of the
-    XNLI languages by CC-100 size; every other XNLI language is high. The rule is the
-    research question's, computed from the registry, not hand-picked.
+    The class is ``predictor.analysis.target_class``, the meta-analysis's single definition
+    (absent from CC-100; in CC-100 under a stated size; the rest), so the app and the
+    report group targets identically.
     """
     from measure.languages import registry_table
     t = registry_table()
-    out = {c: LOW for c in AMERICAS_NLI}
-    xnli = t[t["datasets"].fillna("").str.split().map(lambda ds: "xnli" in ds)]
-    sizes = xnli["xlmr_cc100_bytes"].astype(float).sort_values()
-    n_low = math.ceil(len(sizes) / 3)
-    for i, code in enumerate(sizes.index):
-        out[str(code)] = LOW if i < n_low else HIGH
-    return out
+    nli = t[t["datasets"].fillna("").str.split().map(lambda ds: any("nli" in d for d in ds))]
+    return {str(c): _target_class(str(c)) for c in nli["code"]}
 
 
 def low_resource_rule() -> str:
-    """One sentence naming the low-resource languages (shown under the Scaling chart)."""
-    groups = resource_groups()
-    names = language_names()
-    low_xnli = [c for c, g in groups.items() if g == LOW and c not in AMERICAS_NLI]
-    return ("Low-resource = the 7 AmericasNLI languages (absent from CC-100) and the bottom "
-            "third of XNLI languages by CC-100 size: "
-            + ", ".join(f"{names.get(c, c)} ({c})" for c in low_xnli) + ".")
+    """The target-class rule in one sentence (shown under the Scaling chart)."""
+    from predictor.analysis import CLASS_RULE
+    return "Target classes: " + CLASS_RULE + "."
 
 
 @lru_cache(maxsize=1)

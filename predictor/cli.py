@@ -345,12 +345,21 @@ def cmd_report(args: argparse.Namespace) -> int:
         card = persist.read_card(args.predictor)
     command = "xlt-predict report " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["report"] \
         else "xlt-predict report"
-    summary = build_report(frame, args.out, card=card, command=command)
-    for e in summary["effects"]:
-        print(f"{e['model']:<10} {e['regime']:<13} {e['group']:<5} "
-              f"{e['slope_per_doubling']:+6.2f} per doubling of k  95% CI "
-              f"[{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]  ({e['n_targets']} targets, "
-              f"{e['n_rows']} rows)")
+    summary = build_report(frame, args.out, card=card, command=command,
+                           measurements=args.measurements or (),
+                           log=lambda m: print(m, file=sys.stderr, flush=True))
+    def f(x):
+        return "nan" if x is None else f"{x:+.2f}"
+    for e in summary["headline"]["macro_f1"] + summary["headline"]["kappa"]:
+        print(f"{e['model']:<10} {e['pool']:<16} {e['regime']:<13} {e['metric']:<8} "
+              f"{e['target_class']:<9} {f(e['slope'])} per doubling of k  95% CI "
+              f"[{f(e['ci'][0])}, {f(e['ci'][1])}]  bootstrap [{f(e['boot_ci'][0])}, "
+              f"{f(e['boot_ci'][1])}]  saturation k {e['saturation_k']}  "
+              f"({e['n_targets']} targets)")
+    for e in summary["published"]:
+        print(f"{e['model']:<10} published {e['target_class']:<9} {f(e['slope_within'])} per "
+              f"doubling of k  bootstrap [{f(e['boot_ci_low'])}, {f(e['boot_ci_high'])}]  "
+              f"rho(k, config mean) {f(e['spearman_k_config_mean'])}")
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
 

@@ -186,7 +186,10 @@ def test_home_summarises_the_models_dir(app_models: Path, monkeypatch, api) -> N
     assert metrics["Error on unseen languages (MAE)"] == f"{mae:.2f}"
     assert "Correlation table" in metrics
     body = texts(at.markdown)
-    assert "each doubling of the number of supervised languages" in body
+    import json
+    from predictor.analysis import headline_markdown
+    summary = json.loads((app_models / "report" / "summary.json").read_text())
+    assert headline_markdown(summary) in body      # the report's headline, not a recomputation
 
 
 def test_home_names_the_commands_for_missing_inputs(tmp_path: Path, monkeypatch) -> None:
@@ -365,46 +368,26 @@ def test_recommend_bad_selections_show_messages(app_models: Path, monkeypatch) -
 
 
 # -- Scaling ---------------------------------------------------------------------------------
-def _expected_slope(regime: str, low: bool) -> float:
-    """Independent recomputation from the fixture formula: per-cell zero-shot group means."""
-    from app.data import AMERICAS_NLI
-    group = [t for t in XNLI + ANLI if (t in AMERICAS_NLI or t in LOW_XNLI) == low]
-    runs = [(langs, seed) for langs, seeds in fixture_sets() for seed in seeds]
-    # target-adjusted: each target's mean over the runs where it is zero-shot is removed,
-    # and the mean of those target means added back (the page's within-target comparison)
-    per_target = {t: [fixture_score(t, langs, seed, regime) for langs, seed in runs
-                      if t not in langs] for t in group}
-    t_mean = {t: float(np.mean(v)) for t, v in per_target.items() if v}
-    level = float(np.mean(list(t_mean.values())))
-    xs, ys = [], []
-    for langs, seed in runs:
-        vals = [fixture_score(t, langs, seed, regime) - t_mean[t] + level
-                for t in group if t not in langs]
-        xs.append(math.log2(len(langs)))
-        ys.append(np.mean(vals))
-    return float(np.polyfit(xs, ys, 1)[0])
-
-
-def test_scaling_fits_the_gain_per_doubling(app_models: Path, monkeypatch) -> None:
-    at = run_page("pages/3_Scaling.py", app_models, monkeypatch)
-    fits = frame_of(at, "gain per doubling (b)")
-    got = {(r["regime"], r["targets"]): r["gain per doubling (b)"] for _, r in fits.iterrows()}
-    for regime, title in [("per_language", "Per-language budget"),
-                          ("fixed_total", "Fixed total budget")]:
-        for low, group in [(True, "low-resource"), (False, "high-resource")]:
-            assert got[(title, group)] == pytest.approx(_expected_slope(regime, low), abs=1e-9)
-    # the research answer in words: low-resource targets gain more per doubling
-    text = texts(at.markdown)
-    assert f"**{_expected_slope('per_language', True):+.2f}** points for low-resource" in text
-    assert len(at.get("vega_lite_chart")) == 2
-    # the report's grouped (mixed-model) estimate is shown beside the per-pool fit
+def test_scaling_shows_the_report_estimates(app_models: Path, monkeypatch) -> None:
     import json
+    from predictor.analysis import headline_markdown
     summary = json.loads((app_models / "report" / "summary.json").read_text())
-    expected = {(e["regime"], e["group"]): round(e["slope_per_doubling"], 3)
-                for e in summary["effects"] if e["model"] == "me5-small"}
-    eff = frame_of(at, "slope_per_doubling")
-    got = {(r.regime, r.group): r.slope_per_doubling for r in eff.itertuples()}
-    assert got == pytest.approx(expected) and len(got) == 4
+    at = run_page("pages/3_Scaling.py", app_models, monkeypatch)
+    text = texts(at.markdown)
+    assert headline_markdown(summary, "macro_f1") in text
+    at.radio(key="sc_metric").set_value("kappa").run()
+    assert headline_markdown(summary, "kappa") in texts(at.markdown)
+    assert len(at.get("vega_lite_chart")) == 2
+    # the estimates table is summary.json's, entry for entry
+    est = frame_of(at, "slope per doubling (mixed)")
+    expected = {(e["regime"], e["metric"], e["target_class"]): e.get("slope")
+                for e in summary["scaling"] if e["pool"] == "xnli_mt9k/train"}
+    got = {(r["regime"], r["metric"], r["targets"]): r["slope per doubling (mixed)"]
+           for _, r in est.iterrows()}
+    assert set(got) == set(expected) and len(got) == 12
+    for key, val in expected.items():
+        assert (val is None and (got[key] is None or math.isnan(got[key]))) or \
+            got[key] == pytest.approx(val)
 
 
 def test_scaling_interactions(app_models: Path, monkeypatch) -> None:
@@ -412,8 +395,8 @@ def test_scaling_interactions(app_models: Path, monkeypatch) -> None:
     at.multiselect(key="sc_regimes").set_value(["fixed_total"]).run()
     assert len(at.get("vega_lite_chart")) == 1
     at.multiselect(key="sc_targets").set_value(["aym", "bzd"]).run()
-    fits = frame_of(at, "gain per doubling (b)")
-    assert list(fits["targets"]) == ["low-resource"]
+    est = frame_of(at, "slope per doubling (mixed)")
+    assert set(est["regime"]) == {"fixed_total"}
     at.checkbox(key="sc_zero").uncheck().run()
     at.multiselect(key="sc_targets").set_value([]).run()
     assert "Choose at least one" in texts(at.warning)
@@ -516,12 +499,14 @@ def test_measurements_download_is_the_filtered_table(app_models: Path, monkeypat
 
 
 # -- data layer ------------------------------------------------------------------------------
-def test_low_resource_group_matches_the_meta_analysis() -> None:
+def test_target_classes_are_the_meta_analysis_ones() -> None:
     from app import data
-    from predictor.analysis import LOW_RESOURCE_XNLI
+    from predictor.analysis import LOW_RESOURCE_XNLI, target_class
     groups = data.resource_groups()
-    assert {c for c, g in groups.items() if g == data.LOW} == set(ANLI) | set(LOW_RESOURCE_XNLI)
-    assert set(LOW_RESOURCE_XNLI) == LOW_XNLI
+    assert set(groups) == set(XNLI) | set(ANLI)
+    assert all(groups[c] == target_class(c) for c in groups)
+    assert {c for c, g in groups.items() if g == data.ABSENT} == set(ANLI)
+    assert {c for c, g in groups.items() if g == data.LOW} == set(LOW_RESOURCE_XNLI) == {"sw", "ur"}
 
 
 def test_language_options_cover_lang2vec_with_names() -> None:

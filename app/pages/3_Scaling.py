@@ -1,9 +1,10 @@
 """Scaling: macro-F1 against the number of supervised languages k -- the research question.
 
-Measured points (one per training cell and target group, every seed), their median
-and interquartile band per k, and the fitted curve F1 = a + b·log2(k) per group, for
-the per-language and the fixed-total budget side by side. Low-resource targets are
-highlighted against high-resource ones.
+The estimates (slope per doubling with CIs, saturation k, member gaps, add-one gains,
+Shapley values, greedy vs random) are read from the report's ``summary.json`` and shown as
+they are -- the same numbers as the report, the README and the Home page. The chart draws
+the measured grid (random source sets) per target class: one point per training run and
+class, target-adjusted, with the median and interquartile band per k.
 """
 
 from __future__ import annotations
@@ -20,30 +21,58 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from app import analysis, data, ui  # noqa: E402
+from predictor.analysis import CLASS_LABELS, headline_markdown  # noqa: E402
+from predictor.report import answer_text  # noqa: E402
 
-GROUP_COLORS = alt.Scale(domain=[data.LOW, data.HIGH], range=["#d95f02", "#1b6ca8"])
+GROUP_COLORS = alt.Scale(domain=list(data.GROUPS), range=["#7570b3", "#d95f02", "#1b6ca8"])
 REGIME_TITLES = {"per_language": "Per-language budget (each language brings the same n)",
                  "fixed_total": "Fixed total budget (n split over the k languages)"}
+METRIC_LABELS = {"macro_f1": "macro-F1", "kappa": "Cohen's kappa ×100"}
+
+
+def _ci(lo, hi) -> str:
+    return "–" if lo is None or hi is None else f"[{lo:+.2f}, {hi:+.2f}]"
+
 
 models = ui.setup("Scaling with the number of supervised languages", ":material/trending_up:",
                   "Does adding supervised languages help zero-shot transfer, and does it help "
-                  "low-resource targets more? Each point is one training run (source set and "
-                  "seed), averaged over the chosen targets of a group after adjusting for target "
-                  "difficulty (each target's mean over all runs is removed and the group's "
-                  "mean level added back), so targets dropping out as they become sources do "
-                  "not masquerade as an effect of k.")
+                  "targets that are absent from pretraining or low-resource? The estimates "
+                  "come from the meta-analysis report (`summary.json`); the chart shows the "
+                  "measured runs behind them.")
 m = ui.require_measurements(models)
 df = m.frame
+summary = data.read_report_summary(models / data.REPORT_SUBDIR)
 
+st.subheader("The answer (meta-analysis report)")
+if not summary or "headline" not in summary:
+    ui.missing("No meta-analysis report (version 2) in this models directory", data.CMD_REPORT)
+else:
+    metric = st.radio("Score", list(METRIC_LABELS), format_func=METRIC_LABELS.get,
+                      horizontal=True, key="sc_metric")
+    table = headline_markdown(summary, metric)
+    if table:
+        st.markdown(table)
+    for para in answer_text(summary):
+        st.markdown(para)
+    st.caption("Per doubling of k; mixed model with crossed random effects (target intercepts, "
+               "target × log2 k slopes, source-set intercepts) and a two-way cluster bootstrap "
+               "over targets and source sets; saturation k from a piecewise fit. Regenerate "
+               "with `" + summary.get("command", data.CMD_REPORT) + "`.")
+
+st.subheader("Measured runs")
 c1, c2, c3 = st.columns([2, 2, 3])
 mm, sub = ui.pick_measured_table(df, c1, c2, "sc", pool_help="Where the source-language "
                                 "examples came from (dataset/split).")
+grid_hashes = analysis.design_cells(models / data.MEASUREMENTS_SUBDIR).get("grid")
+if grid_hashes is not None and sub["cell_hash"].isin(grid_hashes).any():
+    sub = sub[sub["cell_hash"].isin(grid_hashes)]
 regimes = [r for r in ("per_language", "fixed_total") if r in set(sub["regime"])]
 chosen_regimes = c3.multiselect("Budget regimes", regimes, default=regimes, key="sc_regimes",
                                 format_func=lambda r: REGIME_TITLES.get(r, r).split(" (")[0])
 
+order = {g: i for i, g in enumerate(data.GROUPS)}
 all_targets = sorted(sub["target_language"].unique(),
-                     key=lambda c: (data.resource_groups().get(c, data.LOW), c))
+                     key=lambda c: (order.get(data.resource_groups().get(c, ""), 9), c))
 c4, c5 = st.columns([5, 2])
 targets = c4.multiselect("Targets", all_targets, default=all_targets, key="sc_targets",
                          format_func=ui.lang_label)
@@ -64,9 +93,7 @@ if rows.empty:
     st.stop()
 
 points = analysis.cell_points(rows)
-summary = analysis.k_summary(points)
-fits = analysis.fit_log2(points)
-curves = analysis.fitted_curves(fits)
+kq = analysis.k_summary(points)
 ks = sorted(points["k"].unique().tolist())
 ymin = max(0.0, float(points["macro_f1"].min()) - 3)
 ymax = min(100.0, float(points["macro_f1"].max()) + 3)
@@ -77,16 +104,15 @@ xaxis = alt.Axis(values=ks, format="d", title="supervised languages k (log scale
 
 def regime_chart(regime: str) -> alt.LayerChart:
     pts = points[points["regime"] == regime]
-    summ = summary[summary["regime"] == regime]
-    cur = curves[curves["regime"] == regime]
+    summ = kq[kq["regime"] == regime]
     color = alt.Color("target_group:N", scale=GROUP_COLORS, title="targets",
                       legend=alt.Legend(orient="bottom", direction="horizontal"))
-    base_pts = alt.Chart(pts).mark_circle(size=38, opacity=0.35).encode(
+    base_pts = alt.Chart(pts).mark_circle(size=30, opacity=0.3).encode(
         x=alt.X("k:Q", scale=xscale, axis=xaxis), y=alt.Y("macro_f1:Q", scale=yscale,
                                                           title="macro-F1"),
         color=color,
         tooltip=[alt.Tooltip("sources:N", title="sources"), "k:Q", "seed:Q",
-                 alt.Tooltip("target_group:N", title="group"),
+                 alt.Tooltip("target_group:N", title="class"),
                  alt.Tooltip("macro_f1:Q", format=".1f", title="mean macro-F1"),
                  alt.Tooltip("targets:Q", title="targets averaged")])
     band = alt.Chart(summ).mark_area(opacity=0.15).encode(
@@ -94,12 +120,10 @@ def regime_chart(regime: str) -> alt.LayerChart:
     med = alt.Chart(summ).mark_line(point=alt.OverlayMarkDef(size=60, filled=True),
                                     strokeWidth=2.5).encode(
         x="k:Q", y="median:Q", color=color,
-        tooltip=["k:Q", alt.Tooltip("target_group:N", title="group"),
+        tooltip=["k:Q", alt.Tooltip("target_group:N", title="class"),
                  alt.Tooltip("median:Q", format=".1f"), alt.Tooltip("q25:Q", format=".1f"),
                  alt.Tooltip("q75:Q", format=".1f"), alt.Tooltip("n:Q", title="runs")])
-    fit = alt.Chart(cur).mark_line(strokeDash=[6, 4], strokeWidth=2).encode(
-        x="k:Q", y="fit:Q", color=color)
-    return alt.layer(band, base_pts, med, fit).properties(
+    return alt.layer(band, base_pts, med).properties(
         title=REGIME_TITLES.get(regime, regime), height=380)
 
 
@@ -110,49 +134,68 @@ for col, regime in zip(cols, chosen_regimes):
             st.altair_chart(regime_chart(regime), width="stretch")
         else:
             st.info(f"No runs for the {regime} budget in this selection.")
-st.caption("Dots: runs (all seeds), target-adjusted macro-F1. Solid line: median per k; "
-           "band: interquartile range. Dashed: least-squares fit F1 = a + b·log2 k.")
-
-st.subheader("Fitted gain per doubling of k")
-if fits.empty:
-    st.info("Not enough distinct k values in this selection to fit a curve (need at least two).")
-else:
-    for regime in chosen_regimes:
-        f = fits[fits["regime"] == regime].set_index("target_group")
-        if data.LOW in f.index and data.HIGH in f.index:
-            lo, hi = f.loc[data.LOW, "b"], f.loc[data.HIGH, "b"]
-            verdict = "more" if lo > hi else "less"
-            st.markdown(
-                f"**{REGIME_TITLES.get(regime, regime).split(' (')[0]}:** each doubling of k "
-                f"changes macro-F1 by **{lo:+.2f}** points for low-resource targets and "
-                f"**{hi:+.2f}** for high-resource ones — low-resource targets gain "
-                f"{verdict} ({lo - hi:+.2f}).")
-    table = fits.assign(regime=fits["regime"].map(lambda r: REGIME_TITLES.get(r, r).split(" (")[0]))
-    table["b 95% CI"] = [f"[{lo:+.2f}, {hi:+.2f}]" for lo, hi in zip(fits["b_lo"], fits["b_hi"])]
-    st.dataframe(
-        table[["regime", "target_group", "a", "b", "b 95% CI", "r2", "points", "k_min", "k_max"]]
-        .rename(columns={"target_group": "targets", "a": "F1 at k=1 (a)",
-                         "b": "gain per doubling (b)", "r2": "R²", "points": "runs"}),
-        hide_index=True, width="stretch",
-        column_config={"F1 at k=1 (a)": st.column_config.NumberColumn(format="%.2f"),
-                       "gain per doubling (b)": st.column_config.NumberColumn(format="%+.2f"),
-                       "R²": st.column_config.NumberColumn(format="%.3f")})
+st.caption("Dots: runs of the random-set grid (all seeds), target-adjusted macro-F1 per class. "
+           "Line: median per k; band: interquartile range. Classes: "
+           + "; ".join(f"{k} = {v}" for k, v in CLASS_LABELS.items()) + ".")
 
 with st.expander("Median per k (table)"):
-    st.dataframe(summary.round(2), hide_index=True, width="stretch")
+    st.dataframe(kq.round(2), hide_index=True, width="stretch")
 
-summary = data.read_report_summary(models / data.REPORT_SUBDIR)
-effects = pd.DataFrame(summary.get("effects", [])) if summary else pd.DataFrame()
-if not effects.empty and "model" in effects.columns:
-    eff = effects[effects["model"] == mm[0]]
-    with st.expander("Grouped estimate from the meta-analysis report", expanded=False):
-        if eff.empty:
-            st.info(f"The report has no estimate for {mm[0]}.")
-        else:
-            st.caption("Mixed model with a random intercept per target language and a cluster "
-                       "bootstrap over targets (`xlt-predict report`); it pools every training "
-                       "pool of the model, so it can differ from the per-pool fit above.")
-            cols = [c for c in ["regime", "group", "slope_per_doubling", "ci_low", "ci_high",
-                                "boot_ci_low", "boot_ci_high", "p_value", "n_targets",
-                                "n_configs", "k_range", "diminishing_after_k"] if c in eff]
-            st.dataframe(eff[cols].round(3), hide_index=True, width="stretch")
+if summary and "scaling" in summary:
+    pool = sub["pool"].iloc[0] if len(sub) else None
+    st.subheader("Estimates for this model and pool (from summary.json)")
+    est = [e for e in summary["scaling"] if e["model"] == mm[0] and e["method"] == mm[1]
+           and e["pool"] == pool and e["regime"] in chosen_regimes]
+    if not est:
+        st.info(f"The report has no scaling estimate for {mm[0]} · {mm[1]} on {pool}.")
+    else:
+        st.dataframe(pd.DataFrame([{
+            "regime": e["regime"], "metric": e["metric"], "targets": e["target_class"],
+            "slope per doubling (mixed)": e.get("slope"),
+            "95% CI (mixed)": _ci(e.get("ci_low"), e.get("ci_high")),
+            "95% CI (bootstrap)": _ci(e.get("boot_ci_low"), e.get("boot_ci_high")),
+            "saturation k": e.get("saturation_k"),
+            "segments": "; ".join(f"{g['k_from']}–{g['k_to']}: {g['gain_per_doubling']:+.2f}"
+                                  for g in e.get("segments", [])),
+            "targets (n)": e["n_targets"], "sets": e["n_sets"]} for e in est]),
+            hide_index=True, width="stretch",
+            column_config={"slope per doubling (mixed)":
+                           st.column_config.NumberColumn(format="%+.2f")})
+    gaps = [g for g in summary.get("member_gaps", []) if g["model"] == mm[0]
+            and g["pool"] == pool and g["regime"] in chosen_regimes]
+    if gaps:
+        st.markdown("**Sets against their own members** (set − best single member; set − mean "
+                    "single member)")
+        st.dataframe(pd.DataFrame([{
+            "design": g["design"], "regime": g["regime"], "metric": g["metric"],
+            "targets": g["target_class"], "set − best member": g["gap_best"],
+            "95% CI": _ci(*g["gap_best_ci"]), "set − mean member": g["gap_mean"],
+            "95% CI ": _ci(*g["gap_mean_ci"]), "rows": g["n_rows"]} for g in gaps]).round(2),
+            hide_index=True, width="stretch")
+    adds = [a for a in summary.get("add_one", []) if a["model"] == mm[0] and a["pool"] == pool
+            and a["regime"] in chosen_regimes]
+    if adds:
+        st.markdown("**Adding one language** (paired gain at the same budget and seed)")
+        st.dataframe(pd.DataFrame([{
+            "regime": a["regime"], "metric": a["metric"], "targets": a["target_class"],
+            "base size": a["base_size"], "mean gain": a["gain"], "95% CI": _ci(*a["ci"]),
+            "share > 0": a["share_positive"], "pairs": a["n_pairs"]} for a in adds]).round(2),
+            hide_index=True, width="stretch")
+    shap = [r for r in summary.get("shapley", []) if r["model"] == mm[0] and r["pool"] == pool]
+    if shap:
+        st.markdown("**Shapley values** on all subsets of 5-language sets")
+        st.dataframe(pd.DataFrame([{
+            "set": r["full_set"], "regime": r["regime"], "metric": r["metric"],
+            "targets": r["target_class"],
+            "φ per language": ", ".join(f"{x['language']} {x['phi']:+.2f}" for x in r["languages"]),
+            "interaction": r["interaction"], "full − best single": r["full_minus_best_single"]}
+            for r in shap]).round(2), hide_index=True, width="stretch")
+    bvr = [r for r in summary.get("best_vs_random", []) if r["model"] == mm[0]
+           and r["pool"] == pool]
+    if bvr:
+        st.markdown("**Choosing well vs adding more**: greedy (oracle) set against random sets")
+        st.dataframe(pd.DataFrame(bvr)[[c for c in ["regime", "objective", "k", "best_set", "best",
+                                                    "random_median", "random_p10", "random_p90",
+                                                    "share_random_beaten"]
+                                        if c in pd.DataFrame(bvr)]].round(2),
+                     hide_index=True, width="stretch")

@@ -1,0 +1,166 @@
+"""predictor.analysis: target classes, scores from the confusion matrix, the estimators and
+the designs, on synthetic tables with known answers (plus a small real-table smoke test)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from predictor import analysis as A
+
+REPO = Path(__file__).resolve().parent.parent
+LANGS = ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "th", "tr", "vi", "zh"]
+
+
+def test_target_classes_are_defined_from_outside() -> None:
+    assert {A.target_class(c) for c in ["aym", "bzd", "cni", "hch", "nah", "oto", "tar"]} == {"absent"}
+    assert A.LOW_RESOURCE_XNLI == ("sw", "ur")            # CC-100 < 10 GiB
+    assert {A.target_class(c) for c in ["hi", "tr", "ar", "en", "zh"]} == {"high"}
+    assert A.target_class("hrv") == "unknown"               # size unknown: in no class
+    assert "10 GiB" in A.CLASS_RULE and "Swahili" in A.CLASS_RULE
+
+
+def test_kappa_and_label_shares_from_the_confusion() -> None:
+    k, e, n, c = A.kappa_and_shares([[10, 0, 0], [0, 10, 0], [0, 0, 10]])
+    assert k == pytest.approx(100) and (e, n, c) == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    # everything predicted 'entailment': accuracy 1/3, kappa 0, entailment share 1
+    k, e, n, c = A.kappa_and_shares(json.dumps([[10, 0, 0], [10, 0, 0], [10, 0, 0]]))
+    assert k == pytest.approx(0) and e == 1 and n == c == 0
+
+
+def _raw(score, sets, targets, seeds=(0, 1, 2), regime="fixed_total", pool="xnli") -> pd.DataFrame:
+    """Raw measurement rows (export columns) with macro_f1 = score(set, target, seed)."""
+    rows = []
+    for s in sets:
+        for seed in seeds:
+            for t in targets:
+                f1 = score(s, t, seed)
+                d = int(round(f1 * 3))        # a confusion whose diagonal tracks the score
+                conf = [[d, 300 - d, 0], [0, d, 300 - d], [300 - d, 0, d]]
+                rows.append({"cell_hash": f"{'+'.join(s)}-{seed}-{regime}", "model": "m",
+                             "method": "probe", "train_dataset": pool, "train_split": "validation",
+                             "regime": regime, "train_config": json.dumps({x: 100 for x in s}),
+                             "k": len(s), "total_examples": 100 * len(s), "seed": seed,
+                             "target_dataset": "americas_nli" if A.target_class(t) == "absent"
+                             else "xnli", "target_language": t, "target_split": "test",
+                             "macro_f1": f1, "accuracy": f1, "n": 900,
+                             "confusion": json.dumps(conf), "zero_shot": t not in s})
+    return pd.DataFrame(rows)
+
+
+def _random_sets(rng, ks=(1, 2, 3, 4, 6, 8, 12), per_k=12):
+    sets = [(lang,) for lang in LANGS]
+    for k in ks[1:]:
+        seen = set()
+        while len(seen) < per_k:
+            seen.add(tuple(sorted(rng.choice(LANGS, k, replace=False))))
+        sets += sorted(seen)
+    return sets
+
+
+def test_slope_ci_and_mixed_model_recover_a_known_slope() -> None:
+    rng = np.random.default_rng(0)
+    sets = _random_sets(rng)
+    targets = ["aym", "bzd", "cni", "hch", "nah", "oto"]
+    t_base = {t: rng.normal(40, 4) for t in targets}
+    t_slope = {t: 1.5 + rng.normal(0, 0.2) for t in targets}
+    s_eff = {s: rng.normal(0, 1.0) for s in sets}
+    noise = {(s, t, seed): rng.normal(0, 0.5) for s in sets for t in targets for seed in range(3)}
+
+    def score(s, t, seed):
+        return t_base[t] + t_slope[t] * math.log2(len(s)) + s_eff[s] + noise[(s, t, seed)]
+
+    rows = A.prepare(_raw(score, sets, targets))
+    cells = A.cell_means(rows[rows["zero_shot"]], "macro_f1")
+    est = A.slope_estimates(cells, reps=200)
+    assert est["boot_ci_low"] < 1.5 < est["boot_ci_high"]
+    assert abs(est["slope_within"] - 1.5) < 0.3
+    mixed = A.mixed_slope(cells)
+    assert mixed["ci_low"] < 1.5 < mixed["ci_high"] and mixed["mixed_terms"] == "target+target_slope+set"
+    assert mixed["var_set"] > 0.3                                  # the set effect is found
+    assert est["saturation_k"] is None                             # linear in log2 k: still gaining
+    per_t = {r["target"]: r for r in A.per_target_slopes(cells, reps=100)}
+    assert per_t["aym"]["ci_low"] < t_slope["aym"] < per_t["aym"]["ci_high"]
+
+
+def test_saturation_k_from_the_piecewise_fit() -> None:
+    rng = np.random.default_rng(1)
+    sets = _random_sets(rng)
+    targets = ["en", "de", "fr", "es", "ru", "zh"]
+
+    def score(s, t, seed):  # +2 per doubling up to k = 4, flat after
+        return 50 + 2 * min(math.log2(len(s)), 2.0) + rng.normal(0, 0.3)
+
+    rows = A.prepare(_raw(score, sets, targets))
+    cells = A.cell_means(rows[rows["zero_shot"]], "macro_f1")
+    est = A.slope_estimates(cells, reps=200)
+    seg = {(g["k_from"], g["k_to"]): g for g in est["segments"]}
+    assert seg[(1, 2)]["gain_per_doubling"] == pytest.approx(2, abs=0.3)
+    assert seg[(4, 8)]["ci_low"] < 0 < seg[(4, 8)]["ci_high"]
+    assert est["saturation_k"] == 4
+
+
+def test_duplicates_within_a_stratum_count_once() -> None:
+    raw = _raw(lambda s, t, seed: 50.0 + len(s), [("en",), ("de",), ("de", "en")], ["sw", "ur"],
+               seeds=(0, 1, 2), regime="per_language")
+    rows, n = A.deduplicate(A.prepare(raw))
+    assert n == 2 * len(raw) // 3 and len(rows) == len(raw) // 3
+    # another regime is another stratum: its identical rows are not duplicates of these
+    both = pd.concat([A.prepare(raw), A.prepare(raw.assign(regime="fixed_total"))])
+    assert len(A.deduplicate(both)[0]) == 2 * len(raw) // 3
+
+
+def test_member_gaps_add_one_and_shapley_on_an_additive_game() -> None:
+    quality = {"en": 50.0, "de": 48.0, "fr": 46.0, "es": 45.0, "ru": 44.0}
+
+    def best(s, t, seed):          # a set scores exactly its best member: pure selection
+        return max(quality[x] for x in s)
+
+    sets = [c for r in range(1, 6) for c in itertools.combinations(sorted(quality), r)]
+    rows = A.prepare(_raw(best, sets, ["sw", "aym"], seeds=(0,)), design="shapley")
+    gaps = A.member_gaps(rows, "macro_f1")
+    assert (gaps["gap_best"].abs() < 1e-9).all() and (gaps["gap_mean"] >= 0).all()
+    pairs = A.add_one_pairs(rows, "macro_f1")
+    assert (pairs["gain"] >= 0).all() and set(pairs["base_size"]) == {1, 2, 3, 4}
+    shap = A.shapley_table(rows, "macro_f1")
+    one = shap[shap["target"] == "sw"].set_index("language")
+    # efficiency: Shapley values add up to v(N) − v(∅)
+    assert one["phi"].sum() == pytest.approx(50.0 - 100 / 3)
+    assert one["phi"].idxmax() == "en"
+    # additive game: every value equals the single's own gain, interaction 0
+    game = {frozenset(c): sum(quality[x] - 30 for x in c) + 30 for c in map(set, sets)}
+    phi = A.shapley_values(game, sorted(quality), 30.0)
+    assert phi == pytest.approx({x: quality[x] - 30 for x in quality})
+
+
+def test_headline_is_one_table_built_from_the_summary() -> None:
+    summary = {"scaling": [
+        {"model": "m", "method": "probe", "pool": "xnli/validation", "regime": "fixed_total",
+         "design": "grid", "metric": "macro_f1", "target_class": c, "slope": s, "ci_low": s - 1,
+         "ci_high": s + 1, "boot_ci_low": s - 2, "boot_ci_high": s + 2, "saturation_k": 4,
+         "n_targets": 3, "n_rows": 10} for c, s in [("high", 0.25), ("absent", 1.5)]]}
+    rows = A.headline(summary)
+    assert [r["target_class"] for r in rows] == ["absent", "high"]
+    table = A.headline_markdown(summary)
+    assert "**+1.50** [+0.50, +2.50]" in table and "[-1.75, +2.25]" in table
+
+
+@pytest.mark.skipif(not (REPO / "models/measurements/me5-small-probe.parquet").is_file(),
+                    reason="shipped table missing")
+def test_real_table_smoke() -> None:
+    raw = pd.read_parquet(REPO / "models/measurements/me5-small-probe.parquet")
+    raw = raw[(raw["train_dataset"] == "xnli") & (raw["regime"] == "fixed_total")
+              & raw["target_language"].isin(["sw", "ur", "aym", "de"])]
+    rows = A.prepare(raw)
+    assert rows["kappa"].between(-100, 100).all()
+    res = A.analyse(rows, reps=100, mixed=False)
+    assert res["duplicates_dropped"] >= 0
+    got = {(e["metric"], e["target_class"]) for e in res["scaling"]}
+    assert ("macro_f1", "absent") in got and ("kappa", "xnli-low") in got
+    assert res["member_gaps"] and all(g["gap_best"] < g["gap_mean"] for g in res["member_gaps"])
