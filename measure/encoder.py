@@ -340,12 +340,117 @@ def _publish(tmp: Path, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+#: Messages the one-time export and quantisation print that need no action: the exporter
+#: loads the checkpoint's tokenizer without fix_mistral_regex (huggingface/transformers#44031),
+#: opset 17 is deliberate (the ORT kernels the bench measured), the JIT tracer's notes about
+#: constants, transformers' torch_dtype rename, optimum's optional accelerate dedup check and
+#: ONNX Runtime's generic "run pre-processing" hint (the s8 scheme fuses the graph itself).
+_EXPORT_NOISE = ("incorrect regex pattern", "is lower than the recommended minimum opset",
+                 "torch_dtype", "Weight deduplication check", "consider to run pre-processing",
+                 "TracerWarning", "Converting a tensor to a Python", "results are registered as "
+                 "constants", "might cause the trace to be incorrect")
+
+
+class _DropNoise:
+    """A logging filter for :data:`_EXPORT_NOISE` (attached only around export/quantisation)."""
+
+    def filter(self, record: Any) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record: let logging handle it
+            return True
+        return not any(n in msg for n in _EXPORT_NOISE)
+
+
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """Silence the known noise of one export/quantisation step, nothing else and only here:
+    warnings from the tracer/exporter modules and the listed log messages of transformers,
+    optimum and ONNX Runtime; real errors still raise and other warnings still show."""
+    import importlib
+    import logging
+    import warnings
+    for lib in ("transformers.utils.logging", "optimum.utils.logging"):
+        try:  # get_logger installs the library's own handler, which the filter must see
+            importlib.import_module(lib).get_logger(lib)
+        except Exception:  # noqa: BLE001 - library absent: nothing of it to silence
+            pass
+    names = ("", "transformers", "optimum", "onnxruntime", "onnxruntime.quantization",
+             "onnxruntime.transformers", "onnxruntime.transformers.optimizer",
+             "onnxruntime.transformers.onnx_model", "onnxruntime.transformers.fusion_utils")
+    loggers = [logging.getLogger(n) for n in names]
+    flt = _DropNoise()
+    handlers = [h for lg in loggers for h in lg.handlers]
+    for obj in (*loggers, *handlers):
+        obj.addFilter(flt)
+    root_had_handlers = bool(logging.getLogger().handlers)
+    try:
+        with warnings.catch_warnings():
+            for n in _EXPORT_NOISE:
+                warnings.filterwarnings("ignore", message=f".*{n}")
+            try:
+                from torch.jit import TracerWarning
+                warnings.filterwarnings("ignore", category=TracerWarning)
+            except ImportError:  # pragma: no cover - torch is part of xlt[measure]
+                pass
+            for mod in (r"torch\.onnx", r"transformers\.modeling_attn_mask_utils",
+                        r"transformers\.models\..*", r"optimum\..*"):
+                warnings.filterwarnings("ignore", category=UserWarning, module=mod)
+                warnings.filterwarnings("ignore", category=FutureWarning, module=mod)
+                warnings.filterwarnings("ignore", category=DeprecationWarning, module=mod)
+            yield
+    finally:
+        for obj in (*loggers, *handlers):
+            obj.removeFilter(flt)
+        if not root_had_handlers:  # ORT's logging.warning() installs a root handler as a side effect
+            root = logging.getLogger()
+            for h in list(root.handlers):
+                if h not in handlers:
+                    root.removeHandler(h)
+
+
+@contextlib.contextmanager
+def export_progress(desc: str) -> Iterator[None]:
+    """A status line with the elapsed time for a long one-time step (export, quantisation):
+    updated every second on a terminal, a start and an end line otherwise."""
+    import sys
+    import threading
+    import time
+    t0 = time.monotonic()
+    tty = sys.stderr.isatty()
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(1.0):
+            print(f"\r{desc} ... {time.monotonic() - t0:.0f} s", end="", file=sys.stderr,
+                  flush=True)
+
+    print(f"{desc} (once per model; cached) ...", end="" if tty else "\n", file=sys.stderr,
+          flush=True)
+    ticker = threading.Thread(target=tick, daemon=True, name="xlt-progress")
+    if tty:
+        ticker.start()
+    ok = False
+    try:
+        with _quiet_export():
+            yield
+        ok = True
+    finally:
+        stop.set()
+        if tty:
+            ticker.join()
+        state = "done" if ok else "failed"
+        print(f"{chr(13) if tty else ''}{desc}: {state} in {time.monotonic() - t0:.0f} s"
+              + (" " * 10 if tty else ""), file=sys.stderr, flush=True)
+
+
 def _export_fp32(model_dir: str, target: Path) -> None:
     """optimum's exporter, feature-extraction task (last_hidden_state output)."""
-    from optimum.exporters.onnx import main_export
     tmp = _atomic_dir(target)
-    main_export(model_dir, output=tmp, task="feature-extraction", opset=17,
-                do_validation=False, library_name="transformers")
+    with export_progress(f"exporting {Path(model_dir).name} to ONNX (fp32)"):
+        from optimum.exporters.onnx import main_export
+        main_export(model_dir, output=tmp, task="feature-extraction", opset=17,
+                    do_validation=False, library_name="transformers")
     _publish(tmp, target)
 
 
@@ -353,7 +458,8 @@ def _quantise_int8(fp32_dir: Path, target: Path, scheme: str) -> None:
     """Dynamic int8 quantisation (weights int8, activations quantised at run time)."""
     from measure.onnxquant import quantise_dynamic
     tmp = _atomic_dir(target)
-    quantise_dynamic(fp32_dir, tmp, scheme)
+    with export_progress(f"quantising the ONNX model to int8 ({scheme} weights)"):
+        quantise_dynamic(fp32_dir, tmp, scheme)
     _publish(tmp, target)
 
 
