@@ -75,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.port < 65536:
         print(f"xlt-app: error: invalid port {args.port}", file=sys.stderr)
         return 2
+    with socket.socket() as probe:  # a busy port: say so now, not in Streamlit's traceback
+        try:
+            probe.bind(("127.0.0.1", args.port))
+        except OSError as exc:
+            print(f"xlt-app: error: port {args.port} on 127.0.0.1 is not free ({exc.strerror or exc}); "
+                  "pass --port N (another xlt-app may already be serving there)", file=sys.stderr)
+            return 2
     os.environ["XLT_MODELS_DIR"] = str(models_dir)
     from streamlit.web import cli as stcli
     # Streamlit's own non-headless mode asks for an e-mail address on first run (and exits 255
