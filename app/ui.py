@@ -19,9 +19,25 @@ from app import data
 from app.services import ModelChoice, PredictorService, load_service
 
 
+#: Tab icons (favicons) as emoji: Streamlit fetches a ``:material/...:`` favicon from
+#: fonts.gstatic.com, and the app makes no outbound connection; an emoji favicon is an
+#: inline SVG. (Material icons inside the page come with Streamlit's bundled font.)
+FAVICONS = {":material/translate:": "🌐", ":material/online_prediction:": "🎯",
+            ":material/explore:": "🧭", ":material/trending_up:": "📈",
+            ":material/grid_on:": "🔢", ":material/insights:": "🔎",
+            ":material/table_chart:": "📋"}
+
+
+def favicon(icon: str) -> str | None:
+    """The tab icon for ``icon``: an emoji as is, a material icon mapped to an emoji."""
+    if icon.startswith(":material/"):
+        return FAVICONS.get(icon)
+    return icon
+
+
 def setup(title: str, icon: str, intro: str) -> Path:
     """Page config, title and intro; returns the models directory (stops if it is missing)."""
-    st.set_page_config(page_title=f"{title} · xlt", page_icon=icon, layout="wide")
+    st.set_page_config(page_title=f"{title} · xlt", page_icon=favicon(icon), layout="wide")
     # charts are built from bounded aggregates (runs x groups, sources x targets); the
     # 5,000-row guard would only turn a large measured grid into an error
     alt.data_transformers.disable_max_rows()

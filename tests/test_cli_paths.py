@@ -137,3 +137,19 @@ def test_xlt_app_busy_port_and_bad_models_dir(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "app.cli", "--headless", "--models-dir",
                            str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and str(tmp_path / "nope") in proc.stderr
+
+
+def test_no_page_fetches_its_icon_from_a_font_host() -> None:
+    """Streamlit loads a ``:material/...:`` favicon from fonts.gstatic.com; every page's tab
+    icon must be an emoji (inline SVG) or Streamlit's bundled default."""
+    import re
+
+    from app.ui import favicon
+    icons = set()
+    for page in [REPO / "app" / "Home.py", *sorted((REPO / "app" / "pages").glob("*.py"))]:
+        icons |= set(re.findall(r'ui\.setup\([^)]*?"(:material/[a-z_]+:)"', page.read_text(), re.S))
+        assert "gstatic" not in page.read_text() and "googleapis" not in page.read_text()
+    assert len(icons) >= 6
+    for icon in icons:
+        fav = favicon(icon)
+        assert fav is None or not fav.startswith(":material/"), icon
