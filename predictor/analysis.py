@@ -306,6 +306,12 @@ def slope_estimates(cells: pd.DataFrame, reps: int = 400, seed: int = 0) -> dict
             segments.append({"k_from": klo, "k_to": khi, "gain_per_doubling": float(g0[j]),
                              "ci_low": lo, "ci_high": hi})
     out["segments"] = segments
+    if "best_member" in cells and cells["best_member"].notna().all() and cells["k"].nunique() > 2:
+        # the issue's check: is the k slope left once the set's best single member is known?
+        Xb = np.column_stack([x, cells["best_member"].to_numpy(float)])
+        cb0 = _within_solve(t_idx, len(t_codes), Xb, y, W0)[0, 0]
+        lo, hi = _ci(_within_solve(t_idx, len(t_codes), Xb, y, W)[:, 0])
+        out["slope_given_best_member"] = {"slope": float(cb0), "ci_low": lo, "ci_high": hi}
     # saturation: the end of the last segment whose gain CI lies above 0 (1 when none does;
     # null when the last measured segment still gains)
     sat: int | None = None
@@ -636,6 +642,17 @@ def collapse_table(df: pd.DataFrame) -> list[dict]:
     return out
 
 
+def _best_member_cells(stratum: pd.DataFrame, metric: str) -> pd.DataFrame | None:
+    """(set, target) → mean best-single-member score (a single's own score for k = 1)."""
+    gaps = member_gaps(stratum, metric)
+    singles = stratum[(stratum["k"] == 1) & stratum["zero_shot"]]
+    parts = [singles.groupby(["set_id", "target"], as_index=False)[metric].mean()
+             .rename(columns={metric: "best_member"})]
+    if len(gaps):
+        parts.append(gaps.groupby(["set_id", "target"], as_index=False)["best_member"].mean())
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else None
+
+
 def scaling_estimates(df: pd.DataFrame, reps: int = 400, mixed: bool = True,
                       log=None) -> list[dict]:
     """Slope per doubling per stratum × metric × target class (grid design only)."""
@@ -647,11 +664,17 @@ def scaling_estimates(df: pd.DataFrame, reps: int = 400, mixed: bool = True,
         for metric in METRICS:
             if sub[metric].isna().all():
                 continue
+            stratum = df
+            for kname, val in zip(STRATA, st_):
+                stratum = stratum[stratum[kname] == val]
+            best = _best_member_cells(stratum, metric)
             for cls in CLASSES:
                 d = sub[sub["target_class"] == cls]
                 if d["target"].nunique() < 1 or d["k"].nunique() < 2:
                     continue
                 cells = cell_means(d, metric)
+                if best is not None:
+                    cells = cells.merge(best, on=["set_id", "target"], how="left")
                 rec = {**dict(zip(STRATA, st_)), "metric": metric, "target_class": cls,
                        "n_rows": int(len(d)), "n_cells": int(len(cells)),
                        "n_targets": int(d["target"].nunique()),
@@ -816,7 +839,7 @@ def headline_markdown(summary: Mapping[str, Any], metric: str = "macro_f1") -> s
             f"| {r['model']} {r['method']} | {r['pool']} | {REGIME_SHORT.get(r['regime'], r['regime'])} "
             f"| {r['target_class']} ({r['n_targets']}) | **{_f(r['slope'])}** "
             f"[{_f(r['ci'][0])}, {_f(r['ci'][1])}] | [{_f(r['boot_ci'][0])}, {_f(r['boot_ci'][1])}] "
-            f"| {r['saturation_k'] if r['saturation_k'] is not None else 'none ≤ k max'} "
+            f"| {r['saturation_k'] if r['saturation_k'] is not None else 'not reached'} "
             f"| {_f(r['gap_best'])} | {_f(r['gap_mean'])} | {_f(r['add_one_gain'])} |")
     return "\n".join(lines)
 

@@ -201,6 +201,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:20]} is too large")
+    return value
+
+
 def _precheck_line(rec: Any) -> str | None:
     """Problems ``predict_records`` would not catch cleanly: a warning text, or raises ValueError."""
     import math
@@ -255,7 +262,7 @@ def _batch_lines(data: bytes) -> list[tuple[int, Any, str | None, str | None]]:
                                       "so output line N answers input line N", None))
             continue
         try:
-            rec = json.loads(text, parse_constant=_reject_constant)
+            rec = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
         except (ValueError, RecursionError) as exc:
             msg = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             out.append((lineno, None, f"line {lineno}: malformed JSON ({msg})", None))

@@ -89,6 +89,24 @@ def test_slope_ci_and_mixed_model_recover_a_known_slope() -> None:
     assert per_t["aym"]["ci_low"] < t_slope["aym"] < per_t["aym"]["ci_high"]
 
 
+def test_pure_selection_leaves_no_slope_given_the_best_member() -> None:
+    rng = np.random.default_rng(2)
+    sets = _random_sets(rng)
+    quality = {x: rng.normal(50, 3) for x in LANGS}
+    targets = ["en", "de", "fr", "es", "ru", "zh", "sw", "ur"]
+
+    def score(s, t, seed):   # a set is as good as its best member: k helps only by selection
+        return max(quality[x] for x in s) + rng.normal(0, 0.2)
+
+    rows = A.prepare(_raw(score, sets, targets))
+    rows = rows[rows["target_class"] == "high"]
+    est = A.scaling_estimates(rows, reps=200, mixed=False)
+    e = [x for x in est if x["metric"] == "macro_f1"][0]
+    assert e["boot_ci_low"] > 0.5                               # random k-sets: a clear "gain"
+    b = e["slope_given_best_member"]
+    assert b["ci_low"] < 0 < b["ci_high"] and abs(b["slope"]) < 0.2
+
+
 def test_saturation_k_from_the_piecewise_fit() -> None:
     rng = np.random.default_rng(1)
     sets = _random_sets(rng)
