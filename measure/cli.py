@@ -57,6 +57,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from measure.store import ResultStore, StoreError, export_results
+    try:  # exporting onto the store (or its WAL/lock files) would destroy the results
+        out_real, store_real = args.out.resolve(), args.store.resolve()
+    except OSError as exc:
+        return _fail(str(exc))
+    if out_real.parent == store_real.parent and out_real.name in {
+            store_real.name + s for s in ("", "-wal", "-shm", "-journal", ".lock")}:
+        return _fail(f"--out {args.out} is the results store itself (or one of its files); "
+                     "export to another file, e.g. results/table.parquet")
     try:
         with ResultStore(args.store, readonly=True) as store:
             out = export_results(store, args.out)
@@ -113,6 +121,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from measure.config import ConfigError, load_batch
     from measure.store import ResultStore, StoreError
+    if args.address and args.engine != "ray":
+        return _fail("--address is the Ray cluster address: use it with --engine ray")
     try:
         batch = load_batch(args.config, args.data_dir)
     except ConfigError as exc:

@@ -56,6 +56,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
                           "save the config as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark (Windows editors) is not TOML
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:  # message carries "(at line L, column C)"
@@ -448,6 +449,9 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
         allowed = pools.languages(ds, split, f"targets[{i}]")
         langs = _check_langs(t.get("languages", "*"), allowed, f"targets[{i}].languages",
                              f"{ds}/{split}")
+        if any(t["dataset"] == ds and t["split"] == split for t in targets):
+            raise ConfigError(f"targets[{i}]: split '{ds}/{split}' is listed twice; list its "
+                              "languages in one [[targets]] table")
         targets.append({"dataset": ds, "split": split, "languages": sorted(langs)})
 
     cells: list[dict[str, Any]] = []

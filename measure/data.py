@@ -54,6 +54,9 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
             raise DataError(f"{exc} (expected layout DIR/{{dataset}}/{{language}}/{{split}}.parquet, "
                             "e.g. ../shared/data/nli)") from None
     path = Path(data_dir)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"data directory {path} is a file, not a directory: pass --data-dir DIR "
+                        "(laid out as DIR/{dataset}/{language}/{split}.parquet)")
     if not path.is_dir():
         raise DataError(f"data directory {path} does not exist: pass --data-dir or set XLT_DATA_DIR")
     return path

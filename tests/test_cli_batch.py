@@ -33,6 +33,8 @@ BAD_LINES = {
     "infinity": (b'{"id": 1, "model": "xlmr", "train_config": {"en": Infinity}, "target": "sw"}',
                  "malformed JSON"),
     "deep": (b"[" * 100000, "malformed JSON"),
+    "float_overflow": (b'{"id": 1e400, "model": "xlmr", "train_config": {"en": 1e999}, "target": "sw"}',
+                       "too large"),
     "truncated": (b'{"id": 1, "model": ', "malformed JSON"),
     "dict_model": (b'{"id": 1, "model": {"a": 1}, "train_config": {"en": 5}, "target": "sw"}', ""),
     "list_target": (b'{"id": 1, "model": "xlmr", "train_config": {"en": 5}, "target": ["sw"]}', "target"),

@@ -108,6 +108,8 @@ def small_data(tmp_path_factory: pytest.TempPathFactory, nli_dir: Path) -> Path:
     (_cfg(targets=[{"split": "xnli/test", "languages": ["eng"]}]), r"spelled 'en' in the data: use 'en'"),
     (_cfg(targets=[{"split": "xnli/test", "languages": ["qqq"]}]), r"unknown language code 'qqq'"),
     (_src(pairs_from=["en"]), r"pairs need at least 2 languages"),
+    (_cfg(targets=[{"split": "xnli/test", "languages": ["en"]}, {"split": "xnli/test"}]),
+     r"targets\[1\]: split 'xnli/test' is listed twice"),
 ])
 def test_bad_config_classes(nli_dir: Path, change: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -240,6 +242,26 @@ def test_cli_bad_config_exit_2_fast(small_data: Path, tmp_path: Path, text: byte
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not store.exists()
     assert time.monotonic() - t0 < 60
+
+
+def test_bom_config_and_data_dir_file(small_data: Path, tmp_path: Path) -> None:
+    from measure.config import load_batch
+    cfg = tmp_path / "c.toml"
+    cfg.write_bytes(b"\xef\xbb\xbf" + CONFIG.encode())          # UTF-8 with a byte-order mark
+    assert load_batch(cfg, small_data).cells
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ConfigError, match="is a file, not a directory"):
+        load_batch(cfg, f)
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_batch(tmp_path)
+
+
+def test_cli_address_needs_ray_engine(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(CONFIG)
+    proc = _run_cli(["run", str(cfg), "--address", "localhost:6379", "--store", str(tmp_path / "s.sqlite")])
+    assert proc.returncode == 2 and "--engine ray" in proc.stderr
 
 
 @pytest.mark.parametrize("workers", ["0", "-3", "two"])

@@ -105,6 +105,19 @@ def test_damaged_store_clean_error(tmp_path: Path, damage: str) -> None:
         assert str(path) in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("suffix", ["", "-wal", ".lock"])
+def test_export_onto_the_store_is_refused(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / "s.sqlite"
+    with ResultStore(path) as store:
+        store.put_cell(_record(0))
+    before = _sha(path)
+    proc = _cli("export", "--store", str(path), "--out", str(path) + suffix)
+    assert proc.returncode == 2 and "results store itself" in proc.stderr
+    assert _sha(path) == before
+    with ResultStore(path, readonly=True) as store:
+        assert store.summary()["cells_done"] == 1
+
+
 def test_store_path_is_a_directory(tmp_path: Path) -> None:
     proc = _cli("status", "--store", str(tmp_path))
     assert proc.returncode == 2 and "is a directory" in proc.stderr
