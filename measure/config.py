@@ -76,6 +76,8 @@ def _is_int(value: Any) -> bool:
 
 
 MAX_SEED = 2**32 - 1  # numpy / scikit-learn random_state range
+MIN_EXAMPLES = 10     # per source language and cell: fewer and a sample can miss labels
+MIN_EVAL_CAP = 10     # eval_cap > 0 below this rounds some label's share to no pairs
 
 
 def _int_list(value: Any, key: str) -> list[int]:
@@ -376,12 +378,13 @@ def _check_train(method: str, params: Any) -> None:
 
 
 def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
-                check_data: bool = True, resolve_model: bool = True) -> Batch:
+                check_data: bool = True, resolve_model: bool = False) -> Batch:
     """Validate a parsed config and expand it into cell configs (nothing is run).
 
-    Every key of every table is checked (unknown keys, strict types: a bool is not an int),
-    the model is resolved (:func:`check_model`) and, with ``check_data``, every data file the
-    cells read is loaded and validated exactly as ``xlt-measure data`` does — all before
+    Every key of every table is checked (unknown keys, strict types: a bool is not an int)
+    and, with ``check_data``, every data file the cells read is loaded and validated exactly
+    as ``xlt-measure data`` does. With ``resolve_model`` (what :func:`load_batch`, hence
+    ``xlt-measure run``, does) the model is resolved too (:func:`check_model`) — all before
     any embedding or store write.
     """
     if not isinstance(raw, dict):
@@ -409,6 +412,9 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
     eval_cap = raw.get("eval_cap", 0)
     if not _is_int(eval_cap) or eval_cap < 0:
         raise ConfigError(f"eval_cap must be a non-negative integer (0 = all), got {eval_cap!r}")
+    if 0 < eval_cap < MIN_EVAL_CAP:
+        raise ConfigError(f"eval_cap = {eval_cap} leaves too few test pairs for a macro-F1 over 3 "
+                          f"labels: use 0 (all pairs) or at least {MIN_EVAL_CAP}")
     seeds_default = _int_list(raw.get("seeds", [0]), "seeds")
     budget_default = raw.get("budget")
     if budget_default is not None:
@@ -479,9 +485,12 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
                         raise ConfigError(
                             f"{key}: budget of {n} examples for {lang!r} exceeds the {have} in "
                             f"{ds}/{lang}/{split}; lower budget.{'per_language' if regime == 'per_language' else 'total'}")
-                    if n == 0:
-                        raise ConfigError(f"{key}: fixed total {budgets[regime]} is too small to "
-                                          f"give every one of {len(s)} languages an example")
+                    if n < MIN_EXAMPLES:
+                        what = (f"fixed total {budgets[regime]} gives {lang!r} only {n} of them "
+                                f"(split over {len(s)} languages)" if regime == "fixed_total"
+                                else f"budget.per_language = {n} is too small")
+                        raise ConfigError(f"{key}: {what}; a classifier needs at least "
+                                          f"{MIN_EXAMPLES} examples per source language")
                 for seed in seeds:
                     cells.append({
                         "model": raw["model"], "method": method,
@@ -500,5 +509,7 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
                  data_dir=root, cells=list(unique.values()))
 
 
-def load_batch(path: str | Path, data_dir: str | Path | None = None, **kwargs: Any) -> Batch:
-    return build_batch(load_toml(path), data_dir, **kwargs)
+def load_batch(path: str | Path, data_dir: str | Path | None = None, *,
+               resolve_model: bool = True, **kwargs: Any) -> Batch:
+    """Read, validate and expand a batch config file; the model is resolved as well."""
+    return build_batch(load_toml(path), data_dir, resolve_model=resolve_model, **kwargs)
