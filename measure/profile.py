@@ -392,6 +392,10 @@ def shipped_inputs(data_dir: Path, dataset: str, language: str, out_dir: Path, *
         order = val.sort_values("pair_id")["premise"].astype(str).str.strip()
         lines = list(dict.fromkeys(p for p in order if p))
     test = load_parquet_split(data_dir, dataset, language, "test")
+    # a few AmericasNLI rows have an empty premise or hypothesis: not a pair, left out
+    keep = (test["premise"].astype(str).str.strip() != "") & \
+        (test["hypothesis"].astype(str).str.strip() != "")
+    test = test[keep.to_numpy()].reset_index(drop=True)
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(test), min(n_pairs, len(test)), replace=False))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -410,20 +414,36 @@ def _one_line(s: Any) -> str:
 
 def build_shipped(data_dir: Path, profiles: Path, *, backend: str = DEFAULT_BACKEND,
                   inputs_dir: Path | None = None, model: str = "me5-small",
+                  only: Sequence[str] | None = None,
                   log: Callable[[str], None] = print) -> list[Path]:
-    """Reference + profiles of the 22 measured targets, from unlabelled text only."""
+    """Reference + profiles of the 22 measured targets, from unlabelled text only.
+
+    ``only``: rebuild just these targets' profiles against the existing reference (it is
+    built when missing)."""
     import tempfile
     enc = MemoEncoder(model, backend)
-    ref = build_reference(enc, data_dir)
     ref_path = profiles / model / REFERENCE_FILE
-    ref.save(ref_path)
+    if only and ref_path.is_file():
+        ref = Reference.load(ref_path)
+        if ref.meta.get("model_fingerprint") != enc.fingerprint:
+            raise ProfileInputError(f"{ref_path} was built with another checkpoint: rebuild "
+                                    "everything (build-shipped without --languages)")
+    else:
+        ref = build_reference(enc, data_dir)
+        ref.save(ref_path)
     log(f"reference: {ref_path} (English probe out-of-fold accuracy "
         f"{100 * ref.source_accuracy:.1f}, ATC threshold {ref.atc_threshold:.3f})")
+    unknown = sorted(set(only or ()) - set(REFERENCE_LANGUAGES) - set(AMERICAS))
+    if unknown:
+        raise ProfileInputError(f"--languages: {unknown} are not shipped targets; choose from "
+                                f"{' '.join(REFERENCE_LANGUAGES + AMERICAS)}")
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         base = inputs_dir or Path(tmp)
         for dataset, langs in (("xnli", REFERENCE_LANGUAGES), ("americas_nli", AMERICAS)):
             for lang in langs:
+                if only and lang not in only:
+                    continue
                 text, pairs = shipped_inputs(data_dir, dataset, lang, base / dataset)
                 lines, plist = read_text_lines(text), read_pairs(pairs)
                 prov = {"text_file": f"{dataset}/{lang}/validation premises",
@@ -521,6 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--backend", default=DEFAULT_BACKEND)
     b.add_argument("--inputs-dir", type=Path, default=None,
                    help="keep the generated unlabelled text/pairs files here")
+    b.add_argument("--languages", default=None,
+                   help="comma-separated shipped targets to rebuild against the existing "
+                        "reference (default: the reference and all 22)")
     c = sub.add_parser("check", help="label-free estimates vs measured English->target F1")
     c.add_argument("--profiles", type=Path, default=None)
     c.add_argument("--measurements", type=Path, default=None)
@@ -533,7 +556,8 @@ def main(argv: list[str] | None = None) -> int:
         profiles = args.profiles or default_profiles_dir(required=True)
         if args.command == "build-shipped":
             build_shipped(resolve_data_dir(args.data_dir), profiles, backend=args.backend,
-                          inputs_dir=args.inputs_dir)
+                          inputs_dir=args.inputs_dir,
+                          only=args.languages.split(",") if args.languages else None)
             return 0
         meas = args.measurements or (profiles.parent / "measurements" / "me5-small-probe.parquet")
         for k, v in check(profiles, meas).items():
