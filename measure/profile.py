@@ -421,6 +421,10 @@ def build_shipped(data_dir: Path, profiles: Path, *, backend: str = DEFAULT_BACK
     ``only``: rebuild just these targets' profiles against the existing reference (it is
     built when missing)."""
     import tempfile
+    unknown = sorted(set(only or ()) - set(REFERENCE_LANGUAGES) - set(AMERICAS))
+    if unknown:
+        raise ProfileInputError(f"--languages: {unknown} are not shipped targets; choose from "
+                                f"{' '.join(REFERENCE_LANGUAGES + AMERICAS)}")
     enc = MemoEncoder(model, backend)
     ref_path = profiles / model / REFERENCE_FILE
     if only and ref_path.is_file():
@@ -433,10 +437,6 @@ def build_shipped(data_dir: Path, profiles: Path, *, backend: str = DEFAULT_BACK
         ref.save(ref_path)
     log(f"reference: {ref_path} (English probe out-of-fold accuracy "
         f"{100 * ref.source_accuracy:.1f}, ATC threshold {ref.atc_threshold:.3f})")
-    unknown = sorted(set(only or ()) - set(REFERENCE_LANGUAGES) - set(AMERICAS))
-    if unknown:
-        raise ProfileInputError(f"--languages: {unknown} are not shipped targets; choose from "
-                                f"{' '.join(REFERENCE_LANGUAGES + AMERICAS)}")
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         base = inputs_dir or Path(tmp)

@@ -113,3 +113,15 @@ def test_feature_families_cover_every_group_once() -> None:
                            "target": "sw"}])
     cols = TransferFeatures(include=("coverage",)).fit(train).get_feature_names_out()
     assert "target_absent_from_pretraining" in cols and "dist_genetic_min" not in cols
+
+
+def test_coverage_csv_is_what_build_languages_produces(published_dir) -> None:
+    import io
+
+    from measure.build_languages import COVERAGE_OUT, build, build_coverage
+    shared = published_dir.parent
+    buf = io.StringIO()
+    build_coverage(shared, build(shared)).to_csv(buf, index=False)
+    assert buf.getvalue() == COVERAGE_OUT.read_text(encoding="utf-8"), (
+        "measure/resources/coverage.csv is stale or hand-edited: regenerate it with "
+        "`python -m measure.build_languages --shared ../shared/data`")

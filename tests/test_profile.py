@@ -145,3 +145,12 @@ def test_profile_a_few_lines_and_the_predictor_uses_it(tmp_path: Path, nli_dir: 
     # xlmr rows use the me5-small profile as a flagged proxy
     g = TransferFeatures(profiles_dir=str(profiles)).fit(rows.assign(model="xlmr"))
     assert g.transform_frame(rows.assign(model="xlmr")).loc[0, "profile_is_proxy"] == 1
+
+
+def test_build_shipped_rejects_unknown_targets_before_loading_the_model(
+        tmp_path: Path, nli_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    from measure.profile import main
+    rc = main(["build-shipped", "--data-dir", str(nli_dir), "--profiles", str(tmp_path),
+               "--languages", "sw,xx"])
+    assert rc == 2 and "['xx'] are not shipped targets" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
