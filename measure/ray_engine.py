@@ -95,15 +95,42 @@ driver, pids = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
 def alive(pid):
     try:
         os.kill(pid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-while alive(driver) and any(alive(p) for p in pids):
+    try:  # a zombie is dead
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+def children():
+    out = {}
+    for d in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            out.setdefault(ppid, []).append(int(d))
+    return out
+def tree(roots):
+    kids, seen, todo = children(), set(), list(roots)
+    while todo:
+        p = todo.pop()
+        if p not in seen:
+            seen.add(p)
+            todo += kids.get(p, [])
+    return seen
+# Ray's head processes share the driver's fate, but the agents the raylet starts (dashboard,
+# runtime env) would be orphaned: remember every descendant while the driver lives
+known = set(pids)
+while alive(driver) and any(alive(p) for p in known):
+    known |= tree([p for p in known if alive(p)])
     time.sleep(1)
 for sig in (signal.SIGTERM, signal.SIGKILL):
-    for p in pids:
+    for p in sorted(known):
         if alive(p):
             try:
                 os.kill(p, sig)
