@@ -228,6 +228,19 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d))
+    return out
+
+
 def test_workers_exit_when_driver_is_killed(tmp_path: Path) -> None:
     code = DRIVER.format(tests=str(Path(__file__).parent), d=str(tmp_path))
     driver = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
@@ -236,9 +249,43 @@ def test_workers_exit_when_driver_is_killed(tmp_path: Path) -> None:
         time.sleep(0.2)
     pids = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
     assert len(pids) == 2
+    pids += [c for c in _children(driver.pid) if c not in pids]   # the resource tracker too
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     deadline = time.time() + 15
     while any(_alive(p) for p in pids) and time.time() < deadline:
         time.sleep(0.2)
     assert not any(_alive(p) for p in pids)
+
+
+def test_ray_watchdog_stops_orphans_of_a_killed_driver() -> None:
+    """The local-Ray watchdog: the 'raylet' dies with the driver (Ray's fate sharing) and its
+    children, which ignore SIGTERM, must not live on."""
+    pytest.importorskip("ray")
+    from measure.ray_engine import _REAPER
+    child = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)")
+    raylet_code = ("import subprocess, sys, time\n"
+                   f"ps = [subprocess.Popen([sys.executable, '-c', {child!r}]) for _ in range(2)]\n"
+                   "print(' '.join(str(p.pid) for p in ps), flush=True)\n"
+                   "time.sleep(300)")
+    raylet = subprocess.Popen([sys.executable, "-c", raylet_code], stdout=subprocess.PIPE, text=True)
+    kids = [int(x) for x in raylet.stdout.readline().split()]
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    reaper = subprocess.Popen([sys.executable, "-c", _REAPER, str(driver.pid), str(raylet.pid)])
+    try:
+        time.sleep(2.5)                               # the watchdog has seen the whole tree
+        driver.kill()
+        raylet.kill()                                 # fate sharing: the head dies too
+        driver.wait()
+        raylet.wait()
+        reaper.wait(timeout=30)
+        deadline = time.time() + 10
+        while any(_alive(k) for k in kids) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(k) for k in kids)
+    finally:
+        for k in kids:
+            try:
+                os.kill(k, signal.SIGKILL)
+            except OSError:
+                pass
