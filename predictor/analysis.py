@@ -809,6 +809,7 @@ def headline(summary: Mapping[str, Any], metric: str = "macro_f1") -> list[dict]
                      "slope": e["slope"], "ci": [e["ci_low"], e["ci_high"]],
                      "boot_ci": [e["boot_ci_low"], e["boot_ci_high"]],
                      "saturation_k": e["saturation_k"], "n_targets": e["n_targets"],
+                     "given_best_member": e.get("slope_given_best_member"),
                      "gap_best": g.get("gap_best"), "gap_mean": g.get("gap_mean"),
                      "add_one_gain": (sum(x["gain"] * x["n_pairs"] for x in a) / n_pairs
                                       if n_pairs else None)})
