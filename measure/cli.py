@@ -78,7 +78,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_languages(args: argparse.Namespace) -> int:
     from measure.languages import UnknownLanguageError, registry_table, resolve_target
-    if args.code:
+    if args.code is not None:
         try:
             lang = resolve_target(args.code)
         except UnknownLanguageError as exc:
@@ -183,6 +183,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             return _fail(str(exc))
         return 0
     from measure.bench import run_bench
+    from measure.config import ConfigError, check_model
+    try:  # a bad --model fails now, not after a network timeout inside transformers
+        check_model(args.model, "probe")
+    except ConfigError as exc:
+        return _fail(str(exc).replace("model = ", "--model "))
     try:
         run_bench(args.model, args.data_dir, n_texts=args.texts or 2000, eval_cap=args.eval_cap,
                   train_cap=args.train_cap, rounds=args.rounds)

@@ -48,7 +48,10 @@ class Batch:
 def load_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} not found" + (" (it is a directory)" if path.is_dir() else ""))
+        if path.is_dir():
+            raise ConfigError(f"config {path} is a directory; give a batch config file (TOML), "
+                              "e.g. measure/configs/smoke.toml")
+        raise ConfigError(f"config file {path} not found")
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -258,7 +258,7 @@ def test_bom_config_and_data_dir_file(small_data: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is a file, not a directory"):
         load_batch(cfg, f)
     with pytest.raises(ConfigError, match="is a directory"):
-        load_batch(tmp_path)
+        load_batch(tmp_path)  # a directory
 
 
 def test_cli_address_needs_ray_engine(tmp_path: Path) -> None:
@@ -275,3 +275,13 @@ def test_cli_bad_workers_exit_2(tmp_path: Path, workers: str) -> None:
     proc = _run_cli(["run", str(cfg), "--store", str(tmp_path / "s.sqlite"), f"--workers={workers}"])
     assert proc.returncode == 2 and "--workers" in proc.stderr
     assert not (tmp_path / "s.sqlite").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["bench", "--model", "me5-smal", "--texts", "5"], "did you mean 'me5-small'"),
+    (["languages", ""], "empty language code"),
+    (["run", "."], "is a directory"),
+])
+def test_cli_other_bad_inputs_exit_2(args: list[str], message: str) -> None:
+    proc = _run_cli(args)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
