@@ -502,6 +502,18 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
                         "train_config": tc, "seed": seed, "params": params,
                         "targets": targets, "eval_cap": eval_cap,
                     })
+    val_split = params.get("val_split", "") if method != "probe" else ""
+    if val_split and params.get("val_size", 1) != 0:  # source-language validation rows
+        vds, vsplit = _split_ref(val_split, "[train].val_split")
+        have = pools.languages(vds, vsplit, "[train].val_split")
+        for lang in sorted({lang for c in cells for lang in c["train_config"]}):
+            if lang not in have:
+                raise ConfigError(f"[train].val_split = {val_split!r}: source language {lang!r} "
+                                  f"has no data in {vds}/{vsplit} (it has {', '.join(sorted(have))}); "
+                                  "pick a split with every source language, or '' for unsampled "
+                                  "pool rows")
+        if check_data:
+            pools.validate({SplitRef(vds, lang, vsplit) for c in cells for lang in c["train_config"]})
     if check_data:
         pools.validate({SplitRef(t["dataset"], lang, t["split"])
                         for t in targets for lang in t["languages"]})

@@ -285,3 +285,15 @@ def test_cli_bad_workers_exit_2(tmp_path: Path, workers: str) -> None:
 def test_cli_other_bad_inputs_exit_2(args: list[str], message: str) -> None:
     proc = _run_cli(args)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_finetune_val_split_must_cover_the_sources(nli_dir: Path) -> None:
+    raw = _cfg(method="finetune", train={"val_split": "xnli_mt9k/train"},
+               sources=[{"pool": "xnli/validation", "singles": True, "languages": ["en", "ar"]}])
+    with pytest.raises(ConfigError, match=r"val_split = 'xnli_mt9k/train': source language 'ar'"):
+        build_batch(raw, nli_dir, check_data=False)
+    raw["train"] = {"val_split": "nope/validation"}
+    with pytest.raises(ConfigError, match="unknown dataset 'nope'"):
+        build_batch(raw, nli_dir, check_data=False)
+    raw["train"] = {"val_split": "xnli/validation"}
+    assert build_batch(raw, nli_dir, check_data=False).cells
