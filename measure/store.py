@@ -342,6 +342,14 @@ class ResultStore:
         Idempotent by cell hash: a done cell is never overwritten or duplicated; a
         previously failed cell is replaced by a new attempt.
         """
+        try:
+            return self._put_cell(rec)
+        except sqlite3.OperationalError as exc:  # disk full, read-only file, I/O error
+            raise StoreError(f"{self.path}: cannot write a finished cell ({exc}); the cells "
+                             "stored so far are intact: free space / fix permissions and rerun "
+                             "the same command to continue") from None
+
+    def _put_cell(self, rec: CellRecord) -> bool:
         h = rec.hash
         cfg = rec.config
         train_config = cfg["train_config"]
@@ -368,7 +376,8 @@ class ResultStore:
                   json.dumps(r.confusion), r.eval_seconds) for r in rec.results])
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            if con.in_transaction:
+                con.execute("ROLLBACK")
             raise
         return True
 

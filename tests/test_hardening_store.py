@@ -289,3 +289,14 @@ def test_ray_watchdog_stops_orphans_of_a_killed_driver() -> None:
                 os.kill(k, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def test_write_failure_is_a_store_error_and_keeps_earlier_cells(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with ResultStore(path) as store:
+        store.put_cell(_record(0))
+        store._con.execute("PRAGMA query_only = ON")     # stands in for a full / read-only disk
+        with pytest.raises(StoreError, match="cannot write a finished cell.*rerun"):
+            store.put_cell(_record(1))
+    with ResultStore(path, readonly=True) as store:
+        assert store.summary()["cells_done"] == 1
