@@ -202,21 +202,25 @@ def _iter_results(cells: list[dict[str, Any]], data_dir: str, cache_path: str,
     from concurrent.futures.process import BrokenProcessPool
 
     queue = list(cells)
+    suspects: list[dict[str, Any]] = []  # in flight when a worker died: rerun one at a time
     attempts: dict[str, int] = {}
-    while queue:
-        # a dead worker breaks the whole pool: its cells (and the others in flight, which
-        # the broken pool cancels) go back to the front of the queue for a fresh pool
-        retry: list[dict[str, Any]] = []
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+    while queue or suspects:
+        # a dead worker breaks the whole pool and every cell in flight with it; those cells
+        # are rerun alone on a fresh pool, so a death there is that cell's own doing
+        isolated = bool(suspects)
+        source = suspects if isolated else queue
+        limit = 1 if isolated else 2 * workers  # a short queue: a kill loses little
+        lost: list[dict[str, Any]] = []
+        with ProcessPoolExecutor(1 if isolated else workers, mp_context=mp.get_context("spawn"),
                                  initializer=_worker_init, initargs=(os.getpid(),)) as pool:
             inflight: dict[Any, dict[str, Any]] = {}
 
             def submit() -> None:
-                c = queue.pop(0)
+                c = source.pop(0)
                 inflight[pool.submit(run, c, data_dir, cache_path,
                                      keys.get(c["backend"], ""))] = c
 
-            while queue and len(inflight) < 2 * workers:  # a short queue: a kill loses little
+            while source and len(inflight) < limit:
                 submit()
             broken = False
             while inflight:
@@ -227,19 +231,25 @@ def _iter_results(cells: list[dict[str, Any]], data_dir: str, cache_path: str,
                         rec = f.result()
                     except BrokenProcessPool:
                         broken = True
-                        retry.append(cell)
+                        lost.append(cell)
                         continue
                     yield rec
-                    if queue and not broken:
+                    if source and not broken:
                         submit()
-        for cell in retry:
+        if not isolated:
+            if lost:
+                tqdm.write(f"a worker process died (out of memory? killed?); retrying the "
+                           f"{len(lost)} cell(s) it took down, one at a time", file=sys.stderr)
+            suspects.extend(lost)
+            continue
+        for cell in lost:  # died alone: counted against this cell (like Ray's max_retries)
             h = cell_hash(cell)
             attempts[h] = attempts.get(h, 1) + 1
-            if attempts[h] > MAX_CELL_ATTEMPTS:
+            if attempts[h] >= MAX_CELL_ATTEMPTS:
                 yield CellRecord(config=cell, status="failed",
                                  error=f"worker process died {MAX_CELL_ATTEMPTS} times running "
                                        "this cell (out of memory? killed?)")
             else:
-                tqdm.write(f"worker process died; retrying a cell (attempt {attempts[h]} of "
-                           f"{MAX_CELL_ATTEMPTS})", file=sys.stderr)
-        queue[:0] = [c for c in retry if attempts[cell_hash(c)] <= MAX_CELL_ATTEMPTS]
+                tqdm.write(f"worker process died again; retrying the cell (attempt "
+                           f"{attempts[h] + 1} of {MAX_CELL_ATTEMPTS})", file=sys.stderr)
+                suspects.insert(0, cell)
