@@ -188,8 +188,28 @@ def mixed_slope(cells: pd.DataFrame) -> dict[str, Any]:
 
     Variance components over one all-rows group. Returns slope, Wald 95% CI, p, the variance
     components and whether the optimiser converged; random slopes are dropped when a class
-    has fewer than 3 targets, the set effect when every set appears once.
+    has fewer than 3 targets, the set effect when every set appears once. With
+    ``$XLT_MIXED_CACHE`` set to a directory, a fit is stored under the hash of its cells and
+    reused when exactly the same cells come back (the fits take minutes on 2 cores; adding a
+    design table does not change the grid's cells).
     """
+    import hashlib
+    import os
+    cache = os.environ.get("XLT_MIXED_CACHE")   # optional: a directory of finished fits
+    if cache:
+        key = hashlib.sha256(cells[["set_id", "target", "log2k", "y"]].to_csv(index=False)
+                             .encode()).hexdigest()[:24]
+        path = Path(cache) / f"mixed-{key}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        out = _mixed_slope_fit(cells)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, default=float))
+        return out
+    return _mixed_slope_fit(cells)
+
+
+def _mixed_slope_fit(cells: pd.DataFrame) -> dict[str, Any]:
     import statsmodels.api as sm
     d = cells.assign(g=1)
     vc = {"target": "0 + C(target)"}
