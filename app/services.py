@@ -41,6 +41,10 @@ ORIGIN_LABELS = {"own": "own measurements", "sumeval2022": "SumEval 2022 (publis
 METRIC_LABELS = {"macro_f1": "macro-F1", "accuracy": "accuracy"}
 
 
+PRED_COLUMNS = ["prediction", "lower", "upper", "basis", "out_of_support", "reason",
+                "pretraining"]
+
+
 class ServiceError(ValueError):
     """A request the predictor cannot answer; the message is shown to the user as is."""
 
@@ -106,13 +110,39 @@ class PredictorService:
 
     @property
     def coverage_text(self) -> str:
+        """One line on what the intervals are, with the range of per-group held-out coverage."""
         info = self.interval_info()
         if not info:
             return ""
         level = 100 * (1 - float(info.get("alpha", 0.1)))
-        cov = info.get("heldout_coverage")
-        extra = f"; held-out-language coverage {100 * cov:.0f}%" if cov is not None else ""
-        return f"{level:.0f}% conformal interval (calibrated on unseen target languages{extra})"
+        recs = [r for r in info.get("coverage", {}).get("unseen-target", [])
+                if r.get("targets", 0) >= 3]
+        if recs:
+            lo = min(r["coverage"] for r in recs)
+            hi = max(r["coverage"] for r in recs)
+            extra = (f"; held-out-language coverage {100 * lo:.0f}–{100 * hi:.0f}% across "
+                     f"{len(recs)} (model, pretraining class) groups")
+        else:
+            extra = ""
+        return (f"{level:.0f}% conformal interval, calibrated per model and pretraining class "
+                f"on held-out target languages{extra}")
+
+    def coverage_for(self, choice: "ModelChoice") -> pd.DataFrame:
+        """Per-group held-out coverage of the intervals for one (model, method): columns
+        basis, class, targets, half_width, coverage, worst_target, worst_coverage."""
+        info = self.interval_info().get("coverage", {})
+        rows = []
+        for basis, recs in info.items():
+            for r in recs:
+                mm, _, pcl = r["group"].rpartition("|")
+                if mm != f"{choice.model}|{choice.method}":
+                    continue
+                rows.append({"basis": basis, "class": pcl, "targets": r["targets"],
+                             "half_width": r["half_width"], "coverage": r["coverage"],
+                             "worst_target": r["worst_target"],
+                             "worst_coverage": r["worst_target_coverage"]})
+        return pd.DataFrame(rows, columns=["basis", "class", "targets", "half_width", "coverage",
+                                           "worst_target", "worst_coverage"])
 
     def warm_up(self) -> None:
         """One throw-away prediction, so URIEL's arrays load now and not on the first click."""
@@ -127,7 +157,8 @@ class PredictorService:
     # -- prediction ---------------------------------------------------------------------
     def predict(self, choice: ModelChoice, config: dict[str, int],
                 targets: Sequence[str]) -> tuple[pd.DataFrame, dict[str, str]]:
-        """(frame[target, prediction, lower, upper], {target: why it failed}) for one config.
+        """(frame[target, prediction, lower, upper, basis, out_of_support, reason, pretraining],
+        {target: why it failed}) for one config.
 
         One batched call; if it fails (e.g. a language URIEL cannot place), targets are
         retried one by one so a single bad target does not hide the others.
@@ -136,24 +167,24 @@ class PredictorService:
         if not config:
             raise ServiceError("choose at least one source language with a positive number "
                                "of examples")
+        cols = ["target", *PRED_COLUMNS]
         if not targets:
-            return pd.DataFrame(columns=["target", "prediction", "lower", "upper"]), {}
+            return pd.DataFrame(columns=cols), {}
         rows = [self._row(choice, config, t) for t in targets]
         try:
             pred = self.predictor.predict(rows)
             pred.insert(0, "target", targets)
-            return pred.reset_index(drop=True), {}
+            return pred.reset_index(drop=True)[cols], {}
         except Exception:  # noqa: BLE001 - retried per target below to isolate the bad one
             pass
         ok, errors = [], {}
         for t in targets:
             try:
                 p = self.predictor.predict([self._row(choice, config, t)])
-                ok.append({"target": t, **{c: float(p[c].iloc[0])
-                                           for c in ("prediction", "lower", "upper")}})
+                ok.append({"target": t, **{c: p[c].iloc[0] for c in PRED_COLUMNS}})
             except Exception as exc:  # noqa: BLE001 - reported per target on the page
                 errors[t] = _short(exc)
-        return pd.DataFrame(ok, columns=["target", "prediction", "lower", "upper"]), errors
+        return pd.DataFrame(ok, columns=cols), errors
 
     @staticmethod
     def _row(choice: ModelChoice, config: dict[str, int], target: str) -> dict[str, Any]:
@@ -225,6 +256,8 @@ class PredictorService:
         allr = pd.concat(frames, ignore_index=True)
         allr = allr.sort_values("objective", ascending=False, kind="stable").head(top)
         allr["rank"] = np.arange(1, len(allr) + 1)
+        allr["within_noise_of_best"] = (allr["objective"].iloc[0] - allr["objective"]
+                                        < allr["noise_margin"].max())
         return allr.reset_index(drop=True)
 
     def _recommend_k(self, choice: ModelChoice, targets: list[str], pool: Sequence[str], k: int,
@@ -237,6 +270,7 @@ class PredictorService:
         except ValueError as exc:
             raise ServiceError(_short(exc)) from None
         df = df.copy()
+        df["noise_margin"] = float(df.attrs.get("noise_margin", 0.0))
         df.insert(2, "k", int(k))
         df.insert(3, "n_per_language", int(n))
         df.attrs = {}
@@ -244,12 +278,11 @@ class PredictorService:
 
     # -- explanation --------------------------------------------------------------------
     def _pipeline_parts(self) -> tuple[Any, Any] | None:
-        """(feature transformer, rest of the pipeline) when the point model is a Pipeline."""
-        est = self.predictor.estimator
-        steps = getattr(est, "named_steps", None)
-        if not steps or "features" not in steps:
+        """(feature transformer, the unseen-target model on its feature matrix)."""
+        fm = getattr(self.predictor, "feature_model", None)
+        if fm is None:
             return None
-        return est.named_steps["features"], est[1:]
+        return self.predictor.features, fm()
 
     @property
     def feature_names(self) -> list[str]:
@@ -257,7 +290,7 @@ class PredictorService:
         return [] if parts is None else [str(n) for n in parts[0].get_feature_names_out()]
 
     def features(self, rows: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
-        """The model's input features for rows (distances, sizes, ...), or None for baselines."""
+        """The model's input features for rows (distances, sizes, ...)."""
         parts = self._pipeline_parts()
         if parts is None:
             return None
@@ -265,25 +298,45 @@ class PredictorService:
         return parts[0].transform_frame(pd.DataFrame(clean))
 
     def contributions(self, rows: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
-        """Per-feature additive contributions (points) when the model is linear, else None.
-
-        For ``StandardScaler`` + linear regressor: coef_j * (x_j - mean_j) / scale_j, which
-        sums (with the intercept) exactly to the prediction.
-        """
+        """Per-feature contributions in points of the unseen-target model when it is linear
+        (sd of the design x coefficient x standardised value), else None."""
         parts = self._pipeline_parts()
         if parts is None:
             return None
         feats = self.features(rows)
-        rest = parts[1]
-        reg = rest.steps[-1][1]
-        coef = getattr(reg, "coef_", None)
-        if coef is None or feats is None:
+        if feats is None:
             return None
-        X = feats.to_numpy(float)
-        for _, step in rest.steps[:-1]:
-            X = step.transform(X)
-        return pd.DataFrame(X * np.asarray(coef, float).ravel(), columns=feats.columns,
-                            index=feats.index)
+        c = parts[1].contributions(feats.to_numpy(float))
+        if c is None:
+            return None
+        return pd.DataFrame(c, columns=feats.columns, index=feats.index)
+
+    def measured_by_pool(self, table: pd.DataFrame, choice: "ModelChoice",
+                         config: dict[str, int], targets: Sequence[str]) -> pd.DataFrame:
+        """Measured macro-F1 of exactly this configuration, per training pool, deduplicated.
+
+        Why per pool: the same {language: n} trained on different pools (XNLI validation vs
+        the machine-translated training set) is a different experiment (Aymara from English
+        x 2,490: 35.6 vs 44.7); why deduplicated: k = 1 cells are identical across the two
+        regimes and deterministic seeds, and counting them twice is not more evidence.
+        Columns: target, pool, measured, measured_sd, measured_runs.
+        """
+        cols = ["target", "pool", "measured", "measured_sd", "measured_runs"]
+        if table is None or table.empty or "config_key" not in table:
+            return pd.DataFrame(columns=cols)
+        from app.data import config_key
+        key = config_key(config)
+        sub = table[(table["model"] == choice.model) & (table["method"] == choice.method)
+                    & (table["config_key"] == key) & table["target_language"].isin(list(targets))]
+        if sub.empty:
+            return pd.DataFrame(columns=cols)
+        sub = sub.assign(_s=sub["macro_f1"].round(6),
+                         pool=sub["pool"] if "pool" in sub else "")
+        sub = sub.drop_duplicates(["pool", "target_language", "_s"])
+        g = sub.groupby(["target_language", "pool"])["macro_f1"]
+        out = pd.DataFrame({"measured": g.mean(), "measured_sd": g.std(ddof=1).fillna(0.0),
+                            "measured_runs": g.size()}).reset_index()
+        return out.rename(columns={"target_language": "target"})[cols]
 
     def explain_sets(self, choice: ModelChoice, sets: Sequence[dict[str, int]],
                      targets: Sequence[str]) -> pd.DataFrame | None:

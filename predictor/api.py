@@ -40,11 +40,27 @@ class PredictionInputError(ValueError):
 
 
 class Predictor:
-    """A fitted point model + conformal interval calibration + its model card."""
+    """Features + the unseen-target model + the measured-target memory + interval calibration
+    + the model card.
 
-    def __init__(self, estimator: Any, card: dict[str, Any], scale_estimator: Any = None) -> None:
-        self.estimator = estimator
-        self.scale_estimator = scale_estimator
+    Each prediction says its ``basis``: "measured-target" when the (model, method, target)
+    has training rows (the target's own mean plus a learner of the configuration's
+    deviation from it), else "unseen-target" (the learner on features alone). Intervals are
+    calibrated per (model, method, pretraining class) group on held-out targets (unseen
+    basis) or held-out configurations (measured basis); rows outside the training support
+    get a wider interval, ``out_of_support`` true and a ``reason``.
+    """
+
+    def __init__(self, bundle: Any, card: dict[str, Any]) -> None:
+        from predictor.models import SeenTargetModel, ZModel
+        if not isinstance(bundle, Mapping) or "features" not in bundle:
+            raise persist.ModelIntegrityError(
+                "this model file predates predictor v2 (no 'features'/'unseen'/'seen' parts): "
+                "refit it with `xlt-predict fit`")
+        self.features = bundle["features"]
+        # one model per (model, method) design, chosen for it by nested CV
+        self.unseen = {str(m): ZModel.from_state(st) for m, st in bundle["unseen"].items()}
+        self.seen = {str(m): SeenTargetModel.from_state(st) for m, st in bundle["seen"].items()}
         self.card = card
         self._methods: dict[str, list[str]] = {}
         for m in card.get("models", []):
@@ -56,23 +72,20 @@ class Predictor:
         """One entry per (model, method): origin, metric, task, typical n per language, targets."""
         return [dict(m) for m in self.card.get("models", [])]
 
-    @property
-    def quantile(self) -> float:
-        """The pooled conformal quantile (all models)."""
-        return float(self.card["intervals"]["quantile"])
-
-    def quantiles(self, rows: pd.DataFrame) -> np.ndarray:
-        """Per-row quantile: the row's (model, method) calibration, else the pooled one."""
-        by_model = self.card["intervals"].get("by_model", {})
-        keys = rows["model"].astype(str) + "|" + rows["method"].astype(str)
-        return keys.map(lambda k: by_model.get(k, {}).get("quantile", self.quantile)) \
-            .to_numpy(dtype=float)
+    def coverage(self, basis: str = "unseen-target") -> list[dict[str, Any]]:
+        """Per-group held-out coverage records of the intervals (from the card)."""
+        return list(self.card["intervals"].get("coverage", {}).get(basis, []))
 
     def _model_info(self, model: str, method: str) -> dict[str, Any]:
         for m in self.card.get("models", []):
             if m["model"] == model and m["method"] == method:
                 return m
         raise PredictionInputError(f"unknown model/method {model}/{method}")
+
+    def feature_model(self) -> "FeatureModel":
+        """The unseen-target model as a function of the feature matrix alone (for partial
+        dependence, permutation importance and per-feature contributions in the app)."""
+        return FeatureModel(self)
 
     # -- validation -----------------------------------------------------------------------
     def resolve_method(self, model: Any, method: Any = None) -> str:
@@ -116,14 +129,114 @@ class Predictor:
         return {"model": rec["model"], "method": method, "train_config": tc, "target": target}
 
     # -- prediction -----------------------------------------------------------------------
+    def _support(self, rows: pd.DataFrame, meta: pd.DataFrame, seen: np.ndarray,
+                 has_profile: np.ndarray | None) -> list[str]:
+        """'' or why a row is outside the training support (several reasons joined by '; ').
+
+        Checked: k and examples per language against the design's training range; for
+        targets without measurements also unknown pretraining coverage, absence from
+        pretraining with a script no corpus language is written in, no model-space profile
+        when every training target had one, and a URIEL featural distance to the nearest
+        training target larger than any training target's to its nearest neighbour.
+        """
+        from predictor.coverage import coverage, script_in_pretraining
+        from predictor.features import pair_distances
+        sup = self.card.get("support", {})
+        reasons: list[list[str]] = [[] for _ in range(len(rows))]
+        tcache: dict[tuple[str, str, str], list[str]] = {}
+        for i, (tc, mm, pcl, iso, tgt, model) in enumerate(zip(
+                rows["train_config"], meta["mm"], meta["pclass"], meta["target"],
+                rows["target"], rows["model"])):
+            s = sup.get(mm)
+            if not s:
+                continue
+            k = sum(1 for v in tc.values() if v > 0)
+            if not s["k"][0] <= k <= s["k"][1]:
+                reasons[i].append(f"k = {k} outside the training range {s['k'][0]}-{s['k'][1]}")
+            ns = [v for v in tc.values() if v > 0]
+            lo, hi = s["n_per_language"]
+            if ns and (min(ns) < lo or max(ns) > hi):
+                reasons[i].append(f"examples per language outside the training range "
+                                  f"{lo:,}-{hi:,}")
+            if seen[i]:
+                continue
+            if has_profile is not None and s.get("profile_share", 0) >= 0.99 \
+                    and not has_profile[i]:
+                reasons[i].append("no model-space profile for the target (every training "
+                                  "target has one): `xlt-measure profile`")
+            key = (mm, iso, pcl)
+            if key not in tcache:
+                why = []
+                cov = coverage(str(model), str(tgt))
+                if pcl == "unknown":
+                    why.append(f"pretraining coverage unknown ({cov.reason})")
+                sip = script_in_pretraining(str(model), cov.script)
+                if pcl == "absent" and sip is None:
+                    why.append("absent from pretraining, and whether the corpus covers its "
+                               "script is unknown (script or corpus table unknown)")
+                elif pcl == "absent" and sip == 0.0:
+                    why.append(f"absent from pretraining, and no language of the corpus is "
+                               f"written in its script ({cov.script})")
+                thr = s.get("featural_nn_max")
+                if thr is not None and math.isfinite(thr) and s.get("targets"):
+                    dist = pair_distances([iso], list(s["targets"]), "featural")[0]
+                    if np.isfinite(dist).any() and float(np.nanmin(dist)) > thr:
+                        why.append(f"far from every training target (URIEL featural distance "
+                                   f"{float(np.nanmin(dist)):.2f} > {thr:.2f})")
+                tcache[key] = why
+            reasons[i] += tcache[key]
+        return ["; ".join(r) for r in reasons]
+
+    def _point(self, X: np.ndarray, meta: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(point prediction, measured-target mask): each design's own models."""
+        point = np.full(len(meta), np.nan)
+        seen = np.zeros(len(meta), bool)
+        mm = meta["mm"].astype(str).to_numpy()
+        for m in np.unique(mm):
+            sel = mm == m
+            if m not in self.unseen:
+                raise PredictionInputError(f"no model for {m}")
+            sub = meta[sel].reset_index(drop=True)
+            point[sel] = self.unseen[m].predict(X[sel], sub)
+            s_mask = self.seen[m].is_seen(sub) if m in self.seen else np.zeros(len(sub), bool)
+            if s_mask.any():
+                idx = np.flatnonzero(sel)[s_mask]
+                point[idx] = self.seen[m].predict(X[idx], sub[s_mask].reset_index(drop=True))
+                seen[idx] = True
+        return point, seen
+
     def _predict_valid(self, rows: pd.DataFrame) -> pd.DataFrame:
+        from predictor.models import row_meta
+        rows = rows.reset_index(drop=True)
+        meta = row_meta(rows)
         # one OpenMP thread: HistGradientBoosting's threads stall on a busy machine, and
         # prediction batches are small
         with threadpool_limits(limits=1):
-            point = self.estimator.predict(rows)
-            scale = None if self.scale_estimator is None else self.scale_estimator.predict(rows)
-        pred, lo, hi = intervals.intervals(point, self.quantiles(rows), scale)
-        return pd.DataFrame({"prediction": pred, "lower": lo, "upper": hi}, index=rows.index)
+            X = self.features.transform(rows)
+            point, seen = self._point(X, meta)
+        basis = np.where(seen, "measured-target", "unseen-target")
+        calib = self.card["intervals"]
+        half, group = np.empty(len(rows)), []
+        cache: dict[tuple[str, str, str], tuple[float, str]] = {}
+        for i, (b, mm, pcl) in enumerate(zip(basis, meta["mm"], meta["pclass"])):
+            if (b, mm, pcl) not in cache:
+                c = calib.get(b) or calib["unseen-target"]
+                cache[(b, mm, pcl)] = intervals.quantile_for(c, mm, pcl)
+            half[i], g = cache[(b, mm, pcl)]
+            group.append(f"{b}:{g}")
+        names = list(self.features.get_feature_names_out())
+        hp = X[:, names.index("has_profile")] > 0 if "has_profile" in names else None
+        reason = self._support(rows, meta, seen, hp)
+        oos = np.array([bool(r) for r in reason])
+        if oos.any():
+            widest = {mm: intervals.widest_for_model(calib["unseen-target"], mm)
+                      for mm in set(meta["mm"][oos])}
+            half[oos] = [max(half[i], widest[meta["mm"].iloc[i]]) * intervals.OUT_OF_SUPPORT_WIDEN
+                         for i in np.flatnonzero(oos)]
+        pred, lo, hi = intervals.intervals(point, half)
+        return pd.DataFrame({"prediction": pred, "lower": lo, "upper": hi, "basis": basis,
+                             "out_of_support": oos, "reason": reason,
+                             "interval_group": group, "pretraining": meta["pclass"].to_numpy()})
 
     def predict(self, frame_or_rows: Any) -> pd.DataFrame:
         """Predictions with intervals for many rows (a DataFrame or dicts); any bad row raises."""
@@ -153,28 +266,31 @@ class Predictor:
                 results[i] = {"error": str(exc)}
         if clean:
             try:
-                pred = self._predict_valid(pd.DataFrame(clean)).to_numpy()
+                pred = self._predict_valid(pd.DataFrame(clean)).to_dict("records")
             except ValueError:
                 # a row the vectorised path cannot featurise: isolate it, line by line
                 pred = []
                 for i, row in zip(list(where), clean):
                     try:
-                        pred.append(self._predict_valid(pd.DataFrame([row])).to_numpy()[0])
+                        pred.append(self._predict_valid(pd.DataFrame([row])).to_dict("records")[0])
                     except ValueError as exc:
                         results[i] = {"error": str(exc)}
                         where.remove(i)
-            for i, (p, lo, hi) in zip(where, pred):
-                results[i] = {"prediction": round(float(p), 2), "lower": round(float(lo), 2),
-                              "upper": round(float(hi), 2)}
+            for i, p in zip(where, pred):
+                results[i] = _result(p)
         return results
 
     def predict_one(self, model: str, method: str | None, train_config: Mapping[str, int],
-                    target: str) -> dict[str, float]:
-        """One prediction: {'prediction', 'lower', 'upper'} on the 0-100 scale."""
+                    target: str) -> dict[str, Any]:
+        """One prediction: {'prediction', 'lower', 'upper'} on the 0-100 scale, plus 'basis'
+        ('measured-target' | 'unseen-target'), 'out_of_support', 'reason' and 'pretraining'."""
         row = self.validate({"model": model, "method": method, "train_config": train_config,
                              "target": target})
         p = self._predict_valid(pd.DataFrame([row])).iloc[0]
-        return {k: float(p[k]) for k in ("prediction", "lower", "upper")}
+        return {**{k: float(p[k]) for k in ("prediction", "lower", "upper")},
+                "basis": str(p["basis"]), "out_of_support": bool(p["out_of_support"]),
+                "reason": str(p["reason"]) or None, "pretraining": str(p["pretraining"]),
+                "interval_group": str(p["interval_group"])}
 
     # -- recommendation -------------------------------------------------------------------
     def recommend(self, model: str, targets: Sequence[str], pool: Sequence[str], k: int, *,
@@ -229,12 +345,22 @@ class Predictor:
         P = pred["prediction"].to_numpy().reshape(len(combos), T)
         L = pred["lower"].to_numpy().reshape(len(combos), T)
         U = pred["upper"].to_numpy().reshape(len(combos), T)
+        B = pred["basis"].to_numpy().reshape(len(combos), T)
+        O = pred["out_of_support"].to_numpy().reshape(len(combos), T)
         mean, worst = P.mean(axis=1), P.min(axis=1)
         obj = mean if objective == "mean" else worst
         order = np.argsort(-obj, kind="stable")[:max(1, top)]
+        # ranking noise: two source sets for the same targets differ by more than the
+        # predictor can resolve only when the gap exceeds 1.645 * sqrt(2) * the within-target
+        # residual SD (held-out targets), divided by sqrt(T) when averaging over T targets
+        sd = float(self.card.get("within_target_residual_sd", {}).get(f"{model}|{method}", 0.0))
+        margin = 1.645 * math.sqrt(2) * sd / math.sqrt(T if objective == "mean" else 1)
         out = pd.DataFrame({"rank": np.arange(1, len(order) + 1),
                             "sources": [list(combos[i]) for i in order],
-                            "objective": obj[order], "mean": mean[order], "worst": worst[order]})
+                            "objective": obj[order], "mean": mean[order], "worst": worst[order],
+                            "within_noise_of_best": obj[order[0]] - obj[order] < margin,
+                            "basis": [",".join(sorted(set(B[i]))) for i in order],
+                            "out_of_support": [bool(O[i].any()) for i in order]})
         for j, t in enumerate(targets):
             out[t] = P[order, j]
             out[f"{t}_lower"] = L[order, j]
@@ -242,8 +368,71 @@ class Predictor:
         out.attrs.update({"model": model, "method": method, "objective": objective,
                           "k": k, "n_per_language": n_per_language, "targets": targets,
                           "pool": pool, "dropped_from_pool": dropped,
-                          "n_combinations": n_comb})
+                          "n_combinations": n_comb, "noise_margin": margin,
+                          "n_within_noise_of_best": int(out["within_noise_of_best"].sum())})
         return out
+
+
+class FeatureModel:
+    """``predict(X)`` of the unseen-target model from ``features.transform`` output: the
+    design (model/method one-hots) and the pretraining class (coverage flags) are read back
+    from the columns, so a column can be overwritten (partial dependence) or shuffled."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.p = predictor
+        self.names = [str(n) for n in predictor.features.get_feature_names_out()]
+
+    def _meta(self, X: np.ndarray) -> pd.DataFrame:
+        X = np.asarray(X, float)
+        col = {n: j for j, n in enumerate(self.names)}
+        models = [n.split("=", 1)[1] for n in self.names if n.startswith("model=")]
+        methods = [n.split("=", 1)[1] for n in self.names if n.startswith("method=")]
+        mo = np.array(models)[X[:, [col[f"model={m}"] for m in models]].argmax(axis=1)]
+        me = np.array(methods)[X[:, [col[f"method={m}"] for m in methods]].argmax(axis=1)]
+        pcl = np.full(len(X), "present", dtype=object)
+        if "pretrain_coverage_unknown" in col:
+            pcl[X[:, col["pretrain_coverage_unknown"]] > 0.5] = "unknown"
+        if "target_absent_from_pretraining" in col:
+            pcl[X[:, col["target_absent_from_pretraining"]] > 0.5] = "absent"
+        return pd.DataFrame({"mm": np.char.add(np.char.add(mo.astype(str), "|"),
+                                               me.astype(str)),
+                             "pclass": pcl, "target": "", "config": [{}] * len(X)})
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, float)
+        meta = self._meta(X)
+        out = np.full(len(X), np.nan)
+        with threadpool_limits(limits=1):
+            for key in np.unique(meta["mm"]):
+                sel = (meta["mm"] == key).to_numpy()
+                out[sel] = self.p.unseen[str(key)].predict(X[sel],
+                                                           meta[sel].reset_index(drop=True))
+        return out
+
+    def contributions(self, X: np.ndarray) -> np.ndarray | None:
+        """Points per feature (ridge only): sd_mm * coef_j * standardised x_j; None for trees."""
+        X = np.asarray(X, float)
+        meta = self._meta(X)
+        out = np.zeros_like(X)
+        for key in np.unique(meta["mm"]):
+            m = self.p.unseen[str(key)]
+            if m.family != "ridge":
+                return None
+            sel = (meta["mm"] == key).to_numpy()
+            reg = m.regs_.get("*", m.regs_.get(str(key)))
+            if reg is None:
+                continue
+            Z = reg.named_steps["scale"].transform(X[sel])
+            out[sel] = Z * reg.named_steps["reg"].coef_ * m.sd_.get(str(key), 1.0)
+        return out
+
+
+def _result(p: Mapping[str, Any]) -> dict[str, Any]:
+    """One batch/query result: numbers rounded, the basis, the support flag and its reason."""
+    return {"prediction": round(float(p["prediction"]), 2), "lower": round(float(p["lower"]), 2),
+            "upper": round(float(p["upper"]), 2), "basis": str(p["basis"]),
+            "out_of_support": bool(p["out_of_support"]), "reason": str(p["reason"]) or None,
+            "pretraining": str(p["pretraining"])}
 
 
 def _isna(v: Any) -> bool:
@@ -268,6 +457,8 @@ def load_predictor(path: str | Path | None = None) -> Predictor:
     if path is None:
         path = default_predictor_dir()
     obj, card = persist.load(path)
-    if not isinstance(obj, dict) or "point" not in obj:
-        raise persist.ModelIntegrityError(f"{path}: unexpected model object layout")
-    return Predictor(obj["point"], card, obj.get("scale"))
+    if not isinstance(obj, dict) or not {"features", "unseen", "seen"} <= set(obj):
+        raise persist.ModelIntegrityError(
+            f"{path}: unexpected model object layout (a predictor from before v2 has a "
+            "single 'point' model): refit it with `xlt-predict fit`")
+    return Predictor(obj, card)

@@ -67,78 +67,88 @@ def _emit(obj: Any) -> None:
 # -- commands ------------------------------------------------------------------------------
 def _load_frame(args: argparse.Namespace):
     from predictor import dataset
-    from predictor.models import make_candidates
+    from predictor.models import BASELINES, LEARNED, LEGACY
     if not args.measurements and not args.include_published:
         raise UsageError("no training data: pass --measurements PATH and/or drop "
                          "--no-include-published")
-    unknown = sorted(set(args.candidates or ()) - set(make_candidates()))
+    known = set(LEARNED) | set(BASELINES) | set(LEGACY)
+    unknown = sorted(set(args.candidates or ()) - known)
     if unknown:
-        raise UsageError(f"unknown --candidates {unknown}; choose from {sorted(make_candidates())}")
+        raise UsageError(f"unknown --candidates {unknown}; learners: {list(LEARNED)} "
+                         f"(baselines {list(BASELINES)} always run)")
     return dataset.build_dataset(args.measurements or (), include_published=args.include_published,
                                  published_dir=args.published_dir)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from predictor.training import fit_predictor
-    from predictor.validation import format_table
-    import pandas as pd
 
     frame = _load_frame(args)
     print(f"training rows: {len(frame)} ({frame['origin'].value_counts().to_dict()}); "
-          "running grouped CV ...", file=sys.stderr)
+          "running nested grouped CV ...", file=sys.stderr)
     card = fit_predictor(frame, args.out, candidates=args.candidates, alpha=args.alpha,
-                         normalized_intervals=args.normalized_intervals, seed=args.seed,
+                         seed=args.seed, ablation=args.ablation,
                          sources={"measurements": [str(p) for p in args.measurements or []],
-                                  "include_published": args.include_published})
+                                  "include_published": args.include_published},
+                         log=(lambda m: None) if args.json else None)
     if args.json:
-        _emit({k: card[k] for k in ("selected_model", "cv", "intervals", "model_sha256")}
-              | {"out": str(args.out)})
+        _emit({k: card[k] for k in ("selected_model", "seen_target_model", "cv",
+                                    "cv_by_dataset", "intervals", "ranking", "ablation",
+                                    "model_sha256")} | {"out": str(args.out)})
         return 0
-    print(format_table(pd.DataFrame(card["cv"])))
-    _print_choice(card)
+    _print_card(card)
     print(f"saved to {args.out} (sha256 {card['model_sha256'][:16]}...)")
     return 0
 
 
-def _print_choice(card: dict[str, Any]) -> None:
+def _print_card(card: dict[str, Any]) -> None:
+    import pandas as pd
+
+    from predictor.validation import format_ranking, format_report, format_table
+    print("== cross-validation summary (MAE: each dataset and each target weighted equally)")
+    print(format_table(pd.DataFrame(card["cv"])))
+    print("\n== per dataset, vs the best fair baseline (95% CI over target languages)")
+    print(format_report(card.get("cv_by_dataset", [])))
+    if card.get("ranking"):
+        print("\n== within-target ranking of source sets (unseen-target protocol)")
+        print(format_ranking(card["ranking"]))
     iv = card["intervals"]
-    print(f"selected: {card['selected_model']} ({card['selection']})")
-    print(f"intervals: +-{iv['quantile']:.2f} points at {1 - iv['alpha']:.0%} nominal; held-out "
-          f"coverage {iv['heldout_coverage']:.3f} (worst target {iv['worst_group']}: "
-          f"{iv['heldout_coverage_min_group']:.3f})")
-    for key, c in iv.get("by_model", {}).items():
-        print(f"  {key}: +-{c['quantile']:.2f} points; held-out coverage "
-              f"{c['heldout_coverage']:.3f} (worst target {c['worst_group']}: "
-              f"{c['heldout_coverage_min_group']:.3f})")
+    print(f"\n== {1 - iv['alpha']:.0%} intervals: held-out coverage per group "
+          "(target-weighted; each target of the group left out in turn)")
+    for basis, recs in iv.get("coverage", {}).items():
+        for r in recs:
+            print(f"  {basis:<15} {r['group']:<30} {r['targets']:>2} targets  "
+                  f"+-{r['half_width']:6.2f}  coverage {r['coverage']:.3f}  "
+                  f"(worst {r['worst_target']}: {r['worst_target_coverage']:.3f})")
+    if card.get("ablation"):
+        print("\n== ablation: MAE change when a feature family is dropped (fixed hyper-parameters)")
+        ab = pd.DataFrame(card["ablation"])
+        t = ab.pivot_table(index=["protocol", "dataset"], columns="dropped",
+                           values="delta_vs_all").round(3)
+        t.insert(0, "MAE all", ab[ab.dropped == "none"].set_index(["protocol", "dataset"])["mae"]
+                 .round(3))
+        print(t.drop(columns=["none"], errors="ignore").to_string())
+    print(f"\nselected: {card['selected_model']} (unseen targets), "
+          f"{card.get('seen_target_model')} (measured targets); {card['selection']}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from predictor.validation import format_table
     if args.recompute:
-        from predictor.models import make_candidates
-        from predictor.validation import cross_validate, select_model
+        import tempfile
+
+        from predictor.training import fit_predictor
         frame = _load_frame(args)
-        cands = make_candidates(args.seed)
-        names = args.candidates or list(cands)
-        table = cross_validate(frame, {n: cands[n] for n in names}, seed=args.seed).table
-        card = None
-        chosen = select_model(table)
+        with tempfile.TemporaryDirectory() as tmp:
+            card = fit_predictor(frame, tmp, candidates=args.candidates, seed=args.seed,
+                                 ablation=False, log=lambda m: None)
     else:
         from predictor import persist
         card = persist.read_card(args.predictor)
-        table = pd.DataFrame(card["cv"])
-        chosen = card["selected_model"]
     if args.json:
-        _emit({"selected_model": chosen, "cv": table.to_dict("records"),
-               **({"intervals": card["intervals"]} if card else {})})
+        _emit({k: card.get(k) for k in ("selected_model", "seen_target_model", "cv",
+                                        "cv_by_dataset", "ranking", "ablation", "intervals")})
         return 0
-    print(format_table(table))
-    if card:
-        _print_choice(card)
-    else:
-        print(f"selected: {chosen} (lowest MAE under unseen_target)")
+    _print_card(card)
     return 0
 
 
@@ -151,11 +161,16 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.json:
         _emit({"model": args.model, "method": method, "target": args.target,
                "train_config": args.train_config, "metric": metric,
-               **{k: round(v, 2) for k, v in res.items()}})
+               **{k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()}})
         return 0
     nominal = 1 - p.card["intervals"]["alpha"]
+    basis = ("from this target's own measurements" if res["basis"] == "measured-target"
+             else "target not measured: predicted from its features")
     print(f"{args.model}/{method} -> {args.target}: {res['prediction']:.1f} {metric} "
-          f"[{res['lower']:.1f}, {res['upper']:.1f}] ({nominal:.0%} interval)")
+          f"[{res['lower']:.1f}, {res['upper']:.1f}] ({nominal:.0%} interval; basis "
+          f"{res['basis']}: {basis}; pretraining: {res['pretraining']})")
+    if res["out_of_support"]:
+        print(f"outside the training support, interval widened: {res['reason']}")
     return 0
 
 
@@ -168,9 +183,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     a = df.attrs
     if args.json:
         _emit({**{k: a[k] for k in ("model", "method", "objective", "k", "n_per_language",
-                                    "targets", "dropped_from_pool", "n_combinations")},
+                                    "targets", "dropped_from_pool", "n_combinations",
+                                    "noise_margin", "n_within_noise_of_best")},
                "ranking": [{"rank": int(r["rank"]), "sources": r["sources"],
                             "objective": round(r["objective"], 2),
+                            "within_noise_of_best": bool(r["within_noise_of_best"]),
+                            "basis": r["basis"], "out_of_support": bool(r["out_of_support"]),
                             "per_target": {t: {"prediction": round(r[t], 2),
                                                "lower": round(r[f"{t}_lower"], 2),
                                                "upper": round(r[f"{t}_upper"], 2)}
@@ -187,7 +205,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         per = "  ".join(f"{t} {r[t]:.1f} [{r[f'{t}_lower']:.1f}, {r[f'{t}_upper']:.1f}]"
                         for t in a["targets"])
         print(f"{r['rank']:>3}. {'+'.join(r['sources']):<30} {a['objective']} "
-              f"{r['objective']:.1f}   {per}")
+              f"{r['objective']:.1f}{' ~' if r['within_noise_of_best'] else '  '} {per}")
+    if a["n_within_noise_of_best"] > 1:
+        print(f"~ {a['n_within_noise_of_best']} of these sets are within the predictor's ranking "
+              f"noise of the best ({a['noise_margin']:.2f} points, from held-out targets): "
+              "their order is not reliable")
     return 0
 
 
@@ -382,8 +404,8 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="directory holding sumeval2022/ (default: $XLT_PUBLISHED_DIR, else "
                         "shared/data/published beside the working directory or a parent)")
     p.add_argument("--candidates", type=_codes, default=None,
-                   help="comma-separated candidate models (default: all: global_mean,"
-                        "target_mean,k_only,ridge,hgb,rf)")
+                   help="comma-separated learners for the nested CV (default: ridge,hgb); "
+                        "the baselines mm_mean, mm_class_mean, target_mean always run")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -401,14 +423,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("fit", help="fit and save the predictor",
-                       description="Grouped CV of every candidate, choice by unseen-target MAE, "
-                                   "conformal intervals, refit on all rows, save (skops + card).")
+                       description="Deduplicate rows; nested grouped CV (unseen target, unseen "
+                                   "target family, unseen config, random) against per-design "
+                                   "baselines; per-group conformal intervals; ranking and "
+                                   "feature-family ablation; refit on all rows; save (skops + card).")
     _add_data_options(p)
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="output directory (default: models/predictor, found like --predictor)")
     p.add_argument("--alpha", type=float, default=0.1, help="interval miscoverage (default 0.1)")
-    p.add_argument("--normalized-intervals", action="store_true",
-                   help="scale intervals by a model of the unseen-target residual")
+    p.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=True,
+                   help="drop-one-feature-family ablation into the card (default: yes)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fit)
 

@@ -1,14 +1,17 @@
-"""Fit the shipped predictor: data -> grouped CV -> model choice -> intervals -> refit -> save.
+"""Fit the shipped predictor: dedup -> nested CV per protocol -> intervals -> ranking ->
+ablation -> final selection and refit -> save.
 
-Why one function: ``xlt-predict fit`` and tests must produce the same artefact, and the
-order matters -- the model is chosen and the intervals are calibrated on the
-*unseen-target* out-of-fold predictions before the final refit on all rows.
+Why one function: ``xlt-predict fit`` and the tests must produce the same artefact, and
+the order matters -- every number in the card comes from outer folds whose training rows
+alone chose the model; the final model is chosen by the same inner CV on all rows.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,88 +21,246 @@ from threadpoolctl import threadpool_limits
 
 from predictor import dataset, intervals, persist
 from predictor.features import FEATURES, describe
-from predictor.models import BASELINES, make_candidates
-from predictor.validation import (PROTOCOLS, SELECTION_PROTOCOL, CVResult, cross_validate,
-                                  protocol_splits, select_model)
+from predictor.models import BASELINES, LEARNED
+from predictor.validation import (PROTOCOLS, SELECTION_PROTOCOL, NestedResult, Spec,
+                                  feature_matrix, format_ranking, format_report, meta_of,
+                                  nested_cv, prepare, protocol_report, ranking_report,
+                                  select_spec, _spearman)
+
+ABLATION_PROTOCOLS = ("unseen_target", "unseen_family", "unseen_config")
 
 
-def scale_model() -> Any:
-    """Model of the absolute unseen-target residual (for normalised intervals)."""
-    from sklearn.ensemble import RandomForestRegressor
-    from sklearn.pipeline import Pipeline
-
-    from predictor.features import TransferFeatures
-    return Pipeline([("features", TransferFeatures()),
-                     ("reg", RandomForestRegressor(n_estimators=100, min_samples_leaf=20,
-                                                   max_features=0.5, random_state=0, n_jobs=1))])
-
-
-def _oof_scale(frame: pd.DataFrame, abs_resid: np.ndarray) -> np.ndarray:
-    out = np.full(len(frame), np.nan)
-    with threadpool_limits(limits=1):
-        for train, test in protocol_splits(frame, SELECTION_PROTOCOL):
-            m = scale_model().fit(frame.iloc[train], abs_resid[train])
-            out[test] = m.predict(frame.iloc[test])
+def feature_families(names: Sequence[str]) -> dict[str, list[str]]:
+    """Family -> its columns among ``names`` (``predictor.features.FEATURE_FAMILIES`` when it
+    exists; else URIEL distances, pretraining coverage, script, k and sizes)."""
+    try:
+        from predictor.features import FEATURE_FAMILIES  # type: ignore[attr-defined]
+        fams = {str(k): list(v) for k, v in FEATURE_FAMILIES.items()}
+    except ImportError:
+        from predictor.features import GROUPS
+        fams = {"uriel": GROUPS["distances"] + GROUPS["diversity"],
+                "pretraining": GROUPS["pretraining"], "script": GROUPS["script"],
+                "k_and_sizes": GROUPS["sizes"]}
+    out = {}
+    for fam, cols in fams.items():
+        hit = [n for n in names if n in set(cols) or any(
+            c.endswith("*") and n.startswith(c[:-1]) for c in cols)]
+        if hit and not fam.startswith("ident"):
+            out[fam] = hit
     return out
 
 
-def fit_predictor(frame: pd.DataFrame, out_dir: str | Path, *, candidates: Sequence[str] | None = None,
-                  protocols: Sequence[str] = PROTOCOLS, alpha: float = 0.1,
-                  normalized_intervals: bool = False, seed: int = 0,
-                  sources: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run CV, pick the model by unseen-target MAE, calibrate intervals, refit, save. Returns the card."""
-    t0 = time.perf_counter()
-    all_cands = make_candidates(seed)
-    names = list(all_cands) if candidates is None else list(candidates)
-    unknown = [n for n in names if n not in all_cands]
-    if unknown:
-        raise ValueError(f"unknown candidate models {unknown}; choose from {sorted(all_cands)}")
-    if SELECTION_PROTOCOL not in protocols:
-        protocols = [SELECTION_PROTOCOL, *protocols]
-    cv: CVResult = cross_validate(frame, {n: all_cands[n] for n in names}, protocols=protocols,
-                                  seed=seed)
-    chosen = select_model(cv.table)
+def cv_records(frame: pd.DataFrame, res: NestedResult, label: str) -> list[dict[str, Any]]:
+    """Summary rows per candidate (model + baselines): target-weighted MAE (each dataset and
+    each target equal), row RMSE, Spearman and mean within-target Spearman."""
     y = frame["score"].to_numpy(float)
-    oof = cv.oof[(SELECTION_PROTOCOL, chosen)]
-    groups = frame["target_iso3"].astype(str).to_numpy()
-    scale_oof = None
-    scale_est = None
-    if normalized_intervals:
-        scale_oof = _oof_scale(frame, np.abs(y - oof))
-    calib = intervals.calibrate(y, oof, groups, alpha=alpha, scale=scale_oof)
-    model_keys = (frame["model"].astype(str) + "|" + frame["method"].astype(str)).to_numpy()
-    by_model = intervals.calibrate_by_model(y, oof, groups, model_keys, alpha=alpha,
-                                            scale=scale_oof)
-    with threadpool_limits(limits=1):  # see validation.cross_validate
-        final = all_cands[chosen]().fit(frame, y)
-        if normalized_intervals:
-            scale_est = scale_model().fit(frame, np.abs(y - oof))
-    feature_names: list[str] = []
-    if hasattr(final, "named_steps") and "features" in final.named_steps:
-        feature_names = list(final.named_steps["features"].get_feature_names_out())
+    tg = frame["target_iso3"].astype(str).to_numpy()
+    ds = frame["dataset"].astype(str).to_numpy()
+    ok = ~np.isnan(res.oof["model"])
+    from predictor.validation import tw_mae
+    out = []
+    for name in ("model", *BASELINES):
+        p = res.oof[name][ok]
+        within = [_spearman(y[ok][tg[ok] == t], p[tg[ok] == t]) for t in np.unique(tg[ok])]
+        within = [w for w in within if not math.isnan(w)]
+        out.append({"protocol": res.protocol, "basis": res.basis,
+                    "model": label if name == "model" else name, "folds": len(res.splits),
+                    "rows": int(ok.sum()), "mae": tw_mae(y[ok], p, tg[ok], ds[ok]),
+                    "rmse": float(np.sqrt(np.mean((p - y[ok]) ** 2))),
+                    "spearman": _spearman(y[ok], p),
+                    "spearman_within_target": float(np.mean(within)) if within else math.nan,
+                    "seconds": res.seconds if name == "model" else 0.0})
+    return out
+
+
+def support_info(frame: pd.DataFrame, has_profile: np.ndarray | None = None) -> dict[str, Any]:
+    """What the training rows cover per (model, method): k, sizes, targets, their scripts,
+    pretraining classes and how far apart the training targets are (URIEL)."""
+    from predictor.dataset import lookup_language
+    from predictor.features import pair_distances
+    out: dict[str, Any] = {}
+    for mm, g in frame.groupby("mm"):
+        ns = [n for tc in g["train_config"] for n in tc.values()]
+        iso = sorted(g["target_iso3"].astype(str).unique())
+        nn = []
+        if len(iso) >= 2:
+            D = pair_distances(iso, iso, "featural")
+            np.fill_diagonal(D, np.nan)
+            nn = np.nanmin(np.where(np.isnan(D), np.inf, D), axis=1)
+        scripts = sorted({lookup_language(t).script or "?" for t in g["target"].astype(str)})
+        out[str(mm)] = {"k": [int(g["k"].min()), int(g["k"].max())],
+                        "n_per_language": [int(min(ns)), int(max(ns))],
+                        "targets": iso, "target_scripts": scripts,
+                        "pclasses": sorted(g["pclass"].astype(str).unique()),
+                        "profile_share": (float(np.mean(has_profile[frame["mm"] == mm]))
+                                          if has_profile is not None else 0.0),
+                        "featural_nn_max": float(np.max(nn)) if len(nn) else math.nan}
+    return out
+
+
+def spec_label(per_design: dict[str, Spec]) -> str:
+    """One name for a per-design choice: the spec when every design chose the same one."""
+    names = sorted({sp.name for sp in per_design.values()})
+    if len(names) == 1:
+        return names[0]
+    return "per design: " + "; ".join(f"{m}: {sp.name}" for m, sp in sorted(per_design.items()))
+
+
+def fit_per_design(per_design: dict[str, Spec], X: np.ndarray, y: np.ndarray,
+                   meta: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
+    """{mm: fitted model}: each distinct spec fitted once on all rows, used for its designs."""
+    fitted: dict[str, Any] = {}
+    out = {}
+    for m, sp in per_design.items():
+        if sp.name not in fitted:
+            fitted[sp.name] = sp.build(seed).fit(X, y, meta)
+        out[m] = fitted[sp.name]
+    return out
+
+
+def fit_predictor(frame: pd.DataFrame, out_dir: str | Path, *,
+                  candidates: Sequence[str] | None = None,
+                  protocols: Sequence[str] = PROTOCOLS, alpha: float = 0.1, seed: int = 0,
+                  ablation: bool = True, sources: dict[str, Any] | None = None,
+                  log: Callable[[str], None] | None = None,
+                  normalized_intervals: bool = False) -> dict[str, Any]:
+    """Nested CV under every protocol, intervals, ranking, ablation, final fit, save."""
+    t0 = time.perf_counter()
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    families = [c for c in (candidates or LEARNED) if c in LEARNED] or list(LEARNED)
+    d, dropped = prepare(frame)
+    log(f"{len(frame)} rows, {dropped} exact duplicates dropped -> {len(d)}")
+    protocols = list(dict.fromkeys([SELECTION_PROTOCOL, "unseen_config", *protocols]))
+    cache: dict[Any, Any] = {}
+    results: dict[str, NestedResult] = {}
+    report: list[dict[str, Any]] = []
+    for p in protocols:
+        try:
+            res = nested_cv(d, p, families=families, seed=seed, feature_cache=cache, log=log)
+        except ValueError as exc:  # e.g. one target language, no family to leave out
+            log(f"{p}: skipped ({exc})")
+            continue
+        if not res.splits:
+            log(f"{p}: skipped (no fold possible)")
+            continue
+        results[p] = res
+        report += protocol_report(d, res, seed=seed)
+    log(format_report(report))
+
+    # final specs: inner CV on all rows, same grouping as the protocol that answers
+    unseen_spec, unseen_inner = select_spec(d, SELECTION_PROTOCOL, families=families, seed=seed,
+                                            feature_cache=cache)
+    seen_spec, seen_inner = select_spec(d, "unseen_config", families=families, seed=seed,
+                                        feature_cache=cache)
+    tf, X = cache[("all", seed)]
+    names = list(tf.get_feature_names_out())
+    y = d["score"].to_numpy(float)
+    meta = meta_of(d)
+    with threadpool_limits(limits=1):
+        unseen = fit_per_design(unseen_spec, X, y, meta, seed)
+        seen = fit_per_design(seen_spec, X, y, meta, seed)
+    unseen_label, seen_label = spec_label(unseen_spec), spec_label(seen_spec)
+
+    cv = []
+    for p, res in results.items():
+        label = unseen_label if res.basis == "unseen-target" else seen_label
+        cv += cv_records(d, res, label)
+        for r in cv[-len(BASELINES) - 1:]:
+            r["outer_choices"] = dict(pd.Series(res.choices).value_counts()) \
+                if r["model"] == label else {}
+
+    # intervals: unseen-target residuals per (model|method|pclass) group; measured-target
+    # residuals from the unseen-configuration protocol
+    calib: dict[str, Any] = {}
+    for basis, p in (("unseen-target", SELECTION_PROTOCOL), ("measured-target", "unseen_config")):
+        if p in results:
+            ok = ~np.isnan(results[p].oof["model"])
+            calib[basis] = intervals.calibrate_groups(
+                y[ok], results[p].oof["model"][ok], d["target_iso3"].astype(str).to_numpy()[ok],
+                d["mm"].to_numpy()[ok], d["pclass"].to_numpy()[ok], alpha=alpha)
+    for basis, c in calib.items():
+        for r in intervals.coverage_summary(c):
+            log(f"interval {basis:<15} {r['group']:<28} {r['targets']:>2} targets "
+                f"+-{r['half_width']:.2f}  coverage {r['coverage']:.3f} "
+                f"(worst {r['worst_target']}: {r['worst_target_coverage']:.3f})")
+
+    within_sd: dict[str, float] = {}
+    if SELECTION_PROTOCOL in results:
+        r = pd.DataFrame({"r": y - results[SELECTION_PROTOCOL].oof["model"], "mm": d["mm"],
+                          "t": d["target_iso3"].astype(str)}).dropna()
+        r["w"] = r["r"] - r.groupby(["mm", "t"])["r"].transform("mean")
+        within_sd = {str(k): float(v) for k, v in r.groupby("mm")["w"].std().items()}
+
+    ranking = []
+    if SELECTION_PROTOCOL in results:
+        feats = pd.DataFrame(X, columns=names)
+        ranking = ranking_report(d, results[SELECTION_PROTOCOL].oof["model"], feats, seed=seed)
+        log(format_ranking(ranking))
+
+    ablation_rows = []
+    if ablation:
+        fams = feature_families(names)
+        for p in ABLATION_PROTOCOLS:
+            if p not in results:
+                continue
+            spec = unseen_spec if results[p].basis == "unseen-target" else seen_spec
+            label = unseen_label if results[p].basis == "unseen-target" else seen_label
+            for fam, cols in [("none", [])] + list(fams.items()):
+                r = nested_cv(d, p, seed=seed, fixed=spec, drop_columns=cols,
+                              feature_cache=cache)
+                for rec in protocol_report(d, r, seed=seed):
+                    ablation_rows.append({"protocol": p, "dropped": fam, "model": label,
+                                          "dataset": rec["dataset"], "mae": rec["mae"],
+                                          "targets": rec["targets"]})
+            log(f"ablation {p} done ({time.perf_counter() - t0:.0f} s)")
+        base = {(a["protocol"], a["dataset"]): a["mae"] for a in ablation_rows
+                if a["dropped"] == "none"}
+        for a in ablation_rows:
+            a["delta_vs_all"] = a["mae"] - base[(a["protocol"], a["dataset"])]
+
     card = {
         "created_unix": int(time.time()),
         "task": "xnli",
         "score_scale": "0-100 (the model's metric: accuracy for SumEval models, macro-F1 own)",
-        "selected_model": chosen,
-        "selection": f"lowest MAE under the {SELECTION_PROTOCOL} protocol",
-        "candidates": names,
-        "baselines": [b for b in BASELINES if b in names],
+        "selected_model": unseen_label,
+        "seen_target_model": seen_label,
+        "selected_per_design": {"unseen-target": {m: sp.name for m, sp in unseen_spec.items()},
+                                "measured-target": {m: sp.name for m, sp in seen_spec.items()}},
+        "selection": ("nested CV: the learner and its parameters are chosen by inner "
+                      f"grouped {len(cv) and 4}-fold CV (targets grouped for the unseen-target "
+                      "model, configurations for the measured-target model) on training rows "
+                      "only; outer folds report"),
+        "inner_cv_all_rows": {"unseen-target": unseen_inner, "measured-target": seen_inner},
+        "candidates": families,
+        "baselines": list(BASELINES),
         "training_data": {
             "fingerprint_sha256": dataset.fingerprint(frame),
-            "rows": int(len(frame)),
-            "by_origin": {str(k): int(v) for k, v in frame["origin"].value_counts().items()},
-            "targets": sorted(frame["target"].unique().tolist()),
-            "configs": int(frame["config_id"].nunique()),
+            "rows": int(len(frame)), "rows_after_dedup": int(len(d)),
+            "duplicates_dropped": int(dropped),
+            "by_origin": {str(k): int(v) for k, v in d["origin"].value_counts().items()},
+            "targets": sorted(d["target"].unique().tolist()),
+            "configs": int(d["config_id"].nunique()),
             **(sources or {}),
         },
-        "models": dataset.model_catalogue(frame),
-        "features": [{"name": n, "description": describe(n)} for n in feature_names],
+        "models": dataset.model_catalogue(d),
+        "support": support_info(d, X[:, names.index("has_profile")]
+                                if "has_profile" in names else None),
+        "features": [{"name": n, "description": describe(n)} for n in names],
         "feature_docs": FEATURES,
-        "cv": cv.table.to_dict("records"),
-        "intervals": {**calib.to_dict(), "protocol": SELECTION_PROTOCOL,
-                      "by_model": {k: c.to_dict() for k, c in by_model.items()}},
+        "feature_families": feature_families(names),
+        "cv": cv,
+        "cv_by_dataset": report,
+        "intervals": {"alpha": alpha, "unit": "target language (target-weighted conformal)",
+                      "min_targets_per_group": intervals.MIN_TARGETS,
+                      "out_of_support_widen": intervals.OUT_OF_SUPPORT_WIDEN,
+                      **{b: c for b, c in calib.items()},
+                      "coverage": {b: intervals.coverage_summary(c) for b, c in calib.items()}},
+        "ranking": ranking,
+        "within_target_residual_sd": within_sd,
+        "ablation": ablation_rows,
         "fit_seconds": round(time.perf_counter() - t0, 1),
     }
-    persist.save({"point": final, "scale": scale_est}, out_dir, card)
+    bundle = {"features": tf, "unseen": {m: v.to_state() for m, v in unseen.items()},
+              "seen": {m: v.to_state() for m, v in seen.items()}}
+    persist.save(bundle, out_dir, card)
     return persist.read_card(out_dir)

@@ -1,17 +1,26 @@
-"""Grouped cross-validation: how well does the predictor do on what it has never seen?
+"""Honest validation: deduplicated rows, grouped protocols, nested CV, per-dataset reports.
 
-Three protocols, each run for every candidate (baselines included) into one table:
+Protocols (outer folds):
 
-* ``unseen_target`` -- leave one target language out (``LeaveOneGroupOut`` on the
-  target's ISO 639-3 code). This is the question users ask ("how will it do on *my*
-  language?"), so the shipped model is chosen by it.
-* ``unseen_config`` -- leave source configurations out (``GroupKFold`` on
-  model + method + train_config, all seeds and targets of a configuration together).
-* ``random`` -- plain shuffled ``KFold``: the optimistic number, for contrast.
+* ``unseen_target`` -- leave one target language out (ISO 639-3): "how will it do on my
+  language?". Answered by the unseen-target model.
+* ``unseen_family`` -- leave a whole target dataset out at once (every AmericasNLI
+  language together): the situation of a new low-resource family. A family is left out
+  only when every (model, method) of its rows keeps training rows.
+* ``unseen_config`` -- leave source configurations out (model + method + train_config):
+  the target was measured, the configuration was not. Answered by the seen-target model
+  (``SeenTargetModel``: memory of the target's own rows).
+* ``random`` -- shuffled 5-fold, the optimistic contrast (seen-target model).
 
-Metrics: MAE, RMSE, Spearman's rho over all out-of-fold predictions, and the mean
-within-target Spearman (how well configurations are *ranked* for a fixed target,
-which is what ``recommend`` relies on).
+Every choice -- learner family, alpha, the seen-target shrinkage -- is made by an *inner*
+grouped CV on the outer training rows only (same grouping as the outer protocol), so
+the outer numbers are not the ones the choice was made on. Features are fitted (imputation
+values, one-hot categories; no scores) on the outer training rows and cached per fold.
+
+Reports are per dataset -- ``origin:model:target_dataset`` (own me5-small on XNLI, own
+me5-small on AmericasNLI, SumEval XLM-R, SumEval T-ULRv6) -- with every target weighted
+equally (mean over targets of the per-target MAE), and the difference to the best
+baseline of that dataset with a 95% bootstrap CI over target languages (not rows).
 """
 
 from __future__ import annotations
@@ -28,9 +37,20 @@ from scipy.stats import spearmanr
 from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut
 from threadpoolctl import threadpool_limits
 
-PROTOCOLS = ("unseen_target", "unseen_config", "random")
-GROUP_COLUMN = {"unseen_target": "target_iso3", "unseen_config": "config_id"}
+from predictor.models import (BASELINES, BASES, GRID, LEARNED, SCOPES, GroupMean,
+                              SeenTargetModel, ZModel, row_meta, spec_name)
+
+PROTOCOLS = ("unseen_target", "unseen_family", "unseen_config", "random")
+BASIS = {"unseen_target": "unseen-target", "unseen_family": "unseen-target",
+         "unseen_config": "measured-target", "random": "measured-target"}
+# baselines that are fair in a protocol (target_mean is a lookup of the held-out target)
+FAIR_BASELINES = {"unseen-target": ("mm_mean", "mm_class_mean"),
+                  "measured-target": ("mm_mean", "mm_class_mean", "target_mean")}
+GROUP_COLUMN = {"unseen_target": "target_iso3", "unseen_family": "target_iso3",
+                "unseen_config": "config_id"}
 SELECTION_PROTOCOL = "unseen_target"
+INNER_SPLITS = 4
+DEDUP_KEY = ["model", "method", "config_id", "target_iso3", "target_dataset", "score"]
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -39,8 +59,43 @@ class LeakError(AssertionError):
     """A group (target language or configuration) sits in both train and test of a fold."""
 
 
+# -- data -------------------------------------------------------------------------------------
+def dedupe(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Drop exact duplicate rows: same (model, method, config, target, dataset, score).
+
+    Why: k = 1 cells are identical across the two regimes and the deterministic seeds
+    (2,178 of 22,892 shipped rows); counting them twice weights those configurations
+    double in every fit and every metric.
+    """
+    f = frame.assign(_s=frame["score"].round(6))
+    keep = ~f.duplicated([c for c in DEDUP_KEY if c != "score"] + ["_s"])
+    out = frame[keep.to_numpy()].reset_index(drop=True)
+    return out, int((~keep).sum())
+
+
+def prepare(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Deduplicated rows plus the keys every report groups by (mm, pclass, dataset)."""
+    d, dropped = dedupe(frame)
+    meta = row_meta(d)
+    d = d.assign(mm=meta["mm"].to_numpy(), pclass=meta["pclass"].to_numpy(),
+                 config_iso=meta["config"].tolist(),
+                 dataset=(d["origin"].astype(str) + ":" + d["model"].astype(str) + ":"
+                          + d["target_dataset"].astype(str)).to_numpy())
+    return d, dropped
+
+
+def meta_of(frame: pd.DataFrame) -> pd.DataFrame:
+    if "config_iso" not in frame:
+        from predictor.models import _iso_config
+        cfg = [_iso_config(tc) for tc in frame["train_config"]]
+    else:
+        cfg = frame["config_iso"].tolist()
+    return pd.DataFrame({"mm": frame["mm"].to_numpy(), "pclass": frame["pclass"].to_numpy(),
+                         "target": frame["target_iso3"].astype(str).to_numpy(), "config": cfg})
+
+
+# -- splits -----------------------------------------------------------------------------------
 def protocol_groups(frame: pd.DataFrame, protocol: str) -> np.ndarray | None:
-    """The group label per row for a grouped protocol (None for ``random``)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown CV protocol {protocol!r}; choose one of {PROTOCOLS}")
     col = GROUP_COLUMN.get(protocol)
@@ -49,13 +104,24 @@ def protocol_groups(frame: pd.DataFrame, protocol: str) -> np.ndarray | None:
 
 def protocol_splits(frame: pd.DataFrame, protocol: str, *, n_splits: int = 10,
                     seed: int = 0) -> list[Split]:
-    """(train_idx, test_idx) folds for a protocol; grouped protocols are checked for leaks."""
+    """(train_idx, test_idx) outer folds of a protocol; grouped ones are checked for leaks."""
     groups = protocol_groups(frame, protocol)
     idx = np.arange(len(frame))
     if protocol == "unseen_target":
         if len(np.unique(groups)) < 2:
             raise ValueError("unseen_target CV needs at least two target languages")
         splits = list(LeaveOneGroupOut().split(idx, groups=groups))
+    elif protocol == "unseen_family":
+        fam = frame["target_dataset"].astype(str).to_numpy()
+        mm = (frame["model"].astype(str) + "|" + frame["method"].astype(str)).to_numpy()
+        splits = []
+        for f in sorted(np.unique(fam), key=lambda v: (fam == v).sum()):
+            test = idx[fam == f]
+            train = idx[fam != f]
+            if len(train) and set(mm[test]) <= set(mm[train]) and \
+                    len(np.unique(groups[test])) >= 2:
+                splits.append((train, test))
+                break  # the smallest family that can be left out (AmericasNLI)
     elif protocol == "unseen_config":
         n_groups = len(np.unique(groups))
         if n_groups < 2:
@@ -70,6 +136,27 @@ def protocol_splits(frame: pd.DataFrame, protocol: str, *, n_splits: int = 10,
     return splits
 
 
+def inner_splits(frame: pd.DataFrame, train: np.ndarray, protocol: str, *,
+                 seed: int = 0) -> list[Split]:
+    """Inner folds inside an outer training set (indices into ``frame``), grouped like the
+    outer protocol: a target (or configuration) is never on both sides of an inner fold."""
+    groups = protocol_groups(frame, protocol)
+    if groups is None:
+        n = min(INNER_SPLITS, len(train))
+        inner = list(KFold(n_splits=n, shuffle=True, random_state=seed).split(train))
+    else:
+        g = groups[train]
+        n = min(INNER_SPLITS, len(np.unique(g)))
+        if n < 2:
+            raise ValueError(f"{protocol}: an outer training fold has fewer than two groups")
+        inner = list(GroupKFold(n_splits=n, shuffle=True, random_state=seed)
+                     .split(train, groups=g))
+    out = [(train[a], train[b]) for a, b in inner]
+    if groups is not None:
+        assert_no_leak(out, groups)
+    return out
+
+
 def assert_no_leak(splits: Sequence[Split], groups: Sequence[Any]) -> None:
     """Raise ``LeakError`` if any group appears in both the train and test rows of a fold."""
     g = np.asarray(groups).astype(str)
@@ -79,77 +166,388 @@ def assert_no_leak(splits: Sequence[Split], groups: Sequence[Any]) -> None:
             raise LeakError(f"fold {i}: groups in both train and test: {sorted(both)[:5]}")
 
 
+# -- metrics ----------------------------------------------------------------------------------
+def per_target_mae(y: np.ndarray, pred: np.ndarray, targets: np.ndarray) -> pd.Series:
+    return pd.Series(np.abs(np.asarray(pred) - np.asarray(y))).groupby(
+        np.asarray(targets)).mean()
+
+
+def tw_mae(y: np.ndarray, pred: np.ndarray, targets: np.ndarray,
+           datasets: np.ndarray) -> float:
+    """Mean over datasets of the mean over targets of the per-target MAE."""
+    err = pd.DataFrame({"e": np.abs(np.asarray(pred) - np.asarray(y)), "t": targets,
+                        "d": datasets})
+    return float(err.groupby(["d", "t"])["e"].mean().groupby(level=0).mean().mean())
+
+
+def bootstrap_diff(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000,
+                   seed: int = 0) -> tuple[float, float, float]:
+    """(mean(a - b), 2.5%, 97.5%) resampling the paired per-target values."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if len(d) < 2:
+        return float(d.mean()) if len(d) else math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
+    return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return math.nan
     return float(spearmanr(a, b).statistic)
 
 
-def scores(y: np.ndarray, pred: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """MAE, RMSE, pooled Spearman and mean within-target Spearman."""
-    err = pred - y
-    within = [_spearman(y[targets == t], pred[targets == t]) for t in np.unique(targets)]
-    within = [w for w in within if not math.isnan(w)]
-    return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err ** 2))),
-            "spearman": _spearman(y, pred),
-            "spearman_within_target": float(np.mean(within)) if within else math.nan}
+# -- nested CV --------------------------------------------------------------------------------
+@dataclass
+class Spec:
+    """One grid point: a learner family, its parameters and (seen basis) the shrinkage."""
+
+    family: str
+    params: dict[str, Any]
+    seen: bool = False            # True: SeenTargetModel (target mean + within-target learner)
+    base: str = "mm"              # ZModel base: 'mm' or 'mm_class' (unseen-target model)
+    scope: str = "pooled"         # 'pooled' or 'design' (one regressor per model/method)
+
+    @property
+    def name(self) -> str:
+        if self.seen:
+            return "target_mean+" + spec_name(self.family, self.params, None, self.scope)
+        return spec_name(self.family, self.params, self.base, self.scope)
+
+    def build(self, seed: int = 0) -> Any:
+        if self.seen:
+            return SeenTargetModel(self.family, self.params, seed, scope=self.scope)
+        return ZModel(self.family, self.params, seed, base=self.base, scope=self.scope)
+
+
+def specs_for(basis: str, families: Sequence[str] = LEARNED) -> list[Spec]:
+    out = []
+    for fam in families:
+        grid = GRID[fam] if (basis != "unseen-target" or fam == "ridge") else GRID[fam][:1]
+        for params in grid:
+            # trees split on the model one-hots and the pretraining flags themselves: one
+            # pooled variant (the grid is priced in HGB fits on two shared cores)
+            scopes = SCOPES if fam == "ridge" else ("pooled",)
+            bases = BASES if fam == "ridge" else ("mm",)
+            for scope in scopes:
+                if basis == "unseen-target":
+                    out += [Spec(fam, dict(params), False, b, scope) for b in bases]
+                else:
+                    out.append(Spec(fam, dict(params), True, "mm", scope))
+    return out
+
+
+def fit_specs(specs: Sequence[Spec], X: np.ndarray, y: np.ndarray, meta: pd.DataFrame,
+              Xt: np.ndarray, meta_t: pd.DataFrame, seed: int = 0) -> dict[str, np.ndarray]:
+    """Predictions of every spec on the test rows."""
+    out: dict[str, np.ndarray] = {}
+    for s in specs:
+        out[s.name] = s.build(seed).fit(X, y, meta).predict(Xt, meta_t)
+    return out
+
+
+def feature_matrix(frame: pd.DataFrame, train: np.ndarray,
+                   features: Callable[[], Any] | None = None) -> tuple[Any, np.ndarray]:
+    """Features fitted on the training rows (no scores used), applied to every row."""
+    from predictor.features import TransferFeatures
+    tf = (features or TransferFeatures)()
+    tf.fit(frame.iloc[train])
+    return tf, tf.transform(frame)
 
 
 @dataclass
-class CVResult:
-    """The CV table plus out-of-fold predictions (for the conformal intervals)."""
-
-    table: pd.DataFrame
-    oof: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
-    splits: dict[str, list[Split]] = field(default_factory=dict)
-
-
-def cross_validate(frame: pd.DataFrame, candidates: Mapping[str, Callable[[], Any]], *,
-                   protocols: Sequence[str] = PROTOCOLS, n_splits: int = 10,
-                   seed: int = 0) -> CVResult:
-    """Out-of-fold predictions of every candidate under every protocol -> one table.
-
-    ``candidates`` maps names to factories of unfitted estimators that take the
-    dataset rows as X (see ``predictor.models``).
-    """
-    y = frame["score"].to_numpy(dtype=float)
-    targets = frame["target_iso3"].astype(str).to_numpy()
-    rows: list[dict[str, Any]] = []
-    result = CVResult(table=pd.DataFrame())
-    for protocol in protocols:
-        splits = protocol_splits(frame, protocol, n_splits=n_splits, seed=seed)
-        result.splits[protocol] = splits
-        for name, factory in candidates.items():
-            t0 = time.perf_counter()
-            pred = np.full(len(frame), np.nan)
-            # one thread: the data are tiny, and OpenMP threads on a busy machine make
-            # HistGradientBoosting 10-20x slower through oversubscription
-            with threadpool_limits(limits=1):
-                for train, test in splits:
-                    est = factory()
-                    est.fit(frame.iloc[train], y[train])
-                    pred[test] = est.predict(frame.iloc[test])
-            result.oof[(protocol, name)] = pred
-            rows.append({"protocol": protocol, "model": name, "folds": len(splits),
-                         "rows": len(frame), **scores(y, pred, targets),
-                         "seconds": round(time.perf_counter() - t0, 2)})
-    result.table = pd.DataFrame(rows)
-    return result
+class NestedResult:
+    protocol: str
+    basis: str
+    oof: dict[str, np.ndarray]                 # 'model' (nested choice) and each baseline
+    choices: list[str]                         # the spec chosen in each outer fold
+    splits: list[Split]
+    seconds: float
+    inner: list[dict[str, float]] = field(default_factory=list)
 
 
-def select_model(table: pd.DataFrame, protocol: str = SELECTION_PROTOCOL,
-                 metric: str = "mae") -> str:
-    """The candidate with the lowest ``metric`` under ``protocol`` (baselines may win)."""
-    sub = table[table["protocol"] == protocol]
-    if sub.empty:
-        raise ValueError(f"the CV table has no rows for protocol {protocol!r}")
-    return str(sub.sort_values([metric, "model"]).iloc[0]["model"])
+def nested_cv(frame: pd.DataFrame, protocol: str, *, families: Sequence[str] = LEARNED,
+              seed: int = 0, drop_columns: Sequence[str] = (),
+              fixed: "Spec | Mapping[str, Spec] | None" = None,
+              log: Callable[[str], None] | None = None,
+              feature_cache: dict[Any, Any] | None = None) -> NestedResult:
+    """Outer folds of ``protocol``; in each, the spec with the lowest inner target-weighted
+    MAE (inner grouped CV on the outer training rows only) is refitted and predicts the
+    outer test rows. ``fixed`` skips the inner selection (ablations). ``frame`` must come
+    from :func:`prepare`."""
+    t0 = time.perf_counter()
+    basis = BASIS[protocol]
+    y = frame["score"].to_numpy(float)
+    meta = meta_of(frame)
+    tg = frame["target_iso3"].astype(str).to_numpy()
+    ds = frame["dataset"].astype(str).to_numpy()
+    mm_all = frame["mm"].astype(str).to_numpy()
+    splits = protocol_splits(frame, protocol, seed=seed)
+    if isinstance(fixed, Spec):
+        fixed = {m: fixed for m in np.unique(mm_all)}
+    specs = specs_for(basis, families) if fixed is None else []
+    oof = {n: np.full(len(frame), np.nan) for n in ("model", *BASELINES)}
+    choices, inner_tables = [], []
+    with threadpool_limits(limits=1):
+        for i, (train, test) in enumerate(splits):
+            ck = (protocol, seed, i)
+            if feature_cache is not None and ck in feature_cache:
+                tf, X = feature_cache[ck]
+            else:
+                tf, X = feature_matrix(frame, train)
+                if feature_cache is not None:
+                    feature_cache[ck] = (tf, X)
+            if drop_columns:
+                names = list(tf.get_feature_names_out())
+                keep = [j for j, n in enumerate(names) if n not in set(drop_columns)]
+                X = X[:, keep]
+            for b in BASELINES:
+                oof[b][test] = GroupMean(b).fit(None, y[train], meta.iloc[train]) \
+                    .predict(None, meta.iloc[test])
+            if fixed is not None:
+                best = dict(fixed)
+            else:
+                errs = {s.name: [] for s in specs}
+                for itr, ite in inner_splits(frame, train, protocol, seed=seed):
+                    preds = fit_specs(specs, X[itr], y[itr], meta.iloc[itr], X[ite],
+                                      meta.iloc[ite], seed)
+                    for name, p in preds.items():
+                        errs[name].append((ite, p))
+                best, score = choose_per_design(specs, errs, y, tg, ds, mm_all)
+                inner_tables.append(score)
+            choices.append("; ".join(f"{m}: {sp.name}" for m, sp in sorted(best.items())))
+            oof["model"][test] = predict_per_design(best, X[train], y[train], meta.iloc[train],
+                                                    X[test], meta.iloc[test], seed)
+            if log:
+                log(f"{protocol} fold {i + 1}/{len(splits)}: {choices[-1]} "
+                    f"({time.perf_counter() - t0:.0f} s)")
+    covered = np.zeros(len(frame), bool)
+    for _, te in splits:
+        covered[te] = True
+    for k in oof:
+        oof[k][~covered] = np.nan
+    return NestedResult(protocol, basis, oof, choices, splits,
+                        round(time.perf_counter() - t0, 1), inner_tables)
+
+
+def select_spec(frame: pd.DataFrame, protocol: str, *, families: Sequence[str] = LEARNED,
+                seed: int = 0, feature_cache: dict[Any, Any] | None = None
+                ) -> tuple[dict[str, Spec], dict[str, dict[str, float]]]:
+    """The spec per design for the shipped model: inner CV of ``protocol`` on *all* rows."""
+    basis = BASIS[protocol]
+    specs = specs_for(basis, families)
+    y = frame["score"].to_numpy(float)
+    meta = meta_of(frame)
+    tg = frame["target_iso3"].astype(str).to_numpy()
+    ds = frame["dataset"].astype(str).to_numpy()
+    everything = np.arange(len(frame))
+    ck = ("all", seed)
+    if feature_cache is not None and ck in feature_cache:
+        _, X = feature_cache[ck]
+    else:
+        tf, X = feature_matrix(frame, everything)
+        if feature_cache is not None:
+            feature_cache[ck] = (tf, X)
+    errs: dict[str, list] = {s.name: [] for s in specs}
+    with threadpool_limits(limits=1):
+        for itr, ite in inner_splits(frame, everything, protocol, seed=seed):
+            for name, p in fit_specs(specs, X[itr], y[itr], meta.iloc[itr], X[ite],
+                                     meta.iloc[ite], seed).items():
+                errs[name].append((ite, p))
+    return choose_per_design(specs, errs, y, tg, ds, frame["mm"].astype(str).to_numpy())
+
+
+def choose_per_design(specs: Sequence[Spec], errs: Mapping[str, list], y: np.ndarray,
+                      tg: np.ndarray, ds: np.ndarray, mm: np.ndarray
+                      ) -> tuple[dict[str, Spec], dict[str, dict[str, float]]]:
+    """Per (model, method): the spec with the lowest inner target-weighted MAE on that
+    design's rows. Why per design: one score scale's choice (e.g. AmericasNLI's large
+    errors) must not pick the hyper-parameters of another (SumEval)."""
+    best: dict[str, Spec] = {}
+    score: dict[str, dict[str, float]] = {}
+    for m in np.unique(mm):
+        score[str(m)] = {}
+        for name, parts in errs.items():
+            idx = np.concatenate([a for a, _ in parts])
+            p = np.concatenate([b for _, b in parts])
+            sel = mm[idx] == m
+            if sel.any():
+                score[str(m)][name] = tw_mae(y[idx][sel], p[sel], tg[idx][sel], ds[idx][sel])
+        if score[str(m)]:
+            best[str(m)] = min(specs, key=lambda s: (score[str(m)].get(s.name, math.inf),
+                                                     s.name))
+    return best, score
+
+
+def predict_per_design(best: Mapping[str, Spec], X: np.ndarray, y: np.ndarray,
+                       meta: pd.DataFrame, Xt: np.ndarray, meta_t: pd.DataFrame,
+                       seed: int = 0) -> np.ndarray:
+    """Each test row predicted by its design's spec (each distinct spec fitted once)."""
+    out = np.full(len(meta_t), np.nan)
+    mm_t = meta_t["mm"].astype(str).to_numpy()
+    by_spec: dict[str, list[str]] = {}
+    specs = {}
+    for m, sp in best.items():
+        by_spec.setdefault(sp.name, []).append(m)
+        specs[sp.name] = sp
+    for name, mms in by_spec.items():
+        sel = np.isin(mm_t, mms)
+        if sel.any():
+            model = specs[name].build(seed).fit(X, y, meta)
+            out[sel] = model.predict(Xt[sel], meta_t[sel].reset_index(drop=True))
+    return out
+
+
+# -- reports ----------------------------------------------------------------------------------
+def protocol_report(frame: pd.DataFrame, res: NestedResult, *, seed: int = 0
+                    ) -> list[dict[str, Any]]:
+    """One record per dataset (and 'all'): target-weighted MAE of the model and of each
+    baseline, the best fair baseline, the difference with its target-bootstrap CI."""
+    y = frame["score"].to_numpy(float)
+    tg = frame["target_iso3"].astype(str).to_numpy()
+    ds = frame["dataset"].astype(str).to_numpy()
+    ok = ~np.isnan(res.oof["model"])
+    fair = FAIR_BASELINES[res.basis]
+    out = []
+    for d in sorted(np.unique(ds[ok])):
+        m = ok & (ds == d)
+        pt = {n: per_target_mae(y[m], res.oof[n][m], tg[m]) for n in ("model", *fair)}
+        best = min(fair, key=lambda b: pt[b].mean())
+        diff, lo, hi = bootstrap_diff(pt["model"].to_numpy(), pt[best].to_numpy(), seed=seed)
+        rec = {"protocol": res.protocol, "basis": res.basis, "dataset": d,
+               "targets": int(len(pt["model"])), "rows": int(m.sum()),
+               "mae": float(pt["model"].mean()),
+               **{f"mae_{b}": float(pt[b].mean()) for b in fair},
+               "best_baseline": best, "diff": diff, "diff_ci": [lo, hi],
+               "rel_improvement": float(1 - pt["model"].mean() / pt[best].mean()),
+               "targets_better": int((pt["model"] < pt[best]).sum())}
+        out.append(rec)
+    return out
+
+
+def format_report(records: Sequence[Mapping[str, Any]]) -> str:
+    """The per-protocol, per-dataset table as aligned text."""
+    lines = [f"{'protocol':<14} {'dataset':<32} {'tgts':>4} {'MAE':>6} {'mm':>6} {'mm+cls':>6} "
+             f"{'tgt':>6}  {'vs best baseline (95% CI over targets)':<44}"]
+    for r in records:
+        tm = r.get("mae_target_mean")
+        ci = r["diff_ci"]
+        lines.append(
+            f"{r['protocol']:<14} {r['dataset']:<32} {r['targets']:>4} {r['mae']:>6.2f} "
+            f"{r['mae_mm_mean']:>6.2f} {r['mae_mm_class_mean']:>6.2f} "
+            f"{'' if tm is None else f'{tm:.2f}':>6}  {r['diff']:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}] "
+            f"vs {r['best_baseline']} ({100 * r['rel_improvement']:+.0f}%, "
+            f"{r['targets_better']}/{r['targets']} targets better)")
+    return "\n".join(lines)
+
+
+# -- ranking ----------------------------------------------------------------------------------
+RANK_DISTANCES = ("syntactic", "phonological", "inventory", "featural", "genetic", "geographic")
+
+
+def _ndcg_at(y: np.ndarray, score: np.ndarray, k: int = 3) -> float:
+    if len(y) < 2 or np.ptp(y) == 0:
+        return math.nan
+    rel = y - y.min()
+    order = np.argsort(-score, kind="stable")[:k]
+    ideal = np.sort(rel)[::-1][:k]
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    return float((rel[order] * disc[:len(order)]).sum() / (ideal * disc[:len(ideal)]).sum())
+
+
+def ranking_sets(frame: pd.DataFrame) -> pd.Series:
+    """The id of each zero-shot row's candidate set: same (design, target, regime, k) with a
+    fixed size per language (fixed k) or a fixed total (fixed budget); NaN for other rows."""
+    budget = frame["regime"].astype(str).eq("fixed_total")
+    kind = np.where(budget, "budget", "k")
+    size = np.where(budget, frame["total_examples"].astype(str), frame["k"].astype(str))
+    sid = (frame["mm"].astype(str) + "|" + frame["target_iso3"].astype(str) + "|"
+           + frame["regime"].astype(str) + "|" + kind + "=" + size)
+    return sid.where(frame["zero_shot"].astype(bool))
+
+
+def ranking_report(frame: pd.DataFrame, oof: np.ndarray, features: pd.DataFrame, *,
+                   seed: int = 0, n_random: int = 20) -> list[dict[str, Any]]:
+    """Within-target ranking of candidate source sets (mean over seeds per set member):
+    Spearman and NDCG@3 of the model's out-of-fold predictions, of minus each URIEL
+    distance (size-weighted mean target-source distance, LangRank's features) and of
+    random orderings. Averaged over sets within a target, then over targets per dataset
+    and set kind; the model's difference to the best distance with a target-bootstrap CI."""
+    sid = ranking_sets(frame)
+    f = pd.DataFrame({"set": sid, "config": frame["config_id"], "y": frame["score"],
+                      "model": oof, "dataset": frame["dataset"],
+                      "target": frame["target_iso3"].astype(str)})
+    for kind in RANK_DISTANCES:
+        col = f"dist_{kind}_wmean"
+        if col in features:
+            f[f"-{kind}"] = -features[col].to_numpy(float)
+    f = f.dropna(subset=["set", "model"])
+    scorers = ["model"] + [c for c in f.columns if c.startswith("-")]
+    g = f.groupby(["set", "config"], sort=False).agg(
+        {**{c: "mean" for c in ["y", *scorers]}, "dataset": "first", "target": "first"})
+    g = g.reset_index()
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s, grp in g.groupby("set", sort=False):
+        if len(grp) < 3:
+            continue
+        y = grp["y"].to_numpy()
+        rec = {"set": s, "kind": s.rsplit("|", 1)[1].split("=")[0], "dataset": grp["dataset"].iloc[0],
+               "target": grp["target"].iloc[0], "n": len(grp)}
+        for c in scorers:
+            v = grp[c].to_numpy()
+            rec[f"sp:{c}"] = _spearman(y, v)
+            rec[f"ndcg:{c}"] = _ndcg_at(y, v)
+        r_sp, r_nd = [], []
+        for _ in range(n_random):
+            v = rng.permutation(len(y)).astype(float)
+            r_sp.append(_spearman(y, v))
+            r_nd.append(_ndcg_at(y, v))
+        rec["sp:random"], rec["ndcg:random"] = float(np.nanmean(r_sp)), float(np.nanmean(r_nd))
+        rows.append(rec)
+    per_set = pd.DataFrame(rows)
+    if per_set.empty:
+        return []
+    scorers = scorers + ["random"]
+    per_target = per_set.groupby(["dataset", "kind", "target"])[
+        [f"{m}:{c}" for m in ("sp", "ndcg") for c in scorers]].mean()
+    out = []
+    for (d, kind), t in per_target.groupby(level=[0, 1]):
+        dists = [c for c in scorers if c.startswith("-")]
+        best = max(dists, key=lambda c: t[f"sp:{c}"].mean()) if dists else "random"
+        both = t[["sp:model", f"sp:{best}"]].dropna()
+        diff, lo, hi = bootstrap_diff(both["sp:model"].to_numpy(), both[f"sp:{best}"].to_numpy(),
+                                      seed=seed)
+        out.append({"dataset": d, "kind": "fixed k" if kind == "k" else "fixed budget",
+                    "targets": int(len(t)),
+                    "sets": int(per_set[(per_set.dataset == d) & (per_set.kind == kind)].shape[0]),
+                    "spearman": {c.lstrip("-"): float(t[f"sp:{c}"].mean()) for c in scorers},
+                    "ndcg3": {c.lstrip("-"): float(t[f"ndcg:{c}"].mean()) for c in scorers},
+                    "best_distance": best.lstrip("-"), "spearman_diff": diff,
+                    "spearman_diff_ci": [lo, hi]})
+    return out
+
+
+def format_ranking(records: Sequence[Mapping[str, Any]]) -> str:
+    lines = [f"{'dataset':<32} {'kind':<12} {'tgts':>4} {'sets':>5} {'model ρ':>8} "
+             f"{'best dist ρ':>16} {'random ρ':>8}  {'Δρ (95% CI)':<24} {'NDCG@3 model/dist/rand'}"]
+    for r in records:
+        b = r["best_distance"]
+        ci = r["spearman_diff_ci"]
+        lines.append(
+            f"{r['dataset']:<32} {r['kind']:<12} {r['targets']:>4} {r['sets']:>5} "
+            f"{r['spearman']['model']:>8.3f} {b[:9]:>9} {r['spearman'][b]:>6.3f} "
+            f"{r['spearman']['random']:>8.3f}  {r['spearman_diff']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+            f"   {r['ndcg3']['model']:.3f}/{r['ndcg3'][b]:.3f}/{r['ndcg3']['random']:.3f}")
+    return "\n".join(lines)
 
 
 def format_table(table: pd.DataFrame) -> str:
-    """The CV table as aligned text, one block per protocol."""
-    cols = ["protocol", "model", "folds", "mae", "rmse", "spearman", "spearman_within_target"]
+    """The CV summary as aligned text, one block per protocol."""
+    cols = [c for c in ["protocol", "model", "folds", "mae", "rmse", "spearman",
+                        "spearman_within_target"] if c in table.columns]
     t = table[cols].copy()
     for c in ("mae", "rmse", "spearman", "spearman_within_target"):
-        t[c] = t[c].map(lambda v: "nan" if pd.isna(v) else f"{v:.3f}")
+        if c in t:
+            t[c] = t[c].map(lambda v: "nan" if pd.isna(v) else f"{v:.3f}")
     return t.to_string(index=False)

@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
@@ -15,15 +16,16 @@ from predictor import persist
 from predictor.api import PredictionInputError, load_predictor
 from predictor.cli import main
 from predictor.dataset import fingerprint, load_sumeval
+from predictor.models import BASELINES
 
-CANDIDATES = "global_mean,target_mean,k_only,ridge"
+CANDIDATES = "ridge"
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory, published_dir: Path) -> Path:
     out = tmp_path_factory.mktemp("predictor") / "model"
     rc = main(["fit", "--published-dir", str(published_dir), "--candidates", CANDIDATES,
-               "--out", str(out), "--json"])
+               "--no-ablation", "--out", str(out), "--json"])
     assert rc == 0
     return out
 
@@ -38,16 +40,21 @@ def test_card_records_checksum_data_features_cv_and_intervals(model_dir: Path,
     card = json.loads((model_dir / persist.CARD_FILE).read_text())
     assert card["model_sha256"] == persist.sha256_file(model_dir / persist.MODEL_FILE)
     assert card["training_data"]["fingerprint_sha256"] == fingerprint(load_sumeval(published_dir))
-    assert card["training_data"]["rows"] == 1200 and card["selected_model"] == "ridge"
-    assert len(card["cv"]) == 12
+    assert card["training_data"]["rows"] == 1200 and "ridge(" in card["selected_model"]
+    assert "target_mean+ridge(" in card["seen_target_model"]
+    assert set(card["selected_per_design"]["unseen-target"]) == {"xlmr|finetune", "tulrv6|finetune"}
+    # every protocol, the nested learner and the three baselines (no SumEval family to leave out)
+    assert {(r["protocol"], r["model"] in BASELINES) for r in card["cv"]} == \
+        {(p, b) for p in ("unseen_target", "unseen_config", "random") for b in (True, False)}
+    assert {r["dataset"] for r in card["cv_by_dataset"]} == {"sumeval2022:xlmr:xnli",
+                                                           "sumeval2022:tulrv6:xnli"}
     assert {f["name"] for f in card["features"]} >= {"k", "dist_genetic_min", "model=xlmr"}
     iv = card["intervals"]
-    assert iv["protocol"] == "unseen_target" and iv["alpha"] == 0.1
-    assert 0.75 <= iv["heldout_coverage"] <= 0.97
-    # each model calibrated on its own residuals too (the predictions use those)
-    assert set(iv["by_model"]) == {"xlmr|finetune", "tulrv6|finetune"}
-    for c in iv["by_model"].values():
-        assert c["n_calibration"] == 600 and 0.6 <= c["heldout_coverage"] <= 0.99
+    assert iv["alpha"] == 0.1 and set(iv["coverage"]) == {"unseen-target", "measured-target"}
+    for rec in iv["coverage"]["unseen-target"]:
+        assert rec["group"] in ("xlmr|finetune|present", "tulrv6|finetune|present")
+        assert rec["targets"] == 15 and 0.75 <= rec["coverage"] <= 0.99
+    assert card["support"]["xlmr|finetune"]["k"] == [5, 14]
     assert card["library_versions"]["scikit-learn"]
 
 
@@ -59,8 +66,18 @@ def test_predict_one_is_fast_and_inside_its_interval(predictor) -> None:
     r = predictor.predict_one("xlmr", "finetune", {"en": 10000, "hi": 1000}, "ur")
     assert 0 <= r["lower"] < r["prediction"] < r["upper"] <= 100
     assert 60 < r["prediction"] < 90
-    q = predictor.card["intervals"]["by_model"]["xlmr|finetune"]["quantile"]
-    assert r["upper"] - r["prediction"] == pytest.approx(q)
+    # k = 2 is below SumEval's k range (5-14): flagged and widened
+    assert r["out_of_support"] and "k = 2 outside" in r["reason"]
+    # a measured target: its own rows, calibrated on held-out configurations
+    five = {"en": 100000, "hi": 10000, "de": 10000, "fr": 10000, "es": 10000}
+    r = predictor.predict_one("xlmr", "finetune", five, "ur")
+    assert r["basis"] == "measured-target" and r["pretraining"] == "present"
+    cal = predictor.card["intervals"]["measured-target"]["groups"]["xlmr|finetune|present"]
+    assert r["upper"] - r["prediction"] == pytest.approx(cal["quantile"])
+    assert not r["out_of_support"] and r["reason"] is None
+    # an unmeasured target: the unseen-target model and the unseen-target calibration
+    u = predictor.predict_one("xlmr", "finetune", five, "am")
+    assert u["basis"] == "unseen-target" and u["interval_group"].startswith("unseen-target:")
     # a large pretraining language scores above a language absent from pretraining
     assert predictor.predict_one("xlmr", None, {"en": 100000}, "de")["prediction"] > \
         predictor.predict_one("xlmr", None, {"en": 100000}, "aym")["prediction"] + 5
@@ -72,7 +89,15 @@ def test_predict_one_is_fast_and_inside_its_interval(predictor) -> None:
 def test_predict_many_rows_and_clear_errors(predictor) -> None:
     rows = [{"model": "xlmr", "train_config": {"en": 100000}, "target": t} for t in ("sw", "quy")]
     out = predictor.predict(rows)
-    assert list(out.columns) == ["prediction", "lower", "upper"] and len(out) == 2
+    assert list(out.columns)[:5] == ["prediction", "lower", "upper", "basis", "out_of_support"]
+    assert len(out) == 2 and out.basis.tolist() == ["measured-target", "unseen-target"]
+    # Quechua: absent from CC-100 (a complete list), never a median size; k = 1 is outside
+    # SumEval's k range -> flagged, with a reason, and a wider interval than Swahili's
+    assert out.pretraining.tolist() == ["present", "absent"]
+    assert out.out_of_support.all() and "k = 1 outside" in out.reason.iloc[1]
+    five = {"en": 100000, "hi": 10000, "de": 10000, "fr": 10000, "es": 10000}
+    inside = predictor.predict_one("xlmr", None, five, "sw")
+    assert ((out.upper - out.lower) > inside["upper"] - inside["lower"]).all()
     assert (out.lower <= out.prediction).all() and (out.prediction <= out.upper).all()
     with pytest.raises(PredictionInputError, match="row 1: unknown model 'gpt'"):
         predictor.predict(pd.DataFrame([rows[0], {**rows[0], "model": "gpt"}]))
@@ -142,13 +167,19 @@ def test_cli_query_evaluate_recommend(model_dir: Path, capsys: pytest.CaptureFix
     assert q["method"] == "finetune" and q["lower"] <= q["prediction"] <= q["upper"]
     assert main(["evaluate", "--predictor", str(model_dir), "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
-    assert ev["selected_model"] == "ridge" and len(ev["cv"]) == 12
+    assert "ridge(" in ev["selected_model"] and len(ev["cv"]) == 12
     assert main(["evaluate", "--predictor", str(model_dir)]) == 0
-    assert "unseen_target" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "unseen_target" in text and "vs best baseline" in text and "coverage" in text
     assert main(["recommend", "--predictor", str(model_dir), "--model", "xlmr", "--targets",
                  "sw", "--pool", "en,de,hi", "--k", "2", "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
     assert len(rec["ranking"]) == 3 and rec["ranking"][0]["rank"] == 1
+    assert rec["ranking"][0]["within_noise_of_best"] and rec["noise_margin"] > 0
+    assert main(["query", "--predictor", str(model_dir), "--model", "xlmr", "--train-config",
+                 "en:100000", "--target", "quy"]) == 0
+    text = capsys.readouterr().out
+    assert "basis unseen-target" in text and "outside the training support" in text
 
 
 def test_cli_batch_per_line_results_and_errors(model_dir: Path, tmp_path: Path) -> None:
@@ -168,10 +199,16 @@ def test_cli_batch_per_line_results_and_errors(model_dir: Path, tmp_path: Path) 
     assert main(["batch", "--predictor", str(model_dir), "--input", str(src),
                  "--output", str(dst)]) == 0
     out = [json.loads(x) for x in dst.read_text().splitlines()]
-    assert [o["id"] for o in out] == ["a", "b", None, "c", "d", "e", "f"]
+    # the blank line keeps its position with an error of its own (see test_cli_batch)
+    assert [o["id"] for o in out] == ["a", "b", None, None, "c", "d", "e", "f"]
+    out = out[:3] + out[4:]
     for o in out[:2]:
-        assert set(o) == {"id", "prediction", "lower", "upper"}
+        assert set(o) == {"id", "prediction", "lower", "upper", "basis", "out_of_support",
+                          "reason", "pretraining"}
         assert 0 <= o["lower"] <= o["prediction"] <= o["upper"] <= 100
+    assert out[0]["basis"] == "unseen-target" and out[1]["basis"] == "unseen-target"
+    assert out[1]["pretraining"] == "absent" and out[1]["out_of_support"] \
+        and "k = 1" in out[1]["reason"]
     assert "malformed JSON" in out[2]["error"]
     assert "unknown language code 'qqqq'" in out[3]["error"]
     assert "unknown model 'bert'" in out[4]["error"]
@@ -179,17 +216,22 @@ def test_cli_batch_per_line_results_and_errors(model_dir: Path, tmp_path: Path) 
     assert "whole number" in out[6]["error"]
 
 
-def test_every_candidate_round_trips_within_the_allow_list(published_dir: Path,
-                                                          tmp_path: Path) -> None:
-    from predictor.models import make_candidates
-    frame = load_sumeval(published_dir).sample(300, random_state=0)
+def test_every_learner_round_trips_within_the_allow_list(published_dir: Path,
+                                                        tmp_path: Path) -> None:
+    from predictor.models import SeenTargetModel, ZModel
+    from predictor.validation import feature_matrix, meta_of, prepare, specs_for
+    frame = prepare(load_sumeval(published_dir).sample(300, random_state=0))[0]
     y = frame.score.to_numpy()
+    tf, X = feature_matrix(frame, np.arange(len(frame)))
+    meta = meta_of(frame)
     with threadpool_limits(limits=1):  # OpenMP threads stall on a busy CI machine
-        for name, factory in make_candidates().items():
-            est = factory().fit(frame, y)
-            persist.save({"point": est, "scale": None}, tmp_path / name,
-                         {"selected_model": name})
+        for spec in specs_for("unseen-target") + specs_for("measured-target"):
+            est = spec.build().fit(X, y, meta)
+            name = spec.name.replace("|", "_").replace("(", "_").replace(")", "")
+            persist.save({"features": tf, "model": est.to_state()}, tmp_path / name,
+                         {"selected_model": spec.name})
             loaded, card = persist.load(tmp_path / name)
-            assert card["selected_model"] == name
-            assert loaded["point"].predict(frame.iloc[:20]).tolist() == \
-                pytest.approx(est.predict(frame.iloc[:20]).tolist())
+            back = (SeenTargetModel if spec.seen else ZModel).from_state(loaded["model"])
+            assert card["selected_model"] == spec.name
+            assert back.predict(X[:20], meta.iloc[:20]).tolist() == \
+                pytest.approx(est.predict(X[:20], meta.iloc[:20]).tolist())

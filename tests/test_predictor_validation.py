@@ -1,4 +1,4 @@
-"""Grouped CV protocols (no leaks), baselines vs learned models, conformal intervals."""
+"""Grouped CV protocols (no leaks) and per-group conformal intervals on SumEval."""
 
 from __future__ import annotations
 
@@ -9,23 +9,14 @@ import pandas as pd
 import pytest
 
 from predictor.dataset import load_sumeval
-from predictor.intervals import calibrate, conformal_quantile, intervals
-from predictor.models import PerTargetMean, make_candidates
-from predictor.validation import (LeakError, assert_no_leak, cross_validate, protocol_splits,
-                                  select_model)
-
-FAST = ("global_mean", "target_mean", "k_only", "ridge")
+from predictor.intervals import calibrate_groups, conformal_quantile, intervals
+from predictor.validation import (LeakError, Spec, assert_no_leak, nested_cv, prepare,
+                                  protocol_splits)
 
 
 @pytest.fixture(scope="module")
 def sumeval(published_dir: Path) -> pd.DataFrame:
     return load_sumeval(published_dir)
-
-
-@pytest.fixture(scope="module")
-def cv(sumeval: pd.DataFrame):
-    cands = make_candidates()
-    return cross_validate(sumeval, {n: cands[n] for n in FAST})
 
 
 def test_unseen_target_folds_never_share_a_target(sumeval: pd.DataFrame) -> None:
@@ -62,30 +53,6 @@ def test_assert_no_leak_catches_a_leaky_split(sumeval: pd.DataFrame) -> None:
     assert_no_leak(protocol_splits(sumeval, "unseen_target"), groups)
 
 
-def test_cv_table_has_every_protocol_and_candidate(cv) -> None:
-    t = cv.table.set_index(["protocol", "model"])
-    assert len(t) == 12
-    unseen = t.loc["unseen_target"]
-    # an unseen target has no mean of its own: the per-target baseline falls back to the
-    # global mean, so identical numbers prove no target leaked into its training folds
-    assert unseen.loc["target_mean", "mae"] == pytest.approx(unseen.loc["global_mean", "mae"])
-    assert unseen.loc["global_mean", "mae"] == pytest.approx(2.769, abs=0.01)
-    # features beat every baseline on unseen targets, and the choice follows
-    assert unseen.loc["ridge", "mae"] < 0.8 * unseen.loc["global_mean", "mae"]
-    assert unseen.loc["ridge", "spearman_within_target"] > 0.6
-    assert select_model(cv.table) == "ridge"
-    # a seen target's mean is far better when targets are not held out
-    assert t.loc[("random", "target_mean"), "mae"] < t.loc[("random", "global_mean"), "mae"] - 1
-    assert not np.isnan(cv.oof[("unseen_target", "ridge")]).any()
-
-
-def test_per_target_mean_falls_back_to_the_global_mean() -> None:
-    X = pd.DataFrame({"target": ["sw", "swh", "de"]})
-    m = PerTargetMean().fit(X, [60.0, 70.0, 80.0])
-    assert m.predict(pd.DataFrame({"target": ["sw", "de", "fr"]})).tolist() == \
-        pytest.approx([65.0, 80.0, 70.0])
-
-
 def test_conformal_quantile_is_the_finite_sample_one() -> None:
     s = np.arange(1, 20, dtype=float)                 # n = 19
     assert conformal_quantile(s, 0.1) == 18.0         # ceil(20 * 0.9) = 18th smallest
@@ -94,19 +61,20 @@ def test_conformal_quantile_is_the_finite_sample_one() -> None:
     assert lo.tolist() == [48.0, 97.0] and hi.tolist() == [52.0, 100.0]
 
 
-def test_interval_coverage_on_held_out_targets_is_sane(sumeval: pd.DataFrame, cv) -> None:
-    y = sumeval.score.to_numpy()
-    calib = calibrate(y, cv.oof[("unseen_target", "ridge")], sumeval.target_iso3.to_numpy(),
-                      alpha=0.1)
-    # each language calibrated without its own residuals: near the 90 % nominal overall,
-    # far from it for the hardest language (its errors are one shared bias)
-    assert 0.75 <= calib.heldout_coverage <= 0.97
-    assert calib.heldout_coverage_min_group < calib.heldout_coverage
-    assert 2.0 < calib.quantile < 8.0
-    assert calib.mean_width == pytest.approx(2 * calib.quantile)
-    wide = calibrate(y, cv.oof[("unseen_target", "ridge")], sumeval.target_iso3.to_numpy(),
-                     alpha=0.02)
-    assert wide.quantile > calib.quantile and wide.heldout_coverage > calib.heldout_coverage
-    scaled = calibrate(y, cv.oof[("unseen_target", "ridge")], sumeval.target_iso3.to_numpy(),
-                       alpha=0.1, scale=np.full(len(y), 2.0))
-    assert scaled.quantile == pytest.approx(calib.quantile / 2) and scaled.normalized
+def test_interval_coverage_per_group_on_held_out_targets(sumeval: pd.DataFrame) -> None:
+    d, _ = prepare(sumeval)
+    res = nested_cv(d, "unseen_target", families=("ridge",),
+                    fixed=Spec("ridge", {"alpha": 1000.0}))
+    cal = calibrate_groups(d.score.to_numpy(), res.oof["model"], d.target_iso3.to_numpy(),
+                           d.mm.to_numpy(), d.pclass.to_numpy(), alpha=0.1)
+    assert set(cal["groups"]) == {"xlmr|finetune|present", "tulrv6|finetune|present"}
+    for g in cal["groups"].values():
+        # each target left out in turn: near the 90 % nominal for the group, far from it
+        # for the hardest language (its errors are one shared bias)
+        assert g["targets"] == 15 and 0.75 <= g["coverage"] <= 0.99
+        assert g["worst_target_coverage"] < g["coverage"]
+        assert 1.0 < g["quantile"] < 10.0
+    wide = calibrate_groups(d.score.to_numpy(), res.oof["model"], d.target_iso3.to_numpy(),
+                            d.mm.to_numpy(), d.pclass.to_numpy(), alpha=0.02)
+    for k, g in wide["groups"].items():
+        assert g["quantile"] >= cal["groups"][k]["quantile"]

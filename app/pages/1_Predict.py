@@ -2,9 +2,12 @@
 
 The user picks a model (with its method and data origin), source languages with
 per-language example counts, and any targets lang2vec knows. The loaded predictor
-returns a point prediction and a conformal interval per target (one batched call);
-when exactly this configuration was measured, the measured mean over seeds is drawn
-beside it. Below, the predicted change from adding each candidate language.
+returns a point prediction, a conformal interval calibrated for the target's (model,
+pretraining class) group, and its basis (the target's own measurements, or its features
+when it was never measured) per target (one batched call); predictions outside the
+training support are flagged with the reason. When exactly this configuration was
+measured, the measured mean over distinct runs is drawn beside it, one diamond per
+training pool. Below, the predicted change from adding each candidate language.
 """
 
 from __future__ import annotations
@@ -76,13 +79,25 @@ for code, why in errors.items():
 if pred.empty:
     st.stop()
 
-measured = data.measured_lookup(measured_table, choice.model, choice.method, config,
-                                pred["target"].tolist())
-table = pred.merge(measured, on="target", how="left")
+by_pool = service.measured_by_pool(measured_table, choice, config, pred["target"].tolist())
+# one "measured" per target: the pool with the most (deduplicated) runs; every pool is listed
+main_pool = (by_pool.sort_values(["target", "measured_runs", "pool"], ascending=[True, False, True])
+             .drop_duplicates("target"))
+others = by_pool.groupby("target").apply(
+    lambda g: " · ".join(f"{r.pool}: {r.measured:.1f} ({r.measured_runs} run"
+                         f"{'s' if r.measured_runs != 1 else ''})" for r in g.itertuples()),
+    include_groups=False).rename("per_pool") if not by_pool.empty else \
+    pd.Series(dtype=str, name="per_pool")
+table = pred.merge(main_pool[["target", "pool", "measured", "measured_sd", "measured_runs"]],
+                   on="target", how="left").merge(others, left_on="target", right_index=True,
+                                                  how="left")
 table["language"] = table["target"].map(ui.lang_label)
-regs = data.language_names()
-table["pretraining"] = ["in registry" if t in regs else "size unknown (imputed)"
-                        for t in table["target"]]
+table["pretraining"] = table["pretraining"].map(
+    {"present": "in pretraining", "absent": "absent from pretraining",
+     "unknown": "coverage unknown"}).fillna(table["pretraining"])
+table["basis_label"] = table["basis"].map(
+    {"measured-target": "from this target's measurements",
+     "unseen-target": "target not measured: from its features"})
 table = table.sort_values("prediction", ascending=False).reset_index(drop=True)
 
 st.subheader(f"Predicted {choice.metric_label} for "
@@ -97,7 +112,13 @@ m3.metric("Interval half-width", f"±{half:.1f}", help=service.coverage_text)
 n_meas = int(table["measured"].notna().sum())
 m4.metric("Measured targets", f"{n_meas} of {len(table)}",
           help="Targets for which exactly this model, method and training configuration "
-               "was measured (mean over seeds).")
+               "was measured (mean over distinct runs of one training pool).")
+n_oos = int(table["out_of_support"].sum())
+if n_oos:
+    st.warning(f"{n_oos} of {len(table)} predictions are outside the predictor's training "
+               "support (wider intervals): " + "; ".join(
+                   f"{r.language}: {r.reason}" for r in table[table["out_of_support"]]
+                   .itertuples()))
 
 order = table["language"].tolist()
 lo = max(0.0, float(min(table["lower"].min(), table["measured"].min(skipna=True)
@@ -119,26 +140,41 @@ label = base.mark_text(dy=-13, fontSize=12, color="#1b6ca8", fontWeight="bold").
     x="prediction:Q", y=y, text=alt.Text("prediction:Q", format=".1f"))
 layers = [interval, point, label]
 if n_meas:
-    meas = alt.Chart(table[table["measured"].notna()]).mark_point(
-        shape="diamond", filled=False, size=320, strokeWidth=2.5, color="#d95f02").encode(
-        x="measured:Q", y=y, tooltip=["language", alt.Tooltip("measured:Q", format=".1f"),
-                                      alt.Tooltip("measured_sd:Q", format=".2f", title="SD"),
-                                      alt.Tooltip("measured_seeds:Q", title="runs")])
+    pts = by_pool.assign(language=by_pool["target"].map(ui.lang_label))
+    meas = alt.Chart(pts).mark_point(
+        shape="diamond", filled=False, size=320, strokeWidth=2.5).encode(
+        x="measured:Q", y=y, color=alt.Color("pool:N", scale=alt.Scale(scheme="dark2"),
+                                             title="measured, training pool"),
+        tooltip=["language", "pool", alt.Tooltip("measured:Q", format=".1f"),
+                 alt.Tooltip("measured_sd:Q", format=".2f", title="SD"),
+                 alt.Tooltip("measured_runs:Q", title="distinct runs")])
     layers.append(meas)
 chart = alt.layer(*layers).properties(height=max(140, 44 * len(table)))
 st.altair_chart(chart, width="stretch")
 legend = "● predicted, bar = " + (service.coverage_text or "prediction interval")
 if n_meas:
-    legend += " · ◇ measured (mean over runs of this exact configuration)"
+    legend += (" · ◇ measured (mean over the distinct runs of this exact configuration, one "
+               "diamond per training pool)")
 st.caption(legend + f" · computed in {elapsed_ms:.0f} ms")
 
 show = pd.DataFrame({
     "target": table["language"], "predicted": table["prediction"].round(1),
     "lower": table["lower"].round(1), "upper": table["upper"].round(1),
-    "measured": table["measured"].round(1), "runs": table["measured_seeds"],
+    "basis": table["basis_label"],
+    "measured": table["measured"].round(1), "runs": table["measured_runs"],
+    "pool": table["pool"],
     "measured − predicted": (table["measured"] - table["prediction"]).round(1),
-    "pretraining size": table["pretraining"]})
+    "all pools": table["per_pool"],
+    "pretraining": table["pretraining"],
+    "outside support": table["reason"].where(table["out_of_support"], "")})
 st.dataframe(show, hide_index=True, width="stretch")
+cov = service.coverage_for(choice)
+if not cov.empty:
+    st.caption("Interval coverage per group, measured on held-out targets (unseen-target "
+               "basis) or held-out configurations (measured-target basis): " + "; ".join(
+                   f"{r.basis}, {r['class']}: ±{r.half_width:.1f}, coverage "
+                   f"{100 * r.coverage:.0f}% over {r.targets} targets"
+                   for _, r in cov.iterrows() if r.targets >= 3) + ".")
 
 st.subheader("Marginal gain of adding one more language")
 g1, g2 = st.columns([3, 1])

@@ -106,6 +106,16 @@ if len(rec) > 1:
     second = rec.iloc[1]
     st.caption(f"Runner-up: {second['set']} — {obj_name} {second['objective']:.1f} "
                f"({second['objective'] - best['objective']:+.2f}).")
+    tied = int(rec["within_noise_of_best"].sum()) if "within_noise_of_best" in rec else 0
+    margin = float(rec["noise_margin"].max()) if "noise_margin" in rec else 0.0
+    if tied > 1:
+        st.warning(f"The top {tied} sets are within the predictor's ranking noise of the best "
+                   f"({margin:.2f} points: 1.645·√2 × the within-target residual SD on held-out "
+                   "targets): their order is not reliable — treat them as equally good, or "
+                   "measure them.")
+    if "out_of_support" in rec and rec["out_of_support"].any():
+        st.caption("Some of these predictions are outside the training support (k, sizes or "
+                   "the target): see the Predict page for the reasons.")
 
 per_target = []
 for _, r in rec.iterrows():
@@ -163,7 +173,7 @@ else:
     contrib_cols = [c for c in why.columns if c.startswith("contrib:")]
     st.caption("What the model sees for each set, averaged over the targets (distances are "
                "URIEL distances in [0, 1]; smaller = closer)."
-               + (" Features are ordered by the model card's permutation importance."
+               + (" Features are ordered by the model card's importance table."
                   if imp is not None else ""))
     st.dataframe(table.round(3), hide_index=True, width="stretch")
     if constant:

@@ -1,8 +1,9 @@
 """Features: what drives the predictor -- importance, partial dependence, correlations, CV.
 
-* Permutation importance from the model card (written by ``xlt-predict fit``); when
-  the card has none, it can be computed on demand on the measured table (in-sample,
-  labelled as such) -- prediction only, nothing is refitted.
+* What each feature family adds: the drop-one-family ablation that ``xlt-predict fit``
+  writes to the model card (outer-fold MAE per protocol and dataset). ``fit`` writes no
+  permutation importance; it can be computed here on demand on the measured table
+  (in-sample, labelled as such) -- prediction only, nothing is refitted.
 * Partial dependence on k and the main URIEL distances, computed with the loaded
   model on background rows (the measured configurations of the chosen model).
 * The report's correlation table (``models/report``), if present.
@@ -32,7 +33,8 @@ PD_DEFAULT = ["k", "dist_genetic_min", "dist_syntactic_min", "dist_geographic_mi
 MAX_BACKGROUND = 400
 
 models = ui.setup("Features", ":material/insights:",
-                  "What the predictor relies on: permutation importance, partial dependence on "
+                  "What the predictor relies on: the feature-family ablation, permutation "
+                  "importance, partial dependence on "
                   "k and the main typological distances, correlations from the report, and how "
                   "well it predicts unseen languages.")
 service, why = load_service(models)
@@ -98,15 +100,30 @@ else:
     # cache key: the model file and the measured table (both feed the computations)
     card_key = f"{service.card.get('model_sha256', service.path)}:{len(measured)}"
 
+    st.subheader("What each feature family adds (ablation)")
+    ab = pd.DataFrame(service.card.get("ablation", []))
+    if ab.empty:
+        st.info("The model card has no ablation (`xlt-predict fit --ablation`).")
+    else:
+        t = ab.pivot_table(index=["protocol", "dataset"], columns="dropped",
+                           values="delta_vs_all").drop(columns=["none"], errors="ignore")
+        t.insert(0, "MAE (all features)", ab[ab["dropped"] == "none"]
+                 .set_index(["protocol", "dataset"])["mae"])
+        st.caption("Outer-fold MAE with every feature, and its change when one family is "
+                   "dropped (positive = the family helps), per protocol and dataset, each "
+                   "target weighted equally; hyper-parameters fixed at the shipped choice. "
+                   "From the model card (written by `xlt-predict fit`).")
+        st.dataframe(t.round(3).reset_index(), hide_index=True, width="stretch")
+
     st.subheader("Permutation importance")
     imp = service.permutation_importance()
     if imp is not None:
         st.caption("From the model card: the increase in error when a feature's values are "
                    "shuffled (larger = the model relies on it more).")
     else:
-        st.info("The model card has no permutation importance (it is written by "
-                "`xlt-predict fit`). You can compute it on the measured table below — "
-                "in-sample, with the loaded model, nothing is refitted.")
+        st.info("`xlt-predict fit` writes the family ablation above, not permutation "
+                "importance. You can compute it on the measured table below — in-sample, "
+                "with the loaded unseen-target model, nothing is refitted.")
         sub = measured if measured.empty else measured[
             (measured["model"] == choice.model) & (measured["method"] == choice.method)]
         if service._pipeline_parts() is None:
@@ -197,5 +214,42 @@ if service is not None:
                             "spearman_within_target"] if c in cv.columns]
         st.caption(f"Selected model: **{service.card.get('selected_model', '?')}** "
                    f"({service.card.get('selection', '')}). unseen_target = leave one target "
-                   "language out; unseen_config = leave source sets out; random = ordinary K-fold.")
+                   "language out; unseen_family = every AmericasNLI target out at once; "
+                   "unseen_config = leave source sets out; random = ordinary K-fold. MAE: "
+                   "outer folds of nested CV, each dataset and target weighted equally.")
         st.dataframe(cv[cols].round(3), hide_index=True, width="stretch")
+        by_ds = pd.DataFrame(service.card.get("cv_by_dataset", []))
+        if not by_ds.empty:
+            st.markdown("**Per dataset, each target weighted equally, against the best fair "
+                        "baseline** (difference with a 95% bootstrap CI over target languages; "
+                        "negative = the predictor is better)")
+            show = by_ds[["protocol", "basis", "dataset", "targets", "mae", "best_baseline"]].copy()
+            show["baseline MAE"] = [r[f"mae_{r['best_baseline']}"] for r in
+                                    service.card["cv_by_dataset"]]
+            show["difference [95% CI]"] = [f"{r['diff']:+.2f} [{r['diff_ci'][0]:+.2f}, "
+                                           f"{r['diff_ci'][1]:+.2f}]"
+                                           for r in service.card["cv_by_dataset"]]
+            st.dataframe(show.round(3), hide_index=True, width="stretch")
+        rk = service.card.get("ranking", [])
+        if rk:
+            st.markdown("**Ranking source sets within a target** (unseen-target protocol): "
+                        "Spearman ρ of the predictor vs the best single URIEL distance and "
+                        "random orderings")
+            st.dataframe(pd.DataFrame([{
+                "dataset": r["dataset"], "kind": r["kind"], "targets": r["targets"],
+                "predictor ρ": r["spearman"]["model"],
+                f"best distance ρ": r["spearman"][r["best_distance"]],
+                "best distance": r["best_distance"], "random ρ": r["spearman"]["random"],
+                "Δρ [95% CI]": f"{r['spearman_diff']:+.3f} [{r['spearman_diff_ci'][0]:+.3f}, "
+                               f"{r['spearman_diff_ci'][1]:+.3f}]",
+                "NDCG@3 predictor": r["ndcg3"]["model"],
+                "NDCG@3 distance": r["ndcg3"][r["best_distance"]]} for r in rk]).round(3),
+                hide_index=True, width="stretch")
+        cov = pd.DataFrame([{**r, "basis": b} for b, recs in
+                            service.interval_info().get("coverage", {}).items() for r in recs])
+        if not cov.empty:
+            st.markdown("**Interval coverage per (model, pretraining class) group**, each "
+                        "target of the group held out in turn")
+            st.dataframe(cov[["basis", "group", "targets", "half_width", "coverage",
+                              "worst_target", "worst_target_coverage"]].round(3),
+                         hide_index=True, width="stretch")
