@@ -7,8 +7,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections import Counter
 from pathlib import Path
+
+from measure.benchmarks.encoder_bench import run_bench
+from measure.benchmarks.seq2seq_bench import run_seq2seq_bench
+from measure.cell import cell_hash
+from measure.data import DataError, available_splits, load_parquet_split, resolve_data_dir
+from measure.designs import add_greedy_arguments
+from measure.languages import UnknownLanguageError, registry_table, resolve_target
+from measure.profile import add_profile_arguments
+from measure.running.config import ConfigError, check_model, load_batch
+from measure.running.engine import run_local
+from measure.store import ResultStore, StoreError, export_results
 
 DEFAULT_STORE = Path("results/xlt.sqlite")
 
@@ -36,7 +49,6 @@ def _int_at_least(low: int):
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from measure.store import ResultStore, StoreError
     try:
         with ResultStore(args.store, readonly=True) as store:
             summary = store.summary()
@@ -56,7 +68,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from measure.store import ResultStore, StoreError, export_results
     try:  # exporting onto the store (or its WAL/lock files) would destroy the results
         out_real, store_real = args.out.resolve(), args.store.resolve()
     except OSError as exc:
@@ -77,7 +88,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_languages(args: argparse.Namespace) -> int:
-    from measure.languages import UnknownLanguageError, registry_table, resolve_target
     if args.code is not None:
         try:
             lang = resolve_target(args.code)
@@ -90,7 +100,6 @@ def cmd_languages(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from measure.data import DataError, available_splits, load_parquet_split, resolve_data_dir
     try:
         root = resolve_data_dir(args.data_dir)
         avail = available_splits(root)
@@ -119,8 +128,6 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from measure.config import ConfigError, load_batch
-    from measure.store import ResultStore, StoreError
     if args.address and args.engine != "ray":
         return _fail("--address is the Ray cluster address: use it with --engine ray")
     try:
@@ -128,9 +135,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     if args.dry_run:
-        from collections import Counter
-
-        from measure.store import cell_hash
         done: set[str] = set()
         if args.store.exists():
             try:
@@ -139,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             except StoreError as exc:
                 return _fail(str(exc))
         stored = sum(1 for c in batch.cells if cell_hash(c) in done)
-        per = Counter((c["regime"], sum(1 for n in c["train_config"].values() if n)) for c in batch.cells)
+        per = Counter((c.regime, len(c.sources)) for c in batch.cells)
         print(f"{_plural(len(batch.cells), 'cell')}: {stored} already in {args.store}, "
               f"{len(batch.cells) - stored} to run")
         for (regime, k), n in sorted(per.items()):
@@ -147,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if args.engine == "ray":
         try:
-            from measure.ray_engine import run_ray
+            from measure.running.ray_engine import run_ray
         except ImportError as exc:
             return _fail(f"the Ray engine is not available: {exc}")
     try:  # the lock file keeps a second run off a busy store (exit 2)
@@ -157,13 +161,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     with store:
         try:
             if args.engine == "ray":
-                from measure.ray_engine import RayEngineError
+                from measure.running.ray_engine import RayEngineError
                 try:
                     summary = run_ray(batch, store, address=args.address)
                 except RayEngineError as exc:
                     return _fail(str(exc))
             else:
-                from measure.engine import run_local
                 summary = run_local(batch, store, workers=args.workers)
         except StoreError as exc:
             return _fail(str(exc))
@@ -173,17 +176,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from measure.data import DataError
     if args.seq2seq:
-        from measure.bench_seq2seq import run_seq2seq_bench
         try:
             run_seq2seq_bench(args.data_dir, n_texts=args.texts or 128, shapes=args.shapes,
                               batch_size=args.batch_size)
         except DataError as exc:
             return _fail(str(exc))
         return 0
-    from measure.bench import run_bench
-    from measure.config import ConfigError, check_model
     try:  # a bad --model fails now, not after a network timeout inside transformers
         check_model(args.model, "probe")
     except ConfigError as exc:
@@ -194,10 +193,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except DataError as exc:
         return _fail(str(exc))
     return 0
-
-
-def cmd_not_implemented(args: argparse.Namespace) -> int:
-    return _fail(f"'{args.command}' is not implemented yet")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,11 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "parent, else beside the checkout)")
     p.set_defaults(func=cmd_data)
 
-    from measure.designs import add_greedy_arguments  # issue #12 design 3 (logic in designs.py)
     add_greedy_arguments(sub.add_parser(
         "greedy", help="greedy forward selection of source sets (oracle upper bound on the test targets)"))
 
-    from measure.profile import add_profile_arguments  # issue #11 item 2 (logic in profile.py)
     add_profile_arguments(sub.add_parser(
         "profile", help="profile a language in the model's own space from unlabelled text"))
     return parser
@@ -279,7 +272,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `xlt-measure data | head`: the reader left, not an error
-        import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:

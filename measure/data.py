@@ -250,14 +250,19 @@ def describe_available(root: Path, dataset: str | None = None) -> str:
     return ", ".join(sorted(avail))
 
 
-def languages_with_split(root: str | os.PathLike, dataset: str, split: str) -> list[str]:
-    """Languages of ``dataset`` that have ``split`` (used to expand ``*`` in configs)."""
-    avail = available_splits(root)
+def languages_with_split(root: str | os.PathLike, dataset: str, split: str,
+                         avail: dict[str, dict[str, list[str]]] | None = None) -> list[str]:
+    """Languages of ``dataset`` that have ``split`` (what ``*`` means in a batch config).
+
+    ``avail``: :func:`available_splits` of ``root``, when the caller has it already.
+    """
+    avail = available_splits(root) if avail is None else avail
     if dataset not in avail:
-        raise DataError(f"unknown dataset {dataset!r} in {root}; available: {sorted(avail)}")
+        raise DataError(f"unknown dataset {dataset!r}; available in {root}: {sorted(avail)}")
     langs = [lang for lang, splits in avail[dataset].items() if split in splits]
     if not langs:
-        raise DataError(f"dataset {dataset!r} has no {split!r} split in {root}")
+        raise DataError(f"dataset {dataset!r} has no {split!r} split; splits: "
+                        f"{sorted({s for v in avail[dataset].values() for s in v})}")
     return langs
 
 

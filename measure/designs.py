@@ -40,11 +40,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from measure.cell import cell_hash
+from measure.languages import XNLI_15
+from measure.running.config import ConfigError, build_batch, load_toml
+from measure.running.engine import run_local
+from measure.store import ResultStore
+
 # The 15 XNLI languages with a human-translated validation split (the training pool).
 # Hard-coded rather than read from the data so that generating a config never depends on
 # which data directory happens to be mounted; ``build_batch`` still validates every set.
-XNLI_LANGS: tuple[str, ...] = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw",
-                               "th", "tr", "ur", "vi", "zh")
+XNLI_LANGS: tuple[str, ...] = XNLI_15
 DESIGN_SEED = 2026            # the seed of every sampled choice in the designs
 FIXED_TOTAL_SEEDS = [0, 1, 2]  # fixed-total: the seed changes which pair_ids each language gets
 # Per-language 2,490 = the whole 2,490-row XNLI validation split of every language, so
@@ -349,10 +354,6 @@ def run_greedy(config: Path, store_path: Path, objectives: Sequence[str], k_max:
     finished rounds from the store and only runs what is missing. The cells of every
     objective share the store (round 1 is identical), so nothing is measured twice.
     """
-    from measure.config import build_batch, load_toml
-    from measure.engine import run_local
-    from measure.store import ResultStore, cell_hash
-
     raw = load_toml(config)
     group = {"pool": "xnli/validation", "regimes": ["fixed_total"], "seeds": [0]}
     for g in raw.get("sources", []):  # keep the config's pool/regime/seed, replace the sets
@@ -373,7 +374,7 @@ def run_greedy(config: Path, store_path: Path, objectives: Sequence[str], k_max:
                 scores = {}
                 for cell in batch.cells:
                     rows = frame[frame["cell_hash"] == cell_hash(cell)]
-                    langs = tuple(sorted(lang for lang, n in cell["train_config"].items() if n))
+                    langs = tuple(cell.sources)
                     scores[langs] = fn(rows)
                 if progress:
                     best = max(scores, key=scores.__getitem__)
@@ -411,7 +412,6 @@ def add_greedy_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_greedy(args: argparse.Namespace) -> int:
-    from measure.config import ConfigError
     try:
         cands = run_greedy(args.config, args.store, args.objective or sorted(OBJECTIVES),
                            args.k_max, args.workers, args.data_dir)

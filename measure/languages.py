@@ -27,6 +27,10 @@ import pandas as pd
 
 TABLE_FILE = "languages.csv"
 
+#: XNLI's 15 languages (dataset codes): the source pool of every design and the app's default
+XNLI_15: tuple[str, ...] = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw",
+                            "th", "tr", "ur", "vi", "zh")
+
 
 class UnknownLanguageError(ValueError):
     """A code that is neither in the registry nor known to lang2vec."""

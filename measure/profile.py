@@ -12,7 +12,7 @@ Files (``models/profiles/<model>/`` by default, or ``--profiles DIR``):
 
 * ``_reference.npz`` -- per model: the reference centroids of the 15 XNLI languages
   (mean embedding of XNLI *validation premises*), the reference probe (logistic regression
-  on English XNLI validation pairs, ``measure.probe`` defaults) and its ATC threshold and
+  on English XNLI validation pairs, ``measure.methods.probe`` defaults) and its ATC threshold and
   source statistics from 5-fold out-of-fold predictions on the same English data.
   Built by ``python -m measure.profile build-shipped``.
 * ``<code>.json`` -- one profile per (model, language) with its provenance (lines, file
@@ -36,6 +36,7 @@ import argparse
 import hashlib
 import json
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -44,6 +45,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from threadpoolctl import threadpool_limits
+
+from measure.data import DataError, load_parquet_split, resolve_data_dir
+from measure.encoders.encoder import make_encoder, model_fingerprint, resolve_model
+from measure.languages import UnknownLanguageError, resolve_target
+from measure.methods.probe import DEFAULT_PROBE, make_classifier, pair_features
+from measure.paths import MODELS, DefaultPathNotFound, find_default, resolve_default
+from measure.store import code_version
 
 REFERENCE_FILE = "_reference.npz"
 REFERENCE_LANGUAGES = tuple("ar bg de el en es fr hi ru sw th tr ur vi zh".split())
@@ -158,7 +170,6 @@ class MemoEncoder:
     """
 
     def __init__(self, model: str = "me5-small", backend: str = DEFAULT_BACKEND) -> None:
-        from measure.encoder import make_encoder, model_fingerprint, resolve_model
         self.model, self.backend = model, backend
         self.encoder = make_encoder(model, backend)
         self.fingerprint = model_fingerprint(resolve_model(model))
@@ -197,7 +208,6 @@ class Reference:
     meta: dict[str, Any]
 
     def probabilities(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        from measure.probe import pair_features
         z = pair_features(u, v).astype(np.float64) @ self.coef.T + self.intercept
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
@@ -235,11 +245,7 @@ def reference_premises(frame: Any) -> tuple[list[str], list[str]]:
 def build_reference(enc: MemoEncoder, data_dir: Path, *, seed: int = SHIPPED_SEED) -> Reference:
     """Reference centroids (first half of each XNLI language's validation premises) and the
     English probe with out-of-fold ATC/DoC calibration (English validation only)."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from threadpoolctl import threadpool_limits
 
-    from measure.data import load_parquet_split
-    from measure.probe import DEFAULT_PROBE, make_classifier, pair_features
 
     cents = []
     for lang in REFERENCE_LANGUAGES:
@@ -302,7 +308,6 @@ def compute_profile(language: str, lines: Sequence[str], enc: MemoEncoder, ref: 
                     pairs: Sequence[tuple[str, str]] | None = None, *,
                     provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """The profile dict of ``language`` (a code ``measure.languages.resolve_target`` knows)."""
-    from measure.languages import resolve_target
     lang = resolve_target(language)
     tok = tokenizer_stats(enc.tokenizer, lines)
     c = centroid(enc.encode(list(lines), desc=f"text {language}"))
@@ -336,7 +341,6 @@ def profile_files(language: str, text: Path, pairs: Path | None = None, *,
                   backend: str = DEFAULT_BACKEND, min_lines: int = MIN_LINES,
                   min_pairs: int = MIN_PAIRS, encoder: MemoEncoder | None = None) -> Path:
     """Validate the inputs, compute the profile and write it; returns the JSON path."""
-    from measure.languages import resolve_target
     if model not in SUPPORTED_MODELS:
         raise ProfileInputError(f"--model {model!r}: profiles exist for {', '.join(SUPPORTED_MODELS)} "
                                 "only (the reference centroids and probe are per model)")
@@ -359,7 +363,6 @@ def profile_files(language: str, text: Path, pairs: Path | None = None, *,
 
 # -- helpers ----------------------------------------------------------------------------------
 def _xlt_version() -> str:
-    from measure.store import code_version
     return code_version()
 
 
@@ -369,7 +372,6 @@ def _now() -> str:
 
 def default_profiles_dir(required: bool = True) -> Path | None:
     """``<models>/profiles`` where ``<models>`` is found like every default (measure.paths)."""
-    from measure.paths import MODELS, find_default, resolve_default
     if required:
         return resolve_default(MODELS) / "profiles"
     found = find_default(MODELS)
@@ -383,7 +385,6 @@ def shipped_inputs(data_dir: Path, dataset: str, language: str, out_dir: Path, *
     """Write the unlabelled inputs of one shipped target: text = premises of the validation
     split (the half not used by the reference centroids for XNLI; de-duplicated, first
     ``n_lines``), pairs = ``n_pairs`` test pairs drawn with ``seed``, labels dropped."""
-    from measure.data import load_parquet_split
     val = load_parquet_split(data_dir, dataset, language, "validation")
     if dataset == "xnli":
         _, lines = reference_premises(val)
@@ -419,7 +420,6 @@ def build_shipped(data_dir: Path, profiles: Path, *, backend: str = DEFAULT_BACK
 
     ``only``: rebuild just these targets' profiles against the existing reference (it is
     built when missing)."""
-    import tempfile
     unknown = sorted(set(only or ()) - set(REFERENCE_LANGUAGES) - set(AMERICAS))
     if unknown:
         raise ProfileInputError(f"--languages: {unknown} are not shipped targets; choose from "
@@ -460,8 +460,6 @@ def build_shipped(data_dir: Path, profiles: Path, *, backend: str = DEFAULT_BACK
 def check(profiles: Path, measurements: Path, model: str = "me5-small") -> dict[str, float]:
     """Spearman between each label-free estimate and the measured English->target macro-F1
     (mean over seeds of the {"en": 2490} XNLI-validation probe rows)."""
-    import pandas as pd
-    from scipy.stats import spearmanr
     m = pd.read_parquet(measurements)
     m = m[(m["train_config"] == '{"en":2490}') & (m["train_dataset"] == "xnli")]
     f1 = m.groupby("target_language")["macro_f1"].mean()
@@ -498,8 +496,6 @@ def add_profile_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from measure.languages import UnknownLanguageError
-    from measure.paths import DefaultPathNotFound
     try:
         path = profile_files(args.language, args.text, args.pairs, model=args.model,
                              profiles=args.profiles, backend=args.backend)
@@ -549,8 +545,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "profile":
         return cmd_profile(args)
-    from measure.data import DataError, resolve_data_dir
-    from measure.paths import DefaultPathNotFound
     try:
         profiles = args.profiles or default_profiles_dir(required=True)
         if args.command == "build-shipped":

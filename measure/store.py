@@ -25,16 +25,17 @@ Schema (``SCHEMA_VERSION`` 1)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+# CellRecord, TargetResult and cell_hash are defined in measure.cell; they are importable from
+# here too, as the records this store files.
+from measure.cell import CellRecord, TargetResult, canonical_json, cell_dict, cell_hash  # noqa: F401
 
 SCHEMA_VERSION = 1
 
@@ -75,51 +76,12 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def cell_hash(config: Mapping[str, Any]) -> str:
-    """Content hash of a cell config: the same config always maps to the same cell."""
-    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()
-
-
 def code_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
     try:
         return f"xlt {version('xlt')}"
     except PackageNotFoundError:
         return "xlt (not installed)"
-
-
-@dataclass
-class TargetResult:
-    dataset: str
-    language: str
-    split: str
-    macro_f1: float
-    accuracy: float
-    n: int
-    confusion: list[list[int]]
-    eval_seconds: float | None = None
-
-
-@dataclass
-class CellRecord:
-    """A finished (or failed) cell with everything the store needs."""
-
-    config: dict[str, Any]
-    results: list[TargetResult] = field(default_factory=list)
-    status: str = "done"
-    error: str | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    train_seconds: float | None = None
-    eval_seconds: float | None = None
-
-    @property
-    def hash(self) -> str:
-        return cell_hash(self.config)
 
 
 class StoreError(RuntimeError):
@@ -351,7 +313,7 @@ class ResultStore:
 
     def _put_cell(self, rec: CellRecord) -> bool:
         h = rec.hash
-        cfg = rec.config
+        cfg = cell_dict(rec.config)
         train_config = cfg["train_config"]
         k = sum(1 for n in train_config.values() if n > 0)
         con = self._con

@@ -54,7 +54,7 @@ def fixture_sets() -> list[tuple[tuple[str, ...], list[int]]]:
 
 def build_measurements(out_dir: Path, store_path: Path) -> Path:
     """Write the fixture cells through the real store and export them as Parquet."""
-    from measure.config import train_config_for
+    from measure.running.config import train_config_for
     from measure.store import CellRecord, ResultStore, TargetResult, export_results
 
     with ResultStore(store_path) as store:

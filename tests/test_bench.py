@@ -30,8 +30,8 @@ def test_ratio_consistent_matches_rounding() -> None:
 def test_bench_cli_small(nli_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                          monkeypatch: pytest.MonkeyPatch) -> None:
     from measure import cli
-    from measure.encoder import usable_cpus
-    monkeypatch.setattr("measure.cells.default_cache_path", lambda: tmp_path / "emb.sqlite")
+    from measure.encoders.encoder import usable_cpus
+    monkeypatch.setattr("measure.benchmarks.encoder_bench.default_cache_path", lambda: tmp_path / "emb.sqlite")
     assert cli.main(["bench", "--texts", "96", "--rounds", "1", "--eval-cap", "45",
                      "--train-cap", "150", "--data-dir", str(nli_dir)]) == 0
     out = capsys.readouterr().out

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from measure.config import ConfigError, build_batch, load_batch, train_config_for
+from measure.running.config import ConfigError, build_batch, load_batch, train_config_for
 
 BASE = {
     "model": "me5-small", "method": "probe", "budget": {"per_language": 100, "total": 300},
@@ -28,8 +28,8 @@ def test_sampler_is_reproducible_and_complete(nli_dir: Path) -> None:
     group = {"pool": "xnli/validation", "sample": {"k": [3, 15], "sets_per_k": 10, "seed": 7}}
     a = build_batch(_with(sources=[group], budget={"total": 2490}), nli_dir)
     b = build_batch(_with(sources=[group], budget={"total": 2490}), nli_dir)
-    sets = [tuple(sorted(c["train_config"])) for c in a.cells]
-    assert sets == [tuple(sorted(c["train_config"])) for c in b.cells]
+    sets = [tuple(sorted(c.train_config)) for c in a.cells]
+    assert sets == [tuple(sorted(c.train_config)) for c in b.cells]
     by_k: dict[int, set] = {}
     for s in sets:
         by_k.setdefault(len(s), set()).add(s)
@@ -38,7 +38,7 @@ def test_sampler_is_reproducible_and_complete(nli_dir: Path) -> None:
     assert len(by_k[15]) == 1                                 # only one set of all 15 exists
     other = build_batch(_with(sources=[{**group, "sample": {**group["sample"], "seed": 8}}],
                               budget={"total": 2490}), nli_dir)
-    assert [c["train_config"] for c in other.cells] != [c["train_config"] for c in a.cells]
+    assert [c.train_config for c in other.cells] != [c.train_config for c in a.cells]
 
 
 def test_budgets_and_regimes(nli_dir: Path) -> None:
@@ -48,7 +48,7 @@ def test_budgets_and_regimes(nli_dir: Path) -> None:
     batch = build_batch(_with(sources=[{"pool": "xnli/validation", "pairs_from": ["en", "de", "fr"],
                                         "seeds": [0, 1]}]), nli_dir)
     assert len(batch.cells) == 3 * 2 * 2                      # pairs x regimes x seeds
-    assert {c["regime"] for c in batch.cells} == {"per_language", "fixed_total"}
+    assert {c.regime for c in batch.cells} == {"per_language", "fixed_total"}
 
 
 @pytest.mark.parametrize("change,message", [
@@ -95,13 +95,13 @@ def test_shipped_configs_validate(nli_dir: Path) -> None:
     repo = Path(__file__).resolve().parent.parent
     default = load_batch(repo / "measure/configs/default.toml", nli_dir)
     assert len(default.cells) == 986
-    singles = {tuple(c["train_config"]) for c in default.cells
-               if len(c["train_config"]) == 1 and c["train_dataset"] == "xnli"}
+    singles = {tuple(c.train_config) for c in default.cells
+               if len(c.train_config) == 1 and c.train_dataset == "xnli"}
     assert len(singles) == 15
     finetune = load_batch(repo / "measure/configs/finetune-singles.toml", nli_dir)
-    assert len(finetune.cells) == 15 and {c["method"] for c in finetune.cells} == {"finetune"}
+    assert len(finetune.cells) == 15 and {c.method for c in finetune.cells} == {"finetune"}
     # a hub model (GPU-cluster config): resolving it needs the hub, so only the grid is checked here
     mt5 = load_batch(repo / "measure/configs/mt5-pairs.toml", nli_dir, resolve_model=False)
-    assert len(mt5.cells) == 15 + 105 and {c["method"] for c in mt5.cells} == {"seq2seq"}
+    assert len(mt5.cells) == 15 + 105 and {c.method for c in mt5.cells} == {"seq2seq"}
     smoke = load_batch(repo / "measure/configs/smoke.toml", nli_dir)
     assert smoke.cells

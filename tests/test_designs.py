@@ -13,16 +13,19 @@ from pathlib import Path
 import pytest
 
 from measure import designs
-from measure.config import build_batch, load_toml, train_config_for
-from measure.store import CellRecord, ResultStore, TargetResult
+from measure.running.config import build_batch, load_toml, train_config_for
+from _cells import spec
+
+from measure.cell import CellRecord, TargetResult
+from measure.methods.sampling import sample_training
+from measure.store import ResultStore
 
 CONFIGS = Path(designs.__file__).resolve().parent / "configs"
 
 
 def _sets_by(batch, regime: str) -> Counter:
     """{sorted language tuple: number of seeds} for one regime of a batch."""
-    return Counter(tuple(sorted(lang for lang, n in c["train_config"].items() if n))
-                   for c in batch.cells if c["regime"] == regime)
+    return Counter(tuple(c.sources) for c in batch.cells if c.regime == regime)
 
 
 def test_committed_configs_are_what_the_generator_writes(tmp_path: Path) -> None:
@@ -62,25 +65,24 @@ def test_add_one_pairs_differ_by_one_language_at_the_same_budget(nli_dir: Path) 
             assert sum(ext_tc.values()) == sum(base_tc.values()) == 2490
     # every cell of the batch trains on 2,490 examples in total (fixed) or per language
     for c in batch.cells:
-        tc = c["train_config"]
-        if c["regime"] == "fixed_total":
+        tc = c.train_config
+        if c.regime == "fixed_total":
             assert sum(tc.values()) == 2490
         else:
             assert set(tc.values()) == {2490}
-        assert c["backend"] == "ort-int8-s8" and c["eval_cap"] == 2000
+        assert c.backend == "ort-int8-s8" and c.eval_cap == 2000
 
 
 def test_per_language_seed_changes_nothing_when_the_budget_is_the_whole_split(nli_dir: Path) -> None:
     """The reason the per-language regime runs one seed (README of the tables)."""
-    from measure.cells import sample_training
     cell = {"train_dataset": "xnli", "train_split": "validation", "regime": "per_language",
             "train_config": {"de": 2490, "en": 2490}}
-    draws = [sample_training({**cell, "seed": s}, str(nli_dir)) for s in (0, 1, 2)]
+    draws = [sample_training(spec(**cell, seed=s), str(nli_dir)) for s in (0, 1, 2)]
     for d in draws[1:]:
         assert [(lang, idx.tolist()) for lang, idx in d] == \
             [(lang, idx.tolist()) for lang, idx in draws[0]]
     fixed = {**cell, "regime": "fixed_total", "train_config": {"de": 1245, "en": 1245}}
-    a, b = (sample_training({**fixed, "seed": s}, str(nli_dir)) for s in (0, 1))
+    a, b = (sample_training(spec(**fixed, seed=s), str(nli_dir)) for s in (0, 1))
     assert a[0][1].tolist() != b[0][1].tolist()
 
 
@@ -136,7 +138,7 @@ def test_greedy_forward_round_logic() -> None:
 
 def test_run_greedy_resumes_from_the_store(nli_dir: Path, tmp_path: Path, monkeypatch) -> None:
     """Rounds go through the engine and the store; a rerun measures nothing again."""
-    import measure.engine as engine
+    import measure.running.engine as engine
 
     ran: list[int] = []
     quality = {lang: i for i, lang in enumerate(designs.XNLI_LANGS)}  # zh best alone
@@ -145,14 +147,14 @@ def test_run_greedy_resumes_from_the_store(nli_dir: Path, tmp_path: Path, monkey
         todo = engine.pending_cells(batch, store)
         ran.append(len(todo))
         for cell in todo:
-            langs = [lang for lang, n in cell["train_config"].items() if n]
+            langs = cell.sources
             f1 = 30 + sum(quality[x] for x in langs) / len(langs) + len(langs)
-            res = [TargetResult(t["dataset"], lang, t["split"], f1, f1, 10, [[0] * 3] * 3)
-                   for t in cell["targets"] for lang in t["languages"]]
+            res = [TargetResult(t.dataset, lang, t.split, f1, f1, 10, [[0] * 3] * 3)
+                   for t in cell.targets for lang in t.languages]
             store.put_cell(CellRecord(config=cell, results=res))
         return engine.RunSummary(len(batch.cells), len(batch.cells) - len(todo), len(todo), 0, 0.0)
 
-    monkeypatch.setattr(engine, "run_local", fake_run_local)
+    monkeypatch.setattr(designs, "run_local", fake_run_local)
     cfg, store = CONFIGS / "design-greedy.toml", tmp_path / "g.sqlite"
     first = designs.run_greedy(cfg, store, ["americas", "xnli-zs"], k_max=3,
                                data_dir=nli_dir, progress=False)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from measure.embcache import EmbeddingCache
-from measure.encoder import length_buckets
+from measure.encoders.embcache import EmbeddingCache
+from measure.encoders.encoder import length_buckets
 
 LANGS = "sw ur hi ar ru zh el bg th vi tr es de fr en".split()
 
@@ -60,7 +60,7 @@ def sample_texts(nli_dir: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_ort_matches_torch(sample_texts: list[str]) -> None:
-    from measure.encoder import make_encoder
+    from measure.encoders.encoder import make_encoder
     ref = make_encoder("me5-small", "torch-fp32").encode(sample_texts)
     fp32 = make_encoder("me5-small", "ort-fp32").encode(sample_texts)
     int8 = make_encoder("me5-small", "ort-int8").encode(sample_texts)        # u8 weights
@@ -84,7 +84,7 @@ def test_parallel_batches_change_nothing(sample_texts: list[str]) -> None:
     """Several batches in flight (the ORT default) give the one-at-a-time vectors, in order."""
     import torch
 
-    from measure.encoder import make_encoder, usable_cpus
+    from measure.encoders.encoder import make_encoder, usable_cpus
     assert make_encoder("me5-small", "ort-int8-s8").parallel_batches == usable_cpus()
     one = make_encoder("me5-small", "ort-int8-s8", threads=2, batch_size=8)
     many = make_encoder("me5-small", "ort-int8-s8", parallel_batches=3, batch_size=8)
@@ -105,7 +105,7 @@ def test_s8_graph_is_fused_and_signed() -> None:
     """The fast scheme's file really has the fused ops and signed int8 weights."""
     import onnx
 
-    from measure.encoder import onnx_model_path, resolve_model
+    from measure.encoders.encoder import onnx_model_path, resolve_model
     path = onnx_model_path(resolve_model("me5-small"), "int8-s8")
     graph = onnx.load(str(path), load_external_data=False).graph
     ops = {n.op_type for n in graph.node}
@@ -124,7 +124,7 @@ def test_load_tokenizer_has_no_false_mistral_warning(caplog: pytest.LogCaptureFi
     import transformers
     from transformers import AutoTokenizer
 
-    from measure.encoder import load_tokenizer, resolve_model
+    from measure.encoders.encoder import load_tokenizer, resolve_model
     model_dir = resolve_model("me5-small")
     transformers.logging.enable_propagation()
     try:

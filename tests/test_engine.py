@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from measure.config import build_batch
-from measure.engine import run_local
+from measure.running.config import build_batch
+from measure.running.engine import run_local
 from measure.store import ResultStore
 
 pytestmark = pytest.mark.slow
@@ -72,8 +72,8 @@ pairs_from = ["en", "de", "fr"]
 
 def _run(cfg: Path, store: Path, nli_dir: Path, cache: Path, **kw) -> subprocess.Popen:
     env = {**os.environ, "XLT_DATA_DIR": str(nli_dir)}
-    code = ("import sys; from pathlib import Path; from measure.config import load_batch;"
-            "from measure.engine import run_local; from measure.store import ResultStore;"
+    code = ("import sys; from pathlib import Path; from measure.running.config import load_batch;"
+            "from measure.running.engine import run_local; from measure.store import ResultStore;"
             f"b = load_batch({str(cfg)!r});"
             f"s = ResultStore({str(store)!r});"
             f"r = run_local(b, s, workers=2, cache_path=Path({str(cache)!r}), progress=False);"
@@ -91,7 +91,7 @@ def _rows(store: Path) -> list[tuple]:
 
 def test_resume_after_kill_9(nli_dir: Path, cache_path: Path, tmp_path: Path) -> None:
     cfg = _config(tmp_path)
-    batch = build_batch(__import__("measure.config", fromlist=["load_toml"]).load_toml(cfg), nli_dir)
+    batch = build_batch(__import__("measure.running.config", fromlist=["load_toml"]).load_toml(cfg), nli_dir)
     n_cells = len(batch.cells)
     assert n_cells == 2 * 3 * (4 + 3)            # regimes x seeds x (singles + pairs)
 

@@ -4,6 +4,7 @@ and a few real me5-small steps prove the real checkpoint trains and evaluates.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from measure.config import ConfigError, build_batch
-from measure.finetune import FinetuneParams
+from measure.running.config import ConfigError, build_batch
+from measure.methods.finetune import FinetuneParams
 
 
 # tiny models: one torch thread (see conftest.one_torch_thread)
@@ -36,7 +37,7 @@ def test_finetune_params() -> None:
     with pytest.raises(ValueError, match="unknown finetune key"):
         FinetuneParams.from_dict({"label_words": ["a", "b", "c"]})   # a seq2seq-only key
     torch = pytest.importorskip("torch")
-    from measure.trainloop import resolve_precision
+    from measure.methods.trainloop import resolve_precision
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     with pytest.raises(ValueError, match="needs a GPU"):
         resolve_precision("bf16", torch.device("cpu"))
@@ -56,7 +57,7 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from measure.encoder import resolve_model
+    from measure.encoders.encoder import resolve_model
     tok = AutoTokenizer.from_pretrained(resolve_model("me5-small"))
     out = tmp_path_factory.mktemp("bert") / "tiny-bert"
     torch.manual_seed(0)
@@ -70,13 +71,14 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_finetune_cell_tiny(tiny_bert: Path, nli_dir: Path, tmp_path: Path) -> None:
-    from measure.engine import _run_cell
+    from measure.methods.base import RunContext
+    from measure.methods.registry import run_cell
     from measure.store import ResultStore
 
     cell = build_batch(_raw(str(tiny_bert)), nli_dir).cells[0]
-    rec = _run_cell(cell, str(nli_dir), "", "")
+    rec = run_cell(cell, RunContext(str(nli_dir)))
     assert rec.status == "done", rec.error
-    ref = _run_cell({**cell, "backend": "torch-fp32"}, str(nli_dir), "", "")
+    ref = run_cell(dataclasses.replace(cell, backend="torch-fp32"), RunContext(str(nli_dir)))
     assert [r.confusion for r in ref.results] == [r.confusion for r in rec.results]
     with ResultStore(tmp_path / "s.sqlite") as store:
         store.put_cell(rec)
@@ -89,12 +91,13 @@ def test_finetune_cell_tiny(tiny_bert: Path, nli_dir: Path, tmp_path: Path) -> N
 @pytest.mark.slow
 def test_finetune_me5_small_smoke(nli_dir: Path) -> None:
     """Three real steps of me5-small (word embeddings frozen) on CPU, evaluated with PyTorch."""
-    from measure.engine import _run_cell
+    from measure.methods.base import RunContext
+    from measure.methods.registry import run_cell
     raw = _raw("me5-small", backend="torch-fp32", eval_cap=30,
                train={"max_steps": 3, "batch_size": 8, "learning_rate": 3e-5, "val_size": 8,
                       "max_source_length": 64, "freeze_embeddings": True},
                targets=[{"split": "xnli/test", "languages": ["en"]}])
-    rec = _run_cell(build_batch(raw, nli_dir).cells[0], str(nli_dir), "", "")
+    rec = run_cell(build_batch(raw, nli_dir).cells[0], RunContext(str(nli_dir)))
     assert rec.status == "done", rec.error
     (res,) = rec.results
     assert res.n == 30 and np.sum(res.confusion) == 30 and 0 <= res.macro_f1 <= 100

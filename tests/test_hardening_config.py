@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from measure.config import ConfigError, build_batch, check_model
+from measure.running.config import ConfigError, build_batch, check_model
 
 BASE = {
     "model": "me5-small", "method": "probe", "budget": {"per_language": 20},
@@ -122,7 +122,7 @@ def test_bad_config_classes(nli_dir: Path, change: dict, message: str) -> None:
 def test_probe_params_keep_cell_hashes(nli_dir: Path) -> None:
     """Validation never rewrites the stored params (the cell hash of existing stores holds)."""
     batch = build_batch(_cfg(probe={"C": 1, "classifier": "logreg"}), nli_dir, check_data=False)
-    assert batch.cells[0]["params"] == {"C": 1, "classifier": "logreg"}
+    assert batch.cells[0].params == {"C": 1, "classifier": "logreg"}
 
 
 @pytest.mark.parametrize("model,message", [
@@ -244,7 +244,7 @@ def test_cli_bad_config_exit_2_fast(small_data: Path, tmp_path: Path, text: byte
 
 
 def test_bom_config_and_data_dir_file(small_data: Path, tmp_path: Path) -> None:
-    from measure.config import load_batch
+    from measure.running.config import load_batch
     cfg = tmp_path / "c.toml"
     cfg.write_bytes(b"\xef\xbb\xbf" + CONFIG.encode())          # UTF-8 with a byte-order mark
     assert load_batch(cfg, small_data).cells

@@ -20,7 +20,7 @@ NOISE = ("incorrect regex pattern", "recommended minimum opset", "TracerWarning"
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("optimum.exporters.onnx")
-    from measure.encoder import resolve_model
+    from measure.encoders.encoder import resolve_model
     me5 = Path(resolve_model("me5-small"))
     d = tmp_path_factory.mktemp("tiny-bert")
     cfg = transformers.BertConfig(vocab_size=250037, hidden_size=32, num_hidden_layers=2,
@@ -35,7 +35,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_export_and_quantise_are_quiet_with_progress(tiny_model: Path, tmp_path: Path,
                                                      capfd: pytest.CaptureFixture) -> None:
-    from measure.encoder import _export_fp32, _quantise_int8
+    from measure.encoders.encoder import _export_fp32, _quantise_int8
     with warnings.catch_warnings():
         warnings.simplefilter("always")               # nothing may be hidden by "once" state
         _export_fp32(str(tiny_model), tmp_path / "fp32")
@@ -52,7 +52,7 @@ def test_export_and_quantise_are_quiet_with_progress(tiny_model: Path, tmp_path:
 
 
 def test_other_warnings_are_not_silenced_afterwards() -> None:
-    from measure.encoder import _quiet_export
+    from measure.encoders.encoder import _quiet_export
     with _quiet_export():
         pass
     with pytest.warns(UserWarning, match="still shown"):

@@ -16,7 +16,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from measure.store import CellRecord, ResultStore, StoreBusyError, StoreError, TargetResult
+from _cells import spec
+
+from measure.cell import CellRecord, CellSpec, TargetResult
+from measure.methods.base import RunContext
+from measure.store import ResultStore, StoreBusyError, StoreError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -163,46 +167,46 @@ def test_readonly_directory_status_and_export(tmp_path: Path) -> None:  # pragma
 
 # ------------------------------------------------------------- engine workers
 
-def _dies_once(cell: dict[str, Any], data_dir: str, cache_path: str, key: str) -> CellRecord:
+def _dies_once(cell: CellSpec, ctx: RunContext) -> CellRecord:
     """Test cell runner: the first attempt at seed 1 is killed like the OOM killer would."""
-    marker = Path(data_dir) / f"died-{cell['seed']}"
-    if cell["seed"] == 1 and not marker.exists():
+    marker = Path(ctx.data_dir) / f"died-{cell.seed}"
+    if cell.seed == 1 and not marker.exists():
         marker.write_text(str(os.getpid()))
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(0.05)
     return CellRecord(config=cell, status="done")
 
 
-def _always_dies(cell: dict[str, Any], data_dir: str, cache_path: str, key: str) -> CellRecord:
-    if cell["seed"] == 0:
+def _always_dies(cell: CellSpec, ctx: RunContext) -> CellRecord:
+    if cell.seed == 0:
         os.kill(os.getpid(), signal.SIGKILL)
     return CellRecord(config=cell, status="done")
 
 
-def _cells(n: int) -> list[dict[str, Any]]:
-    return [{**_record(s).config, "backend": "ort-int8-s8"} for s in range(n)]
+def _cells(n: int) -> list[CellSpec]:
+    return [spec(**_record(s).config) for s in range(n)]
 
 
 def test_dead_worker_cells_are_retried(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from measure.engine import _iter_results
-    recs = list(_iter_results(_cells(6), str(tmp_path), "", {}, 2, run=_dies_once))
-    assert sorted(r.config["seed"] for r in recs) == list(range(6))   # each cell exactly once
+    from measure.running.engine import iter_results
+    recs = list(iter_results(_cells(6), str(tmp_path), "", {}, 2, run=_dies_once))
+    assert sorted(r.config.seed for r in recs) == list(range(6))   # each cell exactly once
     assert all(r.status == "done" for r in recs)
     assert (tmp_path / "died-1").exists()
     assert "retrying" in capsys.readouterr().err
 
 
 def test_cell_that_always_kills_its_worker_fails_after_retries(tmp_path: Path) -> None:
-    from measure.engine import MAX_CELL_ATTEMPTS, _iter_results
-    recs = list(_iter_results(_cells(3), str(tmp_path), "", {}, 2, run=_always_dies))
-    by_seed = {r.config["seed"]: r for r in recs}
+    from measure.running.engine import MAX_CELL_ATTEMPTS, iter_results
+    recs = list(iter_results(_cells(3), str(tmp_path), "", {}, 2, run=_always_dies))
+    by_seed = {r.config.seed: r for r in recs}
     assert sorted(by_seed) == [0, 1, 2] and len(recs) == 3
     assert by_seed[0].status == "failed" and f"died {MAX_CELL_ATTEMPTS} times" in by_seed[0].error
     assert by_seed[1].status == by_seed[2].status == "done"
 
 
-def _slow(cell: dict[str, Any], data_dir: str, cache_path: str, key: str) -> CellRecord:
-    (Path(data_dir) / f"worker-{os.getpid()}").write_text("")
+def _slow(cell: CellSpec, ctx: RunContext) -> CellRecord:
+    (Path(ctx.data_dir) / f"worker-{os.getpid()}").write_text("")
     time.sleep(120)
     return CellRecord(config=cell, status="done")
 
@@ -211,8 +215,8 @@ DRIVER = """
 import sys
 sys.path.insert(0, {tests!r})
 from test_hardening_store import _cells, _slow
-from measure.engine import _iter_results
-for rec in _iter_results(_cells(4), {d!r}, "", {{}}, 2, run=_slow):
+from measure.running.engine import iter_results
+for rec in iter_results(_cells(4), {d!r}, "", {{}}, 2, run=_slow):
     pass
 """
 
@@ -262,7 +266,7 @@ def test_ray_watchdog_stops_orphans_of_a_killed_driver() -> None:
     """The local-Ray watchdog: the 'raylet' dies with the driver (Ray's fate sharing) and its
     children, which ignore SIGTERM, must not live on."""
     pytest.importorskip("ray")
-    from measure.ray_engine import _REAPER
+    from measure.running.ray_engine import _REAPER
     child = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)")
     raylet_code = ("import subprocess, sys, time\n"
                    f"ps = [subprocess.Popen([sys.executable, '-c', {child!r}]) for _ in range(2)]\n"

@@ -77,7 +77,7 @@ def test_cli_usage_errors_exit_2_on_stderr(tmp_path: Path, capsys: pytest.Captur
 
 # -- statistics -----------------------------------------------------------------------------
 def test_tokenizer_stats_see_uncovered_scripts_and_unspaced_writing() -> None:
-    from measure.encoder import load_tokenizer, resolve_model
+    from measure.encoders.encoder import load_tokenizer, resolve_model
     tok = load_tokenizer(resolve_model("me5-small"))
     latin = tokenizer_stats(tok, ["The cat sat on the mat.", "Another short sentence here."])
     assert latin["unk_rate"] == 0.0 and latin["whitespace_segmented"]

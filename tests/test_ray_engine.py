@@ -21,9 +21,9 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from measure import cli  # noqa: E402
-from measure.cells import default_cache_path  # noqa: E402
-from measure.config import Batch, build_batch  # noqa: E402
-from measure.engine import RunSummary, run_local  # noqa: E402
+from measure.encoders.embcache import default_cache_path  # noqa: E402
+from measure.running.config import Batch, build_batch  # noqa: E402
+from measure.running.engine import RunSummary, run_local  # noqa: E402
 from measure.store import ResultStore  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -87,7 +87,7 @@ def test_cli_without_ray_exits_2(nli_dir: Path, tmp_path: Path, monkeypatch: pyt
     cfg = tmp_path / "ray.toml"
     cfg.write_text(TOML)
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
-    monkeypatch.delitem(sys.modules, "measure.ray_engine", raising=False)
+    monkeypatch.delitem(sys.modules, "measure.running.ray_engine", raising=False)
     rc = cli.main(["run", str(cfg), "--engine", "ray", "--store", str(tmp_path / "s.sqlite"),
                    "--data-dir", str(nli_dir)])
     assert rc == 2 and "the Ray engine is not available" in capsys.readouterr().err
@@ -138,7 +138,7 @@ def test_ray_matches_local_engine(ray_instance: Any, batch: Batch, reference: Ro
 
 
 def run_ray_(batch: Batch, store: ResultStore) -> RunSummary:
-    from measure.ray_engine import run_ray
+    from measure.running.ray_engine import run_ray
     return run_ray(batch, store, cache_path=default_cache_path(), progress=False)
 
 

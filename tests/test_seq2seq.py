@@ -9,14 +9,15 @@ optimum export, ONNX Runtime rank classification and generation — runs for rea
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from measure.config import ConfigError, build_batch
-from measure.seq2seq import LABEL_WORDS, Seq2SeqParams, format_input
+from measure.running.config import ConfigError, build_batch
+from measure.methods.seq2seq import LABEL_WORDS, Seq2SeqParams, format_input
 
 
 # tiny models: one torch thread (see conftest.one_torch_thread)
@@ -58,7 +59,7 @@ def test_params_defaults_and_validation() -> None:
 
 def test_config_validates_seq2seq(nli_dir: Path) -> None:
     batch = build_batch(_base("some/mt5"), nli_dir)
-    assert len(batch.cells) == 1 and batch.cells[0]["params"]["max_steps"] == 40
+    assert len(batch.cells) == 1 and batch.cells[0].params["max_steps"] == 40
     with pytest.raises(ConfigError, match=r"\[train\]: unknown seq2seq key"):
         build_batch(_base("some/mt5", train={"steps": 3}), nli_dir)
     with pytest.raises(ConfigError, match="not available for seq2seq"):
@@ -68,7 +69,7 @@ def test_config_validates_seq2seq(nli_dir: Path) -> None:
 def test_rank_plan_scores_each_prefix_once() -> None:
     """The trie layout scores exactly what the naive per-label layout scores, with fewer
     decoder rows and positions (shared prefixes once, no padding positions)."""
-    from measure.seq2seq import RankPlan
+    from measure.methods.seq2seq import RankPlan
     pieces = [[5, 6, 7], [5, 6, 8], [9], [5, 4]]
     trie = RankPlan.build(pieces, decoder_start=0, pad=0)
     naive = RankPlan.build(pieces, decoder_start=0, pad=0, share=False)
@@ -138,12 +139,13 @@ def test_label_words_are_single_pieces(tiny_mt5: Path) -> None:
 def test_seq2seq_cell_end_to_end(tiny_mt5: Path, nli_dir: Path, tmp_path: Path) -> None:
     """Train 40 steps on 300 English pairs, select on held-out English rows, export,
     score en and de through ONNX Runtime, store the rows."""
-    from measure.engine import _run_cell
+    from measure.methods.base import RunContext
+    from measure.methods.registry import run_cell
     from measure.store import ResultStore
 
     batch = build_batch(_base(str(tiny_mt5)), nli_dir)
     cell = batch.cells[0]
-    rec = _run_cell(cell, str(nli_dir), "", "")
+    rec = run_cell(cell, RunContext(str(nli_dir)))
     assert rec.status == "done", rec.error
     with ResultStore(tmp_path / "s.sqlite") as store:
         assert store.put_cell(rec) and not store.put_cell(rec)        # idempotent
@@ -157,19 +159,19 @@ def test_seq2seq_cell_end_to_end(tiny_mt5: Path, nli_dir: Path, tmp_path: Path) 
     assert df["zero_shot"].tolist() == [True, False]                   # de, en
     assert rec.train_seconds and rec.train_seconds > 0
     # the same cell evaluated by PyTorch instead of ONNX Runtime: the same predictions
-    ref = _run_cell({**cell, "backend": "torch-fp32"}, str(nli_dir), "", "")
+    ref = run_cell(dataclasses.replace(cell, backend="torch-fp32"), RunContext(str(nli_dir)))
     assert [r.confusion for r in ref.results] == [r.confusion for r in rec.results]
 
 
 def test_source_validation_is_held_out(nli_dir: Path) -> None:
     """Checkpoint selection reads only source-language rows the cell did not train on."""
-    from measure.cells import sample_training
-    from measure.seq2seq import source_validation
+    from measure.methods.sampling import sample_training
+    from measure.methods.seq2seq import source_validation
     raw = _base("some/mt5", budget={"total": 600},
                 sources=[{"pool": "xnli/validation", "sets": [["en", "de"]]}])
     cell = build_batch(raw, nli_dir).cells[0]
     drawn = sample_training(cell, str(nli_dir))
-    params = Seq2SeqParams.from_dict(cell["params"])
+    params = Seq2SeqParams.from_dict(dict(cell.params))
     val = source_validation(cell, str(nli_dir), params, drawn)
     assert len(val) == 60
     from measure.data import load_parquet_split
@@ -193,7 +195,7 @@ def trained(tiny_mt5: Path, nli_dir: Path, tmp_path_factory: pytest.TempPathFact
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     from measure.data import load_parquet_split
-    from measure.seq2seq import export_onnx, train_seq2seq
+    from measure.methods.seq2seq import export_onnx, train_seq2seq
 
     tok = AutoTokenizer.from_pretrained(tiny_mt5)
     model = AutoModelForSeq2SeqLM.from_pretrained(tiny_mt5)
@@ -213,7 +215,7 @@ def trained(tiny_mt5: Path, nli_dir: Path, tmp_path_factory: pytest.TempPathFact
 
 @pytest.mark.slow
 def test_rank_and_generation_agree_across_runtimes(trained: Any) -> None:
-    from measure.seq2seq import OrtScorer, TorchScorer
+    from measure.methods.seq2seq import OrtScorer, TorchScorer
     model, tok, onnx_dir, texts = trained
     torch_s = TorchScorer(model, tok, LABEL_WORDS, batch_size=16)
     ort_s = OrtScorer(onnx_dir, tok, LABEL_WORDS, batch_size=16)
@@ -243,7 +245,7 @@ def test_rank_and_generation_agree_across_runtimes(trained: Any) -> None:
 def test_trie_scoring_equals_naive_per_label_scoring(trained: Any) -> None:
     """Label words sharing a leading piece (and </s>): the trie-shared ORT decoder call
     gives the naive per-label scores, and PyTorch's, to 1e-4."""
-    from measure.seq2seq import OrtScorer, TorchScorer
+    from measure.methods.seq2seq import OrtScorer, TorchScorer
     model, tok, onnx_dir, texts = trained
     words = ("not entailment", "not neutral", "contradiction")
     assert tok(words[0], add_special_tokens=False).input_ids[0] == \

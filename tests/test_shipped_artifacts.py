@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _cells import spec
 
 from app.data import MEASUREMENT_COLUMNS
 from measure.build_languages import OUT as LANGUAGES_CSV
 from measure.build_languages import build as build_languages
-from measure.cells import eval_indices, sample_training
+from measure.cell import CellSpec
+from measure.methods.sampling import eval_indices, sample_training
 
 REPO = Path(__file__).resolve().parent.parent
 MEASUREMENTS = sorted((REPO / "models" / "measurements").glob("*.parquet"))
@@ -69,9 +71,9 @@ def _parallel_pool(root: Path, langs: list[str], n: int) -> None:
                       "pair_id": np.arange(1000, 1000 + n)}).to_parquet(d / "train.parquet")
 
 
-def _cell(regime: str, tc: dict[str, int], seed: int = 0) -> dict:
-    return {"train_dataset": "pool", "train_split": "train", "regime": regime,
-            "train_config": tc, "seed": seed}
+def _cell(regime: str, tc: dict[str, int], seed: int = 0) -> CellSpec:
+    return spec(train_dataset="pool", train_split="train", regime=regime, train_config=tc,
+                seed=seed)
 
 
 def test_fixed_total_draws_disjoint_meanings(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ classification needs) per cell, in a temporary directory, and the decoder is rew
 (``build_rank_decoder``) so the 250k-wide output projection and its log-softmax run only
 at the distinct label-word prefixes (``RankPlan``: a trie over the label words) and never
 leave ONNX Runtime. ``backend`` picks ort-int8-s8 (dynamic int8 with signed weights,
-measure.onnxquant; the batch-config default), ort-int8 (unsigned weights, for CPUs
+measure.encoders.onnxtools; the batch-config default), ort-int8 (unsigned weights, for CPUs
 without VNNI), ort-fp32, or torch-fp32 (no export). ``xlt-measure bench --seq2seq`` times this against
 PyTorch ``generate()`` on a random model with mt5-small's shapes. torch and
 transformers are imported lazily: the core package has no torch.
@@ -31,8 +31,7 @@ transformers are imported lazily: the core package has no torch.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -41,9 +40,13 @@ from typing import Any
 
 import numpy as np
 
-from measure.encoder import INT8_SCHEMES
-from measure.trainloop import (Example, TrainParams, TrainReport, fit, source_rows, start_cell,
-                               training_frames)
+from measure.cell import CellRecord, CellSpec
+from measure.encoders.encoder import INT8_SCHEMES, ort_session, padded_batches
+from measure.encoders.onnxtools import optimum_export, quantise_dynamic
+from measure.methods.base import RunContext, score
+from measure.methods.sampling import training_frames
+from measure.methods.trainloop import (Example, TrainParams, TrainReport, evaluate_trained, fit,
+                                       source_rows, start_cell)
 
 LABEL_WORDS = ("entailment", "neutral", "contradiction")
 TEMPLATE = "xnli premise: {premise} hypothesis: {hypothesis}"
@@ -213,7 +216,6 @@ class _Scorer:
 
     # -- shared logic
     def _batches(self, texts: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        from measure.encoder import padded_batches
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_source_length)
         yield from padded_batches(enc["input_ids"], self.batch_size,
                                   self.tokenizer.pad_token_id or 0)
@@ -338,14 +340,11 @@ class OrtScorer(_Scorer):
 
     def __init__(self, onnx_dir: str | Path, tokenizer: Any, label_words: Sequence[str], *,
                  quantized: bool = False, threads: int | None = None, **kw: Any) -> None:
-        import json
-
-        from measure.encoder import ort_session
         onnx_dir = Path(onnx_dir)
         suffix = "_quantized" if quantized else ""
         decoder = onnx_dir / f"{RANK_DECODER.removesuffix('.onnx')}{suffix}.onnx"
         if not decoder.exists():
-            raise FileNotFoundError(f"{decoder} is missing: export with measure.seq2seq."
+            raise FileNotFoundError(f"{decoder} is missing: export with measure.methods.seq2seq."
                                     "export_onnx (quantize='s8' or 'u8' for int8)")
         # no spinning: idle threads would steal the cores of other workers (ort_session)
         kw_ort = {"threads": threads, "flush_denormals": True, "spin": False, "gpu": True}
@@ -487,13 +486,8 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *,
     """optimum export (encoder + decoder, no past), the decoder rewritten by
     ``build_rank_decoder`` (optimum's own decoder is then deleted: it is the size of the
     model and nothing here reads it); ``quantize`` (``"s8"`` or ``"u8"``, see
-    measure.onnxquant) adds dynamic-int8 copies (``*_quantized.onnx``)."""
-    from optimum.exporters.onnx import main_export
-
-    from measure.onnxquant import quantise_dynamic
-    out_dir = Path(out_dir)
-    main_export(str(model_dir), output=out_dir, task="text2text-generation", opset=18,
-                do_validation=False, library_name="transformers", device="cpu")
+    measure.encoders.onnxtools) adds dynamic-int8 copies (``*_quantized.onnx``)."""
+    out_dir = optimum_export(model_dir, out_dir, task="text2text-generation", opset=18)
     build_rank_decoder(out_dir / "decoder_model.onnx", out_dir / RANK_DECODER)
     for path in out_dir.glob("decoder_model.onnx*"):
         path.unlink()
@@ -520,7 +514,6 @@ def train_seq2seq(model: Any, tokenizer: Any, train: Sequence[Example],
                   params: Seq2SeqParams, seed: int, val: Sequence[Example] = ()) -> TrainReport:
     """Fine-tune in place; with ``val``, keep the weights with the best validation macro-F1
     (rank classification with the PyTorch model)."""
-    from measure.probe import score
     device = next(model.parameters()).device
     val_texts = [t for t, _ in val]
     val_y = np.array([y for _, y in val], dtype=np.int64)
@@ -544,48 +537,39 @@ def _examples(frame: Any) -> list[Example]:
             for p, h, y in zip(frame["premise"], frame["hypothesis"], frame["label"])]
 
 
-def source_validation(cell: dict[str, Any], data_dir: str, params: TrainParams,
+def source_validation(cell: CellSpec, data_dir: str, params: TrainParams,
                       drawn: list[tuple[str, np.ndarray]]) -> list[Example]:
     """Checkpoint-selection examples from the source languages only (see ``source_rows``)."""
     return [ex for _, frame in source_rows(cell, data_dir, params, drawn)
             for ex in _examples(frame)]
 
 
-def run_seq2seq_cell(cell: dict[str, Any], data_dir: str, *, device: str | None = None,
-                     workdir: str | Path | None = None) -> Any:
+def run(cell: CellSpec, ctx: RunContext, *, device: str | None = None,
+        workdir: str | Path | None = None) -> CellRecord:
     """Fine-tune on the cell's sources, select on source validation, score every target."""
     from transformers import AutoModelForSeq2SeqLM
 
-    from measure.cells import evaluate_targets
-    from measure.store import CellRecord
-
-    model_dir = resolve_seq2seq_model(cell["model"])
+    data_dir = ctx.data_dir
+    model_dir = resolve_seq2seq_model(cell.model)
     start = start_cell(cell, data_dir, Seq2SeqParams, model_dir, device)
-    params, backend, tokenizer = start.params, start.backend, start.tokenizer
+    params, tokenizer = start.params, start.tokenizer
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).to(start.device)
     train = [ex for frame in training_frames(cell, data_dir, start.drawn) for ex in _examples(frame)]
     val = source_validation(cell, data_dir, params, start.drawn)
-    train_seq2seq(model, tokenizer, train, params, int(cell["seed"]), val)
-    train_seconds = time.time() - start.started
+    train_seq2seq(model, tokenizer, train, params, int(cell.seed), val)
 
-    t_eval = time.time()
     kw = {"rank_eos": params.rank_eos, "max_source_length": params.max_source_length,
           "batch_size": params.eval_batch_size}
-    tmp = Path(tempfile.mkdtemp(prefix="xlt-seq2seq-", dir=workdir))
-    try:
-        if backend == "torch-fp32":
-            scorer: _Scorer = TorchScorer(model.float(), tokenizer, params.label_words, **kw)
-        else:
-            model.float().to("cpu").save_pretrained(tmp / "model")
-            tokenizer.save_pretrained(tmp / "model")
-            export_onnx(tmp / "model", tmp / "onnx", quantize=INT8_SCHEMES.get(backend))
-            del model
-            scorer = OrtScorer(tmp / "onnx", tokenizer, params.label_words,
-                               quantized=backend in INT8_SCHEMES, **kw)
-        results = evaluate_targets(cell, data_dir, lambda f: scorer.predict(
+
+    def predictor(scorer: _Scorer) -> Any:
+        return lambda f: scorer.predict(
             [format_input(p, h) for p, h in zip(f["premise"], f["hypothesis"])],
-            params.scoring, params.max_new_tokens))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return CellRecord(config=cell, results=results, started_at=start.started, finished_at=time.time(),
-                      train_seconds=train_seconds, eval_seconds=time.time() - t_eval)
+            params.scoring, params.max_new_tokens)
+
+    return evaluate_trained(
+        cell, ctx, start, time.time() - start.started, model, workdir=workdir,
+        torch_predictor=lambda m: predictor(TorchScorer(m, tokenizer, params.label_words, **kw)),
+        onnx_predictor=lambda d: predictor(OrtScorer(d, tokenizer, params.label_words,
+                                                     quantized=start.backend in INT8_SCHEMES,
+                                                     **kw)),
+        export=lambda src, dst, scheme: export_onnx(src, dst, quantize=scheme))

@@ -1,6 +1,6 @@
 """``xlt-measure bench``: PyTorch eager vs ONNX Runtime fp32/int8, and the F1 cost of int8.
 
-Two int8 schemes are timed (measure.onnxquant): ``ort-int8-s8`` (signed weights, the
+Two int8 schemes are timed (measure.encoders.onnxtools): ``ort-int8-s8`` (signed weights, the
 default for new batches; its figures are the JSON's ``ort_int8_*``/``speedup``/``f1_drift``)
 and ``ort-int8`` (unsigned weights, the scheme the shipped probe grid was measured with).
 
@@ -11,7 +11,7 @@ interleaved rounds, so the ratios are comparable even on a noisy machine.
 The baseline (``torch_texts_per_s``, the denominator of ``speedup``) is eager PyTorch as
 one calls it: one batch at a time on PyTorch's default intra-op threads. The ORT backends
 run as the grid runs them, one batch per core on one-thread sessions
-(``measure.encoder._BaseEncoder._batch_runner``). Two more rows separate the two effects:
+(``measure.encoders.encoder._BaseEncoder._batch_runner``). Two more rows separate the two effects:
 PyTorch with the same one-batch-per-core scheduling (``torch_parallel_texts_per_s``,
 ``speedup_vs_torch_parallel``) and the s8 session one batch at a time on all cores
 (``ort_int8_serial_texts_per_s``). The F1 drift
@@ -34,12 +34,18 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from measure.data import resolve_data_dir
+from measure.encoders.embcache import EmbeddingCache, default_cache_path
+from measure.encoders.encoder import encoder_key_for, make_encoder, usable_cpus
+from measure.methods.base import score
+from measure.methods.probe import make_classifier, pair_features
+from measure.methods.sampling import eval_indices, load_split
+
 BENCH_LANGS = ("en", "de", "sw", "zh", "ar")
 DRIFT_TARGETS = ("en", "de", "sw")
 
 
 def bench_texts(data_dir: str, n: int = 2000) -> list[str]:
-    from measure.cells import load_split
     texts: list[str] = []
     for i, lang in enumerate(BENCH_LANGS):      # n split evenly, the remainder to the first
         per = n // len(BENCH_LANGS) + (i < n % len(BENCH_LANGS))
@@ -70,10 +76,6 @@ def f1_with_backend(model: str, backend: str, encoder: Any, data_dir: str, cache
                     eval_cap: int, train_cap: int = 0) -> dict[str, float]:
     """Probe macro-F1 en→{en, de, sw} on ``backend``'s features; ``encoder`` (one of the
     timed ones) embeds only what the embedding cache lacks."""
-    from measure.cells import eval_indices, load_split
-    from measure.embcache import EmbeddingCache
-    from measure.engine import encoder_key_for
-    from measure.probe import make_classifier, pair_features, score
 
     def compute(texts: list[str]) -> np.ndarray:
         return encoder.encode(texts, progress=True, desc=f"encode ({backend})")
@@ -83,7 +85,7 @@ def f1_with_backend(model: str, backend: str, encoder: Any, data_dir: str, cache
         train = train.iloc[eval_indices(train, train_cap)]
         X = pair_features(cache.get(train["premise"].tolist(), compute),
                           cache.get(train["hypothesis"].tolist(), compute))
-        with threadpool_limits(1):   # as in every grid cell (measure.cells): same scores
+        with threadpool_limits(1):   # as in every grid cell (measure.methods.probe): same scores
             clf = make_classifier({}, seed=0).fit(X, train["label"].to_numpy())
         out = {}
         for lang in DRIFT_TARGETS:
@@ -101,9 +103,6 @@ def run_bench(model: str = "me5-small", data_dir: str | None = None, n_texts: in
     """Time every backend, score the probe's F1 with each precision, print the tables and
     the JSON line. ``eval_cap``/``train_cap``: label-stratified caps on the drift targets'
     test pairs and on the English training pairs (0 = all; small values for smoke tests)."""
-    from measure.cells import default_cache_path
-    from measure.data import resolve_data_dir
-    from measure.encoder import make_encoder, usable_cpus
 
     root = str(resolve_data_dir(data_dir))
     cache_path = Path(cache_path or default_cache_path())

@@ -1,4 +1,7 @@
-"""Dynamic int8 quantisation of exported encoders for ONNX Runtime's CPU kernels.
+"""ONNX export (optimum) and dynamic int8 quantisation for ONNX Runtime's CPU kernels.
+
+Every export goes through :func:`optimum_export` (the encoder's feature extraction, the
+fine-tuned classifier, mT5's encoder/decoder), so the exporter's settings live in one place.
 
 Why a module of its own: the probe encoder and the fine-tuned classifier share it, and the
 choice of scheme decides the speed. Measured on this project's 2-core AVX-512-VNNI/AMX CPU
@@ -16,10 +19,10 @@ choice of scheme decides the speed. Measured on this project's 2-core AVX-512-VN
   2.40× with SkipLayerNormalization; cosine to PyTorch fp32 ≥ 0.993.
 
 Activations are quantised at run time per tensor (dynamic), so a text's vector depends
-very slightly on the other texts in its batch (see ``measure.cells``' memo). On CPUs
+very slightly on the other texts in its batch (see the memo in ``measure.methods.probe``). On CPUs
 without VNNI, u8s8 products can saturate (ONNX Runtime's quantisation docs): use the
 ``u8`` backends (``ort-int8``) there. The encoder, the fine-tuned classifier and the
-mT5 encoder/decoder (``measure.seq2seq``) all quantise through this module.
+mT5 encoder/decoder (``measure.methods.seq2seq``) all quantise through this module.
 """
 
 from __future__ import annotations
@@ -30,6 +33,14 @@ from pathlib import Path
 
 SCHEMES = ("s8", "u8")
 _BERT_LIKE = {"bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra"}
+
+
+def optimum_export(model_dir: str | Path, out_dir: str | Path, *, task: str, opset: int) -> Path:
+    """optimum's ONNX exporter on the CPU, without its (slow) validation pass."""
+    from optimum.exporters.onnx import main_export  # heavy: only when exporting
+    main_export(str(model_dir), output=Path(out_dir), task=task, opset=opset,
+                do_validation=False, library_name="transformers", device="cpu")
+    return Path(out_dir)
 
 
 def quantise_dynamic(src_dir: Path, out_dir: Path, scheme: str = "s8",

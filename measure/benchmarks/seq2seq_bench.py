@@ -37,8 +37,11 @@ from typing import Any
 
 import numpy as np
 
-from measure.bench import BENCH_LANGS
-from measure.seq2seq import LABEL_WORDS, format_input
+from measure.benchmarks.encoder_bench import BENCH_LANGS
+from measure.data import resolve_data_dir
+from measure.encoders.encoder import load_tokenizer
+from measure.methods.sampling import load_split
+from measure.methods.seq2seq import LABEL_WORDS, OrtScorer, TorchScorer, export_onnx, format_input
 
 SHAPES: dict[str, dict[str, Any]] = {
     "mt5-small": {"d_model": 512, "d_kv": 64, "d_ff": 1024, "num_layers": 8,
@@ -51,7 +54,6 @@ SHAPES: dict[str, dict[str, Any]] = {
 
 def bench_pairs(data_dir: str, n: int) -> list[str]:
     """``n`` formatted premise/hypothesis inputs, spread over five XNLI test languages."""
-    from measure.cells import load_split
     per = -(-n // len(BENCH_LANGS))
     texts: list[str] = []
     for lang in BENCH_LANGS:
@@ -67,7 +69,6 @@ def build_random_mt5(out_dir: Path, data_dir: str, shapes: str = "mt5-small",
     import torch
     from transformers import MT5Config, MT5ForConditionalGeneration, T5Tokenizer
 
-    from measure.cells import load_split
     if shapes not in SHAPES:
         raise ValueError(f"unknown shapes {shapes!r}: use one of {sorted(SHAPES)}")
     sents: list[str] = []
@@ -119,9 +120,6 @@ def run_seq2seq_bench(data_dir: str | None = None, n_texts: int = 128,
     each method's best of ``rounds`` interleaved rounds; ``speedup_per_round`` too)."""
     from transformers import AutoModelForSeq2SeqLM
 
-    from measure.data import resolve_data_dir
-    from measure.encoder import load_tokenizer
-    from measure.seq2seq import OrtScorer, TorchScorer, export_onnx
 
     root = str(resolve_data_dir(data_dir))
     texts = bench_pairs(root, n_texts)

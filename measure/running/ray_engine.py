@@ -1,8 +1,8 @@
 """Run a batch on a Ray cluster (or a local Ray instance): one Ray task per cell.
 
-Same contract as :func:`measure.engine.run_local`: cells already in the store are
+Same contract as :func:`measure.running.engine.run_local`: cells already in the store are
 skipped, every text the remaining cells need is embedded once in the driver (reusing
-:func:`measure.engine.prepare_embeddings`), and the driver writes each finished cell to
+:func:`measure.running.engine.prepare_embeddings`), and the driver writes each finished cell to
 the store as it arrives (``put_cell`` is idempotent by cell hash). A cell is a pure
 function of its config, so the rows are identical to the local engine's.
 
@@ -28,18 +28,22 @@ The results store is written by the driver only, so it never needs to be shared.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import ray  # an ImportError here is reported by the CLI as "the Ray engine is not available"
 
-from measure.config import Batch
-from measure.engine import Recorder, RunSummary, _run_cell, cheap_first, embed_probe_cells, plan
-from measure.store import CellRecord, ResultStore
-
-GPU_METHODS = ("finetune", "seq2seq")
+from measure.cell import CellRecord, CellSpec
+from measure.encoders.embcache import default_cache_path
+from measure.methods.base import RunContext
+from measure.methods.registry import get_method, run_cell
+from measure.running.config import Batch
+from measure.running.engine import Recorder, RunSummary, cheap_first, plan, prepare_cells
+from measure.store import ResultStore
 
 
 class RayEngineError(RuntimeError):
@@ -47,9 +51,9 @@ class RayEngineError(RuntimeError):
 
 
 @ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)
-def _cell_task(cell: dict[str, Any], data_dir: str, cache_path: str, key: str) -> CellRecord:
+def _cell_task(cell: CellSpec, ctx: RunContext) -> CellRecord:
     """One cell on a Ray worker (Ray sets OMP_NUM_THREADS to the task's num_cpus)."""
-    return _run_cell(cell, data_dir, cache_path, key)
+    return run_cell(cell, ctx)
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -149,9 +153,6 @@ def _reap_on_driver_death() -> None:
     with their raylet) once the driver is gone; it exits by itself when Ray stops first.
     A cluster given with ``--address`` is never touched.
     """
-    import os
-    import subprocess
-    import sys
     try:
         node = ray._private.worker._global_node
         pids = [info.process.pid for infos in node.all_processes.values() for info in infos
@@ -164,7 +165,7 @@ def _reap_on_driver_death() -> None:
                          stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def _failed(cell: dict[str, Any], exc: BaseException) -> CellRecord:
+def _failed(cell: CellSpec, exc: BaseException) -> CellRecord:
     """A task lost beyond its retries (or a Ray error) becomes a failed, rerunnable cell."""
     msg = str(exc).strip().splitlines()
     return CellRecord(config=cell, status="failed",
@@ -180,7 +181,6 @@ def run_ray(batch: Batch, store: ResultStore, *, address: str | None = None,
     instance with ``num_cpus`` CPUs (default 2). If Ray is already initialised in this
     process, that instance is used. Only an instance started here is shut down.
     """
-    from measure.cells import default_cache_path
     t0 = time.time()
     if address and not ray.is_initialized():
         _check_reachable(address)  # before minutes of embedding, not after
@@ -189,7 +189,7 @@ def run_ray(batch: Batch, store: ResultStore, *, address: str | None = None,
     if not todo:
         return RunSummary(len(batch.cells), skipped, 0, 0, time.time() - t0)
     # embed in the driver before starting Ray: the encoder gets every core
-    keys = embed_probe_cells(batch, todo, cache_path, progress=progress)
+    keys = prepare_cells(batch, todo, cache_path, progress=progress)
     started = _connect(address, num_cpus)
     try:
         done, failed = _drive(todo, batch, store, str(cache_path), keys, progress)
@@ -199,7 +199,7 @@ def run_ray(batch: Batch, store: ResultStore, *, address: str | None = None,
     return RunSummary(len(batch.cells), skipped, done, failed, time.time() - t0)
 
 
-def _drive(todo: list[dict[str, Any]], batch: Batch, store: ResultStore, cache_path: str,
+def _drive(todo: list[CellSpec], batch: Batch, store: ResultStore, cache_path: str,
            keys: dict[str, str], progress: bool) -> tuple[int, int]:
     """Submit a bounded window of tasks, store each result as it arrives."""
     resources = ray.cluster_resources()
@@ -208,14 +208,14 @@ def _drive(todo: list[dict[str, Any]], batch: Batch, store: ResultStore, cache_p
     todo = cheap_first(todo)
     data_dir = str(batch.data_dir)
 
-    def submit(cell: dict[str, Any]) -> ray.ObjectRef:
+    def submit(cell: CellSpec) -> ray.ObjectRef:
         fn = _cell_task
-        if has_gpu and cell["method"] in GPU_METHODS:
+        if has_gpu and get_method(cell.method).needs_gpu:
             fn = _cell_task.options(num_gpus=1)
-        return fn.remote(cell, data_dir, cache_path, keys.get(cell["backend"], ""))
+        return fn.remote(cell, RunContext(data_dir, cache_path, keys.get(cell.backend, "")))
 
     queue = iter(todo)
-    inflight: dict[ray.ObjectRef, dict[str, Any]] = {}
+    inflight: dict[ray.ObjectRef, CellSpec] = {}
     for cell in queue:
         inflight[submit(cell)] = cell
         if len(inflight) >= window:

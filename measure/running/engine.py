@@ -8,19 +8,27 @@ the driver writes each finished cell to the store as it arrives. A crash, even
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from measure.config import Batch
-from measure.store import CellRecord, ResultStore, cell_hash
+from measure.cell import CellRecord, CellSpec, cell_hash
+from measure.encoders.embcache import default_cache_path
+from measure.methods.base import RunContext
+from measure.methods.registry import METHODS, get_method, run_cell
+from measure.running.config import Batch
+from measure.store import ResultStore
 
 
 @dataclass
@@ -32,40 +40,6 @@ class RunSummary:
     seconds: float
 
 
-def encoder_key_for(model: str, backend: str) -> str:
-    from measure.encoder import E5_PREFIX, model_fingerprint, resolve_model
-    return f"{model_fingerprint(resolve_model(model))}|{backend}|{E5_PREFIX}|mean-l2|256"
-
-
-def prepare_embeddings(batch: Batch, cells: list[dict[str, Any]], cache_path: Path,
-                       *, progress: bool = True) -> dict[str, str]:
-    """Encode every missing text once; returns {backend: encoder_key}."""
-    from measure.cells import texts_for_batch
-    from measure.embcache import EmbeddingCache
-    from measure.encoder import make_encoder
-
-    keys: dict[str, str] = {}
-    for backend in sorted({c["backend"] for c in cells}):
-        key = encoder_key_for(batch.model, backend)
-        keys[backend] = key
-        texts = texts_for_batch([c for c in cells if c["backend"] == backend], str(batch.data_dir))
-        with EmbeddingCache(cache_path, key) as cache:
-            todo = cache.missing(texts)
-            if progress:
-                print(f"embeddings: {len(texts) - len(todo)} of {len(texts)} texts cached, "
-                      f"encoding {len(todo)} with {batch.model} ({backend})", file=sys.stderr)
-            if todo:
-                enc = make_encoder(batch.model, backend)
-                bar = tqdm(total=len(todo), desc="encode", unit="text", disable=not progress,
-                           smoothing=0.05)
-                for start in range(0, len(todo), 4096):
-                    part = todo[start:start + 4096]
-                    cache.put(part, enc.encode(part))
-                    bar.update(len(part))
-                bar.close()
-    return keys
-
-
 def _watch_parent(parent: int, interval: float = 1.0) -> None:
     """Exit this worker as soon as the driver is gone (``kill -9`` included).
 
@@ -73,7 +47,6 @@ def _watch_parent(parent: int, interval: float = 1.0) -> None:
     each worker polls its parent pid (portable, unlike prctl's PR_SET_PDEATHSIG, which also
     fires when the spawning *thread* exits) and exits when it changes.
     """
-    import threading
 
     def watch() -> None:
         while True:
@@ -89,36 +62,16 @@ def _worker_init(parent: int | None = None) -> None:
         _watch_parent(parent)
     # one BLAS thread per worker: the workers are the parallelism
     os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
-    except ImportError:  # pragma: no cover
-        pass
+    threadpool_limits(1)
 
 
-def _run_cell(cell: dict[str, Any], data_dir: str, cache_path: str, key: str) -> CellRecord:
-    if cell["method"] not in ("probe", "seq2seq", "finetune"):
-        raise NotImplementedError(f"method {cell['method']!r} is not available in this engine yet")
-    try:  # seq2seq and finetune train their own model: no sentence embeddings
-        if cell["method"] == "seq2seq":
-            from measure.seq2seq import run_seq2seq_cell
-            return run_seq2seq_cell(cell, data_dir)
-        if cell["method"] == "finetune":
-            from measure.finetune import run_finetune_cell
-            return run_finetune_cell(cell, data_dir)
-        from measure.cells import run_probe_cell
-        return run_probe_cell(cell, data_dir, cache_path, key)
-    except Exception as exc:  # stored as a failed cell, retried on the next run
-        return CellRecord(config=cell, status="failed", error=f"{type(exc).__name__}: {exc}")
-
-
-def pending_cells(batch: Batch, store: ResultStore) -> list[dict[str, Any]]:
+def pending_cells(batch: Batch, store: ResultStore) -> list[CellSpec]:
     done = store.done_hashes()
     return [c for c in batch.cells if cell_hash(c) not in done]
 
 
 def plan(batch: Batch, store: ResultStore, *, progress: bool = True,
-         engine: str = "") -> tuple[list[dict[str, Any]], int]:
+         engine: str = "") -> tuple[list[CellSpec], int]:
     """(cells still to run, cells skipped because the store has them), announced on stderr."""
     todo = pending_cells(batch, store)
     skipped = len(batch.cells) - len(todo)
@@ -128,36 +81,38 @@ def plan(batch: Batch, store: ResultStore, *, progress: bool = True,
     return todo, skipped
 
 
-def embed_probe_cells(batch: Batch, cells: list[dict[str, Any]], cache_path: Path, *,
-                      progress: bool = True) -> dict[str, str]:
-    """Embed what the probe cells need ({backend: encoder key}); other methods tokenise
-    their own text and need no sentence embeddings."""
-    probe = [c for c in cells if c["method"] == "probe"]
-    return prepare_embeddings(batch, probe, cache_path, progress=progress) if probe else {}
+def prepare_cells(batch: Batch, cells: list[CellSpec], cache_path: Path, *,
+                  progress: bool = True) -> dict[str, str]:
+    """Run each method's preparation for its cells (the probe embeds every text its cells
+    read, once); returns {backend: encoder key}. Training methods tokenise their own text."""
+    keys: dict[str, str] = {}
+    for method in METHODS.values():
+        keys.update(method.embed(batch.model, cells, str(batch.data_dir), cache_path,
+                                 progress=progress))
+    return keys
 
 
 def run_local(batch: Batch, store: ResultStore, *, workers: int | None = None,
               cache_path: Path | None = None, progress: bool = True) -> RunSummary:
-    from measure.cells import default_cache_path
     t0 = time.time()
     cache_path = Path(cache_path or default_cache_path())
     todo, skipped = plan(batch, store, progress=progress)
     if not todo:
         return RunSummary(len(batch.cells), skipped, 0, 0, time.time() - t0)
-    keys = embed_probe_cells(batch, todo, cache_path, progress=progress)
-    if workers is None and any(c["method"] != "probe" for c in todo):
+    keys = prepare_cells(batch, todo, cache_path, progress=progress)
+    if workers is None and any(get_method(c.method).needs_gpu for c in todo):
         workers = 1  # a training cell takes the GPU or every CPU thread by itself
     workers = max(1, workers or os.cpu_count() or 1)
     with Recorder(store, len(todo), progress) as record:
-        for rec in _iter_results(cheap_first(todo), str(batch.data_dir), str(cache_path), keys,
+        for rec in iter_results(cheap_first(todo), str(batch.data_dir), str(cache_path), keys,
                                  workers):
             record(rec)
     return RunSummary(len(batch.cells), skipped, record.done, record.failed, time.time() - t0)
 
 
-def cheap_first(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def cheap_first(cells: list[CellSpec]) -> list[CellSpec]:
     """Cheap cells first gives an early, honest ETA; big per-language cells come last."""
-    return sorted(cells, key=lambda c: sum(c["train_config"].values()))
+    return sorted(cells, key=lambda c: c.total_examples)
 
 
 class Recorder:
@@ -190,19 +145,21 @@ class Recorder:
 MAX_CELL_ATTEMPTS = 4
 
 
-def _iter_results(cells: list[dict[str, Any]], data_dir: str, cache_path: str,
-                  keys: dict[str, str], workers: int, run: Any = None) -> Iterator[CellRecord]:
-    """Finished cells as they arrive; ``run`` (default :func:`_run_cell`) runs one cell."""
-    run = run or _run_cell
+def iter_results(cells: list[CellSpec], data_dir: str, cache_path: str, keys: dict[str, str],
+                 workers: int, run: Callable[[CellSpec, RunContext], CellRecord] = run_cell
+                 ) -> Iterator[CellRecord]:
+    """Finished cells as they arrive; ``run`` (default :func:`run_cell`) runs one cell."""
+
+    def context(cell: CellSpec) -> RunContext:
+        return RunContext(data_dir, cache_path, keys.get(cell.backend, ""))
+
     if workers == 1:
         for c in cells:
-            yield run(c, data_dir, cache_path, keys.get(c["backend"], ""))
+            yield run(c, context(c))
         return
-    import multiprocessing as mp
-    from concurrent.futures.process import BrokenProcessPool
 
     queue = list(cells)
-    suspects: list[dict[str, Any]] = []  # in flight when a worker died: rerun one at a time
+    suspects: list[CellSpec] = []  # in flight when a worker died: rerun one at a time
     attempts: dict[str, int] = {}
     while queue or suspects:
         # a dead worker breaks the whole pool and every cell in flight with it; those cells
@@ -210,15 +167,14 @@ def _iter_results(cells: list[dict[str, Any]], data_dir: str, cache_path: str,
         isolated = bool(suspects)
         source = suspects if isolated else queue
         limit = 1 if isolated else 2 * workers  # a short queue: a kill loses little
-        lost: list[dict[str, Any]] = []
+        lost: list[CellSpec] = []
         with ProcessPoolExecutor(1 if isolated else workers, mp_context=mp.get_context("spawn"),
                                  initializer=_worker_init, initargs=(os.getpid(),)) as pool:
-            inflight: dict[Any, dict[str, Any]] = {}
+            inflight: dict[Any, CellSpec] = {}
 
             def submit() -> None:
                 c = source.pop(0)
-                inflight[pool.submit(run, c, data_dir, cache_path,
-                                     keys.get(c["backend"], ""))] = c
+                inflight[pool.submit(run, c, context(c))] = c
 
             while source and len(inflight) < limit:
                 submit()

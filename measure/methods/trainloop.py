@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import pandas as pd
+
+from measure.cell import CellRecord, CellSpec
+from measure.encoders.encoder import BACKENDS, DEFAULT_BACKEND, INT8_SCHEMES, load_tokenizer
+from measure.methods.base import RunContext, finish
+from measure.methods.sampling import eval_indices, load_split, sample_training
 
 P = TypeVar("P", bound="TrainParams")
 Example = tuple[str, int]  # (model input text, label 0/1/2)
@@ -185,8 +194,8 @@ def fit(model: Any, train: Sequence[Any], params: TrainParams, seed: int,
     return TrainReport(total, best_step, history, time.time() - t0, precision)
 
 
-def source_rows(cell: dict[str, Any], data_dir: str, params: TrainParams,
-                drawn: list[tuple[str, np.ndarray]]) -> list[tuple[str, Any]]:
+def source_rows(cell: CellSpec, data_dir: str, params: TrainParams,
+                drawn: list[tuple[str, np.ndarray]]) -> list[tuple[str, pd.DataFrame]]:
     """[(language, frame rows)] for checkpoint selection, from the *source* languages only.
 
     Default: rows of the training pool that no source language sampled (row index =
@@ -194,7 +203,6 @@ def source_rows(cell: dict[str, Any], data_dir: str, params: TrainParams,
     row); with ``val_split``, a label-stratified subset of that split per source language.
     Empty when ``val_size`` is 0 or the budget used the whole pool.
     """
-    from measure.cells import eval_indices, load_split
     if params.val_size == 0:
         return []
     langs = [lang for lang, _ in drawn]
@@ -206,10 +214,10 @@ def source_rows(cell: dict[str, Any], data_dir: str, params: TrainParams,
             frame = load_split(data_dir, ds, lang, split)
             out.append((lang, frame.iloc[eval_indices(frame, per_lang)]))
         return out
-    rng = np.random.default_rng([int(cell["seed"]), 7])
+    rng = np.random.default_rng([int(cell.seed), 7])
     used = np.unique(np.concatenate([idx for _, idx in drawn]))
     for lang in langs:
-        frame = load_split(data_dir, cell["train_dataset"], lang, cell["train_split"])
+        frame = load_split(data_dir, cell.train_dataset, lang, cell.train_split)
         free = np.setdiff1d(np.arange(len(frame)), used)
         if len(free):
             out.append((lang, frame.iloc[np.sort(rng.choice(free, min(per_lang, len(free)),
@@ -229,7 +237,7 @@ class CellStart:
     started: float
 
 
-def start_cell(cell: dict[str, Any], data_dir: str, params_cls: type[TrainParams],
+def start_cell(cell: CellSpec, data_dir: str, params_cls: type[TrainParams],
                model_dir: str, device: str | None = None) -> CellStart:
     """The prologue both methods share, in one place so they cannot drift apart: validate
     ``[train]`` and ``backend``, pick the GPU when there is one, load the tokenizer, seed
@@ -237,10 +245,8 @@ def start_cell(cell: dict[str, Any], data_dir: str, params_cls: type[TrainParams
     is part of the cell's randomness) and draw the cell's training rows."""
     import torch
 
-    from measure.cells import sample_training
-    from measure.encoder import BACKENDS, DEFAULT_BACKEND, load_tokenizer
-    params = params_cls.from_dict(cell.get("params"))
-    backend = cell.get("backend", DEFAULT_BACKEND)
+    params = params_cls.from_dict(dict(cell.params))
+    backend = cell.backend or DEFAULT_BACKEND
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is not available for {params_cls.method_name()}: "
                          f"use one of {BACKENDS}")
@@ -248,13 +254,36 @@ def start_cell(cell: dict[str, Any], data_dir: str, params_cls: type[TrainParams
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = load_tokenizer(model_dir)
     drawn = sample_training(cell, data_dir)
-    torch.manual_seed(int(cell["seed"]))
+    torch.manual_seed(int(cell.seed))
     return CellStart(params, backend, dev, tokenizer, drawn, started)
 
 
-def training_frames(cell: dict[str, Any], data_dir: str,
-                    drawn: list[tuple[str, np.ndarray]]) -> list[Any]:
-    """The sampled training rows of each source language, in ``drawn`` order."""
-    from measure.cells import load_split
-    return [load_split(data_dir, cell["train_dataset"], lang, cell["train_split"]).iloc[idx]
-            for lang, idx in drawn]
+Predict = Callable[[pd.DataFrame], np.ndarray]
+
+
+def evaluate_trained(cell: CellSpec, ctx: RunContext, start: CellStart, train_seconds: float,
+                     model: Any, *, torch_predictor: Callable[[Any], Predict],
+                     onnx_predictor: Callable[[Path], Predict],
+                     export: Callable[[Path, Path, str | None], Path],
+                     workdir: str | Path | None = None) -> CellRecord:
+    """The epilogue both methods share: score every target with the trained model.
+
+    ``backend = "torch-fp32"`` scores with the PyTorch model (``torch_predictor``);
+    otherwise the model is saved, exported to ONNX by ``export(model_dir, onnx_dir,
+    int8_scheme)`` in a temporary directory and scored by ``onnx_predictor`` of what
+    ``export`` returned.
+    The export counts as evaluation time.
+    """
+    t_eval = time.time()
+    tmp = Path(tempfile.mkdtemp(prefix=f"xlt-{cell.method}-", dir=workdir))
+    try:
+        if start.backend == "torch-fp32":
+            predict = torch_predictor(model.float())
+        else:
+            model.float().to("cpu").save_pretrained(tmp / "model")
+            start.tokenizer.save_pretrained(tmp / "model")
+            predict = onnx_predictor(export(tmp / "model", tmp / "onnx",
+                                            INT8_SCHEMES.get(start.backend)))
+        return finish(cell, ctx, start.started, train_seconds, predict, eval_started=t_eval)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

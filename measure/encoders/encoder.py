@@ -2,7 +2,7 @@
 
 Why ONNX Runtime: a probe grid needs every premise and hypothesis of 22 targets and
 23 training pools embedded once; on 2 CPU cores an int8 ORT session (signed weights on
-the VNNI kernels, see :mod:`measure.onnxquant`) with length-bucketed batches (sort by
+the VNNI kernels, see :mod:`measure.encoders.onnxtools`) with length-bucketed batches (sort by
 length, pad per batch, one batch per core) is about 3.5x as fast as eager PyTorch (``xlt-measure bench``
 measures it). The PyTorch path stays as the reference the ONNX path is tested against.
 
@@ -31,11 +31,14 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from measure.encoders import me5
+from measure.encoders.onnxtools import optimum_export, quantise_dynamic
+
 PRECISIONS = ("fp32", "int8", "int8-s8")
 # every method (probe encoder, fine-tuned classifier, seq2seq scorer) runs through these
 BACKENDS = ("torch-fp32", "ort-fp32", "ort-int8-s8", "ort-int8")
 DEFAULT_BACKEND = "ort-int8-s8"
-INT8_SCHEMES = {"ort-int8-s8": "s8", "ort-int8": "u8"}  # backend -> measure.onnxquant scheme
+INT8_SCHEMES = {"ort-int8-s8": "s8", "ort-int8": "u8"}  # backend -> measure.encoders.onnxtools scheme
 E5_PREFIX = "query: "
 # The s8 session, one batch per core, ran 733 texts/s at 32 texts per batch against 666
 # at 64 (and 747 at 16, 568 at 128): a batch's activations then stay in the core's L2
@@ -46,14 +49,12 @@ S8_BATCH_SIZE = 32
 
 def cache_root() -> Path:
     """``$XLT_CACHE_DIR``, else the user cache directory (models, ONNX exports, embeddings)."""
-    from measure.me5 import default_cache_dir
-    return default_cache_dir()
+    return me5.default_cache_dir()
 
 
 def resolve_model(name_or_path: str) -> str:
     """``me5-small`` -> the locally built checkpoint; anything else passes through."""
-    from measure.me5 import resolve_model as _resolve
-    return _resolve(name_or_path)
+    return me5.resolve_model(name_or_path)
 
 
 def model_fingerprint(model_dir: str) -> str:
@@ -72,9 +73,14 @@ def model_fingerprint(model_dir: str) -> str:
         if f.is_file() and (name.endswith((".json", ".safetensors", ".bin", ".model", ".txt"))):
             h.update(name.encode())
             with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(chunk)
+                hashlib.file_digest(fh, lambda: h)  # feeds the file into the running hash
     return h.hexdigest()[:16]
+
+
+def encoder_key_for(model: str, backend: str) -> str:
+    """The embedding-cache key of ``model`` run on ``backend``: content fingerprint,
+    backend, prefix, pooling and maximum length, so vectors of two setups never mix."""
+    return f"{model_fingerprint(resolve_model(model))}|{backend}|{E5_PREFIX}|mean-l2|256"
 
 
 def usable_cpus() -> int:
@@ -274,6 +280,16 @@ def ort_session(path: str | Path, *, threads: int | None = None, flush_denormals
     return ort.InferenceSession(str(path), opts, providers=[p for p in wanted if p in avail])
 
 
+def ort_feeds(inputs: set[str], input_ids: np.ndarray,
+              attention_mask: np.ndarray) -> dict[str, np.ndarray]:
+    """The feeds of an exported encoder: BERT-style exports also take ``token_type_ids``
+    (all zeros: one segment, or the pair's second segment unmarked, as in XLM-R)."""
+    feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if "token_type_ids" in inputs:
+        feeds["token_type_ids"] = np.zeros_like(input_ids)
+    return feeds
+
+
 class OrtEncoder(_BaseEncoder):
     """ONNX Runtime session over an exported (and optionally int8-quantised) encoder."""
 
@@ -301,10 +317,8 @@ class OrtEncoder(_BaseEncoder):
         self.dim = int(cfg["hidden_size"])
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if "token_type_ids" in self._inputs:
-            feeds["token_type_ids"] = np.zeros_like(input_ids)
-        return self.session.run(["last_hidden_state"], feeds)[0]
+        return self.session.run(["last_hidden_state"],
+                                ort_feeds(self._inputs, input_ids, attention_mask))[0]
 
 
 def onnx_dir_for(model_dir: str, precision: str) -> Path:
@@ -448,15 +462,12 @@ def _export_fp32(model_dir: str, target: Path) -> None:
     """optimum's exporter, feature-extraction task (last_hidden_state output)."""
     tmp = _atomic_dir(target)
     with export_progress(f"exporting {Path(model_dir).name} to ONNX (fp32)"):
-        from optimum.exporters.onnx import main_export
-        main_export(model_dir, output=tmp, task="feature-extraction", opset=17,
-                    do_validation=False, library_name="transformers")
+        optimum_export(model_dir, tmp, task="feature-extraction", opset=17)
     _publish(tmp, target)
 
 
 def _quantise_int8(fp32_dir: Path, target: Path, scheme: str) -> None:
     """Dynamic int8 quantisation (weights int8, activations quantised at run time)."""
-    from measure.onnxquant import quantise_dynamic
     tmp = _atomic_dir(target)
     with export_progress(f"quantising the ONNX model to int8 ({scheme} weights)"):
         quantise_dynamic(fp32_dir, tmp, scheme)
