@@ -597,11 +597,15 @@ def _summarise_add_one(pairs: pd.DataFrame, metric: str, reps: int) -> list[dict
     for st_, g in pairs.groupby(STRATA):
         for cls in CLASSES:
             gc = g[g["target_class"] == cls]
-            for size, h in gc.groupby("base_size"):
+            groups = list(gc.groupby("base_size"))
+            if len(gc):
+                groups.append((None, gc))       # every base size together
+            for size, h in groups:
                 mean, lo, hi = boot_mean(h["gain"].to_numpy(float), _codes(h["target"]),
                                          _codes(h["base"]), reps)
                 out.append({**dict(zip(STRATA, st_)), "metric": metric, "target_class": cls,
-                            "base_size": int(size), "gain": mean, "ci": [lo, hi],
+                            "base_size": None if size is None else int(size),
+                            "gain": mean, "ci": [lo, hi],
                             "share_positive": float((h["gain"] > 0).mean()),
                             "n_pairs": int(len(h)), "n_bases": int(h["base"].nunique()),
                             "n_targets": int(h["target"].nunique())})
@@ -822,8 +826,7 @@ def headline(summary: Mapping[str, Any], metric: str = "macro_f1") -> list[dict]
                                    order.get(e["target_class"], 9))):
         key = (e["model"], e["method"], e["pool"], e["regime"])
         g = gaps.get((*key, "grid", e["target_class"]), {})
-        a = add.get((*key, e["target_class"]), [])
-        n_pairs = sum(x["n_pairs"] for x in a)
+        a = [x for x in add.get((*key, e["target_class"]), []) if x["base_size"] is None]
         rows.append({"model": e["model"], "method": e["method"], "pool": e["pool"],
                      "regime": e["regime"], "target_class": e["target_class"], "metric": metric,
                      "slope": e["slope"], "ci": [e["ci_low"], e["ci_high"]],
@@ -831,8 +834,8 @@ def headline(summary: Mapping[str, Any], metric: str = "macro_f1") -> list[dict]
                      "saturation_k": e["saturation_k"], "n_targets": e["n_targets"],
                      "given_best_member": e.get("slope_given_best_member"),
                      "gap_best": g.get("gap_best"), "gap_mean": g.get("gap_mean"),
-                     "add_one_gain": (sum(x["gain"] * x["n_pairs"] for x in a) / n_pairs
-                                      if n_pairs else None)})
+                     "add_one_gain": a[0]["gain"] if a else None,
+                     "add_one_ci": a[0]["ci"] if a else None})
     return rows
 
 

@@ -140,17 +140,14 @@ def _short_answer(main: dict, summary: dict, regime: str, pool: str) -> str:
                      for cls, b in gb)
                  + " — more languages help because a larger random set is more likely to "
                  "contain a good source, not because languages add up.")
-    ao = [a for a in summary.get("add_one", []) if a["metric"] == "macro_f1"
-          and a["regime"] == regime and a["pool"] == pool]
-    if ao:
-        by = {}
-        for a in ao:
-            by.setdefault(a["target_class"], []).append(a)
-        text += (" Adding one language to a fixed set at the same budget changes macro-F1 by "
-                 + "; ".join(f"{_fmt(sum(a['gain'] * a['n_pairs'] for a in v) / sum(a['n_pairs'] for a in v))} "
-                             f"({cls})" for cls, v in sorted(by.items(), key=lambda kv: CLASSES.index(kv[0])
-                                                              if kv[0] in CLASSES else 9))
-                 + " on average.")
+    ao = [(cls, r) for cls in CLASSES if (r := main.get(cls)) and r.get("add_one_ci")]
+    sizes = [a["base_size"] for a in summary.get("add_one", []) if a["base_size"] is not None]
+    if ao and sizes:
+        text += (" Adding one language to a fixed set at the same budget (the add-one design, "
+                 "paired) changes macro-F1 by "
+                 + "; ".join(f"{_fmt(r['add_one_gain'])} {_ci(*r['add_one_ci'])} ({cls})"
+                             for cls, r in ao) + " on average over base sizes "
+                 + "–".join(str(f(sizes)) for f in (min, max)) + ".")
     return text
 
 
@@ -209,7 +206,7 @@ def answer_text(summary: dict) -> list[str]:
         bits = []
         for cls in CLASSES:
             g = [a for a in ao if a["metric"] == "macro_f1" and a["target_class"] == cls
-                 and a["regime"] == regime and a["pool"] == pool]
+                 and a["regime"] == regime and a["pool"] == pool and a["base_size"] is not None]
             if g:
                 bits.append(f"{cls}: " + ", ".join(f"|S|={a['base_size']} {_fmt(a['gain'])}"
                                                    for a in sorted(g, key=lambda a: a["base_size"])))
@@ -415,7 +412,8 @@ def render_markdown(s: dict, card: dict | None = None) -> str:
         add("|---|---|---|---|---|---|---|---|---|---|---|")
         for a in s["add_one"]:
             add(f"| {a['model']} | {a['pool']} | {a['regime']} | {a['metric']} | "
-                f"{a['target_class']} ({a['n_targets']}) | {a['base_size']} | "
+                f"{a['target_class']} ({a['n_targets']}) | "
+                f"{a['base_size'] if a['base_size'] is not None else 'all'} | "
                 f"**{_fmt(a['gain'])}** | {_ci(*a['ci'])} | {a['share_positive']:.2f} | "
                 f"{a['n_pairs']} | {a['n_bases']} |")
         add("")
