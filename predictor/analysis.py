@@ -541,6 +541,11 @@ def best_vs_random(greedy: pd.DataFrame, grid: pd.DataFrame,
             if path is not None and len(path):
                 pp = path[(path["objective"] == obj) & path["chosen"].astype(bool)]
                 chosen = {int(k): str(s) for k, s in zip(pp["k"], pp["languages"])}
+            # the designs may use another backend than the grid (ort-int8-s8 vs ort-int8):
+            # the same singles measured in both tables show the offset
+            common = gv.index.intersection(rv.index) if len(rv) else gv.index[:0]
+            common = [i for i in common if i[0] == 1]
+            offset = float((gv[common] - rv[common]).mean()) if common else None
             for k, gk in gv.groupby(level=0):
                 sets = gk.droplevel(0)
                 best_set = chosen.get(int(k)) or str(sets.idxmax())
@@ -550,7 +555,7 @@ def best_vs_random(greedy: pd.DataFrame, grid: pd.DataFrame,
                 rk = rv[rv.index.get_level_values(0) == k].to_numpy() if len(rv) else np.array([])
                 row = {**dict(zip(keys, st_)), "objective": obj, "k": int(k),
                        "best_set": best_set, "best": best, "n_candidates": int(len(sets)),
-                       "from_path": bool(chosen)}
+                       "from_path": bool(chosen), "singles_offset_vs_grid": offset}
                 if len(rk):
                     row.update(random_median=float(np.median(rk)),
                                random_p10=float(np.percentile(rk, 10)),
@@ -636,6 +641,10 @@ def _summarise_shapley(tab: pd.DataFrame, metric: str, reps: int) -> list[dict]:
             per_t = gc.drop_duplicates("target").set_index("target")
             inter = per_t["interaction"].to_numpy(float)
             lo, hi = _ci(inter[draws].mean(axis=1))
+            singles_gain = (gc.groupby("target")["single"].sum() - CHANCE[metric] * len(
+                gc["language"].unique())).reindex(per_t.index).to_numpy(float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                additivity = (per_t["v_full"].to_numpy(float) - CHANCE[metric]) / singles_gain
             gap = (per_t["v_full"] - per_t["best_single"]).to_numpy(float)
             glo, ghi = _ci(gap[draws].mean(axis=1))
             tot = sum(r["phi"] for r in langs)
@@ -645,6 +654,7 @@ def _summarise_shapley(tab: pd.DataFrame, metric: str, reps: int) -> list[dict]:
                         "top_share": langs[0]["phi"] / tot if tot else math.nan,
                         "v_full": float(per_t["v_full"].mean()),
                         "interaction": float(inter.mean()), "interaction_ci": [lo, hi],
+                        "additivity": float(np.median(additivity)),
                         "full_minus_best_single": float(gap.mean()),
                         "full_minus_best_single_ci": [glo, ghi]})
     return out

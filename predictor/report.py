@@ -213,6 +213,39 @@ def answer_text(summary: dict) -> list[str]:
         if bits:
             out.append("**Adding one language to a fixed set** (paired, same budget and seed), "
                        "mean macro-F1 gain by base size: " + "; ".join(bits) + ".")
+    sh = [r for r in summary.get("shapley", []) if r["metric"] == "macro_f1"
+          and r["regime"] == regime and r["pool"] == pool]
+    if sh:
+        bits = []
+        for full in sorted({r["full_set"] for r in sh}):
+            rs = {r["target_class"]: r for r in sh if r["full_set"] == full}
+            bits.append(f"{full}: " + ", ".join(
+                f"{cls} targets led by {r['top_language']} (φ {_fmt(r['languages'][0]['phi'])}), "
+                f"full set − best single {_fmt(r['full_minus_best_single'])}"
+                for cls in CLASSES if (r := rs.get(cls))))
+        adds = [r["additivity"] for r in sh if r["target_class"] == "high"
+                and r.get("additivity") is not None]
+        out.append("**Which languages carry the gain (exact Shapley values, all subsets of "
+                   "three 5-language sets).** " + "; ".join(bits) + "."
+                   + (f" On high-resource targets a full set's gain over chance is "
+                      f"{min(adds):.2f}–{max(adds):.2f} of the sum of its members' single gains "
+                      "(1 = additive): the languages' contributions overlap instead of adding "
+                      "up." if adds else ""))
+    bvr = [r for r in summary.get("best_vs_random", []) if r["regime"] == regime
+           and r["pool"] == pool and r.get("random_median") is not None]
+    if bvr:
+        bits = []
+        for obj in sorted({r["objective"] for r in bvr}):
+            rs = sorted((r for r in bvr if r["objective"] == obj), key=lambda r: r["k"])
+            top = max(rs, key=lambda r: r["best"])
+            med = [r["random_median"] for r in rs]
+            bits.append(f"`{obj}`: the best greedy set is {top['best_set']} (k = {top['k']}, "
+                        f"{top['best']:.1f}) against random-set medians of {min(med):.1f}–"
+                        f"{max(med):.1f} at k = {rs[0]['k']}–{rs[-1]['k']}; the greedy set "
+                        f"at k = {rs[-1]['k']} scores {rs[-1]['best']:.1f}")
+        out.append("**Choosing well vs adding more** (greedy forward selection with the test "
+                   "targets as its objective — an oracle upper bound; macro-F1). "
+                   + "; ".join(bits) + ".")
     if not collapse.empty:
         c = collapse[(collapse["design"] == "grid") & (collapse["pool"] == pool)]
         c = c[c["regime"] == regime]
@@ -423,15 +456,18 @@ def render_markdown(s: dict, card: dict | None = None) -> str:
             "0 kappa), mean over the class's targets with a bootstrap CI over targets. "
             "*Interaction* = v(full) − v(∅) − Σ (v(single) − v(∅)): the non-additive part "
             "(negative = redundancy).\n")
+        add("*Additivity* = (v(full) − v(∅)) / Σ (v(single) − v(∅)), median over targets "
+            "(1 = the members' gains add up; 1/5 = the set is worth one member).\n")
         add("| model | pool | regime | metric | set | targets | φ per language [95% CI] | "
-            "interaction | full − best single |")
-        add("|---|---|---|---|---|---|---|---|---|")
+            "interaction | additivity | full − best single |")
+        add("|---|---|---|---|---|---|---|---|---|---|")
         for r in s["shapley"]:
             ph = ", ".join(f"{x['language']} {_fmt(x['phi'])} {_ci(*x['ci'])}"
                            for x in r["languages"])
             add(f"| {r['model']} | {r['pool']} | {r['regime']} | {r['metric']} | {r['full_set']} "
                 f"| {r['target_class']} ({r['n_targets']}) | {ph} | {_fmt(r['interaction'])} "
-                f"{_ci(*r['interaction_ci'])} | {_fmt(r['full_minus_best_single'])} "
+                f"{_ci(*r['interaction_ci'])} | {_fmt(r.get('additivity'), 2, False)} | "
+                f"{_fmt(r['full_minus_best_single'])} "
                 f"{_ci(*r['full_minus_best_single_ci'])} |")
         add("")
     if s.get("best_vs_random"):
@@ -441,16 +477,19 @@ def render_markdown(s: dict, card: dict | None = None) -> str:
             "well is worth. Objectives: "
             + "; ".join(f"`{k}` = {v}" for k, v in GREEDY_OBJECTIVES.items())
             + ". Random sets: the grid's sampled sets at the same k, pool and regime (seeds "
-            "averaged).\n")
+            "averaged). *Singles offset*: the mean difference between the greedy table's and "
+            "the grid's single-source scores on the same objective — the two tables may use "
+            "different int8 backends, so differences smaller than this are not meaningful.\n")
         add("| model | pool | regime | objective | k | greedy set | its score | random median | "
-            "random 10–90% | share of random sets beaten | random sets |")
-        add("|---|---|---|---|---|---|---|---|---|---|---|")
+            "random 10–90% | share of random sets beaten | random sets | singles offset |")
+        add("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in s["best_vs_random"]:
             add(f"| {r['model']} | {r['pool']} | {r['regime']} | {r['objective']} | {r['k']} | "
                 f"{r['best_set']} | {_fmt(r['best'], 2, False)} | "
                 f"{_fmt(r.get('random_median'), 2, False)} | {_fmt(r.get('random_p10'), 1, False)}–"
                 f"{_fmt(r.get('random_p90'), 1, False)} | "
-                f"{_fmt(r.get('share_random_beaten'), 2, False)} | {r.get('n_random', 0)} |")
+                f"{_fmt(r.get('share_random_beaten'), 2, False)} | {r.get('n_random', 0)} | "
+                f"{_fmt(r.get('singles_offset_vs_grid'))} |")
         add("")
     if s.get("collapse"):
         add("## Class collapse: scores and predicted-label shares per target (grid)\n")
