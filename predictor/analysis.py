@@ -736,6 +736,10 @@ def analyse(df: pd.DataFrame, reps: int = 400, mixed: bool = True, log=None,
     """Every estimate of the meta-analysis on prepared rows (see ``prepare``/``load_tables``)."""
     df, n_dup = deduplicate(df)
     res: dict[str, Any] = {"duplicates_dropped": n_dup, "designs": sorted(df["design"].unique())}
+    if "config_json" in df:
+        res["backends"] = {d: sorted({str(json.loads(c).get("backend", "?"))
+                                      for c in g["config_json"].unique()})
+                           for d, g in df.groupby("design")}
     res["scaling"] = scaling_estimates(df, reps=reps, mixed=mixed, log=log)
     per_target = []
     for st_, sub in df[(df["design"] == "grid") & df["zero_shot"]].groupby(STRATA):
