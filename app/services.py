@@ -42,7 +42,7 @@ METRIC_LABELS = {"macro_f1": "macro-F1", "accuracy": "accuracy"}
 
 
 PRED_COLUMNS = ["prediction", "lower", "upper", "basis", "out_of_support", "reason",
-                "pretraining"]
+                "pretraining", "profile"]
 
 
 class ServiceError(ValueError):

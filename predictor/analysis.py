@@ -541,6 +541,11 @@ def best_vs_random(greedy: pd.DataFrame, grid: pd.DataFrame,
             if path is not None and len(path):
                 pp = path[(path["objective"] == obj) & path["chosen"].astype(bool)]
                 chosen = {int(k): str(s) for k, s in zip(pp["k"], pp["languages"])}
+            # the designs may use another backend than the grid (ort-int8-s8 vs ort-int8):
+            # the same singles measured in both tables show the offset
+            common = gv.index.intersection(rv.index) if len(rv) else gv.index[:0]
+            common = [i for i in common if i[0] == 1]
+            offset = float((gv[common] - rv[common]).mean()) if common else None
             for k, gk in gv.groupby(level=0):
                 sets = gk.droplevel(0)
                 best_set = chosen.get(int(k)) or str(sets.idxmax())
@@ -550,7 +555,7 @@ def best_vs_random(greedy: pd.DataFrame, grid: pd.DataFrame,
                 rk = rv[rv.index.get_level_values(0) == k].to_numpy() if len(rv) else np.array([])
                 row = {**dict(zip(keys, st_)), "objective": obj, "k": int(k),
                        "best_set": best_set, "best": best, "n_candidates": int(len(sets)),
-                       "from_path": bool(chosen)}
+                       "from_path": bool(chosen), "singles_offset_vs_grid": offset}
                 if len(rk):
                     row.update(random_median=float(np.median(rk)),
                                random_p10=float(np.percentile(rk, 10)),
@@ -597,11 +602,15 @@ def _summarise_add_one(pairs: pd.DataFrame, metric: str, reps: int) -> list[dict
     for st_, g in pairs.groupby(STRATA):
         for cls in CLASSES:
             gc = g[g["target_class"] == cls]
-            for size, h in gc.groupby("base_size"):
+            groups = list(gc.groupby("base_size"))
+            if len(gc):
+                groups.append((None, gc))       # every base size together
+            for size, h in groups:
                 mean, lo, hi = boot_mean(h["gain"].to_numpy(float), _codes(h["target"]),
                                          _codes(h["base"]), reps)
                 out.append({**dict(zip(STRATA, st_)), "metric": metric, "target_class": cls,
-                            "base_size": int(size), "gain": mean, "ci": [lo, hi],
+                            "base_size": None if size is None else int(size),
+                            "gain": mean, "ci": [lo, hi],
                             "share_positive": float((h["gain"] > 0).mean()),
                             "n_pairs": int(len(h)), "n_bases": int(h["base"].nunique()),
                             "n_targets": int(h["target"].nunique())})
@@ -632,6 +641,10 @@ def _summarise_shapley(tab: pd.DataFrame, metric: str, reps: int) -> list[dict]:
             per_t = gc.drop_duplicates("target").set_index("target")
             inter = per_t["interaction"].to_numpy(float)
             lo, hi = _ci(inter[draws].mean(axis=1))
+            singles_gain = (gc.groupby("target")["single"].sum() - CHANCE[metric] * len(
+                gc["language"].unique())).reindex(per_t.index).to_numpy(float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                additivity = (per_t["v_full"].to_numpy(float) - CHANCE[metric]) / singles_gain
             gap = (per_t["v_full"] - per_t["best_single"]).to_numpy(float)
             glo, ghi = _ci(gap[draws].mean(axis=1))
             tot = sum(r["phi"] for r in langs)
@@ -641,6 +654,7 @@ def _summarise_shapley(tab: pd.DataFrame, metric: str, reps: int) -> list[dict]:
                         "top_share": langs[0]["phi"] / tot if tot else math.nan,
                         "v_full": float(per_t["v_full"].mean()),
                         "interaction": float(inter.mean()), "interaction_ci": [lo, hi],
+                        "additivity": float(np.median(additivity)),
                         "full_minus_best_single": float(gap.mean()),
                         "full_minus_best_single_ci": [glo, ghi]})
     return out
@@ -722,6 +736,10 @@ def analyse(df: pd.DataFrame, reps: int = 400, mixed: bool = True, log=None,
     """Every estimate of the meta-analysis on prepared rows (see ``prepare``/``load_tables``)."""
     df, n_dup = deduplicate(df)
     res: dict[str, Any] = {"duplicates_dropped": n_dup, "designs": sorted(df["design"].unique())}
+    if "config_json" in df:
+        res["backends"] = {d: sorted({str(json.loads(c).get("backend", "?"))
+                                      for c in g["config_json"].unique()})
+                           for d, g in df.groupby("design")}
     res["scaling"] = scaling_estimates(df, reps=reps, mixed=mixed, log=log)
     per_target = []
     for st_, sub in df[(df["design"] == "grid") & df["zero_shot"]].groupby(STRATA):
@@ -822,8 +840,7 @@ def headline(summary: Mapping[str, Any], metric: str = "macro_f1") -> list[dict]
                                    order.get(e["target_class"], 9))):
         key = (e["model"], e["method"], e["pool"], e["regime"])
         g = gaps.get((*key, "grid", e["target_class"]), {})
-        a = add.get((*key, e["target_class"]), [])
-        n_pairs = sum(x["n_pairs"] for x in a)
+        a = [x for x in add.get((*key, e["target_class"]), []) if x["base_size"] is None]
         rows.append({"model": e["model"], "method": e["method"], "pool": e["pool"],
                      "regime": e["regime"], "target_class": e["target_class"], "metric": metric,
                      "slope": e["slope"], "ci": [e["ci_low"], e["ci_high"]],
@@ -831,8 +848,8 @@ def headline(summary: Mapping[str, Any], metric: str = "macro_f1") -> list[dict]
                      "saturation_k": e["saturation_k"], "n_targets": e["n_targets"],
                      "given_best_member": e.get("slope_given_best_member"),
                      "gap_best": g.get("gap_best"), "gap_mean": g.get("gap_mean"),
-                     "add_one_gain": (sum(x["gain"] * x["n_pairs"] for x in a) / n_pairs
-                                      if n_pairs else None)})
+                     "add_one_gain": a[0]["gain"] if a else None,
+                     "add_one_ci": a[0]["ci"] if a else None})
     return rows
 
 

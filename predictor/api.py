@@ -236,7 +236,8 @@ class Predictor:
         pred, lo, hi = intervals.intervals(point, half)
         return pd.DataFrame({"prediction": pred, "lower": lo, "upper": hi, "basis": basis,
                              "out_of_support": oos, "reason": reason,
-                             "interval_group": group, "pretraining": meta["pclass"].to_numpy()})
+                             "interval_group": group, "pretraining": meta["pclass"].to_numpy(),
+                             "profile": hp if hp is not None else np.zeros(len(rows), bool)})
 
     def predict(self, frame_or_rows: Any) -> pd.DataFrame:
         """Predictions with intervals for many rows (a DataFrame or dicts); any bad row raises."""
@@ -283,14 +284,15 @@ class Predictor:
     def predict_one(self, model: str, method: str | None, train_config: Mapping[str, int],
                     target: str) -> dict[str, Any]:
         """One prediction: {'prediction', 'lower', 'upper'} on the 0-100 scale, plus 'basis'
-        ('measured-target' | 'unseen-target'), 'out_of_support', 'reason' and 'pretraining'."""
+        ('measured-target' | 'unseen-target'), 'out_of_support', 'reason', 'pretraining' and
+        'profile' (a model-space profile of the target was used)."""
         row = self.validate({"model": model, "method": method, "train_config": train_config,
                              "target": target})
         p = self._predict_valid(pd.DataFrame([row])).iloc[0]
         return {**{k: float(p[k]) for k in ("prediction", "lower", "upper")},
                 "basis": str(p["basis"]), "out_of_support": bool(p["out_of_support"]),
                 "reason": str(p["reason"]) or None, "pretraining": str(p["pretraining"]),
-                "interval_group": str(p["interval_group"])}
+                "interval_group": str(p["interval_group"]), "profile": bool(p["profile"])}
 
     # -- recommendation -------------------------------------------------------------------
     def recommend(self, model: str, targets: Sequence[str], pool: Sequence[str], k: int, *,
@@ -432,7 +434,7 @@ def _result(p: Mapping[str, Any]) -> dict[str, Any]:
     return {"prediction": round(float(p["prediction"]), 2), "lower": round(float(p["lower"]), 2),
             "upper": round(float(p["upper"]), 2), "basis": str(p["basis"]),
             "out_of_support": bool(p["out_of_support"]), "reason": str(p["reason"]) or None,
-            "pretraining": str(p["pretraining"])}
+            "pretraining": str(p["pretraining"]), "profile": bool(p["profile"])}
 
 
 def _isna(v: Any) -> bool:
@@ -451,9 +453,11 @@ def default_predictor_dir() -> Path:
         raise FileNotFoundError(str(exc)) from None
 
 
-def load_predictor(path: str | Path | None = None) -> Predictor:
+def load_predictor(path: str | Path | None = None, profiles: str | Path | None = None
+                   ) -> Predictor:
     """Load a fitted predictor directory (checksum and type allow-list verified); None means
-    the default models directory's ``predictor/``."""
+    the default models directory's ``predictor/``. ``profiles``: a directory of language
+    profiles (``xlt-measure profile --profiles DIR``) read instead of ``models/profiles``."""
     if path is None:
         path = default_predictor_dir()
     obj, card = persist.load(path)
@@ -461,4 +465,8 @@ def load_predictor(path: str | Path | None = None) -> Predictor:
         raise persist.ModelIntegrityError(
             f"{path}: unexpected model object layout (a predictor from before v2 has a "
             "single 'point' model): refit it with `xlt-predict fit`")
-    return Predictor(obj, card)
+    p = Predictor(obj, card)
+    if profiles is not None:
+        from predictor.features import use_profiles
+        use_profiles(p.features, profiles)
+    return p

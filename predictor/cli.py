@@ -154,7 +154,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     from predictor.api import load_predictor
-    p = load_predictor(args.predictor)
+    p = load_predictor(args.predictor, profiles=args.profiles)
     res = p.predict_one(args.model, args.method, args.train_config, args.target)
     method = p.resolve_method(args.model, args.method)
     metric = next(m["metric"] for m in p.models if m["model"] == args.model and m["method"] == method)
@@ -168,7 +168,8 @@ def cmd_query(args: argparse.Namespace) -> int:
              else "target not measured: predicted from its features")
     print(f"{args.model}/{method} -> {args.target}: {res['prediction']:.1f} {metric} "
           f"[{res['lower']:.1f}, {res['upper']:.1f}] ({nominal:.0%} interval; basis "
-          f"{res['basis']}: {basis}; pretraining: {res['pretraining']})")
+          f"{res['basis']}: {basis}; pretraining: {res['pretraining']}; profile: "
+          f"{'yes' if res['profile'] else 'none'})")
     if res["out_of_support"]:
         print(f"outside the training support, interval widened: {res['reason']}")
     return 0
@@ -176,7 +177,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from predictor.api import load_predictor
-    p = load_predictor(args.predictor)
+    p = load_predictor(args.predictor, profiles=args.profiles)
     df = p.recommend(args.model, args.targets, args.pool, args.k, method=args.method,
                      objective=args.objective, n_per_language=args.n_per_language, top=args.top,
                      include_targets=args.include_targets, max_combinations=args.max_combinations)
@@ -328,7 +329,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             raise UsageError(f"--output {out_path} is a directory; give a file name")
         if not out_path.parent.is_dir():
             raise UsageError(f"--output {out_path}: directory {out_path.parent} does not exist")
-    p = load_predictor(args.predictor)
+    p = load_predictor(args.predictor, profiles=getattr(args, "profiles", None))
     lines = _batch_lines(data)
     results: dict[int, dict[str, Any]] = {}
     todo = [i for i, (_, _, err, _) in enumerate(lines) if err is None]
@@ -413,6 +414,9 @@ def _add_predictor_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--predictor", "--model-dir", dest="predictor", default=None,
                    metavar="DIR", help="fitted predictor directory (skops file + model card; "
                                        f"default: {DEFAULT_PREDICTOR_HELP})")
+    p.add_argument("--profiles", type=Path, default=None, metavar="DIR",
+                   help="language profiles (xlt-measure profile --profiles DIR) to use instead "
+                        "of models/profiles; a target without one is flagged")
 
 
 def build_parser() -> argparse.ArgumentParser:

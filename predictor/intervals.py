@@ -9,8 +9,9 @@ group gets its own quantile (Mondrian conformal):
 
 * the quantile is a *target-weighted* conformal quantile of the absolute out-of-fold
   residuals of the group: each target's rows carry weight 1/n_t, so every target counts
-  once, and the level is the finite-sample (1 - alpha)(1 + 1/T) for T targets (capped at
-  1: with fewer than 1/alpha - 1 targets the interval is the largest residual seen);
+  once, and the level is the finite-sample (1 - alpha)(1 + 1/T) for T targets (with fewer
+  than 1/alpha - 1 targets that level exceeds 1 and the plain 1 - alpha is used: not
+  finite-sample valid, its measured held-out coverage is what the card reports);
 * coverage is checked the same way it is used: each target of the group in turn is left
   out, the quantile is recomputed on the others, and the share of the held-out target's
   rows inside it is recorded; the group's coverage is the mean over its targets.
@@ -62,7 +63,12 @@ def target_weighted_quantile(resid: np.ndarray, targets: np.ndarray, alpha: floa
     w = 1.0 / n_t / T
     order = np.argsort(r, kind="stable")
     cum = np.cumsum(w[order])
-    level = min(1.0, (1 - alpha) * (1 + 1 / T))
+    level = (1 - alpha) * (1 + 1 / T)
+    if level > 1.0:
+        # fewer than 1/alpha - 1 targets: the finite-sample level is unreachable, and the
+        # largest residual seen over-covers (0.998 for me5-small's 7 absent targets); the
+        # plain 1 - alpha level is used and its held-out coverage is reported as measured
+        level = 1 - alpha
     pos = int(np.searchsorted(cum, level - 1e-12))
     return float(r[order][min(pos, len(r) - 1)])
 

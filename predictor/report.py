@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -140,17 +139,14 @@ def _short_answer(main: dict, summary: dict, regime: str, pool: str) -> str:
                      for cls, b in gb)
                  + " — more languages help because a larger random set is more likely to "
                  "contain a good source, not because languages add up.")
-    ao = [a for a in summary.get("add_one", []) if a["metric"] == "macro_f1"
-          and a["regime"] == regime and a["pool"] == pool]
-    if ao:
-        by = {}
-        for a in ao:
-            by.setdefault(a["target_class"], []).append(a)
-        text += (" Adding one language to a fixed set at the same budget changes macro-F1 by "
-                 + "; ".join(f"{_fmt(sum(a['gain'] * a['n_pairs'] for a in v) / sum(a['n_pairs'] for a in v))} "
-                             f"({cls})" for cls, v in sorted(by.items(), key=lambda kv: CLASSES.index(kv[0])
-                                                              if kv[0] in CLASSES else 9))
-                 + " on average.")
+    ao = [(cls, r) for cls in CLASSES if (r := main.get(cls)) and r.get("add_one_ci")]
+    sizes = [a["base_size"] for a in summary.get("add_one", []) if a["base_size"] is not None]
+    if ao and sizes:
+        text += (" Adding one language to a fixed set at the same budget (the add-one design, "
+                 "paired) changes macro-F1 by "
+                 + "; ".join(f"{_fmt(r['add_one_gain'])} {_ci(*r['add_one_ci'])} ({cls})"
+                             for cls, r in ao) + " on average over base sizes "
+                 + "–".join(str(f(sizes)) for f in (min, max)) + ".")
     return text
 
 
@@ -209,13 +205,46 @@ def answer_text(summary: dict) -> list[str]:
         bits = []
         for cls in CLASSES:
             g = [a for a in ao if a["metric"] == "macro_f1" and a["target_class"] == cls
-                 and a["regime"] == regime and a["pool"] == pool]
+                 and a["regime"] == regime and a["pool"] == pool and a["base_size"] is not None]
             if g:
                 bits.append(f"{cls}: " + ", ".join(f"|S|={a['base_size']} {_fmt(a['gain'])}"
                                                    for a in sorted(g, key=lambda a: a["base_size"])))
         if bits:
             out.append("**Adding one language to a fixed set** (paired, same budget and seed), "
                        "mean macro-F1 gain by base size: " + "; ".join(bits) + ".")
+    sh = [r for r in summary.get("shapley", []) if r["metric"] == "macro_f1"
+          and r["regime"] == regime and r["pool"] == pool]
+    if sh:
+        bits = []
+        for full in sorted({r["full_set"] for r in sh}):
+            rs = {r["target_class"]: r for r in sh if r["full_set"] == full}
+            bits.append(f"{full}: " + ", ".join(
+                f"{cls} targets led by {r['top_language']} (φ {_fmt(r['languages'][0]['phi'])}), "
+                f"full set − best single {_fmt(r['full_minus_best_single'])}"
+                for cls in CLASSES if (r := rs.get(cls))))
+        adds = [r["additivity"] for r in sh if r["target_class"] == "high"
+                and r.get("additivity") is not None]
+        out.append("**Which languages carry the gain (exact Shapley values, all subsets of "
+                   "three 5-language sets).** " + "; ".join(bits) + "."
+                   + (f" On high-resource targets a full set's gain over chance is "
+                      f"{min(adds):.2f}–{max(adds):.2f} of the sum of its members' single gains "
+                      "(1 = additive): the languages' contributions overlap instead of adding "
+                      "up." if adds else ""))
+    bvr = [r for r in summary.get("best_vs_random", []) if r["regime"] == regime
+           and r["pool"] == pool and r.get("random_median") is not None]
+    if bvr:
+        bits = []
+        for obj in sorted({r["objective"] for r in bvr}):
+            rs = sorted((r for r in bvr if r["objective"] == obj), key=lambda r: r["k"])
+            top = max(rs, key=lambda r: r["best"])
+            med = [r["random_median"] for r in rs]
+            bits.append(f"`{obj}`: the best greedy set is {top['best_set']} (k = {top['k']}, "
+                        f"{top['best']:.1f}) against random-set medians of {min(med):.1f}–"
+                        f"{max(med):.1f} at k = {rs[0]['k']}–{rs[-1]['k']}; the greedy set "
+                        f"at k = {rs[-1]['k']} scores {rs[-1]['best']:.1f}")
+        out.append("**Choosing well vs adding more** (greedy forward selection with the test "
+                   "targets as its objective — an oracle upper bound; macro-F1). "
+                   + "; ".join(bits) + ".")
     if not collapse.empty:
         c = collapse[(collapse["design"] == "grid") & (collapse["pool"] == pool)]
         c = c[c["regime"] == regime]
@@ -258,7 +287,6 @@ def build_report(frame: pd.DataFrame, out_dir: str | Path, *, card: dict | None 
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
     tables = [str(p) for p in measurements]
     rows = load_tables(tables) if tables else pd.DataFrame()
     greedy_path = None
@@ -288,7 +316,6 @@ def build_report(frame: pd.DataFrame, out_dir: str | Path, *, card: dict | None 
     summary["correlations"] = {o: t.assign(pearson_ci=t["pearson_ci"].map(list),
                                            spearman_ci=t["spearman_ci"].map(list)).to_dict("records")
                                for o, t in corr.items()}
-    summary["seconds"] = round(time.time() - t0, 1)
     summary = _json_safe(summary)
     (out_dir / "report.md").write_text(render_markdown(summary, card), encoding="utf-8")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
@@ -307,6 +334,12 @@ def render_markdown(s: dict, card: dict | None = None) -> str:
     add("**Caveats.**\n")
     for c in CAVEATS:
         add(f"* {c}")
+    backends = s.get("backends", {})
+    if len({b for bs in backends.values() for b in bs}) > 1:
+        add("* The tables were measured with different int8 backends ("
+            + "; ".join(f"{d}: {', '.join(bs)}" for d, bs in sorted(backends.items()))
+            + "): comparisons are made within a table, except greedy vs random, whose table "
+            "shows the offset between the two tables' identical single-source cells.")
     add("")
     add("## Headline (the numbers README, Home and Scaling show)\n")
     add(headline_markdown(s, "macro_f1") or "_no measured k-grid_")
@@ -314,7 +347,7 @@ def render_markdown(s: dict, card: dict | None = None) -> str:
     add("The same with Cohen's kappa (×100, chance-corrected):\n")
     add(headline_markdown(s, "kappa") or "_no confusion matrices_")
     add("")
-    add(f"Generated by `{s['command']}` in {s['seconds']} s from "
+    add(f"Generated by `{s['command']}` from "
         f"{', '.join('`' + t + '`' for t in s['tables']) or 'published results only'}; "
         f"{s['duplicates_dropped']} duplicate rows dropped (same configuration, target and "
         f"score within one model/method/pool/regime/design); designs present: "
@@ -415,7 +448,8 @@ def render_markdown(s: dict, card: dict | None = None) -> str:
         add("|---|---|---|---|---|---|---|---|---|---|---|")
         for a in s["add_one"]:
             add(f"| {a['model']} | {a['pool']} | {a['regime']} | {a['metric']} | "
-                f"{a['target_class']} ({a['n_targets']}) | {a['base_size']} | "
+                f"{a['target_class']} ({a['n_targets']}) | "
+                f"{a['base_size'] if a['base_size'] is not None else 'all'} | "
                 f"**{_fmt(a['gain'])}** | {_ci(*a['ci'])} | {a['share_positive']:.2f} | "
                 f"{a['n_pairs']} | {a['n_bases']} |")
         add("")
@@ -425,15 +459,18 @@ def render_markdown(s: dict, card: dict | None = None) -> str:
             "0 kappa), mean over the class's targets with a bootstrap CI over targets. "
             "*Interaction* = v(full) − v(∅) − Σ (v(single) − v(∅)): the non-additive part "
             "(negative = redundancy).\n")
+        add("*Additivity* = (v(full) − v(∅)) / Σ (v(single) − v(∅)), median over targets "
+            "(1 = the members' gains add up; 1/5 = the set is worth one member).\n")
         add("| model | pool | regime | metric | set | targets | φ per language [95% CI] | "
-            "interaction | full − best single |")
-        add("|---|---|---|---|---|---|---|---|---|")
+            "interaction | additivity | full − best single |")
+        add("|---|---|---|---|---|---|---|---|---|---|")
         for r in s["shapley"]:
             ph = ", ".join(f"{x['language']} {_fmt(x['phi'])} {_ci(*x['ci'])}"
                            for x in r["languages"])
             add(f"| {r['model']} | {r['pool']} | {r['regime']} | {r['metric']} | {r['full_set']} "
                 f"| {r['target_class']} ({r['n_targets']}) | {ph} | {_fmt(r['interaction'])} "
-                f"{_ci(*r['interaction_ci'])} | {_fmt(r['full_minus_best_single'])} "
+                f"{_ci(*r['interaction_ci'])} | {_fmt(r.get('additivity'), 2, False)} | "
+                f"{_fmt(r['full_minus_best_single'])} "
                 f"{_ci(*r['full_minus_best_single_ci'])} |")
         add("")
     if s.get("best_vs_random"):
@@ -443,16 +480,19 @@ def render_markdown(s: dict, card: dict | None = None) -> str:
             "well is worth. Objectives: "
             + "; ".join(f"`{k}` = {v}" for k, v in GREEDY_OBJECTIVES.items())
             + ". Random sets: the grid's sampled sets at the same k, pool and regime (seeds "
-            "averaged).\n")
+            "averaged). *Singles offset*: the mean difference between the greedy table's and "
+            "the grid's single-source scores on the same objective — the two tables may use "
+            "different int8 backends, so differences smaller than this are not meaningful.\n")
         add("| model | pool | regime | objective | k | greedy set | its score | random median | "
-            "random 10–90% | share of random sets beaten | random sets |")
-        add("|---|---|---|---|---|---|---|---|---|---|---|")
+            "random 10–90% | share of random sets beaten | random sets | singles offset |")
+        add("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in s["best_vs_random"]:
             add(f"| {r['model']} | {r['pool']} | {r['regime']} | {r['objective']} | {r['k']} | "
                 f"{r['best_set']} | {_fmt(r['best'], 2, False)} | "
                 f"{_fmt(r.get('random_median'), 2, False)} | {_fmt(r.get('random_p10'), 1, False)}–"
                 f"{_fmt(r.get('random_p90'), 1, False)} | "
-                f"{_fmt(r.get('share_random_beaten'), 2, False)} | {r.get('n_random', 0)} |")
+                f"{_fmt(r.get('share_random_beaten'), 2, False)} | {r.get('n_random', 0)} | "
+                f"{_fmt(r.get('singles_offset_vs_grid'))} |")
         add("")
     if s.get("collapse"):
         add("## Class collapse: scores and predicted-label shares per target (grid)\n")
@@ -511,10 +551,10 @@ def readme_section(s: dict) -> str:
     out += ["Change in zero-shot macro-F1 per doubling of the number of supervised languages "
             "(the headline `summary.json` holds; the report, the Home and the Scaling pages "
             "show the same table):", "", headline_markdown(s, "macro_f1"), ""]
-    out += [p + "\n" for p in paras[1:]]
     pub = s.get("published", [])
     if pub:
-        out.append("Published SumEval 2022 results (fine-tuned XLM-R / T-ULRv6 large, k = 5–14, "
+        out.append("Published SumEval 2022 results (fine-tuned XLM-R / T-ULRv6 large, "
+                   f"k = {min(e['k_min'] for e in pub)}–{max(e['k_max'] for e in pub)}, "
                    "total size controlled): "
                    + "; ".join(f"{e['model']} {e['target_class']} {_fmt(e['slope_within'])} "
                                f"{_ci(e['boot_ci_low'], e['boot_ci_high'])}"

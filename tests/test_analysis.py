@@ -182,3 +182,22 @@ def test_real_table_smoke() -> None:
     got = {(e["metric"], e["target_class"]) for e in res["scaling"]}
     assert ("macro_f1", "absent") in got and ("kappa", "xnli-low") in got
     assert res["member_gaps"] and all(g["gap_best"] < g["gap_mean"] for g in res["member_gaps"])
+
+
+def test_best_vs_random_against_the_grid() -> None:
+    rng = np.random.default_rng(3)
+    sets = _random_sets(rng, ks=(1, 2, 3), per_k=8)
+    targets = ["aym", "bzd", "en", "fr"]
+    grid = A.prepare(_raw(lambda s, t, seed: 40 + rng.normal(0, 1), sets, targets, seeds=(0,)))
+    chosen = [("ar",), ("ar", "bg"), ("ar", "bg", "de")]
+    greedy = A.prepare(_raw(lambda s, t, seed: 60.0 if s in chosen else 45.0,
+                            [(x,) for x in LANGS] + chosen[1:] + [("ar", "el")], targets,
+                            seeds=(0,)), design="greedy")
+    path = pd.DataFrame({"objective": "americas", "k": [1, 2, 3],
+                         "languages": ["+".join(c) for c in chosen], "chosen": True})
+    out = {(r["objective"], r["k"]): r for r in A.best_vs_random(greedy, grid, path)}
+    r = out[("americas", 2)]
+    assert r["best_set"] == "ar+bg" and r["best"] == 60 and r["share_random_beaten"] == 1.0
+    assert r["random_median"] == pytest.approx(40, abs=1.5) and r["from_path"]
+    # the same singles in both tables give the offset between them
+    assert r["singles_offset_vs_grid"] == pytest.approx(45 + 15 / 13 - 40, abs=1.5)

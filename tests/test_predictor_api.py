@@ -204,7 +204,7 @@ def test_cli_batch_per_line_results_and_errors(model_dir: Path, tmp_path: Path) 
     out = out[:3] + out[4:]
     for o in out[:2]:
         assert set(o) == {"id", "prediction", "lower", "upper", "basis", "out_of_support",
-                          "reason", "pretraining"}
+                          "reason", "pretraining", "profile"}
         assert 0 <= o["lower"] <= o["prediction"] <= o["upper"] <= 100
     assert out[0]["basis"] == "unseen-target" and out[1]["basis"] == "unseen-target"
     assert out[1]["pretraining"] == "absent" and out[1]["out_of_support"] \

@@ -66,6 +66,18 @@ def test_report_with_designs(tmp_path: Path) -> None:
     summary = build_report(frame, tmp_path / "report", measurements=[gpath, spath], reps=60)
     assert summary["designs"] == ["grid", "shapley"]
     assert summary["shapley"] and "add_one" not in summary and "best_vs_random" not in summary
+    bases = [("ar",), ("en",), ("ar", "hi"), ("en", "zh")]
+    ext = sorted({tuple(sorted(b + (x,))) for b in bases for x in ("es", "th") if x not in b})
+    apath = tmp_path / "me5-small-probe-add-one.parquet"
+    _table(sorted(set(bases) | set(ext)), (0, 1), rng).to_parquet(apath)
+    summary = build_report(frame, tmp_path / "report", measurements=[gpath, apath, spath],
+                           reps=60)
+    assert summary["designs"] == ["add-one", "grid", "shapley"]
+    allsizes = [a for a in summary["add_one"] if a["base_size"] is None
+                and a["metric"] == "macro_f1" and a["regime"] == "fixed_total"]
+    assert {a["target_class"] for a in allsizes} == {"absent", "xnli-low", "high"}
+    assert all(a["gain"] > 0 for a in allsizes)          # log2(k) in the formula: adding helps
+    assert all(r["add_one_gain"] is not None for r in summary["headline"]["macro_f1"])
     sh = summary["shapley"][0]
     assert sh["full_set"] == "+".join(five) and len(sh["languages"]) == 5
     est = {(e["metric"], e["target_class"]): e for e in summary["scaling"]}

@@ -166,6 +166,7 @@ show = pd.DataFrame({
     "measured − predicted": (table["measured"] - table["prediction"]).round(1),
     "all pools": table["per_pool"],
     "pretraining": table["pretraining"],
+    "profile": table["profile"].map({True: "yes", False: "none"}),
     "outside support": table["reason"].where(table["out_of_support"], "")})
 st.dataframe(show, hide_index=True, width="stretch")
 cov = service.coverage_for(choice)

@@ -178,7 +178,8 @@ if summary and "scaling" in summary:
         st.markdown("**Adding one language** (paired gain at the same budget and seed)")
         st.dataframe(pd.DataFrame([{
             "regime": a["regime"], "metric": a["metric"], "targets": a["target_class"],
-            "base size": a["base_size"], "mean gain": a["gain"], "95% CI": _ci(*a["ci"]),
+            "base size": "all" if a["base_size"] is None else str(a["base_size"]),
+            "mean gain": a["gain"], "95% CI": _ci(*a["ci"]),
             "share > 0": a["share_positive"], "pairs": a["n_pairs"]} for a in adds]).round(2),
             hide_index=True, width="stretch")
     shap = [r for r in summary.get("shapley", []) if r["model"] == mm[0] and r["pool"] == pool]
