@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from measure.paths import DATA, DefaultPathNotFound, find_default, resolve_default
+from measure.paths import DATA, DefaultPathNotFound, resolve_default
 
 COLUMNS = ("premise", "hypothesis", "label", "pair_id", "dataset", "language", "split")
 LABELS = ("entailment", "neutral", "contradiction")
@@ -30,19 +30,8 @@ LABEL_WORDS = {word: i for i, word in enumerate(LABELS)}
 # XNLI-MT/MultiNLI spell contradiction "contradictory" in some releases.
 LABEL_WORDS["contradictory"] = 2
 
-#: The datasets shipped in ``../shared/data/nli`` and their splits.
-KNOWN_SPLITS = ("train", "validation", "test")
-XNLI_SPLIT_FILES = {"validation": "xnli.dev.tsv", "test": "xnli.test.tsv"}
-
-
 class DataError(ValueError):
     """A data file or directory is unusable; the message names the file and the fix."""
-
-
-def default_data_dir() -> Path | None:
-    """``$XLT_DATA_DIR``, else ``shared/data/nli`` beside the working directory or a parent of
-    it, else beside the checkout (:mod:`measure.paths`, the rule every command shares)."""
-    return find_default(DATA)
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:

@@ -103,13 +103,20 @@ def read_text_lines(path: Path, *, min_lines: int = MIN_LINES) -> list[str]:
     if not lines:
         raise ProfileInputError(f"--text file {path} has no non-blank line: give one sentence "
                                 "per line (a few hundred lines suffice)")
-    if len(lines) < min_lines:
-        raise ProfileInputError(f"--text file {path} has {len(lines)} non-blank lines; at least "
-                                f"{min_lines} are needed (a few hundred give stable values)")
-    if len(lines) < WARN_LINES:
-        warnings.warn(f"--text has only {len(lines)} lines: the profile will be noisy "
-                      f"(a few hundred lines are recommended)", stacklevel=2)
+    _check_count(f"--text file {path} has {len(lines)} non-blank lines", len(lines), min_lines,
+                 " (a few hundred give stable values)", WARN_LINES,
+                 f"--text has only {len(lines)} lines: the profile will be noisy "
+                 "(a few hundred lines are recommended)")
     return lines
+
+
+def _check_count(have: str, n: int, minimum: int, why: str, recommended: int, noisy: str) -> None:
+    """Fewer than ``minimum`` inputs is an error naming the file; fewer than
+    ``recommended`` a warning (the estimates would be noisy), raised at the caller's caller."""
+    if n < minimum:
+        raise ProfileInputError(f"{have}; at least {minimum} are needed{why}")
+    if n < recommended:
+        warnings.warn(noisy, stacklevel=3)
 
 
 def read_pairs(path: Path, *, min_pairs: int = MIN_PAIRS) -> list[tuple[str, str]]:
@@ -125,12 +132,9 @@ def read_pairs(path: Path, *, min_pairs: int = MIN_PAIRS) -> list[tuple[str, str
                 f"non-empty fields separated by one tab), got {len(parts)} field(s): "
                 f"{raw[:60]!r}")
         pairs.append((parts[0].strip(), parts[1].strip()))
-    if len(pairs) < min_pairs:
-        raise ProfileInputError(f"--pairs file {path} has {len(pairs)} pairs; at least "
-                                f"{min_pairs} are needed for label-free estimates")
-    if len(pairs) < WARN_PAIRS:
-        warnings.warn(f"--pairs has only {len(pairs)} pairs: label-free estimates will be "
-                      f"noisy", stacklevel=2)
+    _check_count(f"--pairs file {path} has {len(pairs)} pairs", len(pairs), min_pairs,
+                 " for label-free estimates", WARN_PAIRS,
+                 f"--pairs has only {len(pairs)} pairs: label-free estimates will be noisy")
     return pairs
 
 
