@@ -43,9 +43,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from measure.languages import resolve_target
+from measure.languages import XNLI_15, resolve_target
 
-XNLI_15 = "ar bg de el en es fr hi ru sw th tr ur vi zh".split()
 LABELS = ("entailment", "neutral", "contradiction")  # measure.data.LABELS order (rows = gold)
 
 # -- target classes -----------------------------------------------------------------------

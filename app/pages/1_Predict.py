@@ -27,7 +27,7 @@ import streamlit as st  # noqa: E402
 from app import data, ui  # noqa: E402
 from app.services import ServiceError  # noqa: E402
 
-XNLI_15 = ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"]
+from measure.languages import XNLI_15  # noqa: E402
 DEFAULT_TARGETS = ["sw", "ur", "aym", "nah", "quy"]
 
 models = ui.setup("Predict", ":material/online_prediction:",

@@ -28,7 +28,7 @@ from app import data, ui  # noqa: E402
 from app.services import (MAIN_FEATURES, ModelChoice, PredictorService,  # noqa: E402
                           load_service)
 
-XNLI_15 = ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"]
+from measure.languages import XNLI_15  # noqa: E402
 PD_DEFAULT = ["k", "dist_genetic_min", "dist_syntactic_min", "dist_geographic_min"]
 MAX_BACKGROUND = 400
 
