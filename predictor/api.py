@@ -168,6 +168,10 @@ class Predictor:
             if key not in tcache:
                 why = []
                 cov = coverage(str(model), str(tgt))
+                if pcl not in s.get("pclasses", [pcl]):
+                    why.append(f"no training target of this model is {pcl} from pretraining "
+                               f"(trained on: {', '.join(s.get('pclasses', []))}); the "
+                               "prediction is kept within the measured targets' range")
                 if pcl == "unknown":
                     why.append(f"pretraining coverage unknown ({cov.reason})")
                 sip = script_in_pretraining(str(model), cov.script)
@@ -205,6 +209,18 @@ class Predictor:
                 seen[idx] = True
         return point, seen
 
+    def _target_range(self, mm: str) -> tuple[float, float] | None:
+        """(lowest, highest) mean score of the design's measured targets."""
+        m = self.seen.get(str(mm))
+        if m is None:
+            return None
+        for keys, table in m.means_.tables_:
+            if tuple(keys) == ("mm", "target"):
+                vals = [v for k, v in table.items() if k.startswith(f"{mm}|")]
+                if vals:
+                    return float(min(vals)), float(max(vals))
+        return None
+
     def _predict_valid(self, rows: pd.DataFrame) -> pd.DataFrame:
         from predictor.models import row_meta
         rows = rows.reset_index(drop=True)
@@ -228,6 +244,14 @@ class Predictor:
         hp = X[:, names.index("has_profile")] > 0 if "has_profile" in names else None
         reason = self._support(rows, meta, seen, hp)
         oos = np.array([bool(r) for r in reason])
+        # outside the support a linear model extrapolates without limit (XLM-R on Yoruba,
+        # absent from pretraining while every SumEval target is present, went below 0):
+        # unmeasured targets there are kept within the range of the design's measured
+        # target means
+        for i in np.flatnonzero(oos & ~seen):
+            lo_hi = self._target_range(meta["mm"].iloc[i])
+            if lo_hi is not None:
+                point[i] = min(max(point[i], lo_hi[0]), lo_hi[1])
         if oos.any():
             widest = {mm: intervals.widest_for_model(calib["unseen-target"], mm)
                       for mm in set(meta["mm"][oos])}

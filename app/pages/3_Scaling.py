@@ -52,8 +52,14 @@ else:
     table = headline_markdown(summary, metric)
     if table:
         st.markdown(table)
-    for para in answer_text(summary):
-        st.markdown(para)
+    paras = answer_text(summary)
+    if paras:
+        st.markdown(paras[0])
+    if len(paras) > 1:
+        with st.expander("The whole answer: per class, sets against their members, add-one, "
+                         "Shapley, choosing well, collapse", expanded=False):
+            for para in paras[1:]:
+                st.markdown(para)
     st.caption("Per doubling of k; mixed model with crossed random effects (target intercepts, "
                "target × log2 k slopes, source-set intercepts) and a two-way cluster bootstrap "
                "over targets and source sets; saturation k from a piecewise fit. Regenerate "
