@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from predictor.analysis import (CC100_LOW_GIB, CLASS_LABELS, CLASS_RULE, CLASSES,
-                                GREEDY_OBJECTIVES, LABELS, LOW_RESOURCE_XNLI, analyse, correlation_table, headline,
-                                headline_markdown, load_tables, published_estimates)
+                                GREEDY_OBJECTIVES, LABELS, LOW_RESOURCE_XNLI, analyse,
+                                correlation_table, headline, headline_markdown, load_tables,
+                                published_estimates)
 
 SUMMARY_VERSION = 2
 MODEL_LABELS = {"me5-small": "multilingual-e5-small",
@@ -176,8 +177,10 @@ def answer_text(summary: dict) -> list[str]:
                      f"{_ci(*(k.get('boot_ci') or [None, None]))}), saturation k "
                      f"{r['saturation_k'] if r['saturation_k'] is not None else 'not reached'}")
     out.append(_short_answer(main, summary, regime, pool))
+    budget = ("fixed total budget, so k is not confounded with data size" if ft
+              else "per-language budget")
     out.append(f"**Answer, as measured** ({rows[0]['model']} {rows[0]['method']}, pool {pool}, "
-               f"{'fixed total budget, so k is not confounded with data size' if ft else 'per-language budget'}; "
+               f"{budget}; "
                "95% CIs from a bootstrap over target languages and source sets): "
                + "; ".join(parts) + ".")
     # what the gain is made of
