@@ -8,9 +8,7 @@ CIs, saturation) are not computed here: the pages read them from the report's
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 CELL_KEYS = ["regime", "target_group", "cell_hash", "k", "seed", "sources"]
 

@@ -89,9 +89,13 @@ def sources_label(tc: Any) -> str:
 
 
 def read_measurement_files(directory: Path) -> Measurements:
-    """Concatenate every ``*.parquet`` / ``*.csv`` export in ``directory`` and derive columns."""
-    files = sorted([*directory.glob("*.parquet"), *directory.glob("*.csv")]) \
-        if directory.is_dir() else []
+    """Concatenate every ``*.parquet`` / ``*.csv`` export in ``directory`` and derive columns.
+
+    ``*-path.parquet`` files are a design's side tables (the greedy search's path, written by
+    ``xlt-measure greedy --path-out``), not measurements: they are left to the report.
+    """
+    files = sorted(p for p in [*directory.glob("*.parquet"), *directory.glob("*.csv")]
+                   if not p.stem.endswith("-path")) if directory.is_dir() else []
     parts: list[pd.DataFrame] = []
     problems: list[str] = []
     for path in files:

@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from predictor.analysis import (CC100_LOW_GIB, CLASS_LABELS, CLASS_RULE, CLASSES,
-                                GREEDY_OBJECTIVES, LABELS, LOW_RESOURCE_XNLI, analyse, correlation_table, headline,
-                                headline_markdown, load_tables, published_estimates)
+                                GREEDY_OBJECTIVES, LABELS, LOW_RESOURCE_XNLI, analyse,
+                                correlation_table, headline, headline_markdown, load_tables,
+                                published_estimates)
 
 SUMMARY_VERSION = 2
 MODEL_LABELS = {"me5-small": "multilingual-e5-small",
@@ -176,8 +177,10 @@ def answer_text(summary: dict) -> list[str]:
                      f"{_ci(*(k.get('boot_ci') or [None, None]))}), saturation k "
                      f"{r['saturation_k'] if r['saturation_k'] is not None else 'not reached'}")
     out.append(_short_answer(main, summary, regime, pool))
+    budget = ("fixed total budget, so k is not confounded with data size" if ft
+              else "per-language budget")
     out.append(f"**Answer, as measured** ({rows[0]['model']} {rows[0]['method']}, pool {pool}, "
-               f"{'fixed total budget, so k is not confounded with data size' if ft else 'per-language budget'}; "
+               f"{budget}; "
                "95% CIs from a bootstrap over target languages and source sets): "
                + "; ".join(parts) + ".")
     # what the gain is made of
@@ -222,11 +225,10 @@ def answer_text(summary: dict) -> list[str]:
                 f"{cls} targets led by {r['top_language']} (φ {_fmt(r['languages'][0]['phi'])}), "
                 f"full set − best single {_fmt(r['full_minus_best_single'])}"
                 for cls in CLASSES if (r := rs.get(cls))))
-        adds = [r["additivity"] for r in sh if r["target_class"] == "high"
-                and r.get("additivity") is not None]
+        adds = [r["additivity"] for r in sh if r.get("additivity") is not None]
         out.append("**Which languages carry the gain (exact Shapley values, all subsets of "
-                   "three 5-language sets).** " + "; ".join(bits) + "."
-                   + (f" On high-resource targets a full set's gain over chance is "
+                   f"{len({r['full_set'] for r in sh})} five-language sets).** " + "; ".join(bits) + "."
+                   + (f" In every set and target class a full set's gain over chance is "
                       f"{min(adds):.2f}–{max(adds):.2f} of the sum of its members' single gains "
                       "(1 = additive): the languages' contributions overlap instead of adding "
                       "up." if adds else ""))
@@ -532,12 +534,9 @@ def render_markdown(s: dict, card: dict | None = None) -> str:
                 f"{_fmt(r['spearman_ci'][1], 3)}] |")
         add("")
     if card is not None:
-        add("## Predictor cross-validation (from the model card)\n")
-        add(f"Selected model: **{card.get('selected_model')}** ({card.get('selection')}).\n")
-        cv = pd.DataFrame(card.get("cv", []))
-        if len(cv):
-            add("```\n" + cv.to_string(index=False) + "\n```")
-            add("")
+        add("## The predictor\n")
+        add(f"Selected model: **{card.get('selected_model')}**. Its cross-validation tables are "
+            "in the model card (`xlt-predict evaluate`).\n")
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from predictor import dataset, intervals, persist
+from predictor import dataset, intervals, persist, validation
 from predictor.features import FEATURES, describe
 from predictor.models import BASELINES, LEARNED
 from predictor.validation import (PROTOCOLS, SELECTION_PROTOCOL, NestedResult, Spec,
@@ -226,10 +226,12 @@ def fit_predictor(frame: pd.DataFrame, out_dir: str | Path, *,
         "seen_target_model": seen_label,
         "selected_per_design": {"unseen-target": {m: sp.name for m, sp in unseen_spec.items()},
                                 "measured-target": {m: sp.name for m, sp in seen_spec.items()}},
-        "selection": ("nested CV: the learner and its parameters are chosen by inner "
-                      f"grouped {len(cv) and 4}-fold CV (targets grouped for the unseen-target "
-                      "model, configurations for the measured-target model) on training rows "
-                      "only; outer folds report"),
+        "selection": ("nested CV, per (model, method): the learner and its parameters are "
+                      "chosen by an inner CV on the outer training rows only -- "
+                      + ("leave one target out" if validation.INNER_LOGO_MAX
+                         else "4 target-grouped folds")
+                      + " for the unseen-target model, 4 configuration-grouped folds for the "
+                      "measured-target model; the outer folds report"),
         "inner_cv_all_rows": {"unseen-target": unseen_inner, "measured-target": seen_inner},
         "candidates": families,
         "baselines": list(BASELINES),

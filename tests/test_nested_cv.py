@@ -58,6 +58,15 @@ def test_inner_folds_stay_inside_the_outer_training_rows(prepared: pd.DataFrame,
             assert not set(groups[train]) & set(groups[test])
 
 
+def test_inner_leave_one_target_out_when_asked(prepared: pd.DataFrame) -> None:
+    (train, test), *_ = protocol_splits(prepared, "unseen_target")
+    inner = inner_splits(prepared, train, "unseen_target", logo_max=25)
+    g = prepared.target_iso3.to_numpy()
+    assert len(inner) == 14 and all(len(set(g[b])) == 1 for _, b in inner)
+    assert not set(g[test]) & set(np.concatenate([g[a] for a, _ in inner]))
+    assert len(inner_splits(prepared, train, "unseen_target", logo_max=0)) == 4
+
+
 def test_leave_family_out_holds_every_americasnli_target_out_at_once(prepared) -> None:
     assert protocol_splits(prepared, "unseen_family") == []   # SumEval: one family only
     extra = prepared[prepared.target.isin(["sw", "ur", "hi"])]
