@@ -209,6 +209,31 @@ class Predictor:
                 seen[idx] = True
         return point, seen
 
+    def _neutral_profile(self, X: np.ndarray, names: list[str], meta: pd.DataFrame,
+                         hp: np.ndarray | None) -> np.ndarray:
+        """Rows without a profile, for a design whose training targets all had one: the
+        profile columns get the linear model's centring values, so the profile family
+        contributes nothing (instead of extrapolating from the placeholder zeros, which
+        put Quechua 20 points below every measured target). Trees keep the placeholders."""
+        from predictor.features import GROUPS
+        if hp is None or hp.all():
+            return X
+        cols = [names.index(c) for c in GROUPS["profile"] if c in names]
+        sup = self.card.get("support", {})
+        X = X.copy()
+        mm = meta["mm"].astype(str).to_numpy()
+        for m in np.unique(mm[~hp]):
+            if sup.get(m, {}).get("profile_share", 0) < 0.99 or m not in self.unseen:
+                continue
+            z = self.unseen[m]
+            reg = z.regs_.get(m, z.regs_.get("*"))
+            scale = getattr(reg, "named_steps", {}).get("scale")
+            if scale is None:
+                continue
+            rows = np.flatnonzero((mm == m) & ~hp)
+            X[np.ix_(rows, cols)] = scale.mean_[cols]
+        return X
+
     def _target_range(self, mm: str) -> tuple[float, float] | None:
         """(lowest, highest) mean score of the design's measured targets."""
         m = self.seen.get(str(mm))
@@ -229,6 +254,9 @@ class Predictor:
         # prediction batches are small
         with threadpool_limits(limits=1):
             X = self.features.transform(rows)
+            names = list(self.features.get_feature_names_out())
+            hp = X[:, names.index("has_profile")] > 0 if "has_profile" in names else None
+            X = self._neutral_profile(X, names, meta, hp)
             point, seen = self._point(X, meta)
         basis = np.where(seen, "measured-target", "unseen-target")
         calib = self.card["intervals"]
@@ -240,8 +268,6 @@ class Predictor:
                 cache[(b, mm, pcl)] = intervals.quantile_for(c, mm, pcl)
             half[i], g = cache[(b, mm, pcl)]
             group.append(f"{b}:{g}")
-        names = list(self.features.get_feature_names_out())
-        hp = X[:, names.index("has_profile")] > 0 if "has_profile" in names else None
         reason = self._support(rows, meta, seen, hp)
         oos = np.array([bool(r) for r in reason])
         # outside the support a linear model extrapolates without limit (XLM-R on Yoruba,

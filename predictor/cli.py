@@ -433,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Deduplicate rows; nested grouped CV (unseen target, unseen "
                                    "target family, unseen config, random) against per-design "
                                    "baselines; per-group conformal intervals; ranking and "
-                                   "feature-family ablation; refit on all rows; save (skops + card).")
+                                   "feature-family ablation; refit on all rows; save (skops + "
+                                   "card).")
     _add_data_options(p)
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="output directory (default: models/predictor, found like --predictor)")

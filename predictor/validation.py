@@ -445,7 +445,8 @@ def format_report(records: Sequence[Mapping[str, Any]]) -> str:
         lines.append(
             f"{r['protocol']:<14} {r['dataset']:<32} {r['targets']:>4} {r['mae']:>6.2f} "
             f"{r['mae_mm_mean']:>6.2f} {r['mae_mm_class_mean']:>6.2f} "
-            f"{'' if tm is None else f'{tm:.2f}':>6}  {r['diff']:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}] "
+            f"{'' if tm is None else f'{tm:.2f}':>6}  {r['diff']:+.2f} "
+            f"[{ci[0]:+.2f}, {ci[1]:+.2f}] "
             f"vs {r['best_baseline']} ({100 * r['rel_improvement']:+.0f}%, "
             f"{r['targets_better']}/{r['targets']} targets better)")
     return "\n".join(lines)
@@ -502,7 +503,8 @@ def ranking_report(frame: pd.DataFrame, oof: np.ndarray, features: pd.DataFrame,
         if len(grp) < 3:
             continue
         y = grp["y"].to_numpy()
-        rec = {"set": s, "kind": s.rsplit("|", 1)[1].split("=")[0], "dataset": grp["dataset"].iloc[0],
+        rec = {"set": s, "kind": s.rsplit("|", 1)[1].split("=")[0],
+               "dataset": grp["dataset"].iloc[0],
                "target": grp["target"].iloc[0], "n": len(grp)}
         for c in scorers:
             v = grp[c].to_numpy()
@@ -540,14 +542,16 @@ def ranking_report(frame: pd.DataFrame, oof: np.ndarray, features: pd.DataFrame,
 
 def format_ranking(records: Sequence[Mapping[str, Any]]) -> str:
     lines = [f"{'dataset':<32} {'kind':<12} {'tgts':>4} {'sets':>5} {'model ρ':>8} "
-             f"{'best dist ρ':>16} {'random ρ':>8}  {'Δρ (95% CI)':<24} {'NDCG@3 model/dist/rand'}"]
+             f"{'best dist ρ':>16} {'random ρ':>8}  {'Δρ (95% CI)':<24} "
+             "NDCG@3 model/dist/rand"]
     for r in records:
         b = r["best_distance"]
         ci = r["spearman_diff_ci"]
         lines.append(
             f"{r['dataset']:<32} {r['kind']:<12} {r['targets']:>4} {r['sets']:>5} "
             f"{r['spearman']['model']:>8.3f} {b[:9]:>9} {r['spearman'][b]:>6.3f} "
-            f"{r['spearman']['random']:>8.3f}  {r['spearman_diff']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+            f"{r['spearman']['random']:>8.3f}  {r['spearman_diff']:+.3f} "
+            f"[{ci[0]:+.3f}, {ci[1]:+.3f}]"
             f"   {r['ndcg3']['model']:.3f}/{r['ndcg3'][b]:.3f}/{r['ndcg3']['random']:.3f}")
     return "\n".join(lines)
 

@@ -98,7 +98,7 @@ def build_app_models(base: Path, published: Path) -> Path:
     meas = build_measurements(base / "measurements", base.parent / f"{base.name}.sqlite")
     cmd = [sys.executable, "-m", "predictor.cli", "fit", "--measurements", str(meas),
            "--published-dir", str(published), "--candidates", PREDICTOR_CANDIDATES,
-           "--out", str(base / "predictor"), "--json"]
+           "--no-ablation", "--out", str(base / "predictor"), "--json"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"xlt-predict fit failed:\n{proc.stderr[-3000:]}"
     cmd = [sys.executable, "-m", "predictor.cli", "report", "--measurements", str(meas),
@@ -129,7 +129,8 @@ def sumeval_only(tmp_path_factory: pytest.TempPathFactory, published_dir: Path) 
     import sys
     base = tmp_path_factory.mktemp("xlt_sumeval_only")
     cmd = [sys.executable, "-m", "predictor.cli", "fit", "--published-dir", str(published_dir),
-           "--candidates", PREDICTOR_CANDIDATES, "--out", str(base / "predictor"), "--json"]
+           "--candidates", PREDICTOR_CANDIDATES, "--no-ablation", "--out", str(base / "predictor"),
+           "--json"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"xlt-predict fit failed:\n{proc.stderr[-3000:]}"
     return base

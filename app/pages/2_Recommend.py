@@ -110,8 +110,8 @@ if len(rec) > 1:
     margin = float(rec["noise_margin"].max()) if "noise_margin" in rec else 0.0
     if tied > 1:
         st.warning(f"The top {tied} sets are within the predictor's ranking noise of the best "
-                   f"({margin:.2f} points: 1.645·√2 × the within-target residual SD on held-out "
-                   "targets): their order is not reliable — treat them as equally good, or "
+                   f"({margin:.2f} points: 1.645·√2 × the within-target residual SD on "
+                   "held-out targets): their order is not reliable — treat them as equally good, or "
                    "measure them.")
     if "out_of_support" in rec and rec["out_of_support"].any():
         st.caption("Some of these predictions are outside the training support (k, sizes or "
