@@ -30,7 +30,7 @@ from measure.languages import UnknownLanguageError
 from measure.paths import MODELS, DefaultPathNotFound, resolve_default
 from predictor import intervals, persist
 from predictor.dataset import DataValidationError, canonical_config, lookup_language
-from predictor.features import as_rows
+from predictor.features import NO_PROFILES, as_rows, use_profiles
 
 MAX_COMBINATIONS = 50_000
 
@@ -209,29 +209,51 @@ class Predictor:
                 seen[idx] = True
         return point, seen
 
-    def _neutral_profile(self, X: np.ndarray, names: list[str], meta: pd.DataFrame,
-                         hp: np.ndarray | None) -> np.ndarray:
-        """Rows without a profile, for a design whose training targets all had one: the
-        profile columns get the linear model's centring values, so the profile family
-        contributes nothing (instead of extrapolating from the placeholder zeros, which
-        put Quechua 20 points below every measured target). Trees keep the placeholders."""
+    def _impute_profile(self, rows: pd.DataFrame, X: np.ndarray, names: list[str],
+                        meta: pd.DataFrame, hp: np.ndarray | None) -> np.ndarray:
+        """Rows without a profile, for a design whose training targets all had one.
+
+        The profile columns of such a row are the mean of what they would be, for the same
+        source configuration, on the design's measured targets of the *same pretraining
+        class* (all measured targets when the class has none). Why: the profile family is
+        what carries languages absent from pretraining; a global centring value (or the
+        placeholder zeros) places an unprofiled absent language such as Quechua among the
+        high-resource XNLI targets, 15 points above every measured absent language. The
+        output still says ``profile: none`` and flags the row out of support.
+        """
         from predictor.features import GROUPS
+        from predictor.models import pretraining_class
         if hp is None or hp.all():
             return X
         cols = [names.index(c) for c in GROUPS["profile"] if c in names]
         sup = self.card.get("support", {})
+        peers_of: dict[tuple[str, str], list[str]] = {}
+        for entry in self.card.get("models", []):
+            mm = f"{entry['model']}|{entry['method']}"
+            for t in entry.get("targets", []):
+                pcl = pretraining_class(str(t), str(entry["model"]))
+                peers_of.setdefault((mm, pcl), []).append(str(t))
+                peers_of.setdefault((mm, "*"), []).append(str(t))
+        mm_all = meta["mm"].astype(str).to_numpy()
+        subs, owner = [], []
+        for i in np.flatnonzero(~hp):
+            mm = mm_all[i]
+            if sup.get(mm, {}).get("profile_share", 0) < 0.99 or mm not in self.unseen:
+                continue
+            peers = peers_of.get((mm, str(meta["pclass"].iloc[i]))) or peers_of.get((mm, "*"), [])
+            for t in peers:
+                r = rows.iloc[i].to_dict()
+                r["target"] = t
+                r.pop("target_iso3", None)
+                subs.append(r)
+                owner.append(i)
+        if not subs:
+            return X
+        Xs = self.features.transform(pd.DataFrame(subs))
         X = X.copy()
-        mm = meta["mm"].astype(str).to_numpy()
-        for m in np.unique(mm[~hp]):
-            if sup.get(m, {}).get("profile_share", 0) < 0.99 or m not in self.unseen:
-                continue
-            z = self.unseen[m]
-            reg = z.regs_.get(m, z.regs_.get("*"))
-            scale = getattr(reg, "named_steps", {}).get("scale")
-            if scale is None:
-                continue
-            rows = np.flatnonzero((mm == m) & ~hp)
-            X[np.ix_(rows, cols)] = scale.mean_[cols]
+        owner_arr = np.asarray(owner)
+        for i in np.unique(owner_arr):
+            X[i, cols] = Xs[owner_arr == i][:, cols].mean(axis=0)
         return X
 
     def _target_range(self, mm: str) -> tuple[float, float] | None:
@@ -256,7 +278,7 @@ class Predictor:
             X = self.features.transform(rows)
             names = list(self.features.get_feature_names_out())
             hp = X[:, names.index("has_profile")] > 0 if "has_profile" in names else None
-            X = self._neutral_profile(X, names, meta, hp)
+            X = self._impute_profile(rows, X, names, meta, hp)
             point, seen = self._point(X, meta)
         basis = np.where(seen, "measured-target", "unseen-target")
         calib = self.card["intervals"]
@@ -507,7 +529,10 @@ def load_predictor(path: str | Path | None = None, profiles: str | Path | None =
                    ) -> Predictor:
     """Load a fitted predictor directory (checksum and type allow-list verified); None means
     the default models directory's ``predictor/``. ``profiles``: a directory of language
-    profiles (``xlt-measure profile --profiles DIR``) read instead of ``models/profiles``."""
+    profiles (``xlt-measure profile --profiles DIR``) read instead of the ``profiles/`` beside
+    the predictor. Why beside it: a models directory is one unit (predictor, profiles,
+    tables), so the same predictor gives the same answer in the app, the CLI and a test,
+    whatever the working directory; a models directory without ``profiles/`` uses none."""
     if path is None:
         path = default_predictor_dir()
     obj, card = persist.load(path)
@@ -516,7 +541,8 @@ def load_predictor(path: str | Path | None = None, profiles: str | Path | None =
             f"{path}: unexpected model object layout (a predictor from before v2 has a "
             "single 'point' model): refit it with `xlt-predict fit`")
     p = Predictor(obj, card)
-    if profiles is not None:
-        from predictor.features import use_profiles
-        use_profiles(p.features, profiles)
+    if profiles is None:
+        sibling = Path(path).parent / "profiles"
+        profiles = sibling if sibling.is_dir() else NO_PROFILES
+    use_profiles(p.features, profiles)
     return p

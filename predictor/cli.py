@@ -542,6 +542,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelIntegrityError, DataValidationError, FileNotFoundError) as exc:
         print(f"xlt-predict {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `xlt-predict query ... | head`: the reader left, not an error
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -328,6 +328,8 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
     def _profiles_root(self) -> Path | None:
         """``profiles_dir``, else ``<models>/profiles`` (``measure.paths.MODELS``), else None."""
         given = getattr(self, "profiles_dir", None)   # models pickled before the parameter
+        if given == NO_PROFILES:
+            return None
         if given is not None:
             path = Path(given)
             if not path.is_dir():
@@ -587,6 +589,10 @@ def describe(name: str) -> str:
     raise KeyError(f"undocumented feature {name!r}")
 
 
+#: ``profiles_dir`` value meaning "this models directory has no profiles": no fallback search.
+NO_PROFILES = "<none>"
+
+
 def use_profiles(estimator: Any, profiles_dir: str | Path | None) -> int:
     """Point every ``TransferFeatures`` inside a (fitted) estimator at ``profiles_dir``.
 
@@ -595,7 +601,7 @@ def use_profiles(estimator: Any, profiles_dir: str | Path | None) -> int:
     refitting. Walks Pipelines, ColumnTransformers, meta-estimators and lists of them.
     Returns how many transformers were updated; fails early on a missing directory.
     """
-    if profiles_dir is not None and not Path(profiles_dir).is_dir():
+    if profiles_dir not in (None, NO_PROFILES) and not Path(profiles_dir).is_dir():
         raise FileNotFoundError(f"profiles directory {profiles_dir} does not exist: pass a "
                                 "directory made by 'xlt-measure profile --profiles DIR'")
     seen: set[int] = set()
