@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a measurement batch described by a TOML config")
-    p.add_argument("config", type=Path, help="batch config (TOML); see README 'Batch configs'")
+    p.add_argument("config", type=Path, help="batch config (TOML); see docs/measuring.md 'Batch configs'")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"results store (default {DEFAULT_STORE})")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="NLI data root (default $XLT_DATA_DIR, else ../shared/data/nli)")

@@ -1,4 +1,4 @@
-"""``python -m measure.probe``: how the probe's defaults were chosen (README command).
+"""``python -m measure.probe``: how the probe's defaults were chosen (docs/measuring.md).
 
 The code is :mod:`measure.benchmarks.probe_select`; the probe itself is
 :mod:`measure.methods.probe`. This file only keeps the documented command working.

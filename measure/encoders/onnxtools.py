@@ -5,7 +5,7 @@ fine-tuned classifier, mT5's encoder/decoder), so the exporter's settings live i
 
 Why a module of its own: the probe encoder and the fine-tuned classifier share it, and the
 choice of scheme decides the speed. Measured on this project's 2-core AVX-512-VNNI/AMX CPU
-(me5-small, XNLI texts; the figures are in the README "Encoder benchmark"):
+(me5-small, XNLI texts; the figures are in docs/benchmarks.md):
 
 * ``u8`` — optimum's ``AutoQuantizationConfig.avx2(per_channel=True)``: unsigned weights, so
   ONNX Runtime falls back to its u8u8 GEMM. About as fast as eager PyTorch fp32 (0.9–1.0×).

@@ -2,7 +2,7 @@
 
 Everything is checked before any work starts — unknown dataset or language, a language
 with no data in the pool, an empty source set, a budget larger than the pool, malformed
-TOML (with its line) — and every error says how to fix it. See README "Batch configs"
+TOML (with its line) — and every error says how to fix it. See docs/measuring.md "Batch configs"
 for every key with a full example.
 """
 
@@ -399,7 +399,7 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
         raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
     for req in ("model", "method", "targets", "sources"):
         if req not in raw:
-            raise ConfigError(f"missing required key {req!r} (see README 'Batch configs')")
+            raise ConfigError(f"missing required key {req!r} (see docs/measuring.md 'Batch configs')")
     method = raw["method"]
     if not isinstance(method, str) or method not in METHODS:
         raise ConfigError(f"method = {method!r}: use one of {tuple(METHODS)}")
