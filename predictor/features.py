@@ -240,6 +240,7 @@ def find_profile(root: Path, model: str, target: str) -> tuple[dict | None, bool
 
 # -- distance cache ------------------------------------------------------------------------
 _PAIR_CACHE: dict[tuple[str, str, str, str], float] = {}
+_PAIR_CACHE_MAX = 500_000  # (typology, kind, a, b) distances; ~60 MB at the bound, then reset
 
 
 def pair_distances(targets: Sequence[str], sources: Sequence[str], kind: str,
@@ -247,8 +248,11 @@ def pair_distances(targets: Sequence[str], sources: Sequence[str], kind: str,
     """|targets| x |sources| URIEL distances (ISO 639-3 codes), NaN when unknown, cached.
 
     Missing pairs are computed in one vectorised ``uriel.distances_for_pairs`` call for
-    every kind at once (the other kinds are asked for next anyway).
+    every kind at once (the other kinds are asked for next anyway). The cache is bounded:
+    a long-lived app or batch process that sees many languages resets it at the bound.
     """
+    if len(_PAIR_CACHE) > _PAIR_CACHE_MAX:
+        _PAIR_CACHE.clear()
     missing = sorted({(t, s) for t in targets for s in sources
                       if (typology, kind, t, s) not in _PAIR_CACHE})
     if missing:
@@ -388,6 +392,13 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         if bad:
             raise ValueError(f"unknown URIEL distance kinds {bad}; choose from {DISTANCE_KINDS}")
         return kinds
+
+    def raw_features(self, X: Any) -> pd.DataFrame:
+        """The features before imputation (NaN where unknown), one row per input row.
+
+        Why public: the report correlates the raw features with the score, and an unfitted
+        transformer is enough for that (no imputation statistics are needed)."""
+        return self._raw(X)
 
     def _raw(self, X: Any) -> pd.DataFrame:
         """Numeric columns with NaN for unknowns (before imputation), one row per input row."""

@@ -102,7 +102,7 @@ def _correlations(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     from predictor.features import TransferFeatures
     out = {}
     for origin, g in frame[frame["zero_shot"]].groupby("origin"):
-        raw = TransferFeatures()._raw(g)
+        raw = TransferFeatures().raw_features(g)
         cols = [c for c in raw.columns if not c.startswith("__") and not c.endswith("_unknown")
                 and not c.startswith("target_absent")]
         out[str(origin)] = correlation_table(raw[cols], g["score"])
