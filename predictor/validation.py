@@ -265,6 +265,20 @@ def feature_matrix(frame: pd.DataFrame, train: np.ndarray,
     return tf, tf.transform(frame)
 
 
+def cached_feature_matrix(frame: pd.DataFrame, train: np.ndarray, key: Any,
+                          cache: dict[Any, Any] | None) -> tuple[Any, np.ndarray]:
+    """:func:`feature_matrix`, memoised in ``cache`` under ``key`` when a cache is given.
+
+    Why: the outer folds of one protocol, the ablation and the shipped-model selection ask
+    for the same fitted feature matrices; building them is most of a fit's time."""
+    if cache is not None and key in cache:
+        return cache[key]
+    out = feature_matrix(frame, train)
+    if cache is not None:
+        cache[key] = out
+    return out
+
+
 @dataclass
 class NestedResult:
     protocol: str
@@ -300,13 +314,7 @@ def nested_cv(frame: pd.DataFrame, protocol: str, *, families: Sequence[str] = L
     choices, inner_tables = [], []
     with threadpool_limits(limits=1):
         for i, (train, test) in enumerate(splits):
-            ck = (protocol, seed, i)
-            if feature_cache is not None and ck in feature_cache:
-                tf, X = feature_cache[ck]
-            else:
-                tf, X = feature_matrix(frame, train)
-                if feature_cache is not None:
-                    feature_cache[ck] = (tf, X)
+            tf, X = cached_feature_matrix(frame, train, (protocol, seed, i), feature_cache)
             if drop_columns:
                 names = list(tf.get_feature_names_out())
                 keep = [j for j, n in enumerate(names) if n not in set(drop_columns)]
@@ -351,13 +359,7 @@ def select_spec(frame: pd.DataFrame, protocol: str, *, families: Sequence[str] =
     tg = frame["target_iso3"].astype(str).to_numpy()
     ds = frame["dataset"].astype(str).to_numpy()
     everything = np.arange(len(frame))
-    ck = ("all", seed)
-    if feature_cache is not None and ck in feature_cache:
-        _, X = feature_cache[ck]
-    else:
-        tf, X = feature_matrix(frame, everything)
-        if feature_cache is not None:
-            feature_cache[ck] = (tf, X)
+    _, X = cached_feature_matrix(frame, everything, ("all", seed), feature_cache)
     errs: dict[str, list] = {s.name: [] for s in specs}
     with threadpool_limits(limits=1):
         for itr, ite in inner_splits(frame, everything, protocol, seed=seed):
