@@ -25,6 +25,10 @@ Columns of :func:`build_dataset`'s frame (``COLUMNS``)::
     zero_shot      True when the target is not among the supervised languages
     seed           training seed (-1 when unknown, as for SumEval)
     config_id      model + method + canonical train_config (group id for "unseen config" CV)
+    pool           where the training examples came from: own rows 'train_dataset/train_split'
+                   of the export (e.g. 'xnli/validation', 'xnli_mt9k/train'), SumEval
+                   'published'. Different pools are different designs: :func:`single_pool`
+                   keeps one per (model, method) for the predictor.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from measure.languages import Language, UnknownLanguageError, resolve_target
@@ -43,7 +48,9 @@ from measure.paths import PUBLISHED, DefaultPathNotFound, resolve_default
 
 COLUMNS = ["origin", "model", "method", "task", "metric", "regime", "train_config", "k",
            "total_examples", "target", "target_iso3", "target_dataset", "score", "zero_shot",
-           "seed", "config_id"]
+           "seed", "config_id", "pool"]
+PUBLISHED_POOL = "published"
+UNKNOWN_POOL = "unknown"
 
 # SumEval 2022 XNLI files -> (model id, file name). Both are large models, fully fine-tuned.
 SUMEVAL_XNLI = {"xlmr": "XNLI_XLMR.json", "tulrv6": "XNLI_TULRv6Large.json"}
@@ -117,7 +124,7 @@ def config_id(model: str, method: str, train_config: Mapping[str, int]) -> str:
 
 def _row(origin: str, model: str, method: str, metric: str, regime: str,
          train_config: dict[str, int], target: str, target_dataset: str, score: float,
-         seed: int, where: str) -> dict[str, Any]:
+         seed: int, where: str, pool: str = PUBLISHED_POOL) -> dict[str, Any]:
     try:
         lang = lookup_language(target)
     except UnknownLanguageError as exc:
@@ -130,7 +137,7 @@ def _row(origin: str, model: str, method: str, metric: str, regime: str,
             "total_examples": int(sum(train_config.values())), "target": target,
             "target_iso3": lang.iso639_3, "target_dataset": target_dataset,
             "score": float(score), "zero_shot": target not in train_config, "seed": int(seed),
-            "config_id": config_id(model, method, train_config)}
+            "config_id": config_id(model, method, train_config), "pool": pool}
 
 
 def load_sumeval(published_dir: str | Path) -> pd.DataFrame:
@@ -192,8 +199,10 @@ def tidy_own(frame: pd.DataFrame, source: str = "measurements") -> pd.DataFrame:
         raise DataValidationError(f"{source}: missing columns {missing}; expected the tidy "
                                   "table of `xlt-measure export`")
     rows: list[dict[str, Any]] = []
+    has_pool = {"train_dataset", "train_split"} <= set(frame.columns)
     for i, rec in enumerate(frame.to_dict("records")):
         where = f"{source} row {i}"
+        pool = f"{rec['train_dataset']}/{rec['train_split']}" if has_pool else UNKNOWN_POOL
         tc_raw = rec["train_config"]
         if isinstance(tc_raw, str):
             try:
@@ -206,8 +215,36 @@ def tidy_own(frame: pd.DataFrame, source: str = "measurements") -> pd.DataFrame:
         rows.append(_row("own", str(rec["model"]), str(rec["method"]), OWN_METRIC,
                          str(rec["regime"]), tc, str(rec["target_language"]),
                          str(rec["target_dataset"]), float(rec[OWN_METRIC]),
-                         -1 if pd.isna(seed) else int(seed), where))
+                         -1 if pd.isna(seed) else int(seed), where, pool))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def single_pool(frame: pd.DataFrame, pools: Mapping[str, str] | None = None
+                ) -> tuple[pd.DataFrame, dict[str, str], int]:
+    """Keep one training pool per (model, method): ``pools`` maps 'model|method' to a pool,
+    else the pool with the most rows. Returns (rows, the pool kept per design, rows dropped).
+
+    Why: the same ``{en: 2490}`` trained on human-translated XNLI validation and on
+    machine-translated XNLI-MT is two designs with different scores; pooled, the
+    predictor would average them and call it one configuration (the same ``config_id``).
+    """
+    keep = np.zeros(len(frame), bool)
+    chosen: dict[str, str] = {}
+    mm = (frame["model"].astype(str) + "|" + frame["method"].astype(str)).to_numpy()
+    pool = frame["pool"].astype(str).to_numpy()
+    for design in sorted(set(mm)):
+        sel = mm == design
+        counts = pd.Series(pool[sel]).value_counts()
+        want = (pools or {}).get(design)
+        if want is None:
+            want = str(sorted(counts.index, key=lambda p: (-counts[p], p))[0])
+        elif want not in counts.index:
+            raise DataValidationError(f"pool {want!r} has no rows for {design}; pools there: "
+                                      f"{', '.join(sorted(counts.index))}")
+        chosen[design] = want
+        keep |= sel & (pool == want)
+    out = frame[keep].reset_index(drop=True)
+    return out, chosen, int((~keep).sum())
 
 
 def build_dataset(measurements: Sequence[str | Path] = (), *, include_published: bool = True,

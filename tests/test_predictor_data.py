@@ -109,3 +109,20 @@ def test_bad_sizes_scores_and_columns_are_rejected(tmp_path: Path) -> None:
         build_dataset([tmp_path / "nope.parquet"], include_published=False)
     with pytest.raises(DataValidationError, match="no training data"):
         build_dataset([], include_published=False)
+
+
+def test_single_pool_keeps_one_pool_per_design():
+    from predictor.dataset import single_pool
+    base = {"origin": "own", "model": "me5-small", "method": "probe", "target": "de",
+            "score": 50.0}
+    frame = pd.DataFrame([{**base, "pool": "xnli/validation"}] * 3
+                         + [{**base, "pool": "xnli_mt9k/train"}] * 2
+                         + [{**base, "model": "xlmr", "method": "finetune",
+                             "pool": "published"}])
+    kept, chosen, dropped = single_pool(frame)
+    assert chosen == {"me5-small|probe": "xnli/validation", "xlmr|finetune": "published"}
+    assert dropped == 2 and len(kept) == 4
+    kept, chosen, dropped = single_pool(frame, {"me5-small|probe": "xnli_mt9k/train"})
+    assert chosen["me5-small|probe"] == "xnli_mt9k/train" and dropped == 3
+    with pytest.raises(DataValidationError, match="no rows"):
+        single_pool(frame, {"me5-small|probe": "nope/train"})

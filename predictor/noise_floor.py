@@ -1,0 +1,166 @@
+"""How much of a design's within-target variation can any configuration feature explain?
+
+Why: the seen-target goal of issue #11 asks for an MAE 30% below the per-target mean on
+every dataset. Whether that is reachable depends on how much of the variation around a
+target's mean comes from the configuration (which languages, how much data) and how much
+is run noise that no feature of the configuration can predict. This module measures it
+directly, before any predictor is involved:
+
+* ``within_target_sd`` -- sd of the scores around each target's mean (what a seen-target
+  model can at most remove);
+* ``run_effect_sd`` -- sd of the per-configuration mean of those residuals. One SumEval
+  configuration is one fine-tuning run evaluated on every target, so a run that came out
+  high lifts every target together: a shared shift that only running it reveals;
+* ``seed_sd`` -- for own measurements with several seeds, the sd between seeds of the same
+  cell (pure run noise, measured);
+* ``mae_target_mean`` vs ``mae_config_ridge`` -- leave-one-configuration-out (10 grouped
+  folds above LOCO_MAX_CONFIGS configurations): the target's
+  mean from the other configurations, against that mean plus a ridge regression (alpha by
+  an inner CV grouped by configuration, training configurations only) on *every* configuration
+  feature -- log total size, k, the target's own size and whether it is supervised, and the
+  log size of each language. If the ridge cannot beat the mean, no configuration feature
+  can explain the within-target variation that is left, whatever the model.
+
+Targets are weighted equally (mean over targets of the per-target MAE).
+
+    python -m predictor.noise_floor [--measurements models/measurements/me5-small-probe.parquet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+
+ALPHAS = np.logspace(-2, 4, 13)
+LOCO_MAX_CONFIGS = 60      # more configurations: 10 grouped outer folds instead of one per config
+INNER_FOLDS = 5
+
+
+def grouped_ridge(X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Ridge:
+    """Ridge with alpha chosen by an inner CV grouped by configuration.
+
+    Why grouped: the rows of one configuration share its run effect, so a row-wise
+    leave-one-out (RidgeCV's default) rewards fitting that shared noise."""
+    folds = list(GroupKFold(n_splits=min(INNER_FOLDS, len(np.unique(groups)))).split(X, y, groups))
+    def cv_err(alpha: float) -> float:
+        return float(np.mean([np.abs(Ridge(alpha=alpha).fit(X[a], y[a]).predict(X[b]) - y[b]).mean()
+                              for a, b in folds]))
+    best = min(ALPHAS, key=cv_err)
+    return Ridge(alpha=best).fit(X, y)
+DESIGN = ["origin", "model", "method", "target_dataset"]
+
+
+def config_features(frame: pd.DataFrame, languages: Sequence[str]) -> np.ndarray:
+    """Every feature a configuration has: log total, k, the target's own log size and
+    whether it is supervised, and the log size of each language."""
+    tc = frame["train_config"].tolist()
+    tgt = frame["target"].astype(str).tolist()
+    cols = [np.log1p([sum(c.values()) for c in tc]), [len(c) for c in tc],
+            [np.log1p(c.get(t, 0)) for c, t in zip(tc, tgt)],
+            [float(c.get(t, 0) > 0) for c, t in zip(tc, tgt)]]
+    cols += [[np.log1p(c.get(lang, 0)) for c in tc] for lang in languages]
+    return np.column_stack([np.asarray(c, float) for c in cols])
+
+
+def _tw_mae(err: np.ndarray, targets: np.ndarray) -> float:
+    return float(pd.Series(np.abs(err)).groupby(targets).mean().mean())
+
+
+def design_floor(frame: pd.DataFrame) -> dict[str, float]:
+    """The figures of the module docstring for the rows of one design."""
+    f = frame.reset_index(drop=True)
+    y = f["score"].to_numpy(float)
+    targets = f["target"].astype(str).to_numpy()
+    configs = f["config_id"].astype(str).to_numpy()
+    # one score per (config, target): seeds averaged, so the run effect is not seed noise
+    cell = f.groupby(["config_id", "target"])["score"]
+    seed_sd = float(np.sqrt(cell.var(ddof=1).dropna().mean())) if (cell.size() > 1).any() \
+        else float("nan")
+    resid = y - f.groupby("target")["score"].transform("mean").to_numpy()
+    run_effect = pd.Series(resid).groupby(configs).mean()
+    languages = sorted({lang for c in f["train_config"] for lang in c})
+    X = config_features(f, languages)
+    base = np.full(len(f), np.nan)
+    ridge = np.full(len(f), np.nan)
+    n_cfg = len(np.unique(configs))
+    outer = (LeaveOneGroupOut() if n_cfg <= LOCO_MAX_CONFIGS
+             else GroupKFold(n_splits=10, shuffle=True, random_state=0))
+    for tr, te in outer.split(X, y, configs):
+        tmean = pd.Series(y[tr]).groupby(targets[tr]).mean()
+        known = np.isin(targets[te], tmean.index)
+        te = te[known]
+        if not len(te):
+            continue
+        mu_tr = pd.Series(targets[tr]).map(tmean).to_numpy()
+        mu_te = pd.Series(targets[te]).map(tmean).to_numpy()
+        model = grouped_ridge(X[tr], y[tr] - mu_tr, configs[tr])
+        base[te] = mu_te
+        ridge[te] = mu_te + model.predict(X[te])
+    ok = ~np.isnan(base)
+    mae_mean = _tw_mae(y[ok] - base[ok], targets[ok])
+    mae_ridge = _tw_mae(y[ok] - ridge[ok], targets[ok])
+    return {"targets": int(len(np.unique(targets))), "configs": int(len(np.unique(configs))),
+            "rows": int(len(f)), "within_target_sd": float(np.std(resid, ddof=1)),
+            "run_effect_sd": float(run_effect.std(ddof=1)), "seed_sd": seed_sd,
+            "mae_target_mean": mae_mean, "mae_config_ridge": mae_ridge,
+            "explained": 1.0 - mae_ridge / mae_mean}
+
+
+def noise_floor(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`design_floor` per design (origin, model, method, target dataset; own rows also
+    per training pool and regime when the frame carries them, never pooled)."""
+    keys = DESIGN + [c for c in ("pool", "regime") if c in frame.columns]
+    rows = []
+    for key, g in frame.groupby(keys, sort=True):
+        if g["config_id"].nunique() < 3:
+            continue
+        rows.append({"design": ":".join(map(str, key)), **design_floor(g)})
+    return pd.DataFrame(rows)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    head = ("| design | targets | configs | within-target sd | run-effect sd | seed sd | "
+            "MAE target mean | MAE + config ridge | explained |\n|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in table.to_dict("records"):
+        seed = "—" if np.isnan(r["seed_sd"]) else f"{r['seed_sd']:.2f}"
+        lines.append(f"| {r['design']} | {r['targets']} | {r['configs']} | "
+                     f"{r['within_target_sd']:.2f} | {r['run_effect_sd']:.2f} | {seed} | "
+                     f"{r['mae_target_mean']:.3f} | {r['mae_config_ridge']:.3f} | "
+                     f"{100 * r['explained']:+.0f}% |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from predictor.dataset import DataValidationError, build_dataset
+
+    p = argparse.ArgumentParser(prog="python -m predictor.noise_floor",
+                                description="How much within-target variation configuration "
+                                            "features can explain, per design (leave one "
+                                            "configuration out).")
+    p.add_argument("--measurements", type=Path, nargs="*", default=[],
+                   help="own results (store or export); default: SumEval only")
+    p.add_argument("--published-dir", type=Path, default=None,
+                   help="directory holding sumeval2022/ (default: the shared data rule)")
+    args = p.parse_args(argv)
+    try:
+        frame = build_dataset(args.measurements, published_dir=args.published_dir)
+    except (FileNotFoundError, DataValidationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from predictor.validation import dedupe
+    frame, dropped = dedupe(frame)
+    print(f"{len(frame)} rows ({dropped} exact duplicates dropped)", file=sys.stderr)
+    print(format_table(noise_floor(frame)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""predictor.noise_floor: configuration features explain what they should, and nothing more."""
+
+import numpy as np
+import pandas as pd
+
+from predictor.dataset import config_id
+from predictor.noise_floor import design_floor, noise_floor
+
+LANGS = ["en", "de", "fr", "es", "ru", "zh"]
+
+
+def _frame(signal: float, run_sd: float, seed: int = 0) -> pd.DataFrame:
+    """40 configurations x 6 targets: score = target mean + signal * log size of 'de'
+    + a run effect shared by all targets of a configuration + small noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(40):
+        tc = {lang: int(rng.choice([1000, 10000, 100000])) for lang in
+              rng.choice(LANGS, size=rng.integers(1, 5), replace=False)}
+        run = rng.normal(0, run_sd)
+        for i, t in enumerate(LANGS):
+            score = 70 + i + signal * np.log1p(tc.get("de", 0)) + run + rng.normal(0, 0.05)
+            rows.append({"origin": "own", "model": "m", "method": "probe",
+                         "target_dataset": "xnli", "train_config": tc, "target": t,
+                         "score": score, "config_id": config_id("m", "probe", tc)})
+    return pd.DataFrame(rows)
+
+
+def test_explainable_variation_is_explained():
+    r = design_floor(_frame(signal=0.5, run_sd=0.0))
+    assert r["explained"] > 0.5
+    assert r["mae_config_ridge"] < r["mae_target_mean"]
+
+
+def test_shared_run_noise_is_not_explained():
+    r = design_floor(_frame(signal=0.0, run_sd=1.0))
+    # the run effect is most of the within-target spread and no feature predicts it
+    assert r["run_effect_sd"] > 0.8 * r["within_target_sd"]
+    assert r["explained"] < 0.1
+
+
+def test_designs_are_never_pooled():
+    a = _frame(0.5, 0.0).assign(pool="xnli/validation")
+    b = _frame(0.0, 1.0, seed=1).assign(pool="xnli_mt9k/train")
+    t = noise_floor(pd.concat([a, b], ignore_index=True))
+    assert sorted(t["design"]) == ["own:m:probe:xnli:xnli/validation",
+                                   "own:m:probe:xnli:xnli_mt9k/train"]
