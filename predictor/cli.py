@@ -80,10 +80,33 @@ def _load_frame(args: argparse.Namespace):
                                  published_dir=args.published_dir)
 
 
+def _pool_choice(text: str) -> tuple[str, str]:
+    design, sep, pool = text.partition("=")
+    if not sep or design.count("|") != 1 or not pool:
+        raise argparse.ArgumentTypeError(f"expected MODEL|METHOD=POOL (e.g. "
+                                         f"'me5-small|probe=xnli_mt9k/train'), got {text!r}")
+    return design, pool
+
+
+def _training_frame(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The fit's rows: one training pool per (model, method) (``--pool``, else the largest),
+    and what was kept and excluded, for the card."""
+    from predictor import dataset
+    frame = _load_frame(args)
+    try:
+        kept, pools, dropped = dataset.single_pool(frame, dict(args.pool or []))
+    except dataset.DataValidationError as exc:
+        raise UsageError(str(exc)) from None
+    if dropped:
+        print(f"training pools: {pools}; {dropped} rows of other pools excluded (different "
+              "designs are never pooled; choose with --pool MODEL|METHOD=POOL)", file=sys.stderr)
+    return kept, {"pools": pools, "rows_other_pools_excluded": dropped}
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from predictor.training import fit_predictor
 
-    frame = _load_frame(args)
+    frame, pool_info = _training_frame(args)
     if args.inner_loto:
         from predictor import validation
         validation.INNER_LOGO_MAX = 25
@@ -92,7 +115,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     card = fit_predictor(frame, args.out, candidates=args.candidates, alpha=args.alpha,
                          seed=args.seed, ablation=args.ablation,
                          sources={"measurements": [str(p) for p in args.measurements or []],
-                                  "include_published": args.include_published},
+                                  "include_published": args.include_published, **pool_info},
                          log=(lambda m: None) if args.json else None)
     if args.json:
         _emit({k: card[k] for k in ("selected_model", "seen_target_model", "cv",
@@ -140,7 +163,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         import tempfile
 
         from predictor.training import fit_predictor
-        frame = _load_frame(args)
+        frame, _ = _training_frame(args)
         with tempfile.TemporaryDirectory() as tmp:
             card = fit_predictor(frame, tmp, candidates=args.candidates, seed=args.seed,
                                  ablation=False, log=lambda m: None)
@@ -411,6 +434,10 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="comma-separated learners for the nested CV (default: ridge,hgb); "
                         "the baselines mm_mean, mm_class_mean, target_mean always run")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pool", type=_pool_choice, action="append", metavar="MODEL|METHOD=POOL",
+                   help="fit/evaluate: the training pool of a design, e.g. "
+                        "'me5-small|probe=xnli_mt9k/train' (default: its largest pool; other "
+                        "pools are excluded, never pooled)")
 
 
 def _add_predictor_option(p: argparse.ArgumentParser) -> None:

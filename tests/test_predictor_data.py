@@ -126,3 +126,25 @@ def test_single_pool_keeps_one_pool_per_design():
     assert chosen["me5-small|probe"] == "xnli_mt9k/train" and dropped == 3
     with pytest.raises(DataValidationError, match="no rows"):
         single_pool(frame, {"me5-small|probe": "nope/train"})
+
+
+def test_fit_rows_use_one_pool_per_design(capsys):
+    """`xlt-predict fit`'s rows: the shipped table has two pools; only the largest is kept
+    unless --pool says otherwise, and the card's training_data will say so."""
+    import argparse
+
+    from predictor.cli import _pool_choice, _training_frame
+    repo = Path(__file__).resolve().parents[1]
+    args = argparse.Namespace(measurements=[repo / "models/measurements/me5-small-probe.parquet"],
+                              include_published=False, published_dir=None, candidates=None,
+                              pool=None)
+    frame, info = _training_frame(args)
+    assert set(frame["pool"]) == {"xnli/validation"}
+    assert info["pools"] == {"me5-small|probe": "xnli/validation"}
+    assert info["rows_other_pools_excluded"] > 0
+    assert "never pooled" in capsys.readouterr().err
+    args.pool = [_pool_choice("me5-small|probe=xnli_mt9k/train")]
+    frame, info = _training_frame(args)
+    assert set(frame["pool"]) == {"xnli_mt9k/train"}
+    with pytest.raises(argparse.ArgumentTypeError):
+        _pool_choice("me5-small=xnli")
