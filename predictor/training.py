@@ -69,7 +69,8 @@ def cv_records(frame: pd.DataFrame, res: NestedResult, label: str) -> list[dict[
                     "rmse": float(np.sqrt(np.mean((p - y[ok]) ** 2))),
                     "spearman": _spearman(y[ok], p),
                     "spearman_within_target": float(np.mean(within)) if within else math.nan,
-                    "seconds": res.seconds if name == "model" else 0.0})
+                    "seconds": res.seconds if name == "model" else 0.0,
+                    "selection_rule": res.rule if name == "model" else None})
     return out
 
 
@@ -148,10 +149,12 @@ def fit_predictor(frame: pd.DataFrame, out_dir: str | Path, *,
     log(format_report(report))
 
     # final specs: inner CV on all rows, same grouping as the protocol that answers
+    unseen_info: dict[str, Any] = {}
+    seen_info: dict[str, Any] = {}
     unseen_spec, unseen_inner = select_spec(d, SELECTION_PROTOCOL, families=families, seed=seed,
-                                            feature_cache=cache)
+                                            feature_cache=cache, info=unseen_info)
     seen_spec, seen_inner = select_spec(d, "unseen_config", families=families, seed=seed,
-                                        feature_cache=cache)
+                                        feature_cache=cache, info=seen_info)
     tf, X = cache[("all", seed)]
     names = list(tf.get_feature_names_out())
     y = d["score"].to_numpy(float)
@@ -231,8 +234,13 @@ def fit_predictor(frame: pd.DataFrame, out_dir: str | Path, *,
                       + ("leave one target out" if validation.INNER_LOGO_MAX
                          else "4 target-grouped folds")
                       + " for the unseen-target model, 4 configuration-grouped folds for the "
-                      "measured-target model; the outer folds report"),
-        "inner_cv_all_rows": {"unseen-target": unseen_inner, "measured-target": seen_inner},
+                      "measured-target model; the outer folds report. Rule: "
+                      + "; ".join(f"{b} model: {validation.RULE_TEXT[r]}"
+                                  for b, r in validation.SELECTION_RULE.items())),
+        "selection_rule": dict(validation.SELECTION_RULE),
+        "inner_cv_all_rows": {"unseen-target": unseen_inner, "measured-target": seen_inner,
+                              "rule": dict(validation.SELECTION_RULE)},
+        "inner_cv_choice": {"unseen-target": unseen_info, "measured-target": seen_info},
         "candidates": families,
         "baselines": list(BASELINES),
         "training_data": {

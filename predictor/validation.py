@@ -54,6 +54,20 @@ INNER_SPLITS = 4
 # (``xlt-predict fit --inner-loto``; 0 = always 4 grouped folds, ~3x cheaper)
 INNER_LOGO_MAX = 0
 DEDUP_KEY = ["model", "method", "config_id", "target_iso3", "target_dataset", "score"]
+# how the inner CV picks a spec per design (see choose_per_design):
+# 'min' -- the lowest inner target-weighted MAE;
+# '1se' -- the simplest spec (complexity_key) whose inner MAE is within one standard error
+#          of the lowest (Breiman et al. 1984; Hastie, Tibshirani & Friedman, ESL 7.10)
+RULES = ("min", "1se")
+# per basis: the unseen-target model (the one the nested-CV comparison of the two rules was
+# run for) uses 1se; the measured-target model keeps 'min' until the rules are compared on
+# the unseen_config protocol too
+SELECTION_RULE = {"unseen-target": "1se", "measured-target": "min"}
+RULE_TEXT = {"min": "the lowest inner target-weighted MAE",
+             "1se": "one standard error -- the simplest spec (ridge before hgb, higher alpha, "
+                    "pooled before per-design, base mm before mm_class) whose inner "
+                    "target-weighted MAE is within one SE (paired per-target difference) of "
+                    "the lowest"}
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -224,6 +238,30 @@ class Spec:
             return "target_mean+" + spec_name(self.family, self.params, None, self.scope)
         return spec_name(self.family, self.params, self.base, self.scope)
 
+    def complexity(self) -> tuple:
+        """Sort key, simplest first, for the one-standard-error rule.
+
+        Lexicographic: (1) family -- ridge (linear) before hgb (trees: interactions,
+        thresholds); (2) the family's regularisation -- for ridge a *higher* alpha is
+        simpler (fewer effective degrees of freedom), for hgb fewer/smaller trees and larger
+        leaves; (3) scope -- 'pooled' (one slope vector shared by every design, in SD units)
+        before 'design' (one per design: D times the slopes, each from one design's rows);
+        (4) base -- 'mm' (one mean per design) before 'mm_class' (up to three: one per
+        pretraining class). (3) and (4) order structural alternatives by the number of
+        fitted parameters; they come after the penalty because the penalty is the knob
+        the rule is classically applied to (ESL's ridge/lasso paths)."""
+        fam = {"ridge": 0, "hgb": 1}.get(self.family, 2)
+        p = self.params
+        if self.family == "ridge":
+            reg: tuple = (-float(p.get("alpha", 1.0)),)
+        elif self.family == "hgb":
+            reg = (float(p.get("max_leaf_nodes", 31)), float(p.get("max_iter", 100)),
+                   -float(p.get("min_samples_leaf", 20)),
+                   -float(p.get("l2_regularization", 0.0)))
+        else:
+            reg = ()
+        return (fam, reg, self.scope != "pooled", self.base != "mm", self.name)
+
     def build(self, seed: int = 0) -> Any:
         if self.seen:
             return SeenTargetModel(self.family, self.params, seed, scope=self.scope)
@@ -288,18 +326,44 @@ class NestedResult:
     splits: list[Split]
     seconds: float
     inner: list[dict[str, float]] = field(default_factory=list)
+    rule: str = "min"                          # the selection rule ('fixed': no selection)
+    selection: list[dict[str, Any]] = field(default_factory=list)  # per fold: choose_per_design info
 
 
 def nested_cv(frame: pd.DataFrame, protocol: str, *, families: Sequence[str] = LEARNED,
               seed: int = 0, drop_columns: Sequence[str] = (),
               fixed: "Spec | Mapping[str, Spec] | None" = None,
               log: Callable[[str], None] | None = None,
-              feature_cache: dict[Any, Any] | None = None) -> NestedResult:
-    """Outer folds of ``protocol``; in each, the spec with the lowest inner target-weighted
-    MAE (inner grouped CV on the outer training rows only) is refitted and predicts the
-    outer test rows. ``fixed`` skips the inner selection (ablations). ``frame`` must come
-    from :func:`prepare`."""
+              feature_cache: dict[Any, Any] | None = None,
+              rule: str | None = None) -> NestedResult:
+    """Outer folds of ``protocol``; in each, the spec the inner CV (grouped, on the outer
+    training rows only) picks under ``rule`` (default ``SELECTION_RULE`` of the basis; see
+    :func:`choose_per_design`) is refitted and predicts the outer test rows. ``fixed``
+    skips the inner selection (ablations). ``frame`` must come from :func:`prepare`."""
+    rule = rule or SELECTION_RULE[BASIS[protocol]]
+    return nested_cv_rules(frame, protocol, rules=(rule,), families=families, seed=seed,
+                           drop_columns=drop_columns, fixed=fixed, log=log,
+                           feature_cache=feature_cache)[rule]
+
+
+def nested_cv_rules(frame: pd.DataFrame, protocol: str, *, rules: Sequence[str] = RULES,
+                    families: Sequence[str] = LEARNED, seed: int = 0,
+                    drop_columns: Sequence[str] = (),
+                    fixed: "Spec | Mapping[str, Spec] | None" = None,
+                    log: Callable[[str], None] | None = None,
+                    feature_cache: dict[Any, Any] | None = None,
+                    inner_out: list[dict[str, Any]] | None = None
+                    ) -> dict[str, NestedResult]:
+    """:func:`nested_cv` under several selection rules at once: {rule: NestedResult}.
+
+    The inner predictions of a fold are computed once and every rule chooses from the same
+    ones; each distinct chosen spec is refitted once per outer fold. So the rules differ
+    only in their choice, never in the noise of the inner CV. ``inner_out`` (a list) gets,
+    per outer fold, the inner per-target MAE table of each design (for re-analysis)."""
     t0 = time.perf_counter()
+    for r in rules:
+        if r not in RULES:
+            raise ValueError(f"unknown selection rule {r!r}; choose one of {RULES}")
     basis = BASIS[protocol]
     y = frame["score"].to_numpy(float)
     meta = meta_of(frame)
@@ -310,8 +374,11 @@ def nested_cv(frame: pd.DataFrame, protocol: str, *, families: Sequence[str] = L
     if isinstance(fixed, Spec):
         fixed = {m: fixed for m in np.unique(mm_all)}
     specs = specs_for(basis, families) if fixed is None else []
-    oof = {n: np.full(len(frame), np.nan) for n in ("model", *BASELINES)}
-    choices, inner_tables = [], []
+    base_oof = {n: np.full(len(frame), np.nan) for n in BASELINES}
+    model_oof = {r: np.full(len(frame), np.nan) for r in rules}
+    choices: dict[str, list[str]] = {r: [] for r in rules}
+    inner_tables: dict[str, list] = {r: [] for r in rules}
+    selections: dict[str, list] = {r: [] for r in rules}
     with threadpool_limits(limits=1):
         for i, (train, test) in enumerate(splits):
             tf, X = cached_feature_matrix(frame, train, (protocol, seed, i), feature_cache)
@@ -320,38 +387,60 @@ def nested_cv(frame: pd.DataFrame, protocol: str, *, families: Sequence[str] = L
                 keep = [j for j, n in enumerate(names) if n not in set(drop_columns)]
                 X = X[:, keep]
             for b in BASELINES:
-                oof[b][test] = GroupMean(b).fit(None, y[train], meta.iloc[train]) \
+                base_oof[b][test] = GroupMean(b).fit(None, y[train], meta.iloc[train]) \
                     .predict(None, meta.iloc[test])
+            chosen: dict[str, dict[str, Spec]] = {}
             if fixed is not None:
-                best = dict(fixed)
+                chosen = {r: dict(fixed) for r in rules}
             else:
-                errs = {s.name: [] for s in specs}
+                errs: dict[str, list] = {s.name: [] for s in specs}
                 for itr, ite in inner_splits(frame, train, protocol, seed=seed):
                     preds = fit_specs(specs, X[itr], y[itr], meta.iloc[itr], X[ite],
                                       meta.iloc[ite], seed)
                     for name, p in preds.items():
                         errs[name].append((ite, p))
-                best, score = choose_per_design(specs, errs, y, tg, ds, mm_all)
-                inner_tables.append(score)
-            choices.append("; ".join(f"{m}: {sp.name}" for m, sp in sorted(best.items())))
-            oof["model"][test] = predict_per_design(best, X[train], y[train], meta.iloc[train],
-                                                    X[test], meta.iloc[test], seed)
+                tables = per_target_inner(errs, y, tg, ds, mm_all)
+                if inner_out is not None:
+                    inner_out.append({"fold": i, "tables": tables})
+                for r in rules:
+                    info: dict[str, Any] = {}
+                    chosen[r], score = choose_from_tables(specs, tables, rule=r, info=info)
+                    inner_tables[r].append(score)
+                    selections[r].append(info)
+            fitted: dict[str, Any] = {}
+            for r in rules:
+                choices[r].append("; ".join(f"{m}: {sp.name}"
+                                            for m, sp in sorted(chosen[r].items())))
+                model_oof[r][test] = predict_per_design(
+                    chosen[r], X[train], y[train], meta.iloc[train], X[test], meta.iloc[test],
+                    seed, fitted=fitted)
             if log:
-                log(f"{protocol} fold {i + 1}/{len(splits)}: {choices[-1]} "
-                    f"({time.perf_counter() - t0:.0f} s)")
+                for r in rules:
+                    log(f"{protocol} fold {i + 1}/{len(splits)}"
+                        f"{'' if len(rules) == 1 else f' [{r}]'}: {choices[r][-1]} "
+                        f"({time.perf_counter() - t0:.0f} s)")
     covered = np.zeros(len(frame), bool)
     for _, te in splits:
         covered[te] = True
-    for k in oof:
-        oof[k][~covered] = np.nan
-    return NestedResult(protocol, basis, oof, choices, splits,
-                        round(time.perf_counter() - t0, 1), inner_tables)
+    out = {}
+    seconds = round(time.perf_counter() - t0, 1)
+    for r in rules:
+        oof = {"model": model_oof[r].copy(), **{b: v.copy() for b, v in base_oof.items()}}
+        for k in oof:
+            oof[k][~covered] = np.nan
+        out[r] = NestedResult(protocol, basis, oof, choices[r], splits, seconds,
+                              inner_tables[r], "fixed" if fixed is not None else r,
+                              selections[r])
+    return out
 
 
 def select_spec(frame: pd.DataFrame, protocol: str, *, families: Sequence[str] = LEARNED,
-                seed: int = 0, feature_cache: dict[Any, Any] | None = None
+                seed: int = 0, feature_cache: dict[Any, Any] | None = None,
+                rule: str | None = None, info: dict[str, Any] | None = None
                 ) -> tuple[dict[str, Spec], dict[str, dict[str, float]]]:
-    """The spec per design for the shipped model: inner CV of ``protocol`` on *all* rows."""
+    """The spec per design for the shipped model: inner CV of ``protocol`` on *all* rows,
+    chosen under ``rule`` (default ``SELECTION_RULE`` of the basis); ``info`` gets the
+    rule's details."""
     basis = BASIS[protocol]
     specs = specs_for(basis, families)
     y = frame["score"].to_numpy(float)
@@ -366,47 +455,122 @@ def select_spec(frame: pd.DataFrame, protocol: str, *, families: Sequence[str] =
             for name, p in fit_specs(specs, X[itr], y[itr], meta.iloc[itr], X[ite],
                                      meta.iloc[ite], seed).items():
                 errs[name].append((ite, p))
-    return choose_per_design(specs, errs, y, tg, ds, frame["mm"].astype(str).to_numpy())
+    return choose_per_design(specs, errs, y, tg, ds, frame["mm"].astype(str).to_numpy(),
+                             rule=rule or SELECTION_RULE[basis], info=info)
 
 
-def choose_per_design(specs: Sequence[Spec], errs: Mapping[str, list], y: np.ndarray,
-                      tg: np.ndarray, ds: np.ndarray, mm: np.ndarray
-                      ) -> tuple[dict[str, Spec], dict[str, dict[str, float]]]:
-    """Per (model, method): the spec with the lowest inner target-weighted MAE on that
-    design's rows. Why per design: one score scale's choice (e.g. AmericasNLI's large
-    errors) must not pick the hyper-parameters of another (SumEval)."""
-    best: dict[str, Spec] = {}
-    score: dict[str, dict[str, float]] = {}
+def per_target_inner(errs: Mapping[str, list], y: np.ndarray, tg: np.ndarray, ds: np.ndarray,
+                     mm: np.ndarray) -> dict[str, pd.DataFrame]:
+    """{design: DataFrame} of inner-CV MAE per (dataset, target) row and spec column."""
+    out: dict[str, pd.DataFrame] = {}
     for m in np.unique(mm):
-        score[str(m)] = {}
+        cols = {}
         for name, parts in errs.items():
             idx = np.concatenate([a for a, _ in parts])
             p = np.concatenate([b for _, b in parts])
             sel = mm[idx] == m
             if sel.any():
-                score[str(m)][name] = tw_mae(y[idx][sel], p[sel], tg[idx][sel], ds[idx][sel])
-        if score[str(m)]:
-            best[str(m)] = min(specs, key=lambda s: (score[str(m)].get(s.name, math.inf),
-                                                     s.name))
+                cols[name] = pd.Series(np.abs(p[sel] - y[idx][sel])).groupby(
+                    [ds[idx][sel], tg[idx][sel]]).mean()
+        if cols:
+            out[str(m)] = pd.DataFrame(cols)
+    return out
+
+
+def _tw(col: pd.Series) -> float:
+    """Target-weighted mean of a per-(dataset, target) column (as :func:`tw_mae`)."""
+    return float(col.groupby(level=0).mean().mean())
+
+
+def _tw_se(col: pd.Series) -> float:
+    """Standard error of :func:`_tw` with the targets as the sampling units, stratified by
+    dataset: sqrt(sum_d s_d^2 / n_d) / D (a dataset with one target adds nothing)."""
+    parts = [g.var(ddof=1) / len(g) for _, g in col.dropna().groupby(level=0) if len(g) > 1]
+    n_ds = col.dropna().index.get_level_values(0).nunique()
+    return float(math.sqrt(sum(parts)) / n_ds) if parts and n_ds else 0.0
+
+
+def choose_from_tables(specs: Sequence[Spec], tables: Mapping[str, pd.DataFrame], *,
+                       rule: str | None = None, info: dict[str, Any] | None = None
+                       ) -> tuple[dict[str, Spec], dict[str, dict[str, float]]]:
+    """:func:`choose_per_design` from the per-target tables of :func:`per_target_inner`."""
+    if rule is None:
+        seen = bool(specs) and specs[0].seen
+        rule = SELECTION_RULE["measured-target" if seen else "unseen-target"]
+    if rule not in RULES:
+        raise ValueError(f"unknown selection rule {rule!r}; choose one of {RULES}")
+    best: dict[str, Spec] = {}
+    score: dict[str, dict[str, float]] = {}
+    for m, t in tables.items():
+        score[m] = {name: _tw(t[name]) for name in t.columns}
+        cands = [s for s in specs if s.name in score[m]]
+        if not cands:
+            continue
+        low = min(cands, key=lambda s: (score[m][s.name], s.name))
+        pick, se = low, {}
+        if rule == "1se":
+            # paired: every spec is scored on the same inner targets, so the targets'
+            # difficulty cancels in the difference; the SE of the best spec's own MAE would
+            # mostly measure how unlike each other the targets are (AmericasNLI vs XNLI)
+            se = {s.name: _tw_se(t[s.name] - t[low.name]) for s in cands}
+            ok = [s for s in cands if score[m][s.name] - score[m][low.name] <= se[s.name]]
+            pick = min(ok, key=lambda s: s.complexity())
+        best[m] = pick
+        if info is not None:
+            info[m] = {"rule": rule, "lowest": low.name, "lowest_mae": score[m][low.name],
+                       "chosen": pick.name, "chosen_mae": score[m][pick.name],
+                       "chosen_se_of_difference": se.get(pick.name, 0.0),
+                       "targets": int(len(t))}
     return best, score
+
+
+def choose_per_design(specs: Sequence[Spec], errs: Mapping[str, list], y: np.ndarray,
+                      tg: np.ndarray, ds: np.ndarray, mm: np.ndarray, *,
+                      rule: str | None = None, info: dict[str, Any] | None = None
+                      ) -> tuple[dict[str, Spec], dict[str, dict[str, float]]]:
+    """Per (model, method), from the inner predictions ``errs`` ({spec: [(rows, pred)]}):
+    each spec's inner target-weighted MAE on that design's rows (``score``) and the chosen
+    spec (``best``). Why per design: one score scale's choice (e.g. AmericasNLI's large
+    errors) must not pick the hyper-parameters of another (SumEval).
+
+    ``rule`` (default: ``SELECTION_RULE`` of the specs' basis):
+
+    * ``'min'`` -- the spec with the lowest inner MAE (ties: by name);
+    * ``'1se'`` -- the one-standard-error rule (Breiman et al. 1984, CART; Hastie,
+      Tibshirani & Friedman, ESL 7.10): the *simplest* spec (:meth:`Spec.complexity`)
+      whose inner MAE exceeds the lowest by at most one standard error of that excess.
+      The SE is of the *paired* per-target difference to the lowest spec (targets the
+      units, weighted as in :func:`tw_mae`, stratified by dataset). Why: with ~14 inner
+      targets the lowest MAE is picked partly for its noise (in the shipped card a spec
+      with a low inner MAE -- HGB, alpha=100 -- lost to the mean baseline on the outer
+      targets of SumEval); among specs the inner CV cannot tell apart, the simpler one
+      varies less from fold to fold.
+
+    ``info`` (a dict) gets per design the rule, the lowest and the chosen spec with their
+    MAEs and the SE."""
+    return choose_from_tables(specs, per_target_inner(errs, y, tg, ds, mm), rule=rule,
+                              info=info)
 
 
 def predict_per_design(best: Mapping[str, Spec], X: np.ndarray, y: np.ndarray,
                        meta: pd.DataFrame, Xt: np.ndarray, meta_t: pd.DataFrame,
-                       seed: int = 0) -> np.ndarray:
-    """Each test row predicted by its design's spec (each distinct spec fitted once)."""
+                       seed: int = 0, fitted: dict[str, Any] | None = None) -> np.ndarray:
+    """Each test row predicted by its design's spec (each distinct spec fitted once; across
+    calls on the same training rows too when they share ``fitted``)."""
     out = np.full(len(meta_t), np.nan)
     mm_t = meta_t["mm"].astype(str).to_numpy()
     by_spec: dict[str, list[str]] = {}
     specs = {}
+    fitted = {} if fitted is None else fitted
     for m, sp in best.items():
         by_spec.setdefault(sp.name, []).append(m)
         specs[sp.name] = sp
     for name, mms in by_spec.items():
         sel = np.isin(mm_t, mms)
         if sel.any():
-            model = specs[name].build(seed).fit(X, y, meta)
-            out[sel] = model.predict(Xt[sel], meta_t[sel].reset_index(drop=True))
+            if name not in fitted:
+                fitted[name] = specs[name].build(seed).fit(X, y, meta)
+            out[sel] = fitted[name].predict(Xt[sel], meta_t[sel].reset_index(drop=True))
     return out
 
 

@@ -217,3 +217,84 @@ def test_per_group_calibration_on_synthetic_groups() -> None:
     assert quantile_for(cal, "m|probe", "unknown") == (pooled, "m|probe")
     assert quantile_for(cal, "x|y", "present")[1] == "pooled"
     json.dumps(cal)   # goes into the model card as is
+
+
+# -- selection rule -----------------------------------------------------------------------------
+def _errs_table(per_spec: dict[str, np.ndarray], rows_per_target: int = 3):
+    """Inner predictions whose per-target absolute error is ``per_spec[name][t]`` (y = 0),
+    one design, one dataset, targets t0.., split over two inner folds."""
+    n_t = len(next(iter(per_spec.values())))
+    tg = np.repeat([f"t{i}" for i in range(n_t)], rows_per_target)
+    y = np.zeros(len(tg))
+    half = len(tg) // 2
+    folds = [np.arange(half), np.arange(half, len(tg))]
+    errs = {name: [(f, np.repeat(e, rows_per_target)[f]) for f in folds]
+            for name, e in per_spec.items()}
+    return errs, y, tg, np.full(len(tg), "d"), np.full(len(tg), "a|p")
+
+
+def test_complexity_order_simplest_first() -> None:
+    order = [s.name for s in sorted(specs_for("unseen-target"), key=Spec.complexity)]
+    assert order[0] == "ridge(alpha=10000)|base=mm|pooled"
+    assert order[1:4] == ["ridge(alpha=10000)|base=mm_class|pooled",
+                          "ridge(alpha=10000)|base=mm|per-design",
+                          "ridge(alpha=10000)|base=mm_class|per-design"]
+    assert order[4].startswith("ridge(alpha=1000)") and order[-2].startswith("ridge(alpha=100)")
+    assert order[-1].startswith("hgb(")
+
+
+def test_one_standard_error_rule_prefers_the_simpler_spec_within_one_se() -> None:
+    from predictor.validation import choose_per_design, tw_mae
+    specs = specs_for("unseen-target")
+    rng = np.random.default_rng(0)
+    hgb = next(s.name for s in specs if s.family == "hgb")
+    simple = "ridge(alpha=10000)|base=mm|pooled"
+    base = 2.0 + rng.normal(0, 0.5, 14).clip(-1.5, 1.5)
+    per_spec = {s.name: base + 0.5 for s in specs}              # clearly worse
+    per_spec[hgb] = base                                         # lowest inner MAE
+    noise = rng.normal(0, 0.3, 14)
+    per_spec[simple] = base + 0.05 + noise - noise.mean()        # +0.05, SE ~0.08
+    errs, y, tg, ds, mm = _errs_table(per_spec)
+    best_min, score = choose_per_design(specs, errs, y, tg, ds, mm, rule="min")
+    info: dict = {}
+    best_1se, score_1se = choose_per_design(specs, errs, y, tg, ds, mm, rule="1se", info=info)
+    assert score == score_1se
+    assert best_min["a|p"].name == hgb
+    assert best_1se["a|p"].name == simple
+    i = info["a|p"]
+    assert i["rule"] == "1se" and i["lowest"] == hgb and i["chosen"] == simple
+    assert i["chosen_mae"] - i["lowest_mae"] <= i["chosen_se_of_difference"]
+    # the inner score is the target-weighted MAE of tw_mae
+    p = np.concatenate([b for _, b in errs[simple]])
+    assert score["a|p"][simple] == pytest.approx(tw_mae(y, p, tg, ds))
+
+
+def test_one_standard_error_rule_keeps_a_clearly_better_complex_spec() -> None:
+    from predictor.validation import choose_per_design
+    specs = specs_for("unseen-target")
+    rng = np.random.default_rng(1)
+    hgb = next(s.name for s in specs if s.family == "hgb")
+    base = 2.0 + rng.normal(0, 0.5, 14).clip(-1.5, 1.5)
+    per_spec = {s.name: base + 0.6 + rng.normal(0, 0.1, 14) for s in specs}
+    per_spec[hgb] = base
+    errs, y, tg, ds, mm = _errs_table(per_spec)
+    for rule in ("min", "1se"):
+        best, _ = choose_per_design(specs, errs, y, tg, ds, mm, rule=rule)
+        assert best["a|p"].name == hgb, rule
+    with pytest.raises(ValueError, match="selection rule"):
+        choose_per_design(specs, errs, y, tg, ds, mm, rule="lowest")
+
+
+def test_rules_share_the_inner_predictions(prepared: pd.DataFrame) -> None:
+    from predictor.validation import nested_cv_rules
+    d = prepared[prepared.target_iso3.isin(prepared.target_iso3.unique()[:6])] \
+        .reset_index(drop=True)
+    both = nested_cv_rules(d, "unseen_target", families=("ridge",))
+    one = nested_cv(d, "unseen_target", families=("ridge",), rule="min")
+    assert set(both) == {"min", "1se"} and one.rule == "min"
+    assert both["min"].choices == one.choices
+    assert np.allclose(both["min"].oof["model"], one.oof["model"])
+    assert both["min"].inner == both["1se"].inner        # same inner numbers, two choices
+    assert all(info[m]["rule"] == "1se" for info in both["1se"].selection for m in info)
+    fixed = nested_cv(d, "unseen_target", fixed=Spec("ridge", {"alpha": 1000.0}))
+    assert fixed.rule == "fixed" and not fixed.selection
