@@ -16,6 +16,7 @@ split-conformal intervals calibrated on unseen target languages (see
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +32,10 @@ from measure.paths import MODELS, DefaultPathNotFound, resolve_default
 from predictor import intervals, persist
 from predictor.dataset import DataValidationError, canonical_config, lookup_language
 from predictor.features import NO_PROFILES, as_rows, use_profiles
+
+#: the profile columns that only unlabelled pairs (``xlt-measure profile --pairs``) give
+LABEL_FREE_COLUMNS = ("has_label_free", "prof_confidence", "prof_label_entropy", "prof_atc",
+                      "prof_doc")
 
 MAX_COMBINATIONS = 50_000
 
@@ -62,6 +67,9 @@ class Predictor:
         self.unseen = {str(m): ZModel.from_state(st) for m, st in bundle["unseen"].items()}
         self.seen = {str(m): SeenTargetModel.from_state(st) for m, st in bundle["seen"].items()}
         self.card = card
+        # the same features reading the profiles the predictor was trained with, when a
+        # user's --profiles directory replaces them in ``features`` (see load_predictor)
+        self.base_features: Any = None
         self._methods: dict[str, list[str]] = {}
         for m in card.get("models", []):
             self._methods.setdefault(m["model"], []).append(m["method"])
@@ -220,12 +228,25 @@ class Predictor:
         placeholder zeros) places an unprofiled absent language such as Quechua among the
         high-resource XNLI targets, 15 points above every measured absent language. The
         output still says ``profile: none`` and flags the row out of support.
+
+        Rows whose profile has no label-free estimates (``xlt-measure profile`` without
+        ``--pairs``) get only the label-free columns imputed the same way, when every peer
+        has them: left as placeholder zeros (ATC 0, DoC 0) they are far outside anything the
+        design was fitted on, and Basque from 400 sentences was predicted at 14 macro-F1,
+        below chance, with a narrow interval. Returns (X, rows whose label-free columns
+        were imputed). Peers' profiles come from ``base_features`` (the profiles the
+        predictor was trained with), not from a user's ``--profiles`` directory.
         """
         from predictor.features import GROUPS
         from predictor.models import pretraining_class
-        if hp is None or hp.all():
-            return X
+        lf_names = [c for c in LABEL_FREE_COLUMNS if c in names]
+        hlf = (X[:, names.index("has_label_free")] > 0 if "has_label_free" in names
+               else np.ones(len(X), bool))
+        no_lf = np.zeros(len(X), bool) if hp is None else (hp & ~hlf)
+        if hp is None or (hp.all() and not no_lf.any()):
+            return X, np.zeros(len(X), bool)
         cols = [names.index(c) for c in GROUPS["profile"] if c in names]
+        lf_cols = [names.index(c) for c in lf_names]
         sup = self.card.get("support", {})
         peers_of: dict[tuple[str, str], list[str]] = {}
         for entry in self.card.get("models", []):
@@ -236,7 +257,7 @@ class Predictor:
                 peers_of.setdefault((mm, "*"), []).append(str(t))
         mm_all = meta["mm"].astype(str).to_numpy()
         subs, owner = [], []
-        for i in np.flatnonzero(~hp):
+        for i in np.flatnonzero(~hp | no_lf):
             mm = mm_all[i]
             if sup.get(mm, {}).get("profile_share", 0) < 0.99 or mm not in self.unseen:
                 continue
@@ -247,14 +268,36 @@ class Predictor:
                 r.pop("target_iso3", None)
                 subs.append(r)
                 owner.append(i)
+        imputed_lf = np.zeros(len(X), bool)
         if not subs:
-            return X
-        Xs = self.features.transform(pd.DataFrame(subs))
+            return X, imputed_lf
+        base = self.base_features if self.base_features is not None else self.features
+        Xs = base.transform(pd.DataFrame(subs))
         X = X.copy()
         owner_arr = np.asarray(owner)
         for i in np.unique(owner_arr):
-            X[i, cols] = Xs[owner_arr == i][:, cols].mean(axis=0)
-        return X
+            peers = Xs[owner_arr == i]
+            if not hp[i]:
+                X[i, cols] = peers[:, cols].mean(axis=0)
+            elif lf_cols and (peers[:, names.index("has_label_free")] > 0).all():
+                X[i, lf_cols] = peers[:, lf_cols].mean(axis=0)
+                imputed_lf[i] = True
+        return X, imputed_lf
+
+    def _transform(self, rows: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+        """Features of ``rows``; with a user's ``--profiles`` directory, a target it has no
+        profile for reads the predictor's own profiles (a measured target keeps its
+        profile, an absent language keeps its class imputation: the directory adds
+        profiles, it does not remove the shipped ones)."""
+        X = self.features.transform(rows)
+        names = list(self.features.get_feature_names_out())
+        if self.base_features is not None and "has_profile" in names:
+            miss = np.flatnonzero(X[:, names.index("has_profile")] <= 0)
+            if len(miss):
+                Xb = self.base_features.transform(rows.iloc[miss].reset_index(drop=True))
+                X = X.copy()
+                X[miss] = Xb
+        return X, names
 
     def _target_range(self, mm: str) -> tuple[float, float] | None:
         """(lowest, highest) mean score of the design's measured targets."""
@@ -275,10 +318,9 @@ class Predictor:
         # one OpenMP thread: HistGradientBoosting's threads stall on a busy machine, and
         # prediction batches are small
         with threadpool_limits(limits=1):
-            X = self.features.transform(rows)
-            names = list(self.features.get_feature_names_out())
+            X, names = self._transform(rows)
             hp = X[:, names.index("has_profile")] > 0 if "has_profile" in names else None
-            X = self._impute_profile(rows, X, names, meta, hp)
+            X, imputed_lf = self._impute_profile(rows, X, names, meta, hp)
             point, seen = self._point(X, meta)
         basis = np.where(seen, "measured-target", "unseen-target")
         calib = self.card["intervals"]
@@ -291,6 +333,11 @@ class Predictor:
             half[i], g = cache[(b, mm, pcl)]
             group.append(f"{b}:{g}")
         reason = self._support(rows, meta, seen, hp)
+        for i in np.flatnonzero(imputed_lf & ~seen):
+            reason[i] = "; ".join(r for r in (
+                reason[i], "the target's profile has no label-free estimates (made without "
+                "--pairs; every training target's has them): its pretraining class's mean is "
+                "used for them") if r)
         oos = np.array([bool(r) for r in reason])
         # outside the support a linear model extrapolates without limit (XLM-R on Yoruba,
         # absent from pretraining while every SumEval target is present, went below 0):
@@ -529,8 +576,9 @@ def load_predictor(path: str | Path | None = None, profiles: str | Path | None =
                    ) -> Predictor:
     """Load a fitted predictor directory (checksum and type allow-list verified); None means
     the default models directory's ``predictor/``. ``profiles``: a directory of language
-    profiles (``xlt-measure profile --profiles DIR``) read instead of the ``profiles/`` beside
-    the predictor. Why beside it: a models directory is one unit (predictor, profiles,
+    profiles (``xlt-measure profile --profiles DIR``) read before the ``profiles/`` beside
+    the predictor (a language without a profile in it keeps the shipped one, and the peers an
+    unprofiled target is imputed from are always the shipped ones). Why beside it: a models directory is one unit (predictor, profiles,
     tables), so the same predictor gives the same answer in the app, the CLI and a test,
     whatever the working directory; a models directory without ``profiles/`` uses none."""
     if path is None:
@@ -541,8 +589,13 @@ def load_predictor(path: str | Path | None = None, profiles: str | Path | None =
             f"{path}: unexpected model object layout (a predictor from before v2 has a "
             "single 'point' model): refit it with `xlt-predict fit`")
     p = Predictor(obj, card)
-    if profiles is None:
-        sibling = Path(path).parent / "profiles"
-        profiles = sibling if sibling.is_dir() else NO_PROFILES
-    use_profiles(p.features, profiles)
+    sibling = Path(path).parent / "profiles"
+    own = sibling if sibling.is_dir() else NO_PROFILES
+    if profiles is not None and own != NO_PROFILES and \
+            Path(profiles).resolve() != sibling.resolve():
+        # a user's directory adds profiles: targets it lacks (and the peers an unprofiled
+        # target is imputed from) still read the predictor's own
+        p.base_features = copy.deepcopy(p.features)
+        use_profiles(p.base_features, own)
+    use_profiles(p.features, own if profiles is None else profiles)
     return p

@@ -445,8 +445,10 @@ def _add_predictor_option(p: argparse.ArgumentParser) -> None:
                    metavar="DIR", help="fitted predictor directory (skops file + model card; "
                                        f"default: {DEFAULT_PREDICTOR_HELP})")
     p.add_argument("--profiles", type=Path, default=None, metavar="DIR",
-                   help="language profiles (xlt-measure profile --profiles DIR) to use instead "
-                        "of models/profiles; a target without one is flagged")
+                   help="language profiles (xlt-measure profile --profiles DIR) read before "
+                        "the predictor's own (models/profiles): a language DIR has uses DIR's "
+                        "profile, any other keeps the shipped one; a target with none is "
+                        "flagged")
 
 
 def build_parser() -> argparse.ArgumentParser:
