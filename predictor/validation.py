@@ -59,10 +59,15 @@ DEDUP_KEY = ["model", "method", "config_id", "target_iso3", "target_dataset", "s
 # '1se' -- the simplest spec (complexity_key) whose inner MAE is within one standard error
 #          of the lowest (Breiman et al. 1984; Hastie, Tibshirani & Friedman, ESL 7.10)
 RULES = ("min", "1se")
-# per basis: the unseen-target model (the one the nested-CV comparison of the two rules was
-# run for) uses 1se; the measured-target model keeps 'min' until the rules are compared on
-# the unseen_config protocol too
-SELECTION_RULE = {"unseen-target": "1se", "measured-target": "min"}
+# per basis. 'min' stays the default: on the shipped data (me5-small probe + SumEval, inner
+# leave-one-target-out, one set of inner predictions, nested_cv_rules) the unseen_target
+# nested MAE under 1se vs min was AmericasNLI 6.39 vs 6.05, own XNLI 2.12 vs 1.98 (paired
+# diff CI over targets [+0.00, +0.28]), SumEval T-ULRv6 2.41 vs 2.36, XLM-R 2.32 vs 2.80;
+# mean over datasets 3.31 vs 3.30 -- 1se removes the HGB / alpha=100 outliers but often
+# goes too simple (alpha=10000, pooled), so it is not better overall. unseen_family
+# (AmericasNLI): 23.32 both. unseen_config (measured-target model): identical on me5-small,
+# SumEval 0.362 vs 0.359 and 0.333 vs 0.323 (1se slightly worse)
+SELECTION_RULE = {"unseen-target": "min", "measured-target": "min"}
 RULE_TEXT = {"min": "the lowest inner target-weighted MAE",
              "1se": "one standard error -- the simplest spec (ridge before hgb, higher alpha, "
                     "pooled before per-design, base mm before mm_class) whose inner "
