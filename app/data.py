@@ -65,6 +65,9 @@ class Measurements:
     frame: pd.DataFrame
     files: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: (directory, file names/sizes/mtimes) when loaded by :func:`measurements`: names this
+    #: table in ``st.cache_data`` keys without hashing the frame
+    stamp: tuple = ()
 
     @property
     def empty(self) -> bool:
@@ -148,7 +151,9 @@ def measurements(models: Path | None = None) -> Measurements:
 
 @st.cache_resource(show_spinner="Loading measurements…", max_entries=4)
 def _load_with_stamp(directory: str, stamp: tuple) -> Measurements:
-    return read_measurement_files(Path(directory))
+    m = read_measurement_files(Path(directory))
+    m.stamp = (directory, stamp)
+    return m
 
 
 def _stamp(directory: Path) -> tuple:
@@ -266,7 +271,20 @@ def language_options() -> pd.DataFrame:
 @lru_cache(maxsize=1)
 def _labels() -> dict[str, str]:
     opts = language_options()
-    return dict(zip(opts["code"], opts["label"]))
+    return _LabelMap(zip(opts["code"], opts["label"]))
+
+
+class _LabelMap(dict):
+    """code -> label; an unknown code is its own label."""
+
+    def __missing__(self, code: str) -> str:
+        return code
+
+
+def label_formatter() -> Any:
+    """:func:`label_of` as one C-level lookup: ``format_func`` of the language pickers runs
+    it on every option (~4,000) at every rerun."""
+    return _labels().__getitem__
 
 
 def label_of(code: str) -> str:

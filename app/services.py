@@ -78,6 +78,30 @@ class PredictorService:
         self.predictor = predictor
         self.path = path
         self.card: dict[str, Any] = dict(predictor.card)
+        #: names this fitted model in ``st.cache_data`` keys (a refit changes the checksums)
+        self.cache_key = (f"{path}:{self.card.get('card_sha256', '')}:"
+                          f"{self.card.get('model_sha256', '')}")
+
+    # -- cached answers (Streamlit reruns a page on every click; an answer already computed
+    # for these inputs, in any session, is reused instead of predicted again) -------------
+    def cached_marginal_gains(self, choice: ModelChoice, config: dict[str, int],
+                              targets: Sequence[str], candidates: Sequence[str],
+                              n_new: int) -> pd.DataFrame:
+        """:meth:`marginal_gains`, memoised."""
+        return _cached_gains(self, self.cache_key, choice, tuple(sorted(config.items())),
+                             tuple(targets), tuple(candidates), int(n_new))
+
+    def cached_recommend(self, choice: ModelChoice, targets: Sequence[str],
+                         pool: Sequence[str], **kw: Any) -> pd.DataFrame:
+        """:meth:`recommend`, memoised (keyword arguments as :meth:`recommend` takes them)."""
+        return _cached_recommend(self, self.cache_key, choice, tuple(targets), tuple(pool),
+                                 tuple(sorted(kw.items())))
+
+    def cached_explain_sets(self, choice: ModelChoice, sets: Sequence[dict[str, int]],
+                            targets: Sequence[str]) -> pd.DataFrame | None:
+        """:meth:`explain_sets`, memoised."""
+        return _cached_explain(self, self.cache_key, choice,
+                               tuple(tuple(sorted(s.items())) for s in sets), tuple(targets))
 
     # -- metadata -----------------------------------------------------------------------
     @property
@@ -195,18 +219,20 @@ class PredictorService:
                        candidates: Sequence[str], n_new: int) -> pd.DataFrame:
         """Predicted change in mean (and worst) score over ``targets`` from adding each candidate.
 
-        All (candidate, target) rows go to the predictor in one call. Columns: language,
-        mean_gain, worst_gain, mean_after, worst_after.
+        The base rows and every (candidate, target) row go to the predictor in one call
+        (each call has a fixed cost). Columns: language, mean_gain, worst_gain, mean_after,
+        worst_after.
         """
         targets = list(dict.fromkeys(targets))
         cands = [c for c in dict.fromkeys(candidates) if c not in config]
         cols = ["language", "mean_gain", "worst_gain", "mean_after", "worst_after"]
         if not targets or not cands:
             return pd.DataFrame(columns=cols)
-        base = self.predictor.predict([self._row(choice, config, t) for t in targets])
-        base_p = base["prediction"].to_numpy()
-        rows = [self._row(choice, {**config, c: n_new}, t) for c in cands for t in targets]
-        P = self.predictor.predict(rows)["prediction"].to_numpy().reshape(len(cands), len(targets))
+        rows = [self._row(choice, config, t) for t in targets]
+        rows += [self._row(choice, {**config, c: n_new}, t) for c in cands for t in targets]
+        allp = self.predictor.predict(rows)["prediction"].to_numpy()
+        base_p = allp[:len(targets)]
+        P = allp[len(targets):].reshape(len(cands), len(targets))
         out = pd.DataFrame({"language": cands,
                             "mean_gain": P.mean(axis=1) - base_p.mean(),
                             "worst_gain": P.min(axis=1) - base_p.min(),
@@ -422,6 +448,28 @@ class PredictorService:
             out.append({"value": float(v), "prediction": float(np.mean(p)),
                         "p10": float(np.percentile(p, 10)), "p90": float(np.percentile(p, 90))})
         return pd.DataFrame(out)
+
+
+# The service itself is not hashed (``_svc``): ``key`` (its cache_key) names it.
+@st.cache_data(show_spinner=False, max_entries=512)
+def _cached_gains(_svc: PredictorService, key: str, choice: ModelChoice,
+                  config: tuple[tuple[str, int], ...], targets: tuple[str, ...],
+                  candidates: tuple[str, ...], n_new: int) -> pd.DataFrame:
+    return _svc.marginal_gains(choice, dict(config), list(targets), list(candidates), n_new)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _cached_recommend(_svc: PredictorService, key: str, choice: ModelChoice,
+                      targets: tuple[str, ...], pool: tuple[str, ...],
+                      kw: tuple[tuple[str, Any], ...]) -> pd.DataFrame:
+    return _svc.recommend(choice, list(targets), list(pool), **dict(kw))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _cached_explain(_svc: PredictorService, key: str, choice: ModelChoice,
+                    sets: tuple[tuple[tuple[str, int], ...], ...],
+                    targets: tuple[str, ...]) -> pd.DataFrame | None:
+    return _svc.explain_sets(choice, [dict(s) for s in sets], list(targets))
 
 
 def _short(exc: BaseException) -> str:

@@ -111,9 +111,14 @@ def pick_measured_table(df: pd.DataFrame, model_col: object, pool_col: object, k
 
 def source_options() -> list[str]:
     """Codes offered as source (training) languages: the registry languages URIEL knows."""
+    return list(_source_options())
+
+
+@lru_cache(maxsize=1)
+def _source_options() -> tuple[str, ...]:
     from measure.languages import registry_table
     t = registry_table()
-    return t.loc[t["in_uriel"].astype(bool), "code"].tolist()
+    return tuple(t.loc[t["in_uriel"].astype(bool), "code"])
 
 
 @lru_cache(maxsize=1)
@@ -135,9 +140,10 @@ def pick_targets(key: str, default: Sequence[str], label: str = "Target language
                  help_: str | None = None) -> list[str]:
     """Multiselect over every language lang2vec knows, shown by name; type to search."""
     opts = target_options()
-    default = [d for d in default if d in set(opts)]
+    known = set(opts)
+    default = [d for d in default if d in known]
     return list(st.multiselect(
-        label, opts, default=default, key=key, format_func=lang_label,
+        label, opts, default=default, key=key, format_func=data.label_formatter(),
         placeholder="Type a language name or code…",
         help=help_ or "Any of the ~4,000 languages lang2vec/URIEL knows. Registry languages "
                       "(with pretraining sizes) come first; type to search by name or code."))
@@ -146,8 +152,10 @@ def pick_targets(key: str, default: Sequence[str], label: str = "Target language
 def pick_sources(key: str, default: Sequence[str], label: str = "Source (training) languages",
                  options: Sequence[str] | None = None) -> list[str]:
     opts = list(options) if options is not None else source_options()
-    default = [d for d in default if d in set(opts)]
-    return list(st.multiselect(label, opts, default=default, key=key, format_func=lang_label,
+    known = set(opts)
+    default = [d for d in default if d in known]
+    return list(st.multiselect(label, opts, default=default, key=key,
+                               format_func=data.label_formatter(),
                                placeholder="Choose source languages…"))
 
 

@@ -20,12 +20,11 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.append(_ROOT)
 
-import altair as alt  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from app import data, ui  # noqa: E402
-from app.services import ServiceError  # noqa: E402
+from app.services import ModelChoice, PredictorService, ServiceError  # noqa: E402
 
 from measure.languages import XNLI_15  # noqa: E402
 DEFAULT_TARGETS = ["sw", "ur", "aym", "nah", "quy"]
@@ -35,7 +34,7 @@ models = ui.setup("Predict", ":material/online_prediction:",
                   "source languages, with a conformal interval, the measured value when this "
                   "exact configuration was run, and what adding one more language would bring.")
 service = ui.require_service(models)
-measured_table = data.measurements(models).frame
+measured = data.measurements(models)
 
 left, right = st.columns([1, 1], gap="large")
 with left:
@@ -67,38 +66,56 @@ if not targets:
     st.info("Choose one or more target languages to see predictions.")
     st.stop()
 
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def prediction_table(_service: PredictorService, _measured: pd.DataFrame, key: tuple,
+                     choice: ModelChoice, config_items: tuple[tuple[str, int], ...],
+                     targets: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                         dict[str, str]]:
+    """(table, measured per pool, {target: why no prediction}) for one request, built once:
+    a rerun that changes nothing here (or comes back to it) reuses it. ``key`` names the
+    fitted predictor and the measured files (the unhashed ``_service``/``_measured``)."""
+    config = dict(config_items)
+    pred, errors = _service.predict(choice, config, list(targets))
+    if pred.empty:
+        return pred, pd.DataFrame(), errors
+    by_pool = _service.measured_by_pool(_measured, choice, config, pred["target"].tolist())
+    # one "measured" per target: the pool with the most (deduplicated) runs; all are listed
+    main_pool = (by_pool.sort_values(["target", "measured_runs", "pool"],
+                                     ascending=[True, False, True])
+                 .drop_duplicates("target"))
+    others = by_pool.groupby("target").apply(
+        lambda g: " · ".join(f"{r.pool}: {r.measured:.1f} ({r.measured_runs} run"
+                             f"{'s' if r.measured_runs != 1 else ''})" for r in g.itertuples()),
+        include_groups=False).rename("per_pool") if not by_pool.empty else \
+        pd.Series(dtype=str, name="per_pool")
+    table = pred.merge(main_pool[["target", "pool", "measured", "measured_sd", "measured_runs"]],
+                       on="target", how="left").merge(others, left_on="target",
+                                                      right_index=True, how="left")
+    table["language"] = table["target"].map(ui.lang_label)
+    table["pretraining"] = table["pretraining"].map(
+        {"present": "in pretraining", "absent": "absent from pretraining",
+         "unknown": "coverage unknown"}).fillna(table["pretraining"])
+    table["basis_label"] = table["basis"].map(
+        {"measured-target": "from this target's measurements",
+         "unseen-target": "target not measured: from its features"})
+    table = table.sort_values("prediction", ascending=False).reset_index(drop=True)
+    return table, by_pool, errors
+
+
 t0 = time.perf_counter()
 try:
-    pred, errors = service.predict(choice, config, targets)
+    table, by_pool, errors = prediction_table(
+        service, measured.frame, (service.cache_key, measured.stamp), choice,
+        tuple(sorted(config.items())), tuple(dict.fromkeys(targets)))
 except ServiceError as exc:
     st.warning(str(exc))
     st.stop()
 elapsed_ms = 1000 * (time.perf_counter() - t0)
 for code, why in errors.items():
     st.warning(f"No prediction for {ui.lang_label(code)}: {why}")
-if pred.empty:
+if table.empty:
     st.stop()
-
-by_pool = service.measured_by_pool(measured_table, choice, config, pred["target"].tolist())
-# one "measured" per target: the pool with the most (deduplicated) runs; every pool is listed
-main_pool = (by_pool.sort_values(["target", "measured_runs", "pool"], ascending=[True, False, True])
-             .drop_duplicates("target"))
-others = by_pool.groupby("target").apply(
-    lambda g: " · ".join(f"{r.pool}: {r.measured:.1f} ({r.measured_runs} run"
-                         f"{'s' if r.measured_runs != 1 else ''})" for r in g.itertuples()),
-    include_groups=False).rename("per_pool") if not by_pool.empty else \
-    pd.Series(dtype=str, name="per_pool")
-table = pred.merge(main_pool[["target", "pool", "measured", "measured_sd", "measured_runs"]],
-                   on="target", how="left").merge(others, left_on="target", right_index=True,
-                                                  how="left")
-table["language"] = table["target"].map(ui.lang_label)
-table["pretraining"] = table["pretraining"].map(
-    {"present": "in pretraining", "absent": "absent from pretraining",
-     "unknown": "coverage unknown"}).fillna(table["pretraining"])
-table["basis_label"] = table["basis"].map(
-    {"measured-target": "from this target's measurements",
-     "unseen-target": "target not measured: from its features"})
-table = table.sort_values("prediction", ascending=False).reset_index(drop=True)
 
 st.subheader(f"Predicted {choice.metric_label} for "
              + " + ".join(f"{ui.lang_label(c)} × {n:,}" for c, n in config.items()))
@@ -120,37 +137,59 @@ if n_oos:
                    f"{r.language}: {r.reason}" for r in table[table["out_of_support"]]
                    .itertuples()))
 
-order = table["language"].tolist()
 lo = max(0.0, float(min(table["lower"].min(), table["measured"].min(skipna=True)
                         if n_meas else 100)) - 5)
 hi = min(100.0, float(max(table["upper"].max(), table["measured"].max(skipna=True)
                           if n_meas else 0)) + 5)
-xs = alt.Scale(domain=[lo, hi], zero=False)
-y = alt.Y("language:N", sort=order, title=None, axis=alt.Axis(labelLimit=240))
-base = alt.Chart(table)
-interval = base.mark_rule(strokeWidth=6, opacity=0.35, color="#1b6ca8").encode(
-    x=alt.X("lower:Q", scale=xs, title=f"predicted {choice.metric_label}"), x2="upper:Q", y=y,
-    tooltip=["language", alt.Tooltip("prediction:Q", format=".1f"),
-             alt.Tooltip("lower:Q", format=".1f"), alt.Tooltip("upper:Q", format=".1f")])
-point = base.mark_point(filled=True, size=110, color="#1b6ca8").encode(
-    x="prediction:Q", y=y, tooltip=["language", alt.Tooltip("prediction:Q", format=".1f"),
-                                    alt.Tooltip("lower:Q", format=".1f"),
-                                    alt.Tooltip("upper:Q", format=".1f")])
-label = base.mark_text(dy=-13, fontSize=12, color="#1b6ca8", fontWeight="bold").encode(
-    x="prediction:Q", y=y, text=alt.Text("prediction:Q", format=".1f"))
-layers = [interval, point, label]
-if n_meas:
-    pts = by_pool.assign(language=by_pool["target"].map(ui.lang_label))
-    meas = alt.Chart(pts).mark_point(
-        shape="diamond", filled=False, size=320, strokeWidth=2.5).encode(
-        x="measured:Q", y=y, color=alt.Color("pool:N", scale=alt.Scale(scheme="dark2"),
-                                             title="measured, training pool"),
-        tooltip=["language", "pool", alt.Tooltip("measured:Q", format=".1f"),
-                 alt.Tooltip("measured_sd:Q", format=".2f", title="SD"),
-                 alt.Tooltip("measured_runs:Q", title="distinct runs")])
-    layers.append(meas)
-chart = alt.layer(*layers).properties(height=max(140, 44 * len(table)))
-st.altair_chart(chart, width="stretch")
+# Plain Vega-Lite (st.vega_lite_chart), not Altair: Altair validates every encoding against
+# the Vega-Lite JSON schema on each rerun (~0.1-0.2 s a page). Only the columns drawn are
+# sent, and the spec holds nothing that depends on the predictions (the order is the rows'
+# order, the x range an invisible rule), so when the sources change the browser swaps the
+# data of the chart it has instead of building a new one.
+y = {"field": "language", "type": "nominal", "sort": None, "title": None,
+     "axis": {"labelLimit": 240}}
+pred_tips = [{"field": "language", "type": "nominal"},
+             {"field": "prediction", "type": "quantitative", "format": ".1f"},
+             {"field": "lower", "type": "quantitative", "format": ".1f"},
+             {"field": "upper", "type": "quantitative", "format": ".1f"}]
+meas_cols = ["language", "pool", "measured", "measured_sd", "measured_runs"]
+pts = by_pool.assign(language=by_pool["target"].map(ui.lang_label))[meas_cols] if n_meas \
+    else pd.DataFrame({c: pd.Series(dtype=float if c.startswith("measured") else str)
+                       for c in meas_cols})
+spec = {
+    "datasets": {"pred": table[["language", "prediction", "lower", "upper"]]  # sorted
+                 .assign(x_lo=lo, x_hi=hi), "meas": pts},
+    "data": {"name": "pred"}, "height": max(140, 44 * len(table)),
+    "layer": [
+        {"mark": {"type": "rule", "opacity": 0},  # the x range: [lo, hi] on every row
+         "encoding": {"x": {"field": "x_lo", "type": "quantitative",
+                            "scale": {"zero": False},
+                            "title": f"predicted {choice.metric_label}"},
+                      "x2": {"field": "x_hi"}, "y": y}},
+        {"mark": {"type": "rule", "strokeWidth": 6, "opacity": 0.35, "color": "#1b6ca8"},
+         "encoding": {"x": {"field": "lower", "type": "quantitative"},
+                      "x2": {"field": "upper"}, "y": y, "tooltip": pred_tips}},
+        {"mark": {"type": "point", "filled": True, "size": 110, "color": "#1b6ca8"},
+         "encoding": {"x": {"field": "prediction", "type": "quantitative"}, "y": y,
+                      "tooltip": pred_tips}},
+        {"mark": {"type": "text", "dy": -13, "fontSize": 12, "color": "#1b6ca8",
+                  "fontWeight": "bold"},
+         "encoding": {"x": {"field": "prediction", "type": "quantitative"}, "y": y,
+                      "text": {"field": "prediction", "type": "quantitative", "format": ".1f"}}},
+        {"data": {"name": "meas"},
+         "mark": {"type": "point", "shape": "diamond", "filled": False, "size": 320,
+                  "strokeWidth": 2.5},
+         "encoding": {"x": {"field": "measured", "type": "quantitative"}, "y": y,
+                      "color": {"field": "pool", "type": "nominal", "scale": {"scheme": "dark2"},
+                                "title": "measured, training pool"},
+                      "tooltip": [{"field": "language", "type": "nominal"},
+                                  {"field": "pool", "type": "nominal"},
+                                  {"field": "measured", "type": "quantitative", "format": ".1f"},
+                                  {"field": "measured_sd", "type": "quantitative",
+                                   "format": ".2f", "title": "SD"},
+                                  {"field": "measured_runs", "type": "quantitative",
+                                   "title": "distinct runs"}]}}]}
+st.vega_lite_chart(spec, width="stretch")
 legend = "● predicted, bar = " + (service.coverage_text or "prediction interval")
 if n_meas:
     legend += (" · ◇ measured (mean over the distinct runs of this exact configuration, one "
@@ -177,42 +216,60 @@ if not cov.empty:
                    f"{100 * r.coverage:.0f}% over {r.targets} targets"
                    for _, r in cov.iterrows() if r.targets >= 3) + ".")
 
-st.subheader("Marginal gain of adding one more language")
-g1, g2 = st.columns([3, 1])
-# zero-shot by default: the targets themselves are not offered as additions
-cand_default = [c for c in XNLI_15 if c not in config and c not in targets]
-with g1:
-    candidates = ui.pick_sources("pr_candidates", default=cand_default,
-                                 label="Candidate languages to add")
-typical = int(pd.Series(list(config.values())).median())
-n_new = int(g2.number_input("Examples for the added language", min_value=1,
-                            max_value=10_000_000, value=typical, step=500,
-                            key=f"pr_newn_{choice.model}"))
-cands = [c for c in candidates if c not in config]
-if not cands:
-    st.info("Choose candidate languages that are not already in the source set.")
-    st.stop()
-try:
-    gains = service.marginal_gains(choice, config, table["target"].tolist(), cands, n_new)
-except Exception as exc:  # noqa: BLE001 - shown, not raised
-    st.warning(f"Could not compute marginal gains: {exc}")
-    st.stop()
-gains["language"] = [ui.lang_label(c) + (" · a target (not zero-shot)" if c in targets
-                                         else "") for c in gains["language"]]
-bar = alt.Chart(gains).mark_bar().encode(
-    x=alt.X("mean_gain:Q", title=f"change in mean predicted {choice.metric_label}"),
-    y=alt.Y("language:N", sort=gains["language"].tolist(), title=None,
-            axis=alt.Axis(labelOverlap=False, labelLimit=240)),
-    color=alt.condition(alt.datum.mean_gain >= 0, alt.value("#2ca02c"), alt.value("#d62728")),
-    tooltip=["language", alt.Tooltip("mean_gain:Q", format="+.2f", title="mean gain"),
-             alt.Tooltip("worst_gain:Q", format="+.2f", title="worst-target gain"),
-             alt.Tooltip("mean_after:Q", format=".1f", title="mean after")])
-txt = alt.Chart(gains).mark_text(align="left", dx=4, fontSize=11).encode(
-    x="mean_gain:Q", y=alt.Y("language:N", sort=gains["language"].tolist()),
-    text=alt.Text("mean_gain:Q", format="+.2f"))
-st.altair_chart(alt.layer(bar, txt).properties(height=max(120, 26 * len(gains))),
-                width="stretch")
-best = gains.iloc[0]
-st.caption(f"Adding {best['language']} with {n_new:,} examples changes the mean over the "
-           f"{len(table)} targets by {best['mean_gain']:+.2f} points (worst target "
-           f"{best['worst_gain']:+.2f}).")
+
+@st.fragment
+def marginal_gains(service: PredictorService, choice: ModelChoice, config: dict[str, int],
+                   targets: list[str], predicted: list[str]) -> None:
+    """The marginal-gain section: a fragment, so its own widgets (the candidates, the added
+    language's size) rerun only this section, not the predictions above."""
+    st.subheader("Marginal gain of adding one more language")
+    g1, g2 = st.columns([3, 1])
+    # zero-shot by default: the targets themselves are not offered as additions
+    cand_default = [c for c in XNLI_15 if c not in config and c not in targets]
+    with g1:
+        candidates = ui.pick_sources("pr_candidates", default=cand_default,
+                                     label="Candidate languages to add")
+    typical = int(pd.Series(list(config.values())).median())
+    n_new = int(g2.number_input("Examples for the added language", min_value=1,
+                                max_value=10_000_000, value=typical, step=500,
+                                key=f"pr_newn_{choice.model}"))
+    cands = [c for c in candidates if c not in config]
+    if not cands:
+        st.info("Choose candidate languages that are not already in the source set.")
+        return
+    try:
+        gains = service.cached_marginal_gains(choice, config, predicted, cands, n_new)
+    except Exception as exc:  # noqa: BLE001 - shown, not raised
+        st.warning(f"Could not compute marginal gains: {exc}")
+        return
+    gains["language"] = [ui.lang_label(c) + (" · a target (not zero-shot)" if c in targets
+                                             else "") for c in gains["language"]]
+    # sorted by the bar's length in the spec, not by a list of names: a spec that does not
+    # change lets the browser update the drawn chart's data in place
+    y = {"field": "language", "type": "nominal", "sort": "-x", "title": None}
+    x = {"field": "mean_gain", "type": "quantitative"}
+    st.vega_lite_chart(
+        gains[["language", "mean_gain", "worst_gain", "mean_after"]],
+        {"height": max(120, 26 * len(gains)), "layer": [
+            {"mark": {"type": "bar"},
+             "encoding": {
+                 "x": {**x, "title": f"change in mean predicted {choice.metric_label}"},
+                 "y": {**y, "axis": {"labelOverlap": False, "labelLimit": 240}},
+                 "color": {"condition": {"test": "datum.mean_gain >= 0", "value": "#2ca02c"},
+                           "value": "#d62728"},
+                 "tooltip": [{"field": "language", "type": "nominal"},
+                             {**x, "format": "+.2f", "title": "mean gain"},
+                             {"field": "worst_gain", "type": "quantitative", "format": "+.2f",
+                              "title": "worst-target gain"},
+                             {"field": "mean_after", "type": "quantitative", "format": ".1f",
+                              "title": "mean after"}]}},
+            {"mark": {"type": "text", "align": "left", "dx": 4, "fontSize": 11},
+             "encoding": {"x": x, "y": y, "text": {**x, "format": "+.2f"}}}]},
+        width="stretch")
+    best = gains.iloc[0]
+    st.caption(f"Adding {best['language']} with {n_new:,} examples changes the mean over the "
+               f"{len(predicted)} targets by {best['mean_gain']:+.2f} points (worst target "
+               f"{best['worst_gain']:+.2f}).")
+
+
+marginal_gains(service, choice, config, targets, table["target"].tolist())

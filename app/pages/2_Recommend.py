@@ -18,7 +18,6 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.append(_ROOT)
 
-import altair as alt  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
@@ -85,10 +84,10 @@ if n_rows > MAX_ROWS:
 
 try:
     with st.spinner("Scoring source sets…"):
-        rec = service.recommend(choice, targets, pool, k=k, total_examples=total,
-                                n_per_language=n_per, objective=objective,
-                                include_targets=include_targets, top=top,
-                                k_max=k_max if k is None else 4)
+        rec = service.cached_recommend(choice, targets, pool, k=k, total_examples=total,
+                                       n_per_language=n_per, objective=objective,
+                                       include_targets=include_targets, top=top,
+                                       k_max=k_max if k is None else 4)
 except ServiceError as exc:
     st.warning(str(exc))
     st.stop()
@@ -126,20 +125,27 @@ for _, r in rec.iterrows():
                                "upper": r[f"{t}_upper"]})
 pt = pd.DataFrame(per_target)
 if not pt.empty:
-    yy = alt.Y("target:N", title=None, axis=alt.Axis(labelLimit=240))
-    color = alt.Color("rank:O", scale=alt.Scale(scheme="viridis", reverse=False),
-                      title="rank")
-    dots = alt.Chart(pt).mark_point(filled=True, size=110, opacity=0.9).encode(
-        x=alt.X("prediction:Q", scale=alt.Scale(zero=False),
-                title=f"predicted {choice.metric_label}"),
-        y=yy, yOffset=alt.YOffset("rank:O"), color=color,
-        tooltip=["set", "target", alt.Tooltip("prediction:Q", format=".1f"),
-                 alt.Tooltip("lower:Q", format=".1f"), alt.Tooltip("upper:Q", format=".1f")])
-    bars = alt.Chart(pt).mark_rule(opacity=0.4, strokeWidth=2).encode(
-        x="lower:Q", x2="upper:Q", y=yy, yOffset=alt.YOffset("rank:O"), color=color)
-    st.altair_chart(alt.layer(bars, dots).properties(height=max(160, 34 * len(targets) +
-                                                                6 * len(rec) * len(targets))),
-                    width="stretch")
+    # a plain Vega-Lite spec: no Altair schema validation on every rerun
+    yy = {"field": "target", "type": "nominal", "title": None, "axis": {"labelLimit": 240}}
+    ranked = {"yOffset": {"field": "rank", "type": "ordinal"},
+              "color": {"field": "rank", "type": "ordinal", "title": "rank",
+                        "scale": {"scheme": "viridis", "reverse": False}}}
+    st.vega_lite_chart(pt, {
+        "height": max(160, 34 * len(targets) + 6 * len(rec) * len(targets)),
+        "layer": [
+            {"mark": {"type": "rule", "opacity": 0.4, "strokeWidth": 2},
+             "encoding": {"x": {"field": "lower", "type": "quantitative"},
+                          "x2": {"field": "upper"}, "y": yy, **ranked}},
+            {"mark": {"type": "point", "filled": True, "size": 110, "opacity": 0.9},
+             "encoding": {"x": {"field": "prediction", "type": "quantitative",
+                                "scale": {"zero": False},
+                                "title": f"predicted {choice.metric_label}"},
+                          "y": yy, **ranked,
+                          "tooltip": [{"field": "set", "type": "nominal"},
+                                      {"field": "target", "type": "nominal"},
+                                      *({"field": f, "type": "quantitative", "format": ".1f"}
+                                        for f in ("prediction", "lower", "upper"))]}}]},
+        width="stretch")
 
 show = pd.DataFrame({"rank": rec["rank"], "source set": rec["set"], "k": rec["k"],
                      "n / language": rec["n_per_language"], "mean": rec["mean"].round(2),
@@ -152,7 +158,7 @@ st.dataframe(show, hide_index=True, width="stretch")
 st.subheader("Why these sets")
 sets = [{c: int(r["n_per_language"]) for c in r["sources"]} for _, r in rec.iterrows()]
 try:
-    why = service.explain_sets(choice, sets, targets)
+    why = service.cached_explain_sets(choice, sets, targets)
 except Exception as exc:  # noqa: BLE001 - explanation is optional, never fatal
     why = None
     st.info(f"No explanation available: {exc}")
