@@ -85,3 +85,19 @@ def test_batch_with_profiles_uses_the_users_profile(tmp_path: Path) -> None:
     eu, el = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
     assert eu["profile"] is True and eu["out_of_support"] and eu["prediction"] > 40
     assert el["profile"] is True and el["basis"] == "measured-target"
+
+
+def test_a_measured_target_keeps_the_profile_it_was_fitted_with(tmp_path: Path, shipped) -> None:
+    """A user's profile of a measured language (other text, other numbers) does not move
+    the measured-target answer: the target's rows were fitted with the shipped profile."""
+    prof = json.loads((SHIPPED / "profiles" / "me5-small" / "el.json").read_text("utf-8"))
+    prof["centroid_distance"] = {k: 4 * v for k, v in prof["centroid_distance"].items()}
+    prof["label_free"] = None
+    out = tmp_path / "profiles" / "me5-small"
+    out.mkdir(parents=True)
+    (out / "el.json").write_text(json.dumps(prof), encoding="utf-8")
+    p = load_predictor(SHIPPED / "predictor", profiles=tmp_path / "profiles")
+    mine = p.predict_one("me5-small", "probe", CONFIG, "el")
+    ref = shipped.predict_one("me5-small", "probe", CONFIG, "el")
+    assert mine["basis"] == ref["basis"] == "measured-target"
+    assert mine["prediction"] == pytest.approx(ref["prediction"])
