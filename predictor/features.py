@@ -13,7 +13,12 @@ from a complete corpus list is absent (size 0, its own flag); "unknown" is reser
 undocumented corpora and is flagged. A target with a model-space profile
 (``measure.profile``, ``models/profiles/<model>/<code>.json``) gets the profile family;
 one without gets ``has_profile = 0`` and fixed placeholders (0), never values borrowed
-from other languages.
+from other languages. Profiles with unlabelled pairs (schema 2) also hold, per XNLI source
+language, how a probe trained on that source behaves on the target
+(``label_free_by_source``); ``prof_src_entropy_*`` aggregate its predicted-label entropy
+over the row's supervised languages -- the only profile features that vary with the
+source set (why entropy: ``measure.profile``'s docstring; it ranks single sources within a
+target far better than URIEL distances do).
 
 Feature families (``FEATURE_FAMILIES``) name the blocks an ablation removes at once:
 URIEL distances, pretraining coverage, model-space profile, k and sizes, model/method.
@@ -119,6 +124,17 @@ def _build_feature_docs() -> dict[str, str]:
                     "target (Garg et al., 2022), 0-100",
         "prof_doc": "Difference-of-Confidences estimate of the probe's accuracy on the target "
                     "(Guillory et al., 2021): source accuracy - (source - target confidence), 0-100",
+        "prof_src_entropy_max": "largest predicted-label entropy (bits) on the target's pairs "
+                                "of a probe trained on one supervised language (per-source "
+                                "probes of the profile; a collapsed probe -> low entropy -> "
+                                "low macro-F1)",
+        "prof_src_entropy_mean": "mean of those per-source entropies over the supervised "
+                                 "languages that have a per-source probe",
+        "prof_src_entropy_wmean": "those per-source entropies weighted by training examples",
+        "prof_src_unknown": "1 when some supervised language has no per-source probe (not one "
+                            "of the 15 XNLI languages), or the profile has no per-source "
+                            "estimates (no pairs, schema 1, no profile); the prof_src_entropy_ "
+                            "values then aggregate the known sources, 0 when there is none",
         "model=<id>": "one-hot of the multilingual model (learned categories)",
         "method=<id>": "one-hot of the training method, e.g. finetune or probe",
     })
@@ -141,7 +157,9 @@ GROUPS = {"distances": [f"dist_{k}_{s}" for k in DISTANCE_KINDS for s in DIST_ST
                       "prof_centroid_dist_mean", "prof_centroid_dist_wmean",
                       "prof_centroid_unknown", "prof_fertility", "prof_unk_rate",
                       "prof_single_char_share", "prof_script_covered", "has_label_free",
-                      "prof_confidence", "prof_label_entropy", "prof_atc", "prof_doc"],
+                      "prof_confidence", "prof_label_entropy", "prof_atc", "prof_doc",
+                      "prof_src_entropy_max", "prof_src_entropy_mean", "prof_src_entropy_wmean",
+                      "prof_src_unknown"],
           "identity": ["model=*", "method=*"]}
 
 # Feature families for ablations: family -> its column names (``model=*``-style patterns for
@@ -349,6 +367,7 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         n = len(keys)
         out = {c: np.zeros(n) for c in PROFILE_COLUMNS}
         out["prof_centroid_unknown"] = np.ones(n)
+        out["prof_src_unknown"] = np.ones(n)
         root = self._profiles_root()
         if root is None or not root.is_dir():
             return out
@@ -383,6 +402,16 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
                 out["prof_label_entropy"][i] = float(lf["label_entropy"])
                 out["prof_atc"][i] = float(lf["atc"])
                 out["prof_doc"][i] = float(lf["doc"])
+            by_src = prof.get("label_free_by_source") or {}
+            known = [(by_src[_canonical_code(lang)]["label_entropy"], w)
+                     for lang, w in configs[i].items() if _canonical_code(lang) in by_src]
+            if known:
+                e = np.array([p[0] for p in known], dtype=float)
+                w = np.array([p[1] for p in known], dtype=float)
+                out["prof_src_entropy_max"][i] = e.max()
+                out["prof_src_entropy_mean"][i] = e.mean()
+                out["prof_src_entropy_wmean"][i] = float((e * w).sum() / w.sum())
+            out["prof_src_unknown"][i] = float(len(known) < len(configs[i]))
         return out
 
     # -- raw computation -------------------------------------------------------------------

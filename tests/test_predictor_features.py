@@ -166,9 +166,46 @@ def test_profile_family_from_a_profiles_directory(tmp_path) -> None:
     assert f.loc[1, "has_label_free"] == 0 and f.loc[1, "prof_confidence"] == 0
     assert f.loc[1, "prof_centroid_dist_min"] == pytest.approx(0.25)
     assert f.loc[2, "prof_centroid_unknown"] == 1 and f.loc[2, "prof_centroid_dist_min"] == 0
-    prof_cols = [c for c in f.columns if c.startswith("prof_") and c != "prof_centroid_unknown"]
-    assert (f.loc[3, prof_cols] == 0).all() and f.loc[3, "prof_centroid_unknown"] == 1
+    flags = ("prof_centroid_unknown", "prof_src_unknown")
+    prof_cols = [c for c in f.columns if c.startswith("prof_") and c not in flags]
+    assert (f.loc[3, prof_cols] == 0).all() and (f.loc[3, list(flags)] == 1).all()
+    # schema-1 profiles (no label_free_by_source): the per-source family is unknown
+    assert f["prof_src_unknown"].tolist() == [1, 1, 1, 1, 1]
+    assert (f[["prof_src_entropy_max", "prof_src_entropy_mean", "prof_src_entropy_wmean"]]
+            == 0).all().all()
     assert not f.isna().any().any()
+
+
+def test_per_source_entropy_features_aggregate_the_supervised_languages(tmp_path) -> None:
+    import json
+    folder = tmp_path / "me5-small"
+    folder.mkdir()
+    by_src = {src: {"atc": 50.0, "doc": 50.0, "mean_confidence": 0.6, "label_entropy": e}
+              for src, e in [("en", 1.2), ("es", 1.5), ("sw", 0.9)]}
+    prof = {**_profile("quy", "quy", {"en": 0.30, "es": 0.20, "sw": 0.4},
+                       {"mean_confidence": 0.55, "label_entropy": 1.2, "atc": 40.0, "doc": 45.0}),
+            "schema": 2, "label_free_by_source": by_src}
+    (folder / "quy.json").write_text(json.dumps(prof), encoding="utf-8")
+    nopairs = {**_profile("aym", "aym", {"en": 0.3}, None), "schema": 2,
+               "label_free_by_source": None}
+    (folder / "aym.json").write_text(json.dumps(nopairs), encoding="utf-8")
+    tf = TransferFeatures(profiles_dir=str(tmp_path)).fit(TRAIN)
+    cols = ["prof_src_entropy_max", "prof_src_entropy_mean", "prof_src_entropy_wmean",
+            "prof_src_unknown"]
+    f = featurise([{**row({"en": 100, "es": 300}, "quy"), "model": "me5-small"},
+                   {**row({"swh": 100}, "quy"), "model": "me5-small"},        # ISO 639-3 source
+                   {**row({"en": 100, "aym": 100}, "quy"), "model": "me5-small"},  # aym: no probe
+                   {**row({"ja": 100}, "quy"), "model": "me5-small"},         # none known
+                   {**row({"en": 100}, "aym"), "model": "me5-small"},         # profile w/o pairs
+                   {**row({"en": 100}, "bzd"), "model": "me5-small"}], tf)    # no profile
+    assert f.loc[0, cols].tolist() == pytest.approx([1.5, 1.35, (100 * 1.2 + 300 * 1.5) / 400, 0])
+    assert f.loc[1, cols].tolist() == pytest.approx([0.9, 0.9, 0.9, 0])
+    assert f.loc[2, cols].tolist() == pytest.approx([1.2, 1.2, 1.2, 1])
+    for i in (3, 4, 5):
+        assert f.loc[i, cols].tolist() == [0, 0, 0, 1]
+    assert all(c in FEATURES for c in cols)
+    from predictor.features import FEATURE_FAMILIES
+    assert set(cols) <= set(FEATURE_FAMILIES["profile"])
 
 
 def test_profiles_dir_errors_name_the_fix(tmp_path) -> None:

@@ -106,6 +106,78 @@ def test_label_free_estimates_follow_their_definitions() -> None:
     assert one_label["label_entropy"] == 0.0
 
 
+# -- per-source probes (a toy reference and a fake encoder: no model is loaded) -----------
+class _FakeTokenizer:
+    unk_token_id = 0
+
+    def tokenize(self, line: str) -> list[str]:
+        return ["\u2581" + w for w in line.split()]
+
+    def convert_tokens_to_ids(self, pieces: list[str]) -> list[int]:
+        return [1 + len(p) for p in pieces]
+
+
+class _FakeEncoder:
+    """Deterministic 4-d unit vectors from a text's characters (stands in for MemoEncoder)."""
+    model, backend, fingerprint = "me5-small", "fake", "fp"
+    tokenizer = _FakeTokenizer()
+
+    def encode(self, texts, desc: str = "") -> np.ndarray:
+        rows = []
+        for t in texts:
+            v = np.array([sum(map(ord, t)) % 7, len(t) % 5, t.count("a") + 1, 1.0], float)
+            rows.append(v / np.linalg.norm(v))
+        return np.stack(rows)
+
+
+def _toy_reference_with_sources() -> Reference:
+    rng = np.random.default_rng(0)
+    return Reference(["en", "sw"], rng.normal(size=(2, 4)), rng.normal(size=(3, 16)),
+                     np.zeros(3), 0.5, 0.6, 0.7, {"model_fingerprint": "fp"},
+                     src_languages=["en", "sw"],
+                     src_coef=rng.normal(size=(2, 3, 16)).astype(np.float32),
+                     src_intercept=rng.normal(size=(2, 3)),
+                     src_scalars=np.array([[0.5, 0.6, 0.7], [0.45, 0.55, 0.65]]))
+
+
+def test_reference_with_source_probes_round_trips_without_pickle(tmp_path: Path) -> None:
+    ref = _toy_reference_with_sources()
+    ref.save(tmp_path / "r.npz")
+    back = Reference.load(tmp_path / "r.npz")                # np.load(allow_pickle=False)
+    assert back.src_languages == ["en", "sw"] and back.src_coef.dtype == np.float32
+    np.testing.assert_array_equal(back.src_coef, ref.src_coef)
+    np.testing.assert_array_equal(back.src_scalars, ref.src_scalars)
+    assert back.source_probe(1).atc_threshold == 0.45 and back.source_probe(1).source_accuracy == 0.55
+    # a reference saved before per-source probes (no src_ arrays) still loads
+    _toy_reference().save(tmp_path / "old.npz")
+    old = Reference.load(tmp_path / "old.npz")
+    assert old.src_languages == [] and old.src_coef is None
+
+
+def test_profile_has_per_source_estimates_from_a_few_pairs() -> None:
+    from measure.profile import PROFILE_SCHEMA, compute_profile, label_free_by_source, summary
+    ref = _toy_reference_with_sources()
+    enc = _FakeEncoder()
+    lines = [f"una frase corta numero {i}" for i in range(12)]
+    pairs = [(f"premisa {i} aaa", f"hipotesis {i}" + " a" * (i % 3)) for i in range(12)]
+    prof = compute_profile("quy", lines, enc, ref, pairs)
+    assert prof["schema"] == PROFILE_SCHEMA == 2
+    by_src = prof["label_free_by_source"]
+    assert set(by_src) == {"en", "sw"}
+    for src, st in by_src.items():
+        assert set(st) == {"atc", "doc", "mean_confidence", "label_entropy"}
+        assert 0 <= st["atc"] <= 100 and 1 / 3 <= st["mean_confidence"] <= 1
+        assert 0 <= st["label_entropy"] <= math.log2(3) + 1e-9
+    # each source's numbers are label_free of that source's probe on the same pairs
+    u, v = enc.encode([p for p, _ in pairs]), enc.encode([h for _, h in pairs])
+    sw = ref.source_probe(1)
+    assert by_src["sw"] == {k: label_free(sw, sw.probabilities(u, v))[k] for k in by_src["sw"]}
+    assert "per-source probes" in summary(prof)
+    # no pairs, or a reference without per-source probes: None
+    assert compute_profile("quy", lines, enc, ref)["label_free_by_source"] is None
+    assert label_free_by_source(_toy_reference(), u, v) is None
+
+
 # -- end to end with the real encoder and the shipped reference ---------------------------
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHIPPED / "me5-small" / REFERENCE_FILE).is_file(),
@@ -140,8 +212,13 @@ def test_profile_a_few_lines_and_the_predictor_uses_it(tmp_path: Path, nli_dir: 
     assert f.loc[0, "prof_centroid_dist_wmean"] == pytest.approx((100 * d["en"] + 300 * d["es"]) / 400)
     assert f.loc[0, "prof_label_entropy"] == pytest.approx(lf["label_entropy"])
     assert f.loc[1, [c for c in f.columns if c.startswith("prof_") and
-                     c != "prof_centroid_unknown"]].eq(0).all()
-    assert f.loc[1, "prof_centroid_unknown"] == 1
+                     c not in ("prof_centroid_unknown", "prof_src_unknown")]].eq(0).all()
+    assert f.loc[1, "prof_centroid_unknown"] == 1 and f.loc[1, "prof_src_unknown"] == 1
+    by_src = prof["label_free_by_source"]
+    assert set(by_src) == set(d) and prof["schema"] == 2
+    assert f.loc[0, "prof_src_entropy_max"] == pytest.approx(
+        max(by_src["en"]["label_entropy"], by_src["es"]["label_entropy"]))
+    assert f.loc[0, "prof_src_unknown"] == 0
     # xlmr rows use the me5-small profile as a flagged proxy
     g = TransferFeatures(profiles_dir=str(profiles)).fit(rows.assign(model="xlmr"))
     assert g.transform_frame(rows.assign(model="xlmr")).loc[0, "profile_is_proxy"] == 1
