@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from predictor.dataset import canonical_config
+
 # Commands that produce each input (shown when the input is missing).
 CMD_MEASURE = ("xlt-measure run measure/configs/default.toml --store results/default.sqlite\n"
                "xlt-measure export --store results/default.sqlite "
@@ -74,21 +76,14 @@ class Measurements:
         return self.frame.empty
 
 
-def canonical_config(tc: Any) -> dict[str, int]:
-    """``{lang: n}`` with n > 0 only, sorted; accepts the JSON string the store exports."""
-    if isinstance(tc, str):
-        tc = json.loads(tc)
-    return {str(k): int(v) for k, v in sorted(tc.items()) if v and v > 0}
-
-
 def config_key(tc: Any) -> str:
-    """A stable string for an exact training configuration (matches measured to predicted)."""
-    return json.dumps(canonical_config(tc), separators=(",", ":"), sort_keys=True)
+    """A stable string for an exact training configuration (matches measured to predicted).
 
-
-def sources_label(tc: Any) -> str:
-    """'de+en+sw' — the source languages of a configuration, sorted."""
-    return "+".join(canonical_config(tc))
+    The configuration is ``predictor.dataset.canonical_config`` in its tolerant mode (the
+    app reads tables and must not fail on one bad row); an unreadable one gives ``null``.
+    """
+    return json.dumps(canonical_config(tc, strict=False), separators=(",", ":"),
+                      sort_keys=True)
 
 
 def read_measurement_files(directory: Path) -> Measurements:
@@ -131,10 +126,13 @@ def enrich(df: pd.DataFrame) -> pd.DataFrame:
     df["k"] = df["k"].astype(int)
     df["seed"] = df["seed"].astype(int)
     df["zero_shot"] = df["zero_shot"].astype(bool)
-    configs = df["train_config"].map(canonical_config)
-    df["config_key"] = configs.map(lambda c: json.dumps(c, separators=(",", ":"), sort_keys=True))
-    df["sources"] = configs.map(lambda c: "+".join(c))
-    df["source_language"] = [next(iter(c)) if len(c) == 1 else None for c in configs]
+    # one implementation of "the same configuration" (the predictor's), tolerant here: a row
+    # whose train_config cannot be read keeps its raw text as its key and matches nothing
+    configs = [canonical_config(tc, strict=False) for tc in df["train_config"]]
+    df["config_key"] = [json.dumps(c, separators=(",", ":"), sort_keys=True) if c is not None
+                        else str(tc) for c, tc in zip(configs, df["train_config"])]
+    df["sources"] = ["+".join(c) if c else "" for c in configs]
+    df["source_language"] = [next(iter(c)) if c and len(c) == 1 else None for c in configs]
     names = language_names()
     df["target_name"] = df["target_language"].map(lambda c: names.get(c, c))
     groups = resource_groups()
@@ -192,23 +190,6 @@ def model_method_choices(df: pd.DataFrame) -> tuple[list[tuple[str, str]], int]:
     combos = sorted(groups.groups)
     rank = {key: (g["k"].nunique(), len(g)) for key, g in groups}
     return combos, combos.index(max(combos, key=lambda c: rank[c])) if combos else 0
-
-
-def measured_lookup(df: pd.DataFrame, model: str, method: str, config: dict[str, int],
-                    targets: list[str]) -> pd.DataFrame:
-    """Mean/SD/count over seeds of the measured macro-F1 for one exact configuration."""
-    cols = ["target", "measured", "measured_sd", "measured_seeds"]
-    if df.empty:
-        return pd.DataFrame(columns=cols)
-    key = config_key(config)
-    sub = df[(df["model"] == model) & (df["method"] == method) & (df["config_key"] == key)
-             & df["target_language"].isin(targets)]
-    if sub.empty:
-        return pd.DataFrame(columns=cols)
-    g = sub.groupby("target_language")["macro_f1"]
-    out = pd.DataFrame({"measured": g.mean(), "measured_sd": g.std(ddof=1).fillna(0.0),
-                        "measured_seeds": g.size()}).reset_index(names="target")
-    return out[cols]
 
 
 # -- languages ------------------------------------------------------------------------------
@@ -359,78 +340,15 @@ def read_report_summary(report_dir: Path) -> dict[str, Any] | None:
 
 
 def read_correlations(report_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
-    """The report's feature-score correlation table, or (None, None) when there is none.
-
-    Looked for in ``summary.json`` (``correlations``: one record list per data origin),
-    then ``correlations.json``/``.csv``, then the first Markdown pipe table under a
-    heading that mentions correlation.
-    """
-    if not report_dir.is_dir():
-        return None, None
+    """The report's feature-score correlation table from ``summary.json`` (``correlations``:
+    one record list per data origin, as ``xlt-predict report`` writes it), or (None, None)
+    when there is none."""
     summary = read_report_summary(report_dir)
-    if summary and summary.get("correlations"):
-        corr = summary["correlations"]
-        parts = []
-        if isinstance(corr, dict):
-            for origin, recs in corr.items():
-                if recs:
-                    parts.append(pd.DataFrame(recs).assign(origin=origin))
-        elif isinstance(corr, list):
-            parts.append(pd.DataFrame(corr))
-        if parts:
-            df = pd.concat(parts, ignore_index=True)
-            if "origin" in df.columns:
-                df = df[["origin", *[c for c in df.columns if c != "origin"]]]
-            return df, "summary.json"
-    for name in ("correlations.json", "correlations.csv"):
-        path = report_dir / name
-        if path.is_file():
-            try:
-                if path.suffix == ".csv":
-                    return pd.read_csv(path), name
-                raw = json.loads(path.read_text(encoding="utf-8"))
-                rows = raw.get("rows", raw.get("correlations", raw)) \
-                    if isinstance(raw, dict) else raw
-                return pd.DataFrame(rows), name
-            except Exception:  # noqa: BLE001 - a malformed file falls through to the markdown
-                pass
-    for path in sorted(report_dir.glob("*.md")):
-        table = markdown_table_after(path.read_text(encoding="utf-8"), "correlation")
-        if table is not None:
-            return table, path.name
-    return None, None
-
-
-def markdown_table_after(text: str, heading_word: str) -> pd.DataFrame | None:
-    """The first pipe table in a section whose heading mentions ``heading_word``.
-
-    A section runs until the next heading of the same or a higher level, so tables in
-    its sub-sections count.
-    """
-    lines = text.splitlines()
-    level = 0  # heading level of the matching section; 0 = outside
-    for i, line in enumerate(lines):
-        stripped = line.lstrip()
-        if stripped.startswith("#"):
-            h = len(stripped) - len(stripped.lstrip("#"))
-            if heading_word.lower() in stripped.lower():
-                level = h
-            elif level and h <= level:
-                level = 0
-            continue
-        if level and stripped.startswith("|") and i + 1 < len(lines) \
-                and lines[i + 1].strip().startswith("|") \
-                and set(lines[i + 1].replace("|", "").strip()) <= set("-: "):
-            header = [c.strip() for c in stripped.strip().strip("|").split("|")]
-            body = []
-            for row in lines[i + 2:]:
-                if not row.strip().startswith("|"):
-                    break
-                body.append([c.strip() for c in row.strip().strip("|").split("|")])
-            df = pd.DataFrame(body, columns=header)
-            for c in df.columns:
-                conv = pd.to_numeric(df[c], errors="coerce")
-                if conv.notna().all():
-                    df[c] = conv
-            return df
-    return None
+    corr = summary.get("correlations") if summary else None
+    if not isinstance(corr, dict):
+        return None, None
+    parts = [pd.DataFrame(recs).assign(origin=origin) for origin, recs in corr.items() if recs]
+    if not parts:
+        return None, None
+    df = pd.concat(parts, ignore_index=True)
+    return df[["origin", *[c for c in df.columns if c != "origin"]]], "summary.json"

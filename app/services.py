@@ -9,7 +9,6 @@ fitted, and partial dependence is computed by predicting on modified feature row
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -383,39 +382,6 @@ class PredictorService:
             out = pd.concat([out, c.add_prefix("contrib:")], axis=1)
         return out.reset_index(drop=True)
 
-    def permutation_importance(self) -> pd.DataFrame | None:
-        """The card's permutation importance table (feature, importance[, std]) if present."""
-        for key in ("permutation_importance", "importance", "feature_importance"):
-            val = self.card.get(key)
-            if not val:
-                continue
-            if isinstance(val, dict) and "features" in val and "importances_mean" in val:
-                df = pd.DataFrame({"feature": val["features"],
-                                   "importance": val["importances_mean"]})
-                if "importances_std" in val:
-                    df["std"] = val["importances_std"]
-            elif isinstance(val, dict):
-                df = pd.DataFrame({"feature": list(val), "importance": list(val.values())})
-                if df["importance"].map(lambda v: isinstance(v, dict)).all():
-                    inner = pd.DataFrame(df["importance"].tolist())
-                    df = pd.concat([df[["feature"]], inner], axis=1)
-                    if "importance" not in df.columns:
-                        mean_col = next((c for c in df.columns if "mean" in c), None)
-                        if mean_col is None:
-                            continue
-                        df = df.rename(columns={mean_col: "importance"})
-            else:
-                df = pd.DataFrame(val)
-                if "importance" not in df.columns:
-                    mean_col = next((c for c in df.columns if "mean" in c), None)
-                    if mean_col is None:
-                        continue
-                    df = df.rename(columns={mean_col: "importance"})
-            if "feature" not in df.columns:
-                continue
-            return df.sort_values("importance", ascending=False).reset_index(drop=True)
-        return None
-
     def partial_dependence(self, rows: Sequence[dict[str, Any]], feature: str,
                            grid: Sequence[float] | None = None, n_grid: int = 12) -> pd.DataFrame:
         """Average prediction when ``feature`` is set to each grid value on every row.
@@ -510,7 +476,3 @@ def load_service(models: Path) -> tuple[PredictorService | None, str | None]:
     if not (directory / "model_card.json").is_file():
         return None, f"no fitted predictor in {directory}"
     return _load(str(directory), _card_stamp(directory))
-
-
-def nice_number(x: float) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"

@@ -157,10 +157,3 @@ def pick_sources(key: str, default: Sequence[str], label: str = "Source (trainin
     return list(st.multiselect(label, opts, default=default, key=key,
                                format_func=data.label_formatter(),
                                placeholder="Choose source languages…"))
-
-
-def language_table(codes: Sequence[str]) -> pd.DataFrame:
-    """code, name, group (for tables under charts)."""
-    groups = data.resource_groups()
-    return pd.DataFrame({"code": list(codes), "language": [lang_label(c) for c in codes],
-                         "group": [groups.get(c, "") for c in codes]})

@@ -38,7 +38,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -88,12 +88,49 @@ def lookup_language(code: str) -> Language:
     return lang
 
 
-def canonical_config(train_config: Mapping[str, Any], *, where: str = "train_config") -> dict[str, int]:
-    """Validate a ``{language: n}`` mapping and drop languages with n == 0.
+class _NothingTrained(DataValidationError):
+    """A configuration whose every count is 0 (strict mode raises it as DataValidationError)."""
+
+
+@overload
+def canonical_config(train_config: Any, *, where: str = ...,
+                     strict: Literal[True] = ...) -> dict[str, int]: ...
+@overload
+def canonical_config(train_config: Any, *, where: str = ...,
+                     strict: bool) -> dict[str, int] | None: ...
+def canonical_config(train_config: Any, *, where: str = "train_config",
+                     strict: bool = True) -> dict[str, int] | None:
+    """``{language: n}`` with the languages with n == 0 dropped, sorted by language.
 
     Why drop zeros: SumEval lists every language with 0 for "not used"; the predictor
     must see ``{'en': 0, 'de': 5}`` and ``{'de': 5}`` as the same configuration.
+
+    ``strict=True`` (the predictor's inputs): ``train_config`` must be a mapping of
+    language codes the registry or lang2vec knows to whole numbers >= 0, at least one of
+    them positive; anything else raises :class:`DataValidationError` naming ``where``.
+
+    ``strict=False`` (measured tables read for display, e.g. by the app, which must not
+    fail on one bad row): also takes the JSON text the results store exports, looks no
+    language up and never raises. A configuration that cannot be read (bad JSON, not a
+    mapping, a key that is not a string, a count that is not a whole number >= 0) gives
+    None; one whose every count is 0 gives ``{}``.
     """
+    if strict:
+        return _canonical(train_config, where, check_languages=True)
+    if isinstance(train_config, (str, bytes)):
+        try:
+            train_config = json.loads(train_config)
+        except ValueError:
+            return None
+    try:
+        return _canonical(train_config, where, check_languages=False)
+    except _NothingTrained:
+        return {}
+    except DataValidationError:
+        return None
+
+
+def _canonical(train_config: Any, where: str, *, check_languages: bool) -> dict[str, int]:
     if not isinstance(train_config, Mapping):
         raise DataValidationError(f"{where}: expected a mapping {{language: n}}, got "
                                   f"{type(train_config).__name__}")
@@ -105,14 +142,15 @@ def canonical_config(train_config: Mapping[str, Any], *, where: str = "train_con
                 or n < 0 or n != int(n):
             raise DataValidationError(f"{where}: n for {lang!r} must be a whole number >= 0, "
                                       f"got {n!r}")
-        try:
-            lookup_language(lang)
-        except UnknownLanguageError as exc:
-            raise DataValidationError(f"{where}: {exc}") from None
+        if check_languages:
+            try:
+                lookup_language(lang)
+            except UnknownLanguageError as exc:
+                raise DataValidationError(f"{where}: {exc}") from None
         if int(n) > 0:
             out[lang] = int(n)
     if not out:
-        raise DataValidationError(f"{where}: no language with n > 0 (nothing was trained on)")
+        raise _NothingTrained(f"{where}: no language with n > 0 (nothing was trained on)")
     return dict(sorted(out.items()))
 
 

@@ -537,3 +537,43 @@ def test_model_method_default_is_the_scaling_grid() -> None:
                        "k": [1, 1, 1, 2, 3]})
     combos, default = data.model_method_choices(df)
     assert combos == [("me5-small", "finetune"), ("me5-small", "probe")] and default == 1
+
+
+def test_canonical_config_strict_and_tolerant() -> None:
+    """One implementation (predictor.dataset): strict for the predictor, tolerant for the app."""
+    from predictor.dataset import DataValidationError, canonical_config
+
+    # both modes: zeros dropped, sorted, whole floats to int
+    assert canonical_config({"en": 0, "de": 5}) == {"de": 5}
+    assert canonical_config({"sw": 10.0, "en": 3}, strict=False) == {"en": 3, "sw": 10}
+    # strict: anything malformed raises, naming where it came from
+    for bad in ('{"en": 1}', {"en": 0}, {"en": -1}, {"en": 1.5}, {"en": "x"}, {3: 1},
+                {"xx-not-a-language": 5}, None):
+        with pytest.raises(DataValidationError, match="row 7"):
+            canonical_config(bad, where="row 7")
+    # tolerant: the store's JSON text is read; nothing raises; no language is looked up
+    assert canonical_config('{"es":2490,"en":2490,"de":0}', strict=False) == \
+        {"en": 2490, "es": 2490}
+    assert canonical_config({"xx-not-a-language": 5}, strict=False) == {"xx-not-a-language": 5}
+    assert canonical_config({"en": 0}, strict=False) == {}
+    for bad in ("{not json", "[1, 2]", {"en": -1}, {"en": 1.5}, {"en": "x"}, {3: 1}, None,
+                float("nan")):
+        assert canonical_config(bad, strict=False) is None
+
+
+def test_measured_table_tolerates_an_unreadable_train_config() -> None:
+    import pandas as pd
+
+    from app import data
+    row = {"cell_hash": "h", "model": "me5-small", "method": "probe", "train_dataset": "xnli",
+           "train_split": "validation", "regime": "per_language", "k": 1,
+           "total_examples": 10, "seed": 0, "target_dataset": "xnli",
+           "target_language": "sw", "target_split": "test", "macro_f1": 50.0,
+           "accuracy": 50.0, "n": 10, "zero_shot": True}
+    df = pd.DataFrame([{**row, "train_config": '{"en":10,"de":0}'},
+                       {**row, "cell_hash": "g", "train_config": "{broken"}])
+    out = data.enrich(df)
+    assert out["config_key"].tolist() == ['{"en":10}', "{broken"]
+    assert out["sources"].tolist() == ["en", ""]
+    assert out["source_language"].iloc[0] == "en" and pd.isna(out["source_language"].iloc[1])
+    assert data.config_key({"en": 10, "de": 0}) == '{"en":10}'

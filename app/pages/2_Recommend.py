@@ -167,10 +167,6 @@ if why is None:
             "averages only.")
 else:
     main = [f for f in MAIN_FEATURES if f in why.columns]
-    imp = service.permutation_importance()
-    if imp is not None:
-        rank_of = {f: i for i, f in enumerate(imp["feature"])}
-        main.sort(key=lambda f: rank_of.get(f, 999))
     varying = [f for f in main if why[f].nunique() > 1]
     constant = [f for f in main if f not in varying]
     table = why[varying].copy()
@@ -178,9 +174,7 @@ else:
     table.insert(0, "source set", rec["set"].to_numpy())
     contrib_cols = [c for c in why.columns if c.startswith("contrib:")]
     st.caption("What the model sees for each set, averaged over the targets (distances are "
-               "URIEL distances in [0, 1]; smaller = closer)."
-               + (" Features are ordered by the model card's importance table."
-                  if imp is not None else ""))
+               "URIEL distances in [0, 1]; smaller = closer).")
     st.dataframe(table.round(3), hide_index=True, width="stretch")
     if constant:
         st.caption("The same for every listed set: " + "; ".join(

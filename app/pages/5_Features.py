@@ -29,6 +29,8 @@ from app.services import (MAIN_FEATURES, ModelChoice, PredictorService,  # noqa:
                           load_service)
 
 from measure.languages import XNLI_15  # noqa: E402
+from predictor.dataset import canonical_config  # noqa: E402
+
 PD_DEFAULT = ["k", "dist_genetic_min", "dist_syntactic_min", "dist_geographic_min"]
 MAX_BACKGROUND = 400
 
@@ -49,9 +51,12 @@ def background_rows(svc: PredictorService, choice: ModelChoice) -> list[dict]:
         pairs = sub.drop_duplicates(["config_key", "target_language"])
         if len(pairs) > MAX_BACKGROUND:
             pairs = pairs.sample(MAX_BACKGROUND, random_state=0)
-        return [{"model": choice.model, "method": choice.method,
-                 "train_config": data.canonical_config(r.train_config),
+        rows = [{"model": choice.model, "method": choice.method,
+                 "train_config": canonical_config(r.train_config, strict=False),
                  "target": r.target_language} for r in pairs.itertuples()]
+        rows = [r for r in rows if r["train_config"]]  # an unreadable row is left out
+        if rows:
+            return rows
     targets = list(choice.targets) or XNLI_15
     return [{"model": choice.model, "method": choice.method,
              "train_config": {s: choice.typical_n}, "target": t}
@@ -70,9 +75,10 @@ def cached_in_sample_importance(_svc: PredictorService, key: str, choice: ModelC
                                 repeats: int = 3) -> pd.DataFrame:
     """MAE increase when one feature column is shuffled (in-sample; prediction only)."""
     sub = measured[(measured["model"] == choice.model) & (measured["method"] == choice.method)]
-    rows = [{"model": choice.model, "method": choice.method,
-             "train_config": data.canonical_config(r.train_config), "target": r.target_language}
-            for r in sub.itertuples()]
+    configs = [canonical_config(tc, strict=False) for tc in sub["train_config"]]
+    sub = sub[[bool(c) for c in configs]]  # an unreadable row is left out
+    rows = [{"model": choice.model, "method": choice.method, "train_config": c,
+             "target": t} for c, t in zip(filter(None, configs), sub["target_language"])]
     y = sub["macro_f1"].to_numpy(float)
     feats = _svc.features(rows)
     rest = _svc._pipeline_parts()[1]
@@ -116,25 +122,21 @@ else:
         st.dataframe(t.round(3).reset_index(), hide_index=True, width="stretch")
 
     st.subheader("Permutation importance")
-    imp = service.permutation_importance()
-    if imp is not None:
-        st.caption("From the model card: the increase in error when a feature's values are "
-                   "shuffled (larger = the model relies on it more).")
-    else:
-        st.info("`xlt-predict fit` writes the family ablation above, not permutation "
-                "importance. You can compute it on the measured table below — in-sample, "
-                "with the loaded unseen-target model, nothing is refitted.")
-        sub = measured if measured.empty else measured[
-            (measured["model"] == choice.model) & (measured["method"] == choice.method)]
-        if service._pipeline_parts() is None:
-            st.caption("The selected predictor is a baseline without features.")
-        elif sub.empty:
-            st.caption(f"No measured rows for {choice.model} · {choice.method} in "
-                       f"`{models / data.MEASUREMENTS_SUBDIR}`.")
-        elif st.button("Compute in-sample permutation importance", key="ft_perm"):
-            imp = cached_in_sample_importance(service, card_key, choice)
-            st.caption(f"In-sample MAE increase on {len(sub):,} measured rows of "
-                       f"{choice.model} · {choice.method} (3 shuffles each).")
+    imp = None
+    st.info("`xlt-predict fit` writes the family ablation above, not permutation "
+            "importance. You can compute it on the measured table below — in-sample, "
+            "with the loaded unseen-target model, nothing is refitted.")
+    sub = measured if measured.empty else measured[
+        (measured["model"] == choice.model) & (measured["method"] == choice.method)]
+    if service._pipeline_parts() is None:
+        st.caption("The selected predictor is a baseline without features.")
+    elif sub.empty:
+        st.caption(f"No measured rows for {choice.model} · {choice.method} in "
+                   f"`{models / data.MEASUREMENTS_SUBDIR}`.")
+    elif st.button("Compute in-sample permutation importance", key="ft_perm"):
+        imp = cached_in_sample_importance(service, card_key, choice)
+        st.caption(f"In-sample MAE increase on {len(sub):,} measured rows of "
+                   f"{choice.model} · {choice.method} (3 shuffles each).")
     if imp is not None and not imp.empty:
         top = imp.head(15).copy()
         top["label"] = [MAIN_FEATURES.get(f, f) for f in top["feature"]]
