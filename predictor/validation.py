@@ -701,13 +701,46 @@ def ranking_report(frame: pd.DataFrame, oof: np.ndarray, features: pd.DataFrame,
         both = t[["sp:model", f"sp:{best}"]].dropna()
         diff, lo, hi = bootstrap_diff(both["sp:model"].to_numpy(), both[f"sp:{best}"].to_numpy(),
                                       seed=seed)
-        out.append({"dataset": d, "kind": "fixed k" if kind == "k" else "fixed budget",
-                    "targets": int(len(t)),
-                    "sets": int(per_set[(per_set.dataset == d) & (per_set.kind == kind)].shape[0]),
-                    "spearman": {c.lstrip("-"): float(t[f"sp:{c}"].mean()) for c in scorers},
-                    "ndcg3": {c.lstrip("-"): float(t[f"ndcg:{c}"].mean()) for c in scorers},
-                    "best_distance": best.lstrip("-"), "spearman_diff": diff,
-                    "spearman_diff_ci": [lo, hi]})
+        rec = {"dataset": d, "kind": "fixed k" if kind == "k" else "fixed budget",
+               "targets": int(len(t)),
+               "sets": int(per_set[(per_set.dataset == d) & (per_set.kind == kind)].shape[0]),
+               "spearman": {c.lstrip("-"): float(t[f"sp:{c}"].mean()) for c in scorers},
+               "ndcg3": {c.lstrip("-"): float(t[f"ndcg:{c}"].mean()) for c in scorers},
+               "best_distance": best.lstrip("-"), "spearman_diff": diff,
+               "spearman_diff_ci": [lo, hi]}
+        if kind == "k":
+            rec["by_k"] = _ranking_by_k(per_set[(per_set.dataset == d) & (per_set.kind == kind)],
+                                        scorers, seed)
+        out.append(rec)
+    return out
+
+
+K_BANDS = ((1, 1, "1"), (2, 2, "2"), (3, 4, "3-4"), (5, 8, "5-8"), (9, 10**6, "9+"))
+
+
+def _ranking_by_k(per_set: pd.DataFrame, scorers: Sequence[str], seed: int
+                  ) -> list[dict[str, Any]]:
+    """The fixed-k ranking split by k. Why: a dataset's mean over k is dominated by the many
+    large-k candidate sets, whose members differ by less than a seed's noise (XNLI, k >= 3:
+    0.5-1 macro-F1 between members), so one number hides where ranking is possible."""
+    k = per_set["set"].str.rsplit("=", n=1).str[1].astype(int)
+    out = []
+    for lo_k, hi_k, label in K_BANDS:
+        band = per_set[(k >= lo_k) & (k <= hi_k)]
+        if band.empty:
+            continue
+        t = band.groupby("target")[[f"sp:{c}" for c in scorers]].mean()
+        dists = [c for c in scorers if c.startswith("-")]
+        best = max(dists, key=lambda c: t[f"sp:{c}"].mean()) if dists else "random"
+        both = t[["sp:model", f"sp:{best}"]].dropna()
+        diff, lo, hi = bootstrap_diff(both["sp:model"].to_numpy(), both[f"sp:{best}"].to_numpy(),
+                                      seed=seed) if len(both) else (math.nan, math.nan, math.nan)
+        out.append({"k": label, "sets": int(len(band)), "targets": int(len(t)),
+                    "members_per_set": float(band["n"].mean()),
+                    "spearman_model": float(t["sp:model"].mean()),
+                    "best_distance": best.lstrip("-"),
+                    "spearman_best_distance": float(t[f"sp:{best}"].mean()),
+                    "spearman_diff": diff, "spearman_diff_ci": [lo, hi]})
     return out
 
 
@@ -724,6 +757,12 @@ def format_ranking(records: Sequence[Mapping[str, Any]]) -> str:
             f"{r['spearman']['random']:>8.3f}  {r['spearman_diff']:+.3f} "
             f"[{ci[0]:+.3f}, {ci[1]:+.3f}]"
             f"   {r['ndcg3']['model']:.3f}/{r['ndcg3'][b]:.3f}/{r['ndcg3']['random']:.3f}")
+        for band in r.get("by_k", []):
+            ci = band["spearman_diff_ci"]
+            lines.append(f"{'':<32} {'  k = ' + band['k']:<12} {band['targets']:>4} "
+                         f"{band['sets']:>5} {band['spearman_model']:>8.3f} "
+                         f"{band['best_distance'][:9]:>9} {band['spearman_best_distance']:>6.3f} "
+                         f"{'':>8}  {band['spearman_diff']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]")
     return "\n".join(lines)
 
 

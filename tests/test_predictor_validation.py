@@ -78,3 +78,32 @@ def test_interval_coverage_per_group_on_held_out_targets(sumeval: pd.DataFrame) 
                             d.mm.to_numpy(), d.pclass.to_numpy(), alpha=0.02)
     for k, g in wide["groups"].items():
         assert g["quantile"] >= cal["groups"][k]["quantile"]
+
+
+def test_ranking_report_splits_fixed_k_by_k_band():
+    """The fixed-k ranking is reported per k band as well: a model that ranks the k = 1
+    sets perfectly and the k = 5 sets at random shows both, not one diluted mean."""
+    import numpy as np
+    import pandas as pd
+
+    from predictor.validation import format_ranking, ranking_report
+    rng = np.random.default_rng(0)
+    rows, oof, dist = [], [], []
+    for t in ("deu", "fra", "spa", "rus"):
+        for k in (1, 5):
+            for j in range(6):
+                y = float(rng.normal(50, 3))
+                rows.append({"mm": "m|probe", "target_iso3": t, "regime": "per_language",
+                             "total_examples": 100 * k, "k": k, "zero_shot": True,
+                             "config_id": f"{t}-{k}-{j}", "score": y, "dataset": "own:m:xnli"})
+                oof.append(y if k == 1 else float(rng.normal(50, 3)))
+                dist.append(float(rng.random()))
+    frame = pd.DataFrame(rows)
+    feats = pd.DataFrame({"dist_geographic_wmean": dist})
+    rec = [r for r in ranking_report(frame, np.array(oof), feats) if r["kind"] == "fixed k"][0]
+    bands = {b["k"]: b for b in rec["by_k"]}
+    assert set(bands) == {"1", "5-8"}
+    assert bands["1"]["spearman_model"] == 1.0
+    assert abs(bands["5-8"]["spearman_model"]) < 0.9
+    assert bands["1"]["sets"] == 4 and bands["1"]["members_per_set"] == 6
+    assert "k = 1" in format_ranking([rec])
