@@ -29,10 +29,6 @@ from typing import Any
 
 from app.screenshots import find_chromium, launch_browser, running_app
 
-_RUNNING = """() => {
-    const app = document.querySelector('[data-testid="stApp"]');
-    return app && app.getAttribute('data-test-script-state') === 'running';
-}"""
 _DONE = """() => {
     const app = document.querySelector('[data-testid="stApp"]');
     return app && app.getAttribute('data-test-script-state') !== 'running'
@@ -42,15 +38,37 @@ _DONE = """() => {
 }"""
 
 
+_ARM = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    window.__xltRerun = false;
+    if (window.__xltObs) window.__xltObs.disconnect();
+    window.__xltObs = new MutationObserver(() => {
+        if (app.getAttribute('data-test-script-state') === 'running') window.__xltRerun = true;
+    });
+    window.__xltObs.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+
+
+def _arm(page: Any) -> None:
+    """Watch the app for its flip to 'running' before the action that triggers a rerun.
+
+    A MutationObserver sees every flip, however short; polling for the 'running' state
+    missed reruns shorter than the poll and then waited out its 3 s timeout, so a fast
+    rerun could read as 3,000 ms.
+    """
+    page.evaluate(_ARM)
+
+
 def _wait_rerun(page: Any, t0: float, timeout_ms: int = 60_000) -> float:
     """Milliseconds from ``t0`` until the re-run the last action triggered has finished.
 
     Streamlit flips the app to 'running' shortly after a widget changes; waiting for that
-    flip first keeps a fast poll from reading the *previous* idle state as "done".
+    flip (recorded by :func:`_arm`) first keeps a fast poll from reading the *previous*
+    idle state as "done".
     """
     try:
-        page.wait_for_function(_RUNNING, timeout=3_000, polling=10)
-    except Exception:  # noqa: BLE001 - a re-run faster than the poll: it is already over
+        page.wait_for_function("() => window.__xltRerun === true", timeout=3_000, polling=10)
+    except Exception:  # noqa: BLE001 - no flip seen (not armed, or no rerun): the old check
         pass
     page.wait_for_function(_DONE, timeout=timeout_ms, polling=10)
     return 1000 * (time.perf_counter() - t0)
@@ -78,6 +96,7 @@ def predict_add_source(page: Any, language: str) -> float:
     box.click()
     box.fill(language)
     option = page.get_by_role("option").filter(has_text=language).first
+    _arm(page)
     t0 = time.perf_counter()
     option.click()
     ms = _wait_rerun(page, t0)
@@ -87,6 +106,7 @@ def predict_add_source(page: Any, language: str) -> float:
 
 def predict_remove_source(page: Any, language: str) -> None:
     box = _multiselect(page, "Source (training) languages")
+    _arm(page)
     box.locator(f'button[aria-label^="Remove {language}"]').first.click()
     _wait_rerun(page, time.perf_counter())
 
@@ -94,6 +114,7 @@ def predict_remove_source(page: Any, language: str) -> None:
 def recommend_step_k(page: Any, up: bool) -> float:
     field = page.locator('[data-testid="stNumberInput"]').first
     button = field.locator("button").nth(1 if up else 0)
+    _arm(page)
     t0 = time.perf_counter()
     button.click()
     return _wait_rerun(page, t0)
