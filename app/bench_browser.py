@@ -38,25 +38,35 @@ _DONE = """() => {
 }"""
 
 
-_ARM = """() => {
+# What the script writes and a widget change alone does not: headings, alerts, captions
+# (Predict's subheader names the sources and its caption the time the run took; Recommend's
+# "Best" box names the winning set).
+_OUTPUT = """() => [...document.querySelectorAll('[data-testid="stMainBlockContainer"] '
+    + ':is([data-testid="stHeading"], [data-testid="stAlert"], [data-testid="stCaptionContainer"])')]
+    .map(e => e.innerText).join('\\n')"""
+_ARM = """(output) => {
     const app = document.querySelector('[data-testid="stApp"]');
     window.__xltRerun = false;
+    window.__xltOutput = output();
     if (window.__xltObs) window.__xltObs.disconnect();
     window.__xltObs = new MutationObserver(() => {
         if (app.getAttribute('data-test-script-state') === 'running') window.__xltRerun = true;
     });
     window.__xltObs.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
 }"""
+_STARTED = f"""() => window.__xltRerun === true || ({_OUTPUT})() !== window.__xltOutput"""
 
 
 def _arm(page: Any) -> None:
-    """Watch the app for its flip to 'running' before the action that triggers a rerun.
+    """Record, before the action that triggers a rerun, what shows that the rerun happened.
 
-    A MutationObserver sees every flip, however short; polling for the 'running' state
-    missed reruns shorter than the poll and then waited out its 3 s timeout, so a fast
-    rerun could read as 3,000 ms.
+    Two signs, either enough: the app's flip to 'running' (a MutationObserver sees every
+    flip, however short), or a change in the script's output. Polling for the 'running'
+    state alone missed reruns shorter than the poll -- and a fast rerun can be drawn in the
+    same frame as its start, so the attribute never flips -- and then waited out a 3 s
+    timeout, so a fast rerun read as ~3,000 ms.
     """
-    page.evaluate(_ARM)
+    page.evaluate(f"() => ({_ARM})({_OUTPUT})")
 
 
 def _wait_rerun(page: Any, t0: float, timeout_ms: int = 60_000) -> float:
@@ -67,7 +77,7 @@ def _wait_rerun(page: Any, t0: float, timeout_ms: int = 60_000) -> float:
     idle state as "done".
     """
     try:
-        page.wait_for_function("() => window.__xltRerun === true", timeout=3_000, polling=10)
+        page.wait_for_function(_STARTED, timeout=3_000, polling=10)
     except Exception:  # noqa: BLE001 - no flip seen (not armed, or no rerun): the old check
         pass
     page.wait_for_function(_DONE, timeout=timeout_ms, polling=10)
