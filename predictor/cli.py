@@ -174,6 +174,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _emit({k: card.get(k) for k in ("selected_model", "seen_target_model", "cv",
                                         "cv_by_dataset", "ranking", "ablation", "intervals")})
         return 0
+    if args.markdown:
+        from predictor.card_markdown import card_markdown
+        print(card_markdown(card))
+        return 0
     _print_card(card)
     return 0
 
@@ -483,7 +487,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recompute", action="store_true",
                    help="run the CV on the data options below instead of reading the card")
     _add_data_options(p)
-    p.add_argument("--json", action="store_true")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--markdown", action="store_true",
+                     help="the validation tables as Markdown (what docs/results.md quotes)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("query", help="predict one configuration")
