@@ -35,7 +35,8 @@ from predictor.features import NO_PROFILES, as_rows, use_profiles
 
 #: the profile columns that only unlabelled pairs (``xlt-measure profile --pairs``) give
 LABEL_FREE_COLUMNS = ("has_label_free", "prof_confidence", "prof_label_entropy", "prof_atc",
-                      "prof_doc")
+                      "prof_doc", "prof_src_entropy_max", "prof_src_entropy_mean",
+                      "prof_src_entropy_wmean")
 
 MAX_COMBINATIONS = 50_000
 
@@ -346,6 +347,14 @@ class Predictor:
             half[i], g = cache[(b, mm, pcl)]
             group.append(f"{b}:{g}")
         reason = self._support(rows, meta, seen, hp)
+        if "prof_src_unknown" in names and "has_label_free" in names:
+            stand_in = (X[:, names.index("prof_src_unknown")] > 0) \
+                & (X[:, names.index("has_label_free")] > 0)
+            for i in np.flatnonzero(stand_in):
+                reason[i] = "; ".join(r for r in (
+                    reason[i], "a source language has no per-source probe in the profiles "
+                    "(only the 15 XNLI languages have one): the English probe's label entropy "
+                    "stands in for it") if r)
         for i in np.flatnonzero(imputed_lf & ~seen):
             reason[i] = "; ".join(r for r in (
                 reason[i], "the target's profile has no label-free estimates (made without "

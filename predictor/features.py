@@ -133,8 +133,10 @@ def _build_feature_docs() -> dict[str, str]:
         "prof_src_entropy_wmean": "those per-source entropies weighted by training examples",
         "prof_src_unknown": "1 when some supervised language has no per-source probe (not one "
                             "of the 15 XNLI languages), or the profile has no per-source "
-                            "estimates (no pairs, schema 1, no profile); the prof_src_entropy_ "
-                            "values then aggregate the known sources, 0 when there is none",
+                            "estimates (no pairs, schema 1, no profile); a source without "
+                            "its own probe counts with the reference (English) probe's "
+                            "entropy; 0 when the profile has no pairs (the predictor then "
+                            "uses its pretraining class's mean)",
         "model=<id>": "one-hot of the multilingual model (learned categories)",
         "method=<id>": "one-hot of the training method, e.g. finetune or probe",
     })
@@ -405,13 +407,21 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
             by_src = prof.get("label_free_by_source") or {}
             known = [(by_src[_canonical_code(lang)]["label_entropy"], w)
                      for lang, w in configs[i].items() if _canonical_code(lang) in by_src]
+            n_unknown = len(configs[i]) - len(known)
+            if by_src and lf and n_unknown:
+                # a source without its own probe (not one of the reference languages): the
+                # reference (English) probe's entropy stands in for it. Why not 0: every
+                # training row has all its sources' probes, and 0 bits reads as "the probe
+                # collapses onto one label", the strongest sign of failed transfer
+                known += [(float(lf["label_entropy"]), w) for lang, w in configs[i].items()
+                          if _canonical_code(lang) not in by_src]
             if known:
                 e = np.array([p[0] for p in known], dtype=float)
                 w = np.array([p[1] for p in known], dtype=float)
                 out["prof_src_entropy_max"][i] = e.max()
                 out["prof_src_entropy_mean"][i] = e.mean()
                 out["prof_src_entropy_wmean"][i] = float((e * w).sum() / w.sum())
-            out["prof_src_unknown"][i] = float(len(known) < len(configs[i]))
+            out["prof_src_unknown"][i] = float(n_unknown > 0)
         return out
 
     # -- raw computation -------------------------------------------------------------------

@@ -194,14 +194,17 @@ def test_per_source_entropy_features_aggregate_the_supervised_languages(tmp_path
             "prof_src_unknown"]
     f = featurise([{**row({"en": 100, "es": 300}, "quy"), "model": "me5-small"},
                    {**row({"swh": 100}, "quy"), "model": "me5-small"},        # ISO 639-3 source
-                   {**row({"en": 100, "aym": 100}, "quy"), "model": "me5-small"},  # aym: no probe
+                   {**row({"es": 100, "aym": 100}, "quy"), "model": "me5-small"},  # aym: no probe
                    {**row({"ja": 100}, "quy"), "model": "me5-small"},         # none known
                    {**row({"en": 100}, "aym"), "model": "me5-small"},         # profile w/o pairs
                    {**row({"en": 100}, "bzd"), "model": "me5-small"}], tf)    # no profile
     assert f.loc[0, cols].tolist() == pytest.approx([1.5, 1.35, (100 * 1.2 + 300 * 1.5) / 400, 0])
     assert f.loc[1, cols].tolist() == pytest.approx([0.9, 0.9, 0.9, 0])
-    assert f.loc[2, cols].tolist() == pytest.approx([1.2, 1.2, 1.2, 1])
-    for i in (3, 4, 5):
+    # aym has no per-source probe: the reference (English) probe's entropy, 1.2, stands in
+    assert f.loc[2, cols].tolist() == pytest.approx([1.5, 1.35, 1.35, 1])
+    # ja alone: the stand-in too, never 0 bits (which reads as a collapsed probe)
+    assert f.loc[3, cols].tolist() == pytest.approx([1.2, 1.2, 1.2, 1])
+    for i in (4, 5):
         assert f.loc[i, cols].tolist() == [0, 0, 0, 1]
     assert all(c in FEATURES for c in cols)
     from predictor.features import FEATURE_FAMILIES
