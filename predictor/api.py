@@ -334,6 +334,11 @@ class Predictor:
         with threadpool_limits(limits=1):
             X, names = self._transform(rows, meta)
             hp = X[:, names.index("has_profile")] > 0 if "has_profile" in names else None
+            # a profile with per-source estimates, but not for every supervised language
+            stand_in = ((X[:, names.index("prof_src_unknown")] > 0)
+                        & (X[:, names.index("has_label_free")] > 0)
+                        if {"prof_src_unknown", "has_label_free"} <= set(names)
+                        else np.zeros(len(X), bool))
             X, imputed_lf = self._impute_profile(rows, X, names, meta, hp)
             point, seen = self._point(X, meta)
         basis = np.where(seen, "measured-target", "unseen-target")
@@ -347,14 +352,11 @@ class Predictor:
             half[i], g = cache[(b, mm, pcl)]
             group.append(f"{b}:{g}")
         reason = self._support(rows, meta, seen, hp)
-        if "prof_src_unknown" in names and "has_label_free" in names:
-            stand_in = (X[:, names.index("prof_src_unknown")] > 0) \
-                & (X[:, names.index("has_label_free")] > 0)
-            for i in np.flatnonzero(stand_in):
-                reason[i] = "; ".join(r for r in (
-                    reason[i], "a source language has no per-source probe in the profiles "
-                    "(only the 15 XNLI languages have one): the English probe's label entropy "
-                    "stands in for it") if r)
+        for i in np.flatnonzero(stand_in):
+            reason[i] = "; ".join(r for r in (
+                reason[i], "a source language has no per-source probe in the profiles (only "
+                "the 15 XNLI languages have one): the English probe's label entropy stands in "
+                "for it") if r)
         for i in np.flatnonzero(imputed_lf & ~seen):
             reason[i] = "; ".join(r for r in (
                 reason[i], "the target's profile has no label-free estimates (made without "

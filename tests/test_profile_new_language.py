@@ -101,3 +101,15 @@ def test_a_measured_target_keeps_the_profile_it_was_fitted_with(tmp_path: Path, 
     ref = shipped.predict_one("me5-small", "probe", CONFIG, "el")
     assert mine["basis"] == ref["basis"] == "measured-target"
     assert mine["prediction"] == pytest.approx(ref["prediction"])
+
+
+def test_a_source_without_its_own_probe_is_named(tmp_path: Path, shipped) -> None:
+    """Japanese has no per-source probe: the English probe stands in and the answer says
+    so; a text-only profile is not blamed on the sources."""
+    ja = shipped.predict_one("me5-small", "probe", {"en": 2490, "ja": 2490}, "sw")
+    assert ja["out_of_support"] and "per-source probe" in ja["reason"]
+    en = shipped.predict_one("me5-small", "probe", CONFIG, "sw")
+    assert not en["reason"] or "per-source probe" not in en["reason"]
+    p = load_predictor(SHIPPED / "predictor", profiles=_user_profiles(tmp_path, pairs=False))
+    eu = p.predict_one("me5-small", "probe", CONFIG, "eu")
+    assert "--pairs" in eu["reason"] and "per-source probe" not in eu["reason"]
