@@ -130,11 +130,19 @@ def recommend_step_k(page: Any, up: bool) -> float:
     return _wait_rerun(page, t0)
 
 
+# languages added one at a time on Predict, each a set not answered before (cache misses);
+# the first two measures alternate German/French, a returning user's toggling (cache hits)
+NEW_SOURCES = ["Spanish", "Russian", "Chinese", "Arabic", "Hindi", "Turkish", "Vietnamese",
+               "Greek", "Bulgarian", "Thai"]
+MAX_NEW_K_STEPS = 4
+
+
 def run(models_dir: Path, repeats: int, chromium: str) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     out: dict[str, list[float]] = {"first_render_ms": [], "predict_add_source_ms": [],
-                                   "recommend_change_k_ms": []}
+                                   "recommend_change_k_ms": [], "predict_new_source_ms": [],
+                                   "recommend_new_k_ms": []}
     with running_app(models_dir) as url, sync_playwright() as pw:
         browser = launch_browser(pw, chromium)
         try:
@@ -148,10 +156,17 @@ def run(models_dir: Path, repeats: int, chromium: str) -> dict[str, Any]:
                 language = ["German", "French"][i % 2]
                 out["predict_add_source_ms"].append(predict_add_source(page, language))
                 predict_remove_source(page, language)
+            # a source set the app has not answered before (nothing in its caches)
+            for language in NEW_SOURCES[:repeats]:
+                out["predict_new_source_ms"].append(predict_add_source(page, language))
+                predict_remove_source(page, language)
             page.goto(f"{url}/Recommend", wait_until="domcontentloaded")
             page.wait_for_function(_DONE, timeout=90_000, polling=50)
             for i in range(repeats):
                 out["recommend_change_k_ms"].append(recommend_step_k(page, up=i % 2 == 0))
+            # k values not asked before: step up from the default
+            for _ in range(min(repeats, MAX_NEW_K_STEPS)):
+                out["recommend_new_k_ms"].append(recommend_step_k(page, up=True))
         finally:
             browser.close()
     summary: dict[str, Any] = {k: round(statistics.median(v), 1) for k, v in out.items() if v}
@@ -179,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     summary = run(args.models_dir.resolve(), args.repeats, chromium)
-    for key in ("first_render_ms", "predict_add_source_ms", "recommend_change_k_ms"):
+    for key in ("first_render_ms", "predict_add_source_ms", "recommend_change_k_ms",
+                "predict_new_source_ms", "recommend_new_k_ms"):
         if key in summary:
             print(f"{key:<24} median {summary[key]:8.1f} ms   runs {summary['runs'][key]}")
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}))

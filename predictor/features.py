@@ -36,6 +36,9 @@ Distances: the typological kinds use lang2vec's kNN-imputed URIEL vectors by def
 
 from __future__ import annotations
 
+import functools
+import math
+
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -197,8 +200,25 @@ PROFILE_COLUMNS = GROUPS["profile"]
 SCRIPT_COVERED_UNK = 0.01
 
 
+def _aggregate(out: dict[str, np.ndarray], i: int, prefix: str,
+               pairs: list[tuple[float, float]], extreme: str) -> None:
+    """``prefix``_``extreme`` ('min' or 'max'), _mean and _wmean of (value, weight) pairs
+    into row ``i`` of ``out``.
+
+    Plain Python on purpose: a row has a handful of sources, and numpy's per-call overhead
+    on 2-5 element arrays was most of ``recommend``'s featurisation time."""
+    vals = [float(v) for v, _ in pairs]
+    weights = [float(w) for _, w in pairs]
+    out[f"{prefix}_{extreme}"][i] = min(vals) if extreme == "min" else max(vals)
+    out[f"{prefix}_mean"][i] = math.fsum(vals) / len(vals)
+    out[f"{prefix}_wmean"][i] = math.fsum(v * w for v, w in zip(vals, weights)) / math.fsum(weights)
+
+
+@functools.lru_cache(maxsize=16384)
 def _canonical_code(code: str) -> str:
-    """The registry's dataset code of a language ('swh' -> 'sw'), as profiles key sources."""
+    """The registry's dataset code of a language ('swh' -> 'sw'), as profiles key sources.
+
+    Memoised: ``recommend`` featurises thousands of source sets over the same few codes."""
     from predictor.dataset import lookup_language
     try:
         return lookup_language(code).code
@@ -388,14 +408,10 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
             out["prof_single_char_share"][i] = float(tok.get("single_char_share", 0.0))
             out["prof_script_covered"][i] = float(tok.get("unk_rate", 1.0) < SCRIPT_COVERED_UNK)
             dist = prof.get("centroid_distance", {})
-            pairs = [(dist[_canonical_code(lang)], w) for lang, w in configs[i].items()
-                     if _canonical_code(lang) in dist]
+            codes = [(_canonical_code(lang), w) for lang, w in configs[i].items()]
+            pairs = [(dist[c], w) for c, w in codes if c in dist]
             if pairs:
-                d = np.array([p[0] for p in pairs], dtype=float)
-                w = np.array([p[1] for p in pairs], dtype=float)
-                out["prof_centroid_dist_min"][i] = d.min()
-                out["prof_centroid_dist_mean"][i] = d.mean()
-                out["prof_centroid_dist_wmean"][i] = float((d * w).sum() / w.sum())
+                _aggregate(out, i, "prof_centroid_dist", pairs, "min")
                 out["prof_centroid_unknown"][i] = 0.0
             lf = prof.get("label_free")
             if lf:
@@ -405,22 +421,16 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
                 out["prof_atc"][i] = float(lf["atc"])
                 out["prof_doc"][i] = float(lf["doc"])
             by_src = prof.get("label_free_by_source") or {}
-            known = [(by_src[_canonical_code(lang)]["label_entropy"], w)
-                     for lang, w in configs[i].items() if _canonical_code(lang) in by_src]
-            n_unknown = len(configs[i]) - len(known)
+            known = [(by_src[c]["label_entropy"], w) for c, w in codes if c in by_src]
+            n_unknown = len(codes) - len(known)
             if by_src and lf and n_unknown:
                 # a source without its own probe (not one of the reference languages): the
                 # reference (English) probe's entropy stands in for it. Why not 0: every
                 # training row has all its sources' probes, and 0 bits reads as "the probe
                 # collapses onto one label", the strongest sign of failed transfer
-                known += [(float(lf["label_entropy"]), w) for lang, w in configs[i].items()
-                          if _canonical_code(lang) not in by_src]
+                known += [(float(lf["label_entropy"]), w) for c, w in codes if c not in by_src]
             if known:
-                e = np.array([p[0] for p in known], dtype=float)
-                w = np.array([p[1] for p in known], dtype=float)
-                out["prof_src_entropy_max"][i] = e.max()
-                out["prof_src_entropy_mean"][i] = e.mean()
-                out["prof_src_entropy_wmean"][i] = float((e * w).sum() / w.sum())
+                _aggregate(out, i, "prof_src_entropy", known, "max")
             out["prof_src_unknown"][i] = float(n_unknown > 0)
         return out
 
