@@ -125,6 +125,29 @@ def noise_floor(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+K_BANDS = ((1, 1, "1"), (2, 2, "2"), (3, 4, "3-4"), (5, 8, "5-8"), (9, 10**6, "9+"))
+
+
+def within_set_spread(frame: pd.DataFrame) -> pd.DataFrame:
+    """How much the members of a ranking candidate set differ: zero-shot rows at a fixed
+    size per language (the 'fixed k' sets of the ranking report), seeds averaged, the sd of
+    the scores of one (design, target, k) set, averaged over sets, per k band. Why: a
+    ranking can only be as good as the members' differences are larger than the noise."""
+    f = frame[frame["zero_shot"].astype(bool) & (frame["regime"] == "per_language")]
+    keys = DESIGN + [c for c in ("pool",) if c in f.columns]
+    cells = f.groupby(keys + ["target", "k", "config_id"], sort=False)["score"].mean().reset_index()
+    rows = []
+    for key, g in cells.groupby(keys, sort=True):
+        for lo, hi, label in K_BANDS:
+            b = g[(g["k"] >= lo) & (g["k"] <= hi)]
+            sd = b.groupby(["target", "k"])["score"].std(ddof=1).dropna()
+            if len(sd):
+                rows.append({"design": ":".join(map(str, key)), "k": label, "sets": int(len(sd)),
+                             "members_per_set": float(b.groupby(["target", "k"]).size().mean()),
+                             "sd_within_set": float(sd.mean())})
+    return pd.DataFrame(rows)
+
+
 def format_table(table: pd.DataFrame) -> str:
     head = ("| design | targets | configs | within-target sd | run-effect sd | seed sd | "
             "MAE target mean | MAE + config ridge | explained |\n|---|---|---|---|---|---|---|---|---|")
@@ -149,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="own results (store or export); default: SumEval only")
     p.add_argument("--published-dir", type=Path, default=None,
                    help="directory holding sumeval2022/ (default: the shared data rule)")
+    p.add_argument("--within-sets", action="store_true",
+                   help="instead: how much the members of each fixed-k ranking set differ")
     args = p.parse_args(argv)
     try:
         frame = build_dataset(args.measurements, published_dir=args.published_dir)
@@ -158,6 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     from predictor.validation import dedupe
     frame, dropped = dedupe(frame)
     print(f"{len(frame)} rows ({dropped} exact duplicates dropped)", file=sys.stderr)
+    if args.within_sets:
+        t = within_set_spread(frame)
+        print("| design | k | sets | members per set | sd within a set |\n|---|---|---|---|---|")
+        for r in t.to_dict("records"):
+            print(f"| {r['design']} | {r['k']} | {r['sets']} | {r['members_per_set']:.1f} | "
+                  f"{r['sd_within_set']:.2f} |")
+        return 0
     print(format_table(noise_floor(frame)))
     return 0
 

@@ -721,8 +721,9 @@ K_BANDS = ((1, 1, "1"), (2, 2, "2"), (3, 4, "3-4"), (5, 8, "5-8"), (9, 10**6, "9
 def _ranking_by_k(per_set: pd.DataFrame, scorers: Sequence[str], seed: int
                   ) -> list[dict[str, Any]]:
     """The fixed-k ranking split by k. Why: a dataset's mean over k is dominated by the many
-    large-k candidate sets, whose members differ by less than a seed's noise (XNLI, k >= 3:
-    0.5-1 macro-F1 between members), so one number hides where ranking is possible."""
+    large-k candidate sets, whose members differ little (XNLI, k >= 3: sd 0.4-1 macro-F1
+    within a set, against 3.1 at k = 1; ``python -m predictor.noise_floor --within-sets``),
+    so one number hides where ranking is possible."""
     k = per_set["set"].str.rsplit("=", n=1).str[1].astype(int)
     out = []
     for lo_k, hi_k, label in K_BANDS:

@@ -45,3 +45,18 @@ def test_designs_are_never_pooled():
     t = noise_floor(pd.concat([a, b], ignore_index=True))
     assert sorted(t["design"]) == ["own:m:probe:xnli:xnli/validation",
                                    "own:m:probe:xnli:xnli_mt9k/train"]
+
+
+def test_within_set_spread_per_k_band():
+    from predictor.noise_floor import within_set_spread
+    rows = []
+    for t in ("de", "fr"):
+        for j, score in enumerate([40.0, 50.0, 60.0]):           # k = 1: spread 10
+            rows.append({"k": 1, "score": score, "config_id": f"a{j}", "target": t})
+        for j, score in enumerate([55.0, 55.5, 56.0]):           # k = 5: spread 0.5
+            rows.append({"k": 5, "score": score, "config_id": f"b{j}", "target": t})
+    f = pd.DataFrame(rows).assign(origin="own", model="m", method="probe",
+                                  target_dataset="xnli", regime="per_language", zero_shot=True)
+    t = within_set_spread(f).set_index("k")
+    assert t.loc["1", "sd_within_set"] == 10.0 and t.loc["5-8", "sd_within_set"] == 0.5
+    assert t.loc["1", "sets"] == 2 and t.loc["1", "members_per_set"] == 3
