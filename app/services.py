@@ -336,6 +336,12 @@ class PredictorService:
             return None
         return pd.DataFrame(c, columns=feats.columns, index=feats.index)
 
+    def training_pool(self, choice: "ModelChoice") -> str | None:
+        """The training pool the predictor was fitted on for this design (the card's
+        ``training_data.pools``), e.g. 'xnli/validation'; None for an older card."""
+        pools = self.card.get("training_data", {}).get("pools") or {}
+        return pools.get(f"{choice.model}|{choice.method}")
+
     def measured_by_pool(self, table: pd.DataFrame, choice: "ModelChoice",
                          config: dict[str, int], targets: Sequence[str]) -> pd.DataFrame:
         """Measured macro-F1 of exactly this configuration, per training pool, deduplicated.

@@ -577,3 +577,18 @@ def test_measured_table_tolerates_an_unreadable_train_config() -> None:
     assert out["sources"].tolist() == ["en", ""]
     assert out["source_language"].iloc[0] == "en" and pd.isna(out["source_language"].iloc[1])
     assert data.config_key({"en": 10, "de": 0}) == '{"en":10}'
+
+
+def test_predict_compares_with_the_pool_the_predictor_was_fitted_on(monkeypatch) -> None:
+    """The shipped table holds {en: 2490} in two training pools; the predictor is fitted on
+    xnli/validation, so the table's 'measured' beside the prediction is that pool's (the
+    machine-translated pool's value stays listed under 'all pools')."""
+    models = Path(__file__).resolve().parents[1] / "models"
+    at = run_page("pages/1_Predict.py", models, monkeypatch)
+    at.multiselect(key="pr_sources").set_value(["en"]).run()
+    at.multiselect(key="pr_targets").set_value(["sw", "nah"]).run()
+    assert not at.exception
+    table = frame_of(at, "predicted").set_index("target")
+    assert set(table["pool"]) == {"xnli/validation"}
+    assert table["all pools"].str.contains("xnli_mt9k/train").all()
+    assert "fitted on: xnli/validation" in texts(at.caption)

@@ -80,9 +80,13 @@ def prediction_table(_service: PredictorService, _measured: pd.DataFrame, key: t
     if pred.empty:
         return pred, pd.DataFrame(), errors
     by_pool = _service.measured_by_pool(_measured, choice, config, pred["target"].tolist())
-    # one "measured" per target: the pool with the most (deduplicated) runs; all are listed
-    main_pool = (by_pool.sort_values(["target", "measured_runs", "pool"],
-                                     ascending=[True, False, True])
+    # one "measured" per target: the pool the predictor was fitted on when this
+    # configuration was measured there (the prediction is for that pool), else the pool
+    # with the most (deduplicated) runs; all are listed
+    fitted = _service.training_pool(choice)
+    main_pool = (by_pool.assign(_other=by_pool["pool"] != fitted)
+                 .sort_values(["target", "_other", "measured_runs", "pool"],
+                              ascending=[True, True, False, True])
                  .drop_duplicates("target"))
     others = by_pool.groupby("target").apply(
         lambda g: " · ".join(f"{r.pool}: {r.measured:.1f} ({r.measured_runs} run"
@@ -194,6 +198,9 @@ legend = "● predicted, bar = " + (service.coverage_text or "prediction interva
 if n_meas:
     legend += (" · ◇ measured (mean over the distinct runs of this exact configuration, one "
                "diamond per training pool)")
+fitted_pool = service.training_pool(choice)
+if fitted_pool:
+    legend += f" · predictions are for the training pool the predictor was fitted on: {fitted_pool}"
 st.caption(legend + f" · computed in {elapsed_ms:.0f} ms")
 
 show = pd.DataFrame({
