@@ -200,18 +200,35 @@ PROFILE_COLUMNS = GROUPS["profile"]
 SCRIPT_COVERED_UNK = 0.01
 
 
-def _aggregate(out: dict[str, np.ndarray], i: int, prefix: str,
-               pairs: list[tuple[float, float]], extreme: str) -> None:
-    """``prefix``_``extreme`` ('min' or 'max'), _mean and _wmean of (value, weight) pairs
-    into row ``i`` of ``out``.
+def _config_matrix(configs: Sequence[Mapping[str, float]]
+                   ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(membership, weights, the registry code of each column) of ``configs``: one column
+    per language key as written (two keys of one language stay two columns, as two entries
+    of a configuration count twice)."""
+    keys = sorted({lang for c in configs for lang in c})
+    col = {k: j for j, k in enumerate(keys)}
+    member = np.zeros((len(configs), len(keys)), bool)
+    weight = np.zeros((len(configs), len(keys)))
+    for r, c in enumerate(configs):
+        for lang, w in c.items():
+            member[r, col[lang]] = True
+            weight[r, col[lang]] = float(w)
+    return member, weight, [_canonical_code(k) for k in keys]
 
-    Plain Python on purpose: a row has a handful of sources, and numpy's per-call overhead
-    on 2-5 element arrays was most of ``recommend``'s featurisation time."""
-    vals = [float(v) for v, _ in pairs]
-    weights = [float(w) for _, w in pairs]
-    out[f"{prefix}_{extreme}"][i] = min(vals) if extreme == "min" else max(vals)
-    out[f"{prefix}_mean"][i] = math.fsum(vals) / len(vals)
-    out[f"{prefix}_wmean"][i] = math.fsum(v * w for v, w in zip(vals, weights)) / math.fsum(weights)
+
+def _aggregate_rows(out: dict[str, np.ndarray], idx: np.ndarray, prefix: str,
+                    values: np.ndarray, mask: np.ndarray, weight: np.ndarray,
+                    extreme: str) -> None:
+    """``prefix``_``extreme`` ('min' or 'max'), _mean and _wmean over the masked languages
+    of each row into rows ``idx`` of ``out`` (every row has at least one masked language)."""
+    if not len(idx):
+        return
+    v = np.where(mask, values[None, :], 0.0)
+    ext = np.where(mask, values[None, :], np.inf if extreme == "min" else -np.inf)
+    out[f"{prefix}_{extreme}"][idx] = ext.min(axis=1) if extreme == "min" else ext.max(axis=1)
+    out[f"{prefix}_mean"][idx] = v.sum(axis=1) / mask.sum(axis=1)
+    w = np.where(mask, weight, 0.0)
+    out[f"{prefix}_wmean"][idx] = (v * w).sum(axis=1) / w.sum(axis=1)
 
 
 @functools.lru_cache(maxsize=16384)
@@ -393,45 +410,54 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         root = self._profiles_root()
         if root is None or not root.is_dir():
             return out
-        cache: dict[tuple[str, str], tuple[dict | None, bool]] = {}
+        groups: dict[tuple[str, str], list[int]] = {}
         for i, key in enumerate(keys):
-            if key not in cache:
-                cache[key] = find_profile(root, *key)
-            prof, proxy = cache[key]
+            groups.setdefault(key, []).append(i)
+        for key, rows in groups.items():
+            prof, proxy = find_profile(root, *key)
             if prof is None:
                 continue
+            idx = np.asarray(rows)
             tok = prof.get("tokenizer", {})
-            out["has_profile"][i] = 1.0
-            out["profile_is_proxy"][i] = float(proxy)
-            out["prof_fertility"][i] = float(tok.get("fertility", 0.0))
-            out["prof_unk_rate"][i] = float(tok.get("unk_rate", 0.0))
-            out["prof_single_char_share"][i] = float(tok.get("single_char_share", 0.0))
-            out["prof_script_covered"][i] = float(tok.get("unk_rate", 1.0) < SCRIPT_COVERED_UNK)
-            dist = prof.get("centroid_distance", {})
-            codes = [(_canonical_code(lang), w) for lang, w in configs[i].items()]
-            pairs = [(dist[c], w) for c, w in codes if c in dist]
-            if pairs:
-                _aggregate(out, i, "prof_centroid_dist", pairs, "min")
-                out["prof_centroid_unknown"][i] = 0.0
+            out["has_profile"][idx] = 1.0
+            out["profile_is_proxy"][idx] = float(proxy)
+            out["prof_fertility"][idx] = float(tok.get("fertility", 0.0))
+            out["prof_unk_rate"][idx] = float(tok.get("unk_rate", 0.0))
+            out["prof_single_char_share"][idx] = float(tok.get("single_char_share", 0.0))
+            out["prof_script_covered"][idx] = float(tok.get("unk_rate", 1.0) < SCRIPT_COVERED_UNK)
             lf = prof.get("label_free")
             if lf:
-                out["has_label_free"][i] = 1.0
-                out["prof_confidence"][i] = float(lf["mean_confidence"])
-                out["prof_label_entropy"][i] = float(lf["label_entropy"])
-                out["prof_atc"][i] = float(lf["atc"])
-                out["prof_doc"][i] = float(lf["doc"])
+                out["has_label_free"][idx] = 1.0
+                out["prof_confidence"][idx] = float(lf["mean_confidence"])
+                out["prof_label_entropy"][idx] = float(lf["label_entropy"])
+                out["prof_atc"][idx] = float(lf["atc"])
+                out["prof_doc"][idx] = float(lf["doc"])
+            # the group's configurations as a (rows x languages) membership and weight matrix:
+            # one target profile against thousands of source sets (recommend) in array ops
+            member, weight, codes = _config_matrix([configs[i] for i in rows])
+            dist = prof.get("centroid_distance", {})
+            d = np.array([float(dist[c]) if c in dist else np.nan for c in codes])
+            known_d = member & ~np.isnan(d)
+            has_d = known_d.any(axis=1)
+            _aggregate_rows(out, idx[has_d], "prof_centroid_dist", d, known_d[has_d],
+                            weight[has_d], "min")
+            out["prof_centroid_unknown"][idx[has_d]] = 0.0
             by_src = prof.get("label_free_by_source") or {}
-            known = [(by_src[c]["label_entropy"], w) for c, w in codes if c in by_src]
-            n_unknown = len(codes) - len(known)
-            if by_src and lf and n_unknown:
+            e = np.array([float(by_src[c]["label_entropy"]) if c in by_src else np.nan
+                          for c in codes])
+            known_e = member & ~np.isnan(e)
+            n_unknown = member.sum(axis=1) - known_e.sum(axis=1)
+            if by_src and lf:
                 # a source without its own probe (not one of the reference languages): the
                 # reference (English) probe's entropy stands in for it. Why not 0: every
                 # training row has all its sources' probes, and 0 bits reads as "the probe
                 # collapses onto one label", the strongest sign of failed transfer
-                known += [(float(lf["label_entropy"]), w) for c, w in codes if c not in by_src]
-            if known:
-                _aggregate(out, i, "prof_src_entropy", known, "max")
-            out["prof_src_unknown"][i] = float(n_unknown > 0)
+                e = np.where(np.isnan(e), float(lf["label_entropy"]), e)
+                known_e = member
+            has_e = known_e.any(axis=1)
+            _aggregate_rows(out, idx[has_e], "prof_src_entropy", e, known_e[has_e],
+                            weight[has_e], "max")
+            out["prof_src_unknown"][idx] = (n_unknown > 0).astype(float)
         return out
 
     # -- raw computation -------------------------------------------------------------------
