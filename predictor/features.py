@@ -558,7 +558,7 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         models = rows["model"].astype(str).to_numpy() if "model" in rows else np.full(n, "")
         mt_index: dict[tuple[str, str], int] = {}
         mt_idx = np.empty(n, dtype=np.int64)
-        for i, (m, t) in enumerate(zip(models, rows["target"].astype(str))):
+        for i, (m, t) in enumerate(zip(models.tolist(), rows["target"].astype(str).tolist())):
             mt_idx[i] = mt_index.setdefault((m, t), len(mt_index))
         cov_rows = []
         for m, t in mt_index:

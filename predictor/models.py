@@ -80,13 +80,26 @@ def row_meta(rows: pd.DataFrame) -> pd.DataFrame:
         iso = rows["target"].map(lambda t: lookup_language(str(t)).iso639_3)
     cache: dict[tuple[str, str], str] = {}
     pcl = []
-    for t, m in zip(rows["target"].astype(str), rows["model"].astype(str)):
+    for t, m in zip(rows["target"].astype(str).tolist(), rows["model"].astype(str).tolist()):
         if (t, m) not in cache:
             cache[(t, m)] = pretraining_class(t, m)
         pcl.append(cache[(t, m)])
     return pd.DataFrame({"mm": mm.to_numpy(), "pclass": pcl, "target": iso.to_numpy(),
-                         "config": [_iso_config(tc) for tc in rows["train_config"]]},
+                         "config": _iso_configs(rows["train_config"].tolist())},
                         index=rows.index)
+
+
+def _iso_configs(configs: list[Any]) -> list[dict[str, float]]:
+    """:func:`_iso_config` of each configuration, each distinct one converted once
+    (``recommend`` repeats every source set once per target). Each row gets its own dict."""
+    memo: dict[tuple, dict[str, float]] = {}
+    out = []
+    for tc in configs:
+        key = tuple(sorted(dict(tc).items()))
+        if key not in memo:
+            memo[key] = _iso_config(tc)
+        out.append(dict(memo[key]))
+    return out
 
 
 def _iso_config(tc: Any) -> dict[str, float]:
