@@ -356,9 +356,10 @@ class Predictor:
         reason = self._support(rows, meta, seen, hp)
         for i in np.flatnonzero(stand_in):
             reason[i] = "; ".join(r for r in (
-                reason[i], "a source language has no per-source probe in the profiles (only "
-                "the 15 XNLI languages have one): the English probe's label entropy stands in "
-                "for it") if r)
+                reason[i], "a source language has no per-source probe in the target's "
+                "profile (only the 15 XNLI languages have one, and profiles made before "
+                "schema 2 have none): the English probe's label entropy stands in for it")
+                if r)
         for i in np.flatnonzero(imputed_lf & ~seen):
             reason[i] = "; ".join(r for r in (
                 reason[i], "the target's profile has no label-free estimates (made without "

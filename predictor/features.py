@@ -447,9 +447,10 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
                           for c in codes])
             known_e = member & ~np.isnan(e)
             n_unknown = member.sum(axis=1) - known_e.sum(axis=1)
-            if by_src and lf:
-                # a source without its own probe (not one of the reference languages): the
-                # reference (English) probe's entropy stands in for it. Why not 0: every
+            if lf:
+                # a source without its own probe (not one of the reference languages, or a
+                # schema-1 profile made before per-source probes): the reference (English)
+                # probe's entropy stands in for it. Why not 0: every
                 # training row has all its sources' probes, and 0 bits reads as "the probe
                 # collapses onto one label", the strongest sign of failed transfer
                 e = np.where(np.isnan(e), float(lf["label_entropy"]), e)

@@ -169,10 +169,12 @@ def test_profile_family_from_a_profiles_directory(tmp_path) -> None:
     flags = ("prof_centroid_unknown", "prof_src_unknown")
     prof_cols = [c for c in f.columns if c.startswith("prof_") and c not in flags]
     assert (f.loc[3, prof_cols] == 0).all() and (f.loc[3, list(flags)] == 1).all()
-    # schema-1 profiles (no label_free_by_source): the per-source family is unknown
+    # schema-1 profiles (no label_free_by_source): the per-source family is unknown; with
+    # pairs the English probe's entropy stands in for every source, without them 0
     assert f["prof_src_unknown"].tolist() == [1, 1, 1, 1, 1]
-    assert (f[["prof_src_entropy_max", "prof_src_entropy_mean", "prof_src_entropy_wmean"]]
-            == 0).all().all()
+    src = f[["prof_src_entropy_max", "prof_src_entropy_mean", "prof_src_entropy_wmean"]]
+    assert (src.loc[[0, 4]] == 1.2).all().all()          # quy has label_free (entropy 1.2)
+    assert (src.loc[[1, 2, 3]] == 0).all().all()         # sw: no pairs; aym: no profile
     assert not f.isna().any().any()
 
 

@@ -113,3 +113,24 @@ def test_a_source_without_its_own_probe_is_named(tmp_path: Path, shipped) -> Non
     p = load_predictor(SHIPPED / "predictor", profiles=_user_profiles(tmp_path, pairs=False))
     eu = p.predict_one("me5-small", "probe", CONFIG, "eu")
     assert "--pairs" in eu["reason"] and "per-source probe" not in eu["reason"]
+
+
+def test_a_schema_1_profile_with_pairs_is_not_read_as_a_collapsed_probe(tmp_path: Path,
+                                                                       shipped) -> None:
+    """A profile made before per-source probes (schema 1) has the English probe's estimates
+    but no ``label_free_by_source``: the English entropy stands in for every source (0 bits
+    would read as a probe collapsed onto one label), and the answer says so."""
+    prof = json.loads((SHIPPED / "profiles" / "me5-small" / "sw.json").read_text("utf-8"))
+    new = dict(prof, language="eu", iso639_3="eus", name="Basque")
+    old = dict(new, schema=1)
+    old.pop("label_free_by_source", None)
+    for name, p in (("new", new), ("old", old)):
+        d = tmp_path / name / "me5-small"
+        d.mkdir(parents=True)
+        (d / "eu.json").write_text(json.dumps(p), encoding="utf-8")
+    a = load_predictor(SHIPPED / "predictor", profiles=tmp_path / "new").predict_one(
+        "me5-small", "probe", CONFIG, "eu")
+    b = load_predictor(SHIPPED / "predictor", profiles=tmp_path / "old").predict_one(
+        "me5-small", "probe", CONFIG, "eu")
+    assert "per-source probe" in b["reason"] and "per-source probe" not in (a["reason"] or "")
+    assert abs(a["prediction"] - b["prediction"]) < 5
