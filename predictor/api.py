@@ -31,7 +31,7 @@ from measure.languages import UnknownLanguageError
 from measure.paths import MODELS, DefaultPathNotFound, resolve_default
 from predictor import intervals, persist
 from predictor.dataset import DataValidationError, canonical_config, lookup_language
-from predictor.features import NO_PROFILES, as_rows, use_profiles
+from predictor.features import NO_PROFILES, as_rows, check_profiles, use_profiles
 
 #: the profile columns that only unlabelled pairs (``xlt-measure profile --pairs``) give
 LABEL_FREE_COLUMNS = ("has_label_free", "prof_confidence", "prof_label_entropy", "prof_atc",
@@ -625,4 +625,6 @@ def load_predictor(path: str | Path | None = None, profiles: str | Path | None =
         p.base_features = copy.deepcopy(p.features)
         use_profiles(p.base_features, own)
     use_profiles(p.features, own if profiles is None else profiles)
+    if profiles is not None:
+        check_profiles(profiles)       # a bad --profiles DIR fails now, naming the file
     return p

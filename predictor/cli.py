@@ -566,13 +566,14 @@ def main(argv: list[str] | None = None) -> int:
         args.predictor = _models_subdir("predictor")
     from predictor.api import PredictionInputError
     from predictor.dataset import DataValidationError
+    from predictor.features import ProfileError
     from predictor.persist import ModelIntegrityError
     try:
         if getattr(args, "predictor", "unset") is None:
             from predictor.api import default_predictor_dir
             args.predictor = default_predictor_dir()
         return int(args.func(args) or 0)
-    except (PredictionInputError, UsageError) as exc:
+    except (PredictionInputError, UsageError, ProfileError) as exc:
         print(f"xlt-predict {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except (ModelIntegrityError, DataValidationError, FileNotFoundError) as exc:

@@ -246,6 +246,60 @@ def _canonical_code(code: str) -> str:
 _PROFILE_CACHE: dict[tuple[str, str], tuple[float, dict[str, dict]]] = {}
 
 
+class ProfileError(ValueError):
+    """A language profile file that cannot be read as one (the message names file and field)."""
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_profile(prof: Any, where: Path | str) -> dict:
+    """The fields the features read, checked: a hand-edited or truncated profile fails here,
+    naming the file and the field, instead of deep inside a prediction."""
+    def bad(field: str, why: str) -> ProfileError:
+        return ProfileError(f"profile {where}: {field} {why}; rebuild it with "
+                            "'xlt-measure profile'")
+    if not isinstance(prof, dict):
+        raise bad("the file", "is not a JSON object")
+    for code in ("language", "iso639_3"):
+        if prof.get(code) is not None and not isinstance(prof[code], str):
+            raise bad(code, "must be a language code (text)")
+    tok = prof.get("tokenizer", {})
+    if not isinstance(tok, dict):
+        raise bad("tokenizer", "must be an object")
+    for k in ("fertility", "unk_rate", "single_char_share"):
+        if k in tok and not _number(tok[k]):
+            raise bad(f"tokenizer.{k}", f"must be a finite number, got {tok[k]!r}")
+    dist = prof.get("centroid_distance", {})
+    if not isinstance(dist, dict) or not all(_number(v) for v in dist.values()):
+        raise bad("centroid_distance", "must map language codes to finite numbers")
+    lf = prof.get("label_free")
+    if lf is not None:
+        if not isinstance(lf, dict):
+            raise bad("label_free", "must be an object or null")
+        for k in ("mean_confidence", "label_entropy", "atc", "doc"):
+            if not _number(lf.get(k)):
+                raise bad(f"label_free.{k}", f"must be a finite number, got {lf.get(k)!r}")
+    by_src = prof.get("label_free_by_source")
+    if by_src is not None:
+        if not isinstance(by_src, dict):
+            raise bad("label_free_by_source", "must be an object or null")
+        for src, st in by_src.items():
+            if not isinstance(st, dict) or not _number(st.get("label_entropy")):
+                raise bad(f"label_free_by_source.{src}.label_entropy", "must be a finite number")
+    return prof
+
+
+def check_profiles(root: str | Path | None) -> int:
+    """Read and check every profile under ``root`` (``root/<model>/*.json``) now, so that a
+    bad ``--profiles DIR`` fails at load time; returns how many profiles were read."""
+    if root in (None, NO_PROFILES) or not Path(root).is_dir():
+        return 0
+    return sum(len({id(v) for v in _profiles_for(Path(root), d.name).values()})
+               for d in sorted(Path(root).iterdir()) if d.is_dir())
+
+
 def _profiles_for(root: Path, model: str) -> dict[str, dict]:
     """{code and ISO 639-3 code: profile} of ``root/model``, re-read when the folder changes."""
     folder = root / model
@@ -264,8 +318,9 @@ def _profiles_for(root: Path, model: str) -> dict[str, dict]:
         try:
             prof = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise ValueError(f"profile {f} is not valid JSON ({exc}); rebuild it with "
-                             "'xlt-measure profile'") from None
+            raise ProfileError(f"profile {f} is not valid JSON ({exc}); rebuild it with "
+                               "'xlt-measure profile'") from None
+        check_profile(prof, f)
         for code in (prof.get("language"), prof.get("iso639_3")):
             if code:
                 table.setdefault(str(code), prof)

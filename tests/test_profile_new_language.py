@@ -134,3 +134,29 @@ def test_a_schema_1_profile_with_pairs_is_not_read_as_a_collapsed_probe(tmp_path
         "me5-small", "probe", CONFIG, "eu")
     assert "per-source probe" in b["reason"] and "per-source probe" not in (a["reason"] or "")
     assert abs(a["prediction"] - b["prediction"]) < 5
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda p: p.update(label_free_by_source={"en": {}}), "label_free_by_source.en"),
+    (lambda p: p["label_free"].update(atc="high"), "label_free.atc"),
+    (lambda p: p.update(centroid_distance={"en": None}), "centroid_distance"),
+    (lambda p: p["tokenizer"].update(fertility=float("nan")), "tokenizer.fertility"),
+    (lambda p: p.update(tokenizer=[1, 2]), "tokenizer"),
+])
+def test_a_tampered_profile_fails_at_load_naming_file_and_field(tmp_path: Path, capsys,
+                                                               edit, field) -> None:
+    prof = json.loads((SHIPPED / "profiles" / "me5-small" / "sw.json").read_text("utf-8"))
+    prof.update({"language": "eu", "iso639_3": "eus", "name": "Basque"})
+    edit(prof)
+    d = tmp_path / "profiles" / "me5-small"
+    d.mkdir(parents=True)
+    (d / "eu.json").write_text(json.dumps(prof), encoding="utf-8")
+    for cmd in (["query", "--model", "me5-small", "--train-config", "en:2490", "--target", "eu"],
+                ["batch", "--input", str(tmp_path / "none.jsonl"), "--output",
+                 str(tmp_path / "out.jsonl")]):
+        (tmp_path / "none.jsonl").write_text("", encoding="utf-8")
+        rc = predict_main([cmd[0], "--predictor", str(SHIPPED / "predictor"), "--profiles",
+                           str(tmp_path / "profiles"), *cmd[1:]])
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert "eu.json" in err and field in err and "Traceback" not in err
