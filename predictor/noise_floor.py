@@ -38,6 +38,8 @@ import pandas as pd
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
+from predictor.validation import K_BANDS, dedupe, per_target_mae
+
 ALPHAS = np.logspace(-2, 4, 13)
 LOCO_MAX_CONFIGS = 60      # more configurations: 10 grouped outer folds instead of one per config
 INNER_FOLDS = 5
@@ -54,6 +56,8 @@ def grouped_ridge(X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Ridge:
                               for a, b in folds]))
     best = min(ALPHAS, key=cv_err)
     return Ridge(alpha=best).fit(X, y)
+
+
 DESIGN = ["origin", "model", "method", "target_dataset"]
 
 
@@ -69,17 +73,13 @@ def config_features(frame: pd.DataFrame, languages: Sequence[str]) -> np.ndarray
     return np.column_stack([np.asarray(c, float) for c in cols])
 
 
-def _tw_mae(err: np.ndarray, targets: np.ndarray) -> float:
-    return float(pd.Series(np.abs(err)).groupby(targets).mean().mean())
-
-
 def design_floor(frame: pd.DataFrame) -> dict[str, float]:
     """The figures of the module docstring for the rows of one design."""
     f = frame.reset_index(drop=True)
     y = f["score"].to_numpy(float)
     targets = f["target"].astype(str).to_numpy()
     configs = f["config_id"].astype(str).to_numpy()
-    # one score per (config, target): seeds averaged, so the run effect is not seed noise
+    # seed sd: the spread between the runs of one (config, target) cell
     cell = f.groupby(["config_id", "target"])["score"]
     seed_sd = float(np.sqrt(cell.var(ddof=1).dropna().mean())) if (cell.size() > 1).any() \
         else float("nan")
@@ -104,8 +104,8 @@ def design_floor(frame: pd.DataFrame) -> dict[str, float]:
         base[te] = mu_te
         ridge[te] = mu_te + model.predict(X[te])
     ok = ~np.isnan(base)
-    mae_mean = _tw_mae(y[ok] - base[ok], targets[ok])
-    mae_ridge = _tw_mae(y[ok] - ridge[ok], targets[ok])
+    mae_mean = float(per_target_mae(y[ok], base[ok], targets[ok]).mean())
+    mae_ridge = float(per_target_mae(y[ok], ridge[ok], targets[ok]).mean())
     return {"targets": int(len(np.unique(targets))), "configs": int(len(np.unique(configs))),
             "rows": int(len(f)), "within_target_sd": float(np.std(resid, ddof=1)),
             "run_effect_sd": float(run_effect.std(ddof=1)), "seed_sd": seed_sd,
@@ -123,9 +123,6 @@ def noise_floor(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         rows.append({"design": ":".join(map(str, key)), **design_floor(g)})
     return pd.DataFrame(rows)
-
-
-K_BANDS = ((1, 1, "1"), (2, 2, "2"), (3, 4, "3-4"), (5, 8, "5-8"), (9, 10**6, "9+"))
 
 
 def within_set_spread(frame: pd.DataFrame) -> pd.DataFrame:
@@ -180,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, DataValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from predictor.validation import dedupe
     frame, dropped = dedupe(frame)
     print(f"{len(frame)} rows ({dropped} exact duplicates dropped)", file=sys.stderr)
     if args.within_sets:
