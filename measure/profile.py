@@ -232,7 +232,11 @@ class Reference:
     src_scalars: np.ndarray | None = None     # len(src_languages) x 3: threshold, acc, conf
 
     def probabilities(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        return _softmax(pair_features(u, v).astype(np.float64) @ self.coef.T + self.intercept)
+        return self.probabilities_of(pair_features(u, v).astype(np.float64))
+
+    def probabilities_of(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities of pair features ``X`` (computed once for many probes)."""
+        return _softmax(X @ self.coef.T + self.intercept)
 
     def source_probe(self, i: int) -> "Reference":
         """The probe trained on ``src_languages[i]`` as a centroid-less Reference (so
@@ -380,7 +384,7 @@ def label_free_by_source(ref: Reference, u: np.ndarray, v: np.ndarray
     out = {}
     for i, src in enumerate(ref.src_languages):
         probe = ref.source_probe(i)
-        lf = label_free(probe, _softmax(X @ probe.coef.T + probe.intercept))
+        lf = label_free(probe, probe.probabilities_of(X))
         out[src] = {k: lf[k] for k in SOURCE_STATS}
     return out
 

@@ -201,23 +201,20 @@ class Predictor:
             reasons[i] += tcache[key]
         return ["; ".join(r) for r in reasons]
 
-    def _point(self, X: np.ndarray, meta: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(point prediction, measured-target mask): each design's own models."""
+    def _point(self, X: np.ndarray, meta: pd.DataFrame, seen: np.ndarray) -> np.ndarray:
+        """Point predictions, each design's own models: the measured-target model for the
+        ``seen`` rows (:meth:`_measured`), the unseen-target model for the others."""
         point = np.full(len(meta), np.nan)
-        seen = np.zeros(len(meta), bool)
         mm = meta["mm"].astype(str).to_numpy()
         for m in np.unique(mm):
             sel = mm == m
             if m not in self.unseen:
                 raise PredictionInputError(f"no model for {m}")
-            sub = meta[sel].reset_index(drop=True)
-            point[sel] = self.unseen[m].predict(X[sel], sub)
-            s_mask = self.seen[m].is_seen(sub) if m in self.seen else np.zeros(len(sub), bool)
-            if s_mask.any():
-                idx = np.flatnonzero(sel)[s_mask]
-                point[idx] = self.seen[m].predict(X[idx], sub[s_mask].reset_index(drop=True))
-                seen[idx] = True
-        return point, seen
+            point[sel] = self.unseen[m].predict(X[sel], meta[sel].reset_index(drop=True))
+            idx = np.flatnonzero(sel & seen)
+            if len(idx):
+                point[idx] = self.seen[m].predict(X[idx], meta.iloc[idx].reset_index(drop=True))
+        return point
 
     def _impute_profile(self, rows: pd.DataFrame, X: np.ndarray, names: list[str],
                         meta: pd.DataFrame, hp: np.ndarray | None) -> np.ndarray:
@@ -296,7 +293,7 @@ class Predictor:
                 out[np.flatnonzero(sel)] = self.seen[m].is_seen(meta[sel].reset_index(drop=True))
         return out
 
-    def _transform(self, rows: pd.DataFrame, meta: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    def _transform(self, rows: pd.DataFrame, seen: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """Features of ``rows``; with a user's ``--profiles`` directory, a target it has no
         profile for reads the predictor's own profiles (an absent language keeps its class
         imputation: the directory adds profiles, it does not remove the shipped ones), and
@@ -307,7 +304,7 @@ class Predictor:
         X = self.features.transform(rows)
         names = list(self.features.get_feature_names_out())
         if self.base_features is not None and "has_profile" in names:
-            miss = np.flatnonzero((X[:, names.index("has_profile")] <= 0) | self._measured(meta))
+            miss = np.flatnonzero((X[:, names.index("has_profile")] <= 0) | seen)
             if len(miss):
                 Xb = self.base_features.transform(rows.iloc[miss].reset_index(drop=True))
                 X = X.copy()
@@ -333,7 +330,8 @@ class Predictor:
         # one OpenMP thread: HistGradientBoosting's threads stall on a busy machine, and
         # prediction batches are small
         with threadpool_limits(limits=1):
-            X, names = self._transform(rows, meta)
+            seen = self._measured(meta)
+            X, names = self._transform(rows, seen)
             hp = X[:, names.index("has_profile")] > 0 if "has_profile" in names else None
             # a profile with per-source estimates, but not for every supervised language
             stand_in = ((X[:, names.index("prof_src_unknown")] > 0)
@@ -341,7 +339,7 @@ class Predictor:
                         if {"prof_src_unknown", "has_label_free"} <= set(names)
                         else np.zeros(len(X), bool))
             X, imputed_lf = self._impute_profile(rows, X, names, meta, hp)
-            point, seen = self._point(X, meta)
+            point = self._point(X, meta, seen)
         basis = np.where(seen, "measured-target", "unseen-target")
         calib = self.card["intervals"]
         half, group = np.empty(len(rows)), []
@@ -354,17 +352,14 @@ class Predictor:
             half[i], g = cache[(b, mm, pcl)]
             group.append(f"{b}:{g}")
         reason = self._support(rows, meta, seen, hp)
-        for i in np.flatnonzero(stand_in):
-            reason[i] = "; ".join(r for r in (
-                reason[i], "a source language has no per-source probe in the target's "
-                "profile (only the 15 XNLI languages have one, and profiles made before "
-                "schema 2 have none): the English probe's label entropy stands in for it")
-                if r)
-        for i in np.flatnonzero(imputed_lf & ~seen):
-            reason[i] = "; ".join(r for r in (
-                reason[i], "the target's profile has no label-free estimates (made without "
-                "--pairs; every training target's has them): its pretraining class's mean is "
-                "used for them") if r)
+        _add_reason(reason, stand_in,
+                    "a source language has no per-source probe in the target's profile (only "
+                    "the 15 XNLI languages have one, and profiles made before schema 2 have "
+                    "none): the English probe's label entropy stands in for it")
+        _add_reason(reason, imputed_lf & ~seen,
+                    "the target's profile has no label-free estimates (made without --pairs; "
+                    "every training target's has them): its pretraining class's mean is used "
+                    "for them")
         oos = np.array([bool(r) for r in reason])
         # outside the support a linear model extrapolates without limit (XLM-R on Yoruba,
         # absent from pretraining while every SumEval target is present, went below 0):
@@ -599,14 +594,20 @@ def default_predictor_dir() -> Path:
         raise FileNotFoundError(str(exc)) from None
 
 
+def _add_reason(reason: list[str], rows: np.ndarray, text: str) -> None:
+    """Append ``text`` to the out-of-support reason of each row where ``rows`` is true."""
+    for i in np.flatnonzero(rows):
+        reason[i] = f"{reason[i]}; {text}" if reason[i] else text
+
+
 def load_predictor(path: str | Path | None = None, profiles: str | Path | None = None
                    ) -> Predictor:
     """Load a fitted predictor directory (checksum and type allow-list verified); None means
     the default models directory's ``predictor/``. ``profiles``: a directory of language
     profiles (``xlt-measure profile --profiles DIR``) read before the ``profiles/`` beside
     the predictor (a language without a profile in it keeps the shipped one, and the peers an
-    unprofiled target is imputed from are always the shipped ones). Why beside it: a models directory is one unit (predictor, profiles,
-    tables), so the same predictor gives the same answer in the app, the CLI and a test,
+    unprofiled target is imputed from are always the shipped ones). Why beside it: a models
+    directory is one unit (predictor, profiles, tables), so the same predictor gives the same answer in the app, the CLI and a test,
     whatever the working directory; a models directory without ``profiles/`` uses none."""
     if path is None:
         path = default_predictor_dir()

@@ -505,9 +505,9 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
             if lf:
                 # a source without its own probe (not one of the reference languages, or a
                 # schema-1 profile made before per-source probes): the reference (English)
-                # probe's entropy stands in for it. Why not 0: every
-                # training row has all its sources' probes, and 0 bits reads as "the probe
-                # collapses onto one label", the strongest sign of failed transfer
+                # probe's entropy stands in for it. Why not 0: every training row has all its
+                # sources' probes, and 0 bits reads as "the probe collapses onto one label",
+                # the strongest sign of failed transfer
                 e = np.where(np.isnan(e), float(lf["label_entropy"]), e)
                 known_e = member
             has_e = known_e.any(axis=1)
