@@ -171,9 +171,36 @@ def resolve_target(code: str) -> Language:
     known = lang2vec_languages()
     iso3 = two_to_three.get(code, code) if len(code) == 2 else code
     if iso3 in known:
-        return Language(code=code, iso639_3=iso3, name=names.get(iso3, iso3), script=None,
-                        in_uriel=True, cc100_bytes=None, in_cc100="unknown", in_registry=False)
+        return Language(code=code, iso639_3=iso3, name=names.get(iso3, iso3),
+                        script=likely_script(iso3), in_uriel=True, cc100_bytes=None,
+                        in_cc100="unknown", in_registry=False)
     raise UnknownLanguageError(_unknown_message(code, list(table.index) + sorted(known)))
+
+
+@lru_cache(maxsize=4096)
+def likely_script(code: str) -> str | None:
+    """ISO 15924 script a language is usually written in (CLDR likely subtags), else None.
+
+    Why: the curated registry knows the script of its ~110 languages; any other target
+    used to have script *unknown*, so Zulu, Guarani or Maltese (Latin script, absent from
+    XLM-R's corpus) were flagged "whether the corpus covers its script is unknown" and got
+    no script features. CLDR's likely-subtags table (via ``langcodes``, offline) covers
+    ~1,900 languages; an individual language missing from it borrows its macrolanguage's
+    entry (Ayacucho Quechua ``quy`` -> ``qu`` -> Latn). A code CLDR does not list stays
+    None: its "und" default (Latin) would be a guess, not knowledge.
+    """
+    import langcodes
+    from langcodes.data_dicts import LIKELY_SUBTAGS, MACROLANGUAGES
+    try:
+        lang = langcodes.standardize_tag(code, macro=True).split("-")[0]
+    except (ValueError, langcodes.tag_parser.LanguageTagError):
+        return None
+    for key in (lang, MACROLANGUAGES.get(lang)):
+        tag = LIKELY_SUBTAGS.get(key) if key else None
+        if tag:
+            parts = tag.split("-")
+            return parts[1] if len(parts) > 1 and len(parts[1]) == 4 else None
+    return None
 
 
 def _unknown_message(code: object, candidates: list[str]) -> str:

@@ -66,3 +66,18 @@ def test_registry_covers_published_and_datasets() -> None:
 def test_search_by_name() -> None:
     names = [lang.name for lang in search_languages("Swahili")]
     assert "Swahili" in names
+
+
+@pytest.mark.parametrize("code,script", [("zu", "Latn"), ("quy", "Latn"), ("mt", "Latn"),
+                                         ("ti", "Ethi"), ("ckb", "Arab")])
+def test_languages_outside_the_registry_get_their_cldr_script(code: str, script: str) -> None:
+    from measure.languages import likely_script, resolve_target
+    assert likely_script(code) == script
+    lang = resolve_target(code)
+    assert not lang.in_registry and lang.script == script
+
+
+@pytest.mark.parametrize("code", ["nhi", "tlh", "zzz", ""])
+def test_a_script_cldr_does_not_list_stays_unknown(code: str) -> None:
+    from measure.languages import likely_script
+    assert likely_script(code) is None
