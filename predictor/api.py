@@ -180,8 +180,7 @@ class Predictor:
                 cov = coverage(str(model), str(tgt))
                 if pcl not in s.get("pclasses", [pcl]):
                     why.append(f"no training target of this model is {pcl} from pretraining "
-                               f"(trained on: {', '.join(s.get('pclasses', []))}); the "
-                               "prediction is kept within the measured targets' range")
+                               f"(trained on: {', '.join(s.get('pclasses', []))})")
                 if pcl == "unknown":
                     why.append(f"pretraining coverage unknown ({cov.reason})")
                 sip = script_in_pretraining(str(model), cov.script)
@@ -311,6 +310,61 @@ class Predictor:
                 X[miss] = Xb
         return X, names
 
+    def _class_transfers(self) -> tuple[dict[str, Any], dict[str, float | None],
+                                        dict[str, list[str]]]:
+        """(transfers by pretraining class, present level by design, classes by design),
+        from the measured-target memory of every design (:mod:`predictor.class_transfer`)."""
+        if getattr(self, "_transfers", None) is None:
+            from predictor.class_transfer import design_levels, fit_transfers, present_level
+            from predictor.models import pretraining_class
+            designs = {}
+            for mm, m in self.seen.items():
+                model = mm.split("|")[0]
+                table = next((t for keys, t in m.means_.tables_
+                              if tuple(keys) == ("mm", "target")), {})
+                means = {k[len(mm) + 1:]: float(v) for k, v in table.items()
+                         if k.startswith(f"{mm}|")}
+                designs[mm] = design_levels(
+                    means, lambda t, model=model: pretraining_class(t, model))
+            self._transfers = (fit_transfers(designs),
+                               {mm: present_level(lv) for mm, lv in designs.items()},
+                               {mm: sorted(lv) for mm, lv in designs.items()})
+        return self._transfers
+
+    def _borrow_class(self, meta: pd.DataFrame, seen: np.ndarray, point: np.ndarray,
+                      half: np.ndarray, reason: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Unmeasured targets of a pretraining class the design never measured.
+
+        An absent target of a design trained on present targets only (XLM-R, T-ULRv6 on
+        SumEval) is predicted from the class's position between chance and the design's
+        present level, borrowed from designs that measured both classes, and its interval
+        spans the donors' range. A target of unknown coverage keeps its (present-like,
+        range-limited) point, but its interval reaches down to what an absent target would
+        get: unknown coverage means either. Changes ``point`` and ``reason`` in place;
+        returns (lower floor, upper ceiling) for the bounds (+inf / -inf where none applies).
+        """
+        floor, ceil = np.full(len(meta), np.inf), np.full(len(meta), -np.inf)
+        transfers, level_of, classes_of = self._class_transfers()
+        if not transfers:
+            return floor, ceil
+        mm_all, pcl_all = meta["mm"].astype(str).to_numpy(), meta["pclass"].astype(str).to_numpy()
+        for i in np.flatnonzero(~seen):
+            mm, pcl = mm_all[i], pcl_all[i]
+            level = level_of.get(mm)
+            if level is None or pcl in classes_of.get(mm, [pcl]):
+                continue
+            row = np.arange(len(meta)) == i
+            tr = transfers.get(pcl)
+            if tr is not None:
+                point[i] = tr.point(level)
+                floor[i], ceil[i] = tr.bounds(level)
+                _add_reason(reason, row, f"predicted as {pcl} from pretraining: {tr.describe()}")
+            elif pcl == "unknown" and "absent" in transfers:
+                floor[i] = transfers["absent"].bounds(level)[0]
+                _add_reason(reason, row, "the prediction assumes the target is in pretraining; "
+                            "the lower bound is what an absent target would get")
+        return floor, ceil
+
     def _target_range(self, mm: str) -> tuple[float, float] | None:
         """(lowest, highest) mean score of the design's measured targets."""
         m = self.seen.get(str(mm))
@@ -374,7 +428,10 @@ class Predictor:
                       for mm in set(meta["mm"][oos])}
             half[oos] = [max(half[i], widest[meta["mm"].iloc[i]]) * intervals.OUT_OF_SUPPORT_WIDEN
                          for i in np.flatnonzero(oos)]
+        floor, ceil = self._borrow_class(meta, seen, point, half, reason)
         pred, lo, hi = intervals.intervals(point, half)
+        lo = np.clip(np.minimum(lo, floor), intervals.SCORE_MIN, intervals.SCORE_MAX)
+        hi = np.clip(np.maximum(hi, ceil), intervals.SCORE_MIN, intervals.SCORE_MAX)
         return pd.DataFrame({"prediction": pred, "lower": lo, "upper": hi, "basis": basis,
                              "out_of_support": oos, "reason": reason,
                              "interval_group": group, "pretraining": meta["pclass"].to_numpy(),
