@@ -30,6 +30,7 @@ from threadpoolctl import threadpool_limits
 from measure.languages import UnknownLanguageError
 from measure.paths import MODELS, DefaultPathNotFound, resolve_default
 from predictor import intervals, persist
+from predictor.class_transfer import CHANCE
 from predictor.dataset import DataValidationError, canonical_config, lookup_language
 from predictor.features import NO_PROFILES, as_rows, check_profiles, use_profiles
 
@@ -365,6 +366,51 @@ class Predictor:
                             "the lower bound is what an absent target would get")
         return floor, ceil
 
+    def _unsupported_sources(self, rows: pd.DataFrame, meta: pd.DataFrame) -> dict[int, str]:
+        """{row: reason} for rows with a source language of a pretraining class that no
+        training row's sources had (every shipped design was trained on the 15 XNLI
+        languages, all present in pretraining; a probe on Quechua text the encoder never
+        saw is a different situation, which the learners know nothing about)."""
+        from predictor.models import pretraining_class
+        if getattr(self, "_source_classes", None) is None:
+            self._source_classes = {}
+            for mm, m in self.seen.items():
+                model = mm.split("|")[0]
+                srcs = {k.rsplit("|", 1)[-1] for k in m.pairs_}
+                self._source_classes[mm] = {pretraining_class(x, model) for x in srcs}
+        out: dict[int, str] = {}
+        cache: dict[tuple[str, str], str] = {}
+        for i, (tc, mm, model) in enumerate(zip(rows["train_config"].tolist(),
+                                                meta["mm"].astype(str).tolist(),
+                                                rows["model"].astype(str).tolist())):
+            known = self._source_classes.get(mm)
+            if not known:
+                continue
+            odd = []
+            for lang, n in tc.items():
+                if n > 0:
+                    if (lang, model) not in cache:
+                        cache[(lang, model)] = pretraining_class(lang, model)
+                    if cache[(lang, model)] not in known:
+                        odd.append(f"{lang} ({cache[(lang, model)]})")
+            if odd:
+                out[i] = (f"source language {', '.join(odd)} from pretraining, while every "
+                          f"training row's sources were {'/'.join(sorted(known))}: the "
+                          "learners cannot tell what that costs, so the lower bound reaches "
+                          "chance")
+        return out
+
+    def _below_size_range(self, rows: pd.DataFrame, meta: pd.DataFrame) -> np.ndarray:
+        """Rows whose every source language has fewer examples than the design's smallest
+        per-language training size (the learners are flat below it, e.g. 50 English
+        examples were predicted like 166)."""
+        sup = self.card.get("support", {})
+        lo = np.array([sup.get(m, {}).get("n_per_language", [0, 0])[0]
+                       for m in meta["mm"].astype(str).tolist()], float)
+        top = np.array([max([v for v in tc.values() if v > 0], default=0)
+                        for tc in rows["train_config"].tolist()], float)
+        return top < lo
+
     def _target_range(self, mm: str) -> tuple[float, float] | None:
         """(lowest, highest) mean score of the design's measured targets."""
         m = self.seen.get(str(mm))
@@ -429,11 +475,20 @@ class Predictor:
             half[oos] = [max(half[i], widest[meta["mm"].iloc[i]]) * intervals.OUT_OF_SUPPORT_WIDEN
                          for i in np.flatnonzero(oos)]
         floor, ceil = self._borrow_class(meta, seen, point, half, reason)
+        absent_src = self._unsupported_sources(rows, meta)
+        for i, why in absent_src.items():
+            floor[i] = min(floor[i], CHANCE)
+            _add_reason(reason, np.arange(len(rows)) == i, why)
+        few = self._below_size_range(rows, meta)
+        floor[few] = np.minimum(floor[few], CHANCE)
+        _add_reason(reason, few, "every supervised language has fewer examples than any "
+                    "training row: the learning curve below that was not measured, so the "
+                    "lower bound reaches chance")
         pred, lo, hi = intervals.intervals(point, half)
         lo = np.clip(np.minimum(lo, floor), intervals.SCORE_MIN, intervals.SCORE_MAX)
         hi = np.clip(np.maximum(hi, ceil), intervals.SCORE_MIN, intervals.SCORE_MAX)
         return pd.DataFrame({"prediction": pred, "lower": lo, "upper": hi, "basis": basis,
-                             "out_of_support": oos, "reason": reason,
+                             "out_of_support": np.array([bool(r) for r in reason]), "reason": reason,
                              "interval_group": group, "pretraining": meta["pclass"].to_numpy(),
                              "profile": hp if hp is not None else np.zeros(len(rows), bool)})
 

@@ -93,3 +93,28 @@ def test_a_design_that_measured_the_class_keeps_its_own_model(shipped) -> None:
     out = shipped.predict([{"model": "me5-small", "train_config": {"en": 2490},
                             "target": "quy"}])
     assert "borrowed" not in out.iloc[0]["reason"]
+
+
+def test_fewer_examples_than_any_training_row_reaches_chance(shipped) -> None:
+    """Learners are flat below the smallest training size: 50 English examples were
+    predicted like 166, with a lower bound far above what a probe on 50 examples gets."""
+    lo_n = shipped.card["support"]["me5-small|probe"]["n_per_language"][0]
+    out = shipped.predict([{"model": "me5-small", "train_config": {"en": n}, "target": "de"}
+                           for n in (lo_n // 4, lo_n)])
+    assert out.iloc[0]["lower"] <= CHANCE < out.iloc[0]["prediction"]
+    assert "lower bound reaches chance" in out.iloc[0]["reason"]
+    assert out.iloc[1]["lower"] > CHANCE and "chance" not in out.iloc[1]["reason"]
+
+
+def test_a_source_absent_from_pretraining_reaches_chance(shipped) -> None:
+    out = shipped.predict([{"model": "me5-small", "train_config": c, "target": "en"}
+                           for c in ({"quy": 1000}, {"de": 1000})])
+    assert out.iloc[0]["lower"] <= CHANCE and out.iloc[0]["out_of_support"]
+    assert "source language quy (absent)" in out.iloc[0]["reason"]
+    assert out.iloc[1]["lower"] > CHANCE and "absent" not in out.iloc[1]["reason"]
+
+
+def test_every_row_with_a_reason_is_flagged(shipped) -> None:
+    out = shipped.predict([{"model": "me5-small", "train_config": {"en": 2490, "yo": 2490},
+                            "target": "de"}])
+    assert out.iloc[0]["reason"] and bool(out.iloc[0]["out_of_support"])
