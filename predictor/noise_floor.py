@@ -24,6 +24,7 @@ directly, before any predictor is involved:
 Targets are weighted equally (mean over targets of the per-target MAE).
 
     python -m predictor.noise_floor [--measurements models/measurements/me5-small-probe.parquet]
+    python -m predictor.noise_floor --unseen-targets      # SumEval's per-target errors
 """
 
 from __future__ import annotations
@@ -158,6 +159,50 @@ def format_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def unseen_target_scatter(frame: pd.DataFrame, *, seed: int = 0) -> tuple[pd.DataFrame,
+                                                                           pd.DataFrame]:
+    """Per target and per design: the nested leave-one-target-out predictor against the
+    best baseline, and what a CI clear of 0 would need.
+
+    Why: with T targets the target-bootstrap CI of the MAE difference is about
+    +-1.96 * sd(per-target differences) / sqrt(T) wide, so at the observed scatter the
+    improvement must exceed that half-width, whatever the point estimate. Returns
+    (per-target table, per-design summary). ``frame`` as for :func:`noise_floor`; the
+    inner CV is the default (4 target-grouped folds above 25 targets, else leave one out).
+    """
+    from predictor import validation
+    from predictor.validation import bootstrap_diff, nested_cv, per_target_mae, prepare
+    old = validation.INNER_LOGO_MAX
+    validation.INNER_LOGO_MAX = max(old, 25)
+    try:
+        d, _ = prepare(frame)
+        res = nested_cv(d, "unseen_target", seed=seed)
+    finally:
+        validation.INNER_LOGO_MAX = old
+    y = d["score"].to_numpy(float)
+    rows, summary = [], []
+    for design in sorted(d["mm"].astype(str).unique()):
+        sel = (d["mm"].astype(str) == design).to_numpy()
+        tg = d["target_iso3"].astype(str).to_numpy()[sel]
+        model = per_target_mae(y[sel], res.oof["model"][sel], tg)
+        bases = {b: per_target_mae(y[sel], res.oof[b][sel], tg)
+                 for b in ("mm_mean", "mm_class_mean")}
+        best = min(bases, key=lambda b: bases[b].mean())
+        bias = pd.Series(y[sel] - res.oof["model"][sel]).groupby(tg).mean()
+        diff = model - bases[best]
+        for t in model.index:
+            rows.append({"design": design, "target": t, "mae": model[t],
+                         "baseline": bases[best][t], "diff": diff[t], "bias": bias[t]})
+        _, lo, hi = bootstrap_diff(model.to_numpy(), bases[best].to_numpy(), seed=seed)
+        half = 1.96 * float(diff.std(ddof=1)) / np.sqrt(len(diff))
+        summary.append({"design": design, "targets": len(diff), "mae": float(model.mean()),
+                        "baseline": best, "baseline_mae": float(bases[best].mean()),
+                        "diff": float(diff.mean()), "ci": (lo, hi),
+                        "sd_diff": float(diff.std(ddof=1)),
+                        "needed": half / float(bases[best].mean())})
+    return pd.DataFrame(rows), pd.DataFrame(summary)
+
+
 def main(argv: list[str] | None = None) -> int:
     from predictor.dataset import DataValidationError, build_dataset
 
@@ -171,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="directory holding sumeval2022/ (default: the shared data rule)")
     p.add_argument("--within-sets", action="store_true",
                    help="instead: how much the members of each fixed-k ranking set differ")
+    p.add_argument("--unseen-targets", action="store_true",
+                   help="instead: per-target errors of the nested leave-one-target-out "
+                        "predictor against the best baseline, and the improvement a CI "
+                        "clear of 0 needs at that scatter (a few minutes with own data)")
     args = p.parse_args(argv)
     try:
         frame = build_dataset(args.measurements, published_dir=args.published_dir)
@@ -185,6 +234,20 @@ def main(argv: list[str] | None = None) -> int:
         for r in t.to_dict("records"):
             print(f"| {r['design']} | {r['k']} | {r['sets']} | {r['members_per_set']:.1f} | "
                   f"{r['sd_within_set']:.2f} |")
+        return 0
+    if args.unseen_targets:
+        per_target, summary = unseen_target_scatter(frame)
+        print("| design | target | predictor MAE | best baseline MAE | difference | mean "
+              "error (measured - predicted) |\n|---|---|---|---|---|---|")
+        for r in per_target.sort_values(["design", "diff"]).to_dict("records"):
+            print(f"| {r['design']} | {r['target']} | {r['mae']:.2f} | {r['baseline']:.2f} | "
+                  f"{r['diff']:+.2f} | {r['bias']:+.2f} |")
+        print("\n| design | targets | predictor | best baseline | difference [95% CI] | sd of "
+              "per-target differences | needed for a CI clear of 0 |\n|---|---|---|---|---|---|---|")
+        for r in summary.to_dict("records"):
+            print(f"| {r['design']} | {r['targets']} | {r['mae']:.2f} | {r['baseline_mae']:.2f} "
+                  f"({r['baseline']}) | {r['diff']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}] "
+                  f"| {r['sd_diff']:.2f} | {100 * r['needed']:.0f}% below the baseline |")
         return 0
     print(format_table(noise_floor(frame)))
     return 0

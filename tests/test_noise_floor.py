@@ -1,6 +1,7 @@
 """predictor.noise_floor: configuration features explain what they should, and nothing more."""
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from predictor.dataset import config_id
@@ -60,3 +61,21 @@ def test_within_set_spread_per_k_band():
     t = within_set_spread(f).set_index("k")
     assert t.loc["1", "sd_within_set"] == 10.0 and t.loc["5-8", "sd_within_set"] == 0.5
     assert t.loc["1", "sets"] == 2 and t.loc["1", "members_per_set"] == 3
+
+
+def test_unseen_target_scatter_reports_every_target_and_the_needed_gain(published_dir):
+    from predictor.dataset import load_sumeval
+    from predictor.noise_floor import unseen_target_scatter
+    s = load_sumeval(published_dir)
+    keep = ["en", "de", "fr", "sw", "ur", "zh"]
+    frame = s[(s["model"] == "xlmr") & s["target"].isin(keep)].reset_index(drop=True)
+    per_target, summary = unseen_target_scatter(frame)
+    assert len(per_target) == len(keep) and len(summary) == 1
+    r = summary.iloc[0]
+    assert r["targets"] == len(keep)
+    assert r["mae"] == pytest.approx(per_target["mae"].mean())
+    assert r["diff"] == pytest.approx(per_target["diff"].mean())
+    assert r["ci"][0] <= r["diff"] <= r["ci"][1]
+    # the half-width of a normal CI over targets, relative to the baseline's MAE
+    half = 1.96 * per_target["diff"].std(ddof=1) / np.sqrt(len(keep))
+    assert r["needed"] == pytest.approx(half / r["baseline_mae"])
