@@ -159,6 +159,46 @@ def format_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def seed_reliability(frame: pd.DataFrame) -> pd.DataFrame:
+    """Test-retest reliability of the rankings: within each (design, target, k) set of
+    source sets measured with several seeds (the fixed-budget regime), the Spearman
+    correlation between two seeds' scores of the same members, averaged over seed pairs
+    and sets, per k band; and the Spearman-Brown value for the mean of the seeds.
+
+    Why: a predictor's rank correlation with the measured scores cannot systematically
+    exceed the measured scores' correlation with themselves. When two runs of the same
+    source sets rank them with rho 0.04, a ranking goal at that k tests seed noise.
+    """
+    from itertools import combinations
+
+    from scipy.stats import spearmanr
+    f = frame[frame["zero_shot"].astype(bool)]
+    keys = DESIGN + [c for c in ("pool", "regime") if c in f.columns]
+    rows = []
+    for key, g in f.groupby(keys, sort=True):
+        per_set = []
+        for (target, k), s in g.groupby(["target", "k"]):
+            p = s.pivot_table(index="config_id", columns="seed", values="score")
+            if p.shape[0] < 4 or p.shape[1] < 2:
+                continue
+            rhos = [spearmanr(p[a], p[b]).correlation for a, b in combinations(p.columns, 2)]
+            if np.isfinite(rhos).any():
+                per_set.append({"k": int(k), "rho": float(np.nanmean(rhos)),
+                                "seeds": int(p.shape[1]), "members": int(p.shape[0])})
+        if not per_set:
+            continue
+        sets = pd.DataFrame(per_set)
+        for lo, hi, label in K_BANDS:
+            b = sets[(sets["k"] >= lo) & (sets["k"] <= hi)]
+            if len(b):
+                r, n = float(b["rho"].mean()), float(b["seeds"].mean())
+                rows.append({"design": ":".join(map(str, key)), "k": label, "sets": len(b),
+                             "members_per_set": float(b["members"].mean()),
+                             "seed_rho": r, "seeds": n,
+                             "mean_of_seeds_rho": n * r / (1 + (n - 1) * r)})
+    return pd.DataFrame(rows)
+
+
 def unseen_target_scatter(frame: pd.DataFrame, *, seed: int = 0) -> tuple[pd.DataFrame,
                                                                            pd.DataFrame]:
     """Per target and per design: the nested leave-one-target-out predictor against the
@@ -234,6 +274,14 @@ def main(argv: list[str] | None = None) -> int:
         for r in t.to_dict("records"):
             print(f"| {r['design']} | {r['k']} | {r['sets']} | {r['members_per_set']:.1f} | "
                   f"{r['sd_within_set']:.2f} |")
+        rel = seed_reliability(frame)
+        if len(rel):
+            print("\n| design | k | sets with several seeds | members per set | seed-to-seed "
+                  "Spearman | seeds | mean of the seeds (Spearman-Brown) |\n"
+                  "|---|---|---|---|---|---|---|")
+            for r in rel.to_dict("records"):
+                print(f"| {r['design']} | {r['k']} | {r['sets']} | {r['members_per_set']:.1f} "
+                      f"| {r['seed_rho']:.2f} | {r['seeds']:.0f} | {r['mean_of_seeds_rho']:.2f} |")
         return 0
     if args.unseen_targets:
         per_target, summary = unseen_target_scatter(frame)

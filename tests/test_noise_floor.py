@@ -79,3 +79,24 @@ def test_unseen_target_scatter_reports_every_target_and_the_needed_gain(publishe
     # the half-width of a normal CI over targets, relative to the baseline's MAE
     half = 1.96 * per_target["diff"].std(ddof=1) / np.sqrt(len(keep))
     assert r["needed"] == pytest.approx(half / r["baseline_mae"])
+
+
+def test_seed_reliability_is_one_for_repeatable_and_near_zero_for_noise():
+    from predictor.noise_floor import seed_reliability
+    rng = np.random.default_rng(0)
+    rows = []
+    for t in ("de", "fr", "ru"):
+        for j in range(8):
+            true = float(j)
+            for seed in range(3):
+                rows.append({"k": 3, "target": t, "config_id": f"a{j}", "seed": seed,
+                             "score": true})                          # seeds agree
+                rows.append({"k": 9, "target": t, "config_id": f"b{j}", "seed": seed,
+                             "score": rng.normal()})                  # pure noise
+    f = pd.DataFrame(rows).assign(origin="own", model="m", method="probe",
+                                  target_dataset="xnli", regime="fixed_total", zero_shot=True)
+    t = seed_reliability(f).set_index("k")
+    assert t.loc["3-4", "seed_rho"] == pytest.approx(1.0)
+    assert t.loc["3-4", "mean_of_seeds_rho"] == pytest.approx(1.0)
+    assert abs(t.loc["9+", "seed_rho"]) < 0.4 and t.loc["9+", "sets"] == 3
+    assert t.loc["9+", "seeds"] == 3 and t.loc["9+", "members_per_set"] == 8
