@@ -92,8 +92,9 @@ def test_pretraining_size_flags_for_absent_present_and_unlisted_targets() -> Non
 def test_script_shared_and_unknown_script_imputed_with_flag() -> None:
     tf = TransferFeatures().fit(TRAIN)
     f = featurise([row({"en": 1000}, "de"), row({"en": 1000}, "hi"),
-                   row({"en": 10, "ru": 10}, "bg"), row({"en": 1000}, "quy")], tf)
+                   row({"en": 10, "ru": 10}, "bg"), row({"en": 1000}, "shp")], tf)
     assert f.script_shared.tolist()[:3] == [1.0, 0.0, 1.0]       # Latn; Deva vs Latn; Cyrl
+    # Shipibo-Konibo: outside the registry and CLDR's likely scripts, so unknown
     assert f.script_unknown.tolist() == [0, 0, 0, 1]
     # training rows: de<-en shares, sw<-en,hi shares, ur<-de,ru does not, hi<-fr does not
     assert tf.impute_values_["script_shared"] == pytest.approx(0.5)
