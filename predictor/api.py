@@ -153,21 +153,23 @@ class Predictor:
         sup = self.card.get("support", {})
         reasons: list[list[str]] = [[] for _ in range(len(rows))]
         tcache: dict[tuple[str, str, str], list[str]] = {}
+        # the configuration's reasons once per (configuration object, design): recommend
+        # shares a source set's dict between its targets (``tcs`` keeps every object alive,
+        # so ids are stable)
+        ccache: dict[tuple[int, str], list[str]] = {}
+        tcs = rows["train_config"].tolist()
         # plain lists: iterating Arrow-backed columns element by element costs ~1 us a value
         for i, (tc, mm, pcl, iso, tgt, model) in enumerate(zip(
-                rows["train_config"].tolist(), meta["mm"].tolist(), meta["pclass"].tolist(),
+                tcs, meta["mm"].tolist(), meta["pclass"].tolist(),
                 meta["target"].tolist(), rows["target"].tolist(), rows["model"].tolist())):
             s = sup.get(mm)
             if not s:
                 continue
-            k = sum(1 for v in tc.values() if v > 0)
-            if not s["k"][0] <= k <= s["k"][1]:
-                reasons[i].append(f"k = {k} outside the training range {s['k'][0]}-{s['k'][1]}")
-            ns = [v for v in tc.values() if v > 0]
-            lo, hi = s["n_per_language"]
-            if ns and (min(ns) < lo or max(ns) > hi):
-                reasons[i].append(f"examples per language outside the training range "
-                                  f"{lo:,}-{hi:,}")
+            why_cfg = ccache.get((id(tc), mm))
+            if why_cfg is None:
+                why_cfg = ccache[(id(tc), mm)] = self._config_reasons(tc, s)
+            if why_cfg:
+                reasons[i] += why_cfg
             if seen[i]:
                 continue
             if has_profile is not None and s.get("profile_share", 0) >= 0.99 \
@@ -201,6 +203,20 @@ class Predictor:
             reasons[i] += tcache[key]
         return ["; ".join(r) for r in reasons]
 
+    @staticmethod
+    def _config_reasons(tc: Mapping[str, Any], s: Mapping[str, Any]) -> list[str]:
+        """Why a configuration is outside a design's training support (k, examples per
+        language); [] when it is inside."""
+        why = []
+        k = sum(1 for v in tc.values() if v > 0)
+        if not s["k"][0] <= k <= s["k"][1]:
+            why.append(f"k = {k} outside the training range {s['k'][0]}-{s['k'][1]}")
+        ns = [v for v in tc.values() if v > 0]
+        lo, hi = s["n_per_language"]
+        if ns and (min(ns) < lo or max(ns) > hi):
+            why.append(f"examples per language outside the training range {lo:,}-{hi:,}")
+        return why
+
     def _point(self, X: np.ndarray, meta: pd.DataFrame, seen: np.ndarray) -> np.ndarray:
         """Point predictions, each design's own models: the measured-target model for the
         ``seen`` rows (:meth:`_measured`), the unseen-target model for the others."""
@@ -210,10 +226,12 @@ class Predictor:
             sel = mm == m
             if m not in self.unseen:
                 raise PredictionInputError(f"no model for {m}")
-            point[sel] = self.unseen[m].predict(X[sel], meta[sel].reset_index(drop=True))
-            idx = np.flatnonzero(sel & seen)
-            if len(idx):
-                point[idx] = self.seen[m].predict(X[idx], meta.iloc[idx].reset_index(drop=True))
+            # each row through one model only: a measured target's row would be predicted
+            # by the unseen-target model and overwritten (both predict row by row)
+            for idx, model in ((np.flatnonzero(sel & ~seen), self.unseen[m]),
+                               (np.flatnonzero(sel & seen), self.seen.get(m))):
+                if len(idx):
+                    point[idx] = model.predict(X[idx], meta.iloc[idx].reset_index(drop=True))
         return point
 
     def _impute_profile(self, rows: pd.DataFrame, X: np.ndarray, names: list[str],
@@ -342,15 +360,19 @@ class Predictor:
             point = self._point(X, meta, seen)
         basis = np.where(seen, "measured-target", "unseen-target")
         calib = self.card["intervals"]
-        half, group = np.empty(len(rows)), []
-        cache: dict[tuple[str, str, str], tuple[float, str]] = {}
-        for i, (b, mm, pcl) in enumerate(zip(basis.tolist(), meta["mm"].tolist(),
-                                             meta["pclass"].tolist())):
-            if (b, mm, pcl) not in cache:
-                c = calib.get(b) or calib["unseen-target"]
-                cache[(b, mm, pcl)] = intervals.quantile_for(c, mm, pcl)
-            half[i], g = cache[(b, mm, pcl)]
-            group.append(f"{b}:{g}")
+        # one calibration lookup per distinct (basis, design, class), gathered by code
+        mm_list = meta["mm"].tolist()
+        bmp: dict[tuple[str, str, str], int] = {}
+        codes = np.fromiter((bmp.setdefault(key, len(bmp)) for key in zip(
+            basis.tolist(), mm_list, meta["pclass"].tolist())), dtype=np.int64, count=len(rows))
+        halves, groups = [], []
+        for b, mm, pcl in bmp:
+            c = calib.get(b) or calib["unseen-target"]
+            h, g = intervals.quantile_for(c, mm, pcl)
+            halves.append(h)
+            groups.append(f"{b}:{g}")
+        half = np.array(halves, dtype=float)[codes]
+        group = np.array(groups, dtype=object)[codes]
         reason = self._support(rows, meta, seen, hp)
         _add_reason(reason, stand_in,
                     "a source language has no per-source probe in the target's profile (only "
@@ -365,15 +387,18 @@ class Predictor:
         # absent from pretraining while every SumEval target is present, went below 0):
         # unmeasured targets there are kept within the range of the design's measured
         # target means
-        for i in np.flatnonzero(oos & ~seen):
-            lo_hi = self._target_range(meta["mm"].iloc[i])
+        ranges: dict[str, tuple[float, float] | None] = {}
+        for i in np.flatnonzero(oos & ~seen).tolist():
+            if mm_list[i] not in ranges:
+                ranges[mm_list[i]] = self._target_range(mm_list[i])
+            lo_hi = ranges[mm_list[i]]
             if lo_hi is not None:
                 point[i] = min(max(point[i], lo_hi[0]), lo_hi[1])
         if oos.any():
             widest = {mm: intervals.widest_for_model(calib["unseen-target"], mm)
-                      for mm in set(meta["mm"][oos])}
-            half[oos] = [max(half[i], widest[meta["mm"].iloc[i]]) * intervals.OUT_OF_SUPPORT_WIDEN
-                         for i in np.flatnonzero(oos)]
+                      for mm in {mm_list[i] for i in np.flatnonzero(oos).tolist()}}
+            half[oos] = [max(half[i], widest[mm_list[i]]) * intervals.OUT_OF_SUPPORT_WIDEN
+                         for i in np.flatnonzero(oos).tolist()]
         pred, lo, hi = intervals.intervals(point, half)
         return pd.DataFrame({"prediction": pred, "lower": lo, "upper": hi, "basis": basis,
                              "out_of_support": oos, "reason": reason,
@@ -480,9 +505,13 @@ class Predictor:
         if n_per_language < 1:
             raise PredictionInputError(f"n_per_language must be >= 1, got {n_per_language}")
         combos = list(itertools.combinations(pool, k))
-        rows = pd.DataFrame([{"model": model, "method": method,
-                              "train_config": {c: n_per_language for c in combo}, "target": t}
-                             for combo in combos for t in targets])
+        # one configuration dict per source set, shared by its T rows: the featurisation
+        # and the measured-target memory key each configuration once (by object), not per row
+        configs = [{c: n_per_language for c in combo} for combo in combos]
+        n_rows = len(combos) * len(targets)
+        rows = pd.DataFrame({"model": [model] * n_rows, "method": [method] * n_rows,
+                             "train_config": [cfg for cfg in configs for _ in targets],
+                             "target": targets * len(combos)})
         pred = self._predict_valid(rows)
         T = len(targets)
         P = pred["prediction"].to_numpy().reshape(len(combos), T)

@@ -402,6 +402,25 @@ def _config_key(tc: Any) -> tuple[tuple[str, float], ...]:
     return tuple(sorted((str(k), float(v)) for k, v in tc.items() if v and v > 0))
 
 
+def _config_index(tcs: list[Any]) -> tuple[np.ndarray, list[tuple[tuple[str, float], ...]]]:
+    """(index of each row's distinct configuration, the distinct ``_config_key`` tuples in
+    order of first appearance). A configuration object seen before (``recommend`` shares
+    one dict between a source set's targets) is not keyed again: ``tcs`` holds every object
+    until the loop ends, so ``id`` is stable."""
+    cfg_index: dict[tuple, int] = {}
+    by_obj: dict[int, int] = {}
+    c_idx = np.empty(len(tcs), dtype=np.int64)
+    for i, tc in enumerate(tcs):
+        j = by_obj.get(id(tc))
+        if j is None:
+            key = _config_key(tc)
+            if not key:
+                raise ValueError(f"row {i}: train_config has no language with n > 0")
+            j = by_obj[id(tc)] = cfg_index.setdefault(key, len(cfg_index))
+        c_idx[i] = j
+    return c_idx, list(cfg_index)
+
+
 def _nan_safe(a: np.ndarray, fn: str) -> np.ndarray:
     """Row-wise nanmin/nanmean without warnings for all-NaN rows."""
     valid = ~np.isnan(a)
@@ -456,9 +475,15 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         return None if models is None else models / "profiles"
 
     def _profile_features(self, keys: list[tuple[str, str]],
-                          configs: list[dict[str, float]]) -> dict[str, np.ndarray]:
-        """The ``profile`` group for each ((model, target), train_config) of ``keys``/``configs``."""
+                          configs: Sequence[Any], cfg: np.ndarray | None = None
+                          ) -> dict[str, np.ndarray]:
+        """The ``profile`` group for each ((model, target), train_config) of ``keys``/``configs``.
+
+        ``cfg``: row i's configuration is ``configs[cfg[i]]`` (distinct configurations, as
+        mappings or ``_config_key`` tuples); without it, ``configs`` has one per row."""
         n = len(keys)
+        if cfg is None:
+            cfg = np.arange(n)
         out = {c: np.zeros(n) for c in PROFILE_COLUMNS}
         out["prof_centroid_unknown"] = np.ones(n)
         out["prof_src_unknown"] = np.ones(n)
@@ -468,6 +493,11 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         groups: dict[tuple[str, str], list[int]] = {}
         for i, key in enumerate(keys):
             groups.setdefault(key, []).append(i)
+        # every distinct configuration's (membership, weight) row once; a group reads its rows
+        # and the columns of the languages its configurations name (the same matrix as
+        # ``_config_matrix`` of the group's configurations, built once for all groups)
+        member_all, weight_all, codes_all = _config_matrix(
+            [dict(c) if not isinstance(c, Mapping) else c for c in configs])
         for key, rows in groups.items():
             prof, proxy = find_profile(root, *key)
             if prof is None:
@@ -489,7 +519,10 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
                 out["prof_doc"][idx] = float(lf["doc"])
             # the group's configurations as a (rows x languages) membership and weight matrix:
             # one target profile against thousands of source sets (recommend) in array ops
-            member, weight, codes = _config_matrix([configs[i] for i in rows])
+            ci = cfg[idx]
+            used = np.flatnonzero(member_all[ci].any(axis=0))
+            member, weight = member_all[np.ix_(ci, used)], weight_all[np.ix_(ci, used)]
+            codes = [codes_all[j] for j in used.tolist()]
             dist = prof.get("centroid_distance", {})
             d = np.array([float(dist[c]) if c in dist else np.nan for c in codes])
             known_d = member & ~np.isnan(d)
@@ -533,6 +566,17 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
 
     def _raw(self, X: Any) -> pd.DataFrame:
         """Numeric columns with NaN for unknowns (before imputation), one row per input row."""
+        rows = as_rows(X)
+        out, index = self._raw_columns(rows)
+        frame = pd.DataFrame({c: v for c, v in out.items() if not c.startswith("__")},
+                             index=index)
+        frame["__model"] = rows["model"].astype(str).to_numpy() if "model" in rows else ""
+        frame["__method"] = rows["method"].astype(str).to_numpy() if "method" in rows else ""
+        return frame
+
+    def _raw_columns(self, X: Any) -> tuple[dict[str, np.ndarray], pd.Index]:
+        """``_raw`` as ({column: array}, the rows' index); ``transform`` stacks the arrays
+        it needs without a DataFrame in between."""
         from predictor.dataset import lookup_language
 
         rows = as_rows(X)
@@ -541,18 +585,11 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
                 raise ValueError(f"prediction rows need a {col!r} column")
         n = len(rows)
         # unique configurations and targets
-        cfg_index: dict[tuple, int] = {}
-        c_idx = np.empty(n, dtype=np.int64)
-        for i, tc in enumerate(rows["train_config"]):
-            key = _config_key(tc)
-            if not key:
-                raise ValueError(f"row {i}: train_config has no language with n > 0")
-            c_idx[i] = cfg_index.setdefault(key, len(cfg_index))
-        configs = list(cfg_index)
+        c_idx, configs = _config_index(rows["train_config"].tolist())
+        tgt_str = [str(t) for t in rows["target"].tolist()]
         tgt_index: dict[str, int] = {}
-        t_idx = np.empty(n, dtype=np.int64)
-        for i, t in enumerate(rows["target"]):
-            t_idx[i] = tgt_index.setdefault(str(t), len(tgt_index))
+        t_idx = np.fromiter((tgt_index.setdefault(t, len(tgt_index)) for t in tgt_str),
+                            dtype=np.int64, count=n)
         targets = [lookup_language(t) for t in tgt_index]
         src_codes = sorted({lang for key in configs for lang, _ in key})
         src_pos = {c: j for j, c in enumerate(src_codes)}
@@ -611,11 +648,10 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         out["log_target_examples"] = np.log10(1 + tgt_n)
 
         # pretraining coverage of the target, per (model, target): knowledge, never imputed
-        models = rows["model"].astype(str).to_numpy() if "model" in rows else np.full(n, "")
+        model_str = [str(m) for m in rows["model"].tolist()] if "model" in rows else [""] * n
         mt_index: dict[tuple[str, str], int] = {}
-        mt_idx = np.empty(n, dtype=np.int64)
-        for i, (m, t) in enumerate(zip(models.tolist(), rows["target"].astype(str).tolist())):
-            mt_idx[i] = mt_index.setdefault((m, t), len(mt_index))
+        mt_idx = np.fromiter((mt_index.setdefault(mt, len(mt_index))
+                              for mt in zip(model_str, tgt_str)), dtype=np.int64, count=n)
         cov_rows = []
         for m, t in mt_index:
             info = coverage(m, t)
@@ -647,14 +683,14 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         triple = mt_idx * len(configs) + c_idx
         u3, inv3 = np.unique(triple, return_inverse=True)
         mt_keys = list(mt_index)
-        pf = self._profile_features([mt_keys[u // len(configs)] for u in u3],
-                                    [dict(configs[u % len(configs)]) for u in u3])
+        pf = self._profile_features([mt_keys[u] for u in (u3 // len(configs)).tolist()],
+                                    configs, u3 % len(configs))
+        inv3 = inv3.reshape(-1)
         out.update({c: v[inv3] for c, v in pf.items()})
-
-        frame = pd.DataFrame(out, index=rows.index)
-        frame["__model"] = rows["model"].astype(str).to_numpy() if "model" in rows else ""
-        frame["__method"] = rows["method"].astype(str).to_numpy() if "method" in rows else ""
-        return frame
+        out["__model"] = np.array(model_str, dtype=object)
+        out["__method"] = (np.array([str(m) for m in rows["method"].tolist()], dtype=object)
+                           if "method" in rows else np.full(n, "", dtype=object))
+        return out, rows.index
 
     def _selected(self, names: list[str]) -> list[str]:
         if self.include is None:
@@ -701,14 +737,23 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "impute_values_")
-        raw = self._raw(X)
-        for col, value in self.impute_values_.items():
-            raw[col] = raw[col].fillna(value)
-        for m in self.models_:
-            raw[f"model={m}"] = (raw["__model"] == m).astype(float)
-        for m in self.methods_:
-            raw[f"method={m}"] = (raw["__method"] == m).astype(float)
-        return raw[list(self.feature_names_out_)].to_numpy(dtype=float)
+        raw, _ = self._raw_columns(X)
+        n = len(raw["__model"])
+        cols = []
+        for name in self.feature_names_out_:
+            name = str(name)
+            if name in self.impute_values_:
+                v = np.asarray(raw[name], dtype=float)
+                cols.append(np.where(np.isnan(v), float(self.impute_values_[name]), v))
+            elif name.startswith("model=") and name[6:] in self.models_:
+                cols.append((raw["__model"] == name[6:]).astype(float))
+            elif name.startswith("method=") and name[7:] in self.methods_:
+                cols.append((raw["__method"] == name[7:]).astype(float))
+            else:
+                cols.append(np.asarray(raw[name], dtype=float))
+        if not cols:
+            return np.zeros((n, 0))
+        return np.column_stack(cols).astype(float, copy=False)
 
     def transform_frame(self, X: Any) -> pd.DataFrame:
         """``transform`` with column names (for reports and the app)."""

@@ -71,44 +71,68 @@ def pretraining_class(target: str, model: str | None = None) -> str:
 
 
 def row_meta(rows: pd.DataFrame) -> pd.DataFrame:
-    """Keys every model groups by: mm ('model|method'), pclass, target (ISO 639-3)."""
+    """Keys every model groups by: mm ('model|method'), pclass, target (ISO 639-3), config
+    ({ISO 639-3: n}, one dict per row) and cfg_id (rows with equal configurations share it:
+    what :meth:`SeenTargetModel._memory` computes once per configuration)."""
     from predictor.dataset import lookup_language
-    mm = rows["model"].astype(str) + "|" + rows["method"].astype(str)
+    models = rows["model"].astype(str).tolist()
+    mm = [f"{m}|{me}" for m, me in zip(models, rows["method"].astype(str).tolist())]
+    targets = rows["target"].astype(str).tolist()
     if "target_iso3" in rows:
-        iso = rows["target_iso3"].astype(str)
+        iso = rows["target_iso3"].astype(str).tolist()
     else:
-        iso = rows["target"].map(lambda t: lookup_language(str(t)).iso639_3)
+        iso_of: dict[str, str] = {}
+        iso = [iso_of[t] if t in iso_of else iso_of.setdefault(t, lookup_language(t).iso639_3)
+               for t in targets]
     cache: dict[tuple[str, str], str] = {}
     pcl = []
-    for t, m in zip(rows["target"].astype(str).tolist(), rows["model"].astype(str).tolist()):
+    for t, m in zip(targets, models):
         if (t, m) not in cache:
             cache[(t, m)] = pretraining_class(t, m)
         pcl.append(cache[(t, m)])
-    return pd.DataFrame({"mm": mm.to_numpy(), "pclass": pcl, "target": iso.to_numpy(),
-                         "config": _iso_configs(rows["train_config"].tolist())},
-                        index=rows.index)
+    configs, cfg_id = _iso_configs(rows["train_config"].tolist(), with_ids=True)
+    return pd.DataFrame({"mm": np.array(mm, dtype=object), "pclass": pcl,
+                         "target": np.array(iso, dtype=object), "config": configs,
+                         "cfg_id": cfg_id}, index=rows.index)
 
 
-def _iso_configs(configs: list[Any]) -> list[dict[str, float]]:
+def _iso_configs(configs: list[Any], with_ids: bool = False) -> Any:
     """:func:`_iso_config` of each configuration, each distinct one converted once
-    (``recommend`` repeats every source set once per target). Each row gets its own dict."""
-    memo: dict[tuple, dict[str, float]] = {}
+    (``recommend`` repeats every source set once per target). Each row gets its own dict.
+    ``with_ids``: also the index of each row's distinct configuration (an int array)."""
+    memo: dict[tuple, tuple[int, dict[str, float]]] = {}
+    iso_of: dict[str, str] = {}
+    by_obj: dict[int, tuple[int, dict[str, float]]] = {}
     out = []
-    for tc in configs:
-        key = tuple(sorted(dict(tc).items()))
-        if key not in memo:
-            memo[key] = _iso_config(tc)
-        out.append(dict(memo[key]))
-    return out
+    ids = np.empty(len(configs), dtype=np.int64)
+    for i, tc in enumerate(configs):
+        # the same object again (recommend shares a source set's dict between its targets):
+        # no sorting; ``configs`` holds every object until the loop ends, so ids are stable
+        hit = by_obj.get(id(tc))
+        if hit is None:
+            key = tuple(sorted(dict(tc).items()))
+            hit = memo.get(key)
+            if hit is None:
+                hit = memo[key] = (len(memo), _iso_config(tc, iso_of))
+            by_obj[id(tc)] = hit
+        ids[i] = hit[0]
+        out.append(dict(hit[1]))
+    return (out, ids) if with_ids else out
 
 
-def _iso_config(tc: Any) -> dict[str, float]:
-    """{ISO 639-3: n} (so 'sw' and 'swh' are one source language)."""
+def _iso_config(tc: Any, iso_of: dict[str, str] | None = None) -> dict[str, float]:
+    """{ISO 639-3: n} (so 'sw' and 'swh' are one source language). ``iso_of``: a code ->
+    ISO 639-3 memo shared between calls."""
     from predictor.dataset import lookup_language
     out: dict[str, float] = {}
     for lang, n in dict(tc).items():
         if n and n > 0:
-            iso = lookup_language(str(lang)).iso639_3
+            if iso_of is None:
+                iso = lookup_language(str(lang)).iso639_3
+            else:
+                iso = iso_of.get(str(lang))
+                if iso is None:
+                    iso = iso_of[str(lang)] = lookup_language(str(lang)).iso639_3
             out[iso] = out.get(iso, 0.0) + float(n)
     return out
 
@@ -270,18 +294,63 @@ class SeenTargetModel:
         self.pair_memory = pair_memory
 
     def _memory(self, meta: pd.DataFrame) -> np.ndarray:
+        """(pair memory, share of sources with one) per row: :func:`_pairs` in array ops.
+
+        Each distinct configuration's sources are listed once (``cfg_id``), each distinct
+        (design, target) looks its pair effects up once, and the per-row sums run over the
+        sources in the configuration's own order, as :func:`_pairs` + ``np.bincount`` add
+        them (the same floating-point sums)."""
         if not self.pair_memory or "config" not in meta:
             return np.zeros((len(meta), 0))
-        p = _pairs(meta)
-        eff = p["key"].map(self.pairs_)
-        known = eff.notna().to_numpy(float)
-        e = eff.fillna(0.0).to_numpy(float)
-        w = p["w"].to_numpy(float)
         n = len(meta)
-        wsum = np.bincount(p["row"], weights=w, minlength=n)
-        mem = np.bincount(p["row"], weights=w * e, minlength=n) / np.maximum(wsum, 1e-12)
-        share = np.bincount(p["row"], weights=known, minlength=n) / \
-            np.maximum(np.bincount(p["row"], minlength=n), 1)
+        if n == 0:
+            return np.zeros((0, 2))
+        configs = meta["config"].tolist()
+        if "cfg_id" in meta:
+            cid_raw = meta["cfg_id"].to_numpy(dtype=np.int64)
+        else:
+            seen_obj: dict[int, int] = {}
+            cid_raw = np.array([seen_obj.setdefault(id(c), len(seen_obj)) for c in configs],
+                               dtype=np.int64)
+        ucid, first, cid = np.unique(cid_raw, return_index=True, return_inverse=True)
+        cid = cid.reshape(-1)
+        langs: dict[str, int] = {}
+        items = []
+        for r in first.tolist():
+            its = [(langs.setdefault(lang, len(langs)), float(v))
+                   for lang, v in (configs[r] or {}).items() if v and v > 0]
+            items.append(its)
+        width = max((len(x) for x in items), default=0)
+        LI = np.zeros((len(items), width), dtype=np.int64)
+        WW = np.zeros((len(items), width))
+        VV = np.zeros((len(items), width), dtype=bool)
+        for c, its in enumerate(items):
+            for j, (li, w) in enumerate(its):
+                LI[c, j], WW[c, j], VV[c, j] = li, w, True
+        bkeys = _key(meta, ("mm", "target")).to_numpy()
+        bcodes, buniq = pd.factorize(bkeys)
+        lang_list = list(langs)
+        E = np.zeros((len(buniq), len(lang_list)))
+        K = np.zeros((len(buniq), len(lang_list)), dtype=bool)
+        for b, base in enumerate(buniq.tolist()):
+            for li, lang in enumerate(lang_list):
+                v = self.pairs_.get(f"{base}|{lang}")
+                if v is not None and not (isinstance(v, float) and np.isnan(v)):
+                    E[b, li], K[b, li] = float(v), True
+        num = np.zeros(n)
+        wsum = np.zeros(n)
+        known = np.zeros(n)
+        count = np.zeros(n)
+        for j in range(width):
+            li = LI[cid, j]
+            w = WW[cid, j]
+            v = VV[cid, j]
+            num += w * E[bcodes, li]       # padded slots: w = 0, e = 0
+            wsum += w
+            known += (v & K[bcodes, li])
+            count += v
+        mem = num / np.maximum(wsum, 1e-12)
+        share = known / np.maximum(count, 1)
         return np.column_stack([mem, share])
 
     def fit(self, X: np.ndarray, y: np.ndarray, meta: pd.DataFrame) -> "SeenTargetModel":
