@@ -151,57 +151,78 @@ class Predictor:
         from predictor.coverage import coverage, script_in_pretraining
         from predictor.features import pair_distances
         sup = self.card.get("support", {})
-        reasons: list[list[str]] = [[] for _ in range(len(rows))]
-        tcache: dict[tuple[str, str, str], list[str]] = {}
-        # the configuration's reasons once per (configuration object, design): recommend
-        # shares a source set's dict between its targets (``tcs`` keeps every object alive,
-        # so ids are stable)
-        ccache: dict[tuple[int, str], list[str]] = {}
+        n = len(rows)
+        no_profile = ("no model-space profile for the target (every training target has "
+                      "one): `xlt-measure profile`")
+        # a row's reasons are (its configuration's, the missing profile's, its target's), in
+        # that order; each part is worked out once per distinct key and the joined text once
+        # per distinct combination of parts. Plain lists: iterating Arrow-backed columns
+        # element by element costs ~1 us a value
         tcs = rows["train_config"].tolist()
-        # plain lists: iterating Arrow-backed columns element by element costs ~1 us a value
-        for i, (tc, mm, pcl, iso, tgt, model) in enumerate(zip(
-                tcs, meta["mm"].tolist(), meta["pclass"].tolist(),
-                meta["target"].tolist(), rows["target"].tolist(), rows["model"].tolist())):
+        mm_l, pcl_l, iso_l = meta["mm"].tolist(), meta["pclass"].tolist(), meta["target"].tolist()
+        tgt_l, model_l = rows["target"].tolist(), rows["model"].tolist()
+        seen_l = np.asarray(seen, bool).tolist()
+        hp_l = [True] * n if has_profile is None else np.asarray(has_profile, bool).tolist()
+        cfg_parts: list[list[str]] = []
+        tgt_parts: list[list[str]] = [[]]                 # 0: no target reasons (measured)
+        ccache: dict[tuple[int, str], int] = {}           # (configuration object, design)
+        tcache: dict[tuple[str, str, str], int] = {}      # (design, ISO 639-3, class)
+        combos: dict[tuple[int, bool, int], int] = {}
+        code = np.zeros(n, dtype=np.int64)
+        # ``tcs`` keeps every configuration object alive through the loop: ids are stable
+        for i, (tc, mm) in enumerate(zip(tcs, mm_l)):
             s = sup.get(mm)
             if not s:
+                code[i] = combos.setdefault((-1, False, 0), len(combos))
                 continue
-            why_cfg = ccache.get((id(tc), mm))
-            if why_cfg is None:
-                why_cfg = ccache[(id(tc), mm)] = self._config_reasons(tc, s)
-            if why_cfg:
-                reasons[i] += why_cfg
-            if seen[i]:
+            c = ccache.get((id(tc), mm))
+            if c is None:
+                c = ccache[(id(tc), mm)] = len(cfg_parts)
+                cfg_parts.append(self._config_reasons(tc, s))
+            if seen_l[i]:
+                code[i] = combos.setdefault((c, False, 0), len(combos))
                 continue
-            if has_profile is not None and s.get("profile_share", 0) >= 0.99 \
-                    and not has_profile[i]:
-                reasons[i].append("no model-space profile for the target (every training "
-                                  "target has one): `xlt-measure profile`")
-            key = (mm, iso, pcl)
-            if key not in tcache:
-                why = []
-                cov = coverage(str(model), str(tgt))
-                if pcl not in s.get("pclasses", [pcl]):
-                    why.append(f"no training target of this model is {pcl} from pretraining "
-                               f"(trained on: {', '.join(s.get('pclasses', []))}); the "
-                               "prediction is kept within the measured targets' range")
-                if pcl == "unknown":
-                    why.append(f"pretraining coverage unknown ({cov.reason})")
-                sip = script_in_pretraining(str(model), cov.script)
-                if pcl == "absent" and sip is None:
-                    why.append("absent from pretraining, and whether the corpus covers its "
-                               "script is unknown (script or corpus table unknown)")
-                elif pcl == "absent" and sip == 0.0:
-                    why.append(f"absent from pretraining, and no language of the corpus is "
-                               f"written in its script ({cov.script})")
-                thr = s.get("featural_nn_max")
-                if thr is not None and math.isfinite(thr) and s.get("targets"):
-                    dist = pair_distances([iso], list(s["targets"]), "featural")[0]
-                    if np.isfinite(dist).any() and float(np.nanmin(dist)) > thr:
-                        why.append(f"far from every training target (URIEL featural distance "
-                                   f"{float(np.nanmin(dist)):.2f} > {thr:.2f})")
-                tcache[key] = why
-            reasons[i] += tcache[key]
-        return ["; ".join(r) for r in reasons]
+            prof = bool(has_profile is not None and s.get("profile_share", 0) >= 0.99
+                        and not hp_l[i])
+            key = (mm, iso_l[i], pcl_l[i])
+            t = tcache.get(key)
+            if t is None:
+                t = tcache[key] = len(tgt_parts)
+                tgt_parts.append(self._target_reasons(s, str(model_l[i]), str(tgt_l[i]),
+                                                      iso_l[i], pcl_l[i]))
+            code[i] = combos.setdefault((c, prof, t), len(combos))
+        texts = ["; ".join((cfg_parts[c] if c >= 0 else []) + ([no_profile] if prof else [])
+                           + tgt_parts[t]) for c, prof, t in combos]
+        return [texts[j] for j in code.tolist()]
+
+    @staticmethod
+    def _target_reasons(s: Mapping[str, Any], model: str, tgt: str, iso: str,
+                        pcl: str) -> list[str]:
+        """Why an unmeasured target is outside a design's training support (``s``)."""
+        from predictor.coverage import coverage, script_in_pretraining
+        from predictor.features import pair_distances
+        why = []
+        cov = coverage(model, tgt)
+        if pcl not in s.get("pclasses", [pcl]):
+            why.append(f"no training target of this model is {pcl} from pretraining "
+                       f"(trained on: {', '.join(s.get('pclasses', []))}); the "
+                       "prediction is kept within the measured targets' range")
+        if pcl == "unknown":
+            why.append(f"pretraining coverage unknown ({cov.reason})")
+        sip = script_in_pretraining(model, cov.script)
+        if pcl == "absent" and sip is None:
+            why.append("absent from pretraining, and whether the corpus covers its "
+                       "script is unknown (script or corpus table unknown)")
+        elif pcl == "absent" and sip == 0.0:
+            why.append(f"absent from pretraining, and no language of the corpus is "
+                       f"written in its script ({cov.script})")
+        thr = s.get("featural_nn_max")
+        if thr is not None and math.isfinite(thr) and s.get("targets"):
+            dist = pair_distances([iso], list(s["targets"]), "featural")[0]
+            if np.isfinite(dist).any() and float(np.nanmin(dist)) > thr:
+                why.append(f"far from every training target (URIEL featural distance "
+                           f"{float(np.nanmin(dist)):.2f} > {thr:.2f})")
+        return why
 
     @staticmethod
     def _config_reasons(tc: Mapping[str, Any], s: Mapping[str, Any]) -> list[str]:

@@ -37,6 +37,7 @@ Distances: the typological kinds use lang2vec's kNN-imputed URIEL vectors by def
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -394,6 +395,12 @@ def as_rows(X: Any) -> pd.DataFrame:
 
 
 def _config_key(tc: Any) -> tuple[tuple[str, float], ...]:
+    if type(tc) is dict:
+        # the common case, without the generic conversions' overhead (same result)
+        items = [(k if type(k) is str else str(k), v if type(v) is float else float(v))
+                 for k, v in tc.items() if v and v > 0]
+        items.sort()
+        return tuple(items)
     if isinstance(tc, str):
         import json
         tc = json.loads(tc)
@@ -408,23 +415,33 @@ def _config_index(tcs: list[Any]) -> tuple[np.ndarray, list[tuple[tuple[str, flo
     one dict between a source set's targets) is not keyed again: ``tcs`` holds every object
     until the loop ends, so ``id`` is stable."""
     cfg_index: dict[tuple, int] = {}
-    by_obj: dict[int, int] = {}
-    c_idx = np.empty(len(tcs), dtype=np.int64)
-    for i, tc in enumerate(tcs):
-        j = by_obj.get(id(tc))
-        if j is None:
-            key = _config_key(tc)
-            if not key:
-                raise ValueError(f"row {i}: train_config has no language with n > 0")
-            j = by_obj[id(tc)] = cfg_index.setdefault(key, len(cfg_index))
-        c_idx[i] = j
-    return c_idx, list(cfg_index)
+    obj_idx, first = _objects(tcs)
+    of_obj = np.empty(len(first), dtype=np.int64)
+    for j, i in enumerate(first.tolist()):
+        key = _config_key(tcs[i])
+        if not key:
+            raise ValueError(f"row {i}: train_config has no language with n > 0")
+        of_obj[j] = cfg_index.setdefault(key, len(cfg_index))
+    return of_obj[obj_idx], list(cfg_index)
 
 
-def _nan_safe(a: np.ndarray, fn: str) -> np.ndarray:
-    """Row-wise nanmin/nanmean without warnings for all-NaN rows."""
-    valid = ~np.isnan(a)
-    cnt = valid.sum(axis=1)
+def _objects(items: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(index of each item's distinct object, the first position of each distinct object),
+    by identity: ``items`` holds every object while this runs, so ids are stable."""
+    codes, uniq = pd.factorize(np.fromiter(map(id, items), dtype=np.uint64, count=len(items)))
+    first = np.full(len(uniq), len(items), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(items)))
+    return codes.astype(np.int64), first
+
+
+def _nan_safe(a: np.ndarray, fn: str, valid: np.ndarray | None = None,
+              cnt: np.ndarray | None = None) -> np.ndarray:
+    """Row-wise nanmin/nanmean without warnings for all-NaN rows (``valid``/``cnt``: the
+    not-NaN mask and its row counts, when the caller has them)."""
+    if valid is None:
+        valid = ~np.isnan(a)
+    if cnt is None:
+        cnt = valid.sum(axis=1)
     if fn == "min":
         res = np.where(valid, a, np.inf).min(axis=1)
     else:
@@ -475,12 +492,14 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         return None if models is None else models / "profiles"
 
     def _profile_features(self, keys: list[tuple[str, str]],
-                          configs: Sequence[Any], cfg: np.ndarray | None = None
+                          configs: Sequence[Any], cfg: np.ndarray | None = None,
+                          matrix: tuple[np.ndarray, np.ndarray, list[str]] | None = None
                           ) -> dict[str, np.ndarray]:
         """The ``profile`` group for each ((model, target), train_config) of ``keys``/``configs``.
 
         ``cfg``: row i's configuration is ``configs[cfg[i]]`` (distinct configurations, as
-        mappings or ``_config_key`` tuples); without it, ``configs`` has one per row."""
+        mappings or ``_config_key`` tuples); without it, ``configs`` has one per row.
+        ``matrix``: ``_config_matrix(configs)`` when the caller has it already."""
         n = len(keys)
         if cfg is None:
             cfg = np.arange(n)
@@ -496,7 +515,7 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         # every distinct configuration's (membership, weight) row once; a group reads its rows
         # and the columns of the languages its configurations name (the same matrix as
         # ``_config_matrix`` of the group's configurations, built once for all groups)
-        member_all, weight_all, codes_all = _config_matrix(
+        member_all, weight_all, codes_all = matrix if matrix is not None else _config_matrix(
             [dict(c) if not isinstance(c, Mapping) else c for c in configs])
         for key, rows in groups.items():
             prof, proxy = find_profile(root, *key)
@@ -587,21 +606,34 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         # unique configurations and targets
         c_idx, configs = _config_index(rows["train_config"].tolist())
         tgt_str = [str(t) for t in rows["target"].tolist()]
-        tgt_index: dict[str, int] = {}
-        t_idx = np.fromiter((tgt_index.setdefault(t, len(tgt_index)) for t in tgt_str),
-                            dtype=np.int64, count=n)
-        targets = [lookup_language(t) for t in tgt_index]
-        src_codes = sorted({lang for key in configs for lang, _ in key})
+        t_idx, tgt_uniq = pd.factorize(np.array(tgt_str, dtype=object))
+        t_idx = t_idx.astype(np.int64)
+        targets = [lookup_language(t) for t in tgt_uniq.tolist()]
+        # every (configuration, language as written, n) once, flat: the matrices below are
+        # filled from these arrays instead of per-configuration loops
+        pairs = list(itertools.chain.from_iterable(configs))
+        flat_lang = [lang for lang, _ in pairs]
+        flat_cnt = np.array([cnt for _, cnt in pairs], dtype=float)
+        flat_cfg = np.repeat(np.arange(len(configs)),
+                             np.fromiter(map(len, configs), dtype=np.int64, count=len(configs)))
+        src_codes = sorted(set(flat_lang))
         src_pos = {c: j for j, c in enumerate(src_codes)}
+        flat_src = np.fromiter(map(src_pos.__getitem__, flat_lang), dtype=np.int64,
+                               count=len(flat_lang))
         sources = [lookup_language(c) for c in src_codes]
 
-        # configuration x source weights (n examples), aggregated per ISO 639-3 code
+        # configuration x source weights (n examples), aggregated per ISO 639-3 code (added
+        # in the configurations' order, as a loop of += would)
         src_iso = sorted({s.iso639_3 for s in sources})
         iso_pos = {c: j for j, c in enumerate(src_iso)}
+        src_to_iso = np.array([iso_pos[s.iso639_3] for s in sources], dtype=np.int64)
         W = np.zeros((len(configs), len(src_iso)))
-        for ci, key in enumerate(configs):
-            for lang, cnt in key:
-                W[ci, iso_pos[sources[src_pos[lang]].iso639_3]] += cnt
+        np.add.at(W, (flat_cfg, src_to_iso[flat_src]), flat_cnt)
+        # the same as languages are written (``_config_matrix`` of all configurations)
+        as_written = np.zeros((len(configs), len(src_codes)), bool)
+        as_written[flat_cfg, flat_src] = True
+        weight_written = np.zeros((len(configs), len(src_codes)))
+        weight_written[flat_cfg, flat_src] = flat_cnt
         M = W > 0
         Mf = M.astype(float)
         k_cfg = Mf.sum(axis=1)
@@ -613,15 +645,16 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         pt, pc = uniq // len(configs), uniq % len(configs)
         out: dict[str, np.ndarray] = {}
         kinds = self._kinds()
+        Mp, Wp = M[pc], W[pc]
         for kind in kinds:
             D = pair_distances(tgt_iso, src_iso, kind, self.typology)[pt]          # pairs x sources
-            Mp, Wp = M[pc], W[pc]
             Dm = np.where(Mp, D, np.nan)
             valid = ~np.isnan(Dm)
             wsum = np.where(valid, Wp, 0).sum(axis=1)
             wmean = np.where(valid, Wp * np.nan_to_num(Dm), 0).sum(axis=1) / np.maximum(wsum, 1e-12)
-            out[f"dist_{kind}_min"] = _nan_safe(Dm, "min")[inverse]
-            out[f"dist_{kind}_mean"] = _nan_safe(Dm, "mean")[inverse]
+            cnt = valid.sum(axis=1)
+            out[f"dist_{kind}_min"] = _nan_safe(Dm, "min", valid, cnt)[inverse]
+            out[f"dist_{kind}_mean"] = _nan_safe(Dm, "mean", valid, cnt)[inverse]
             out[f"dist_{kind}_wmean"] = np.where(wsum > 0, wmean, np.nan)[inverse]
             out[f"dist_{kind}_unknown"] = (~valid.any(axis=1)).astype(float)[inverse]
             # diversity per configuration: mean pairwise distance among its sources,
@@ -649,9 +682,12 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
 
         # pretraining coverage of the target, per (model, target): knowledge, never imputed
         model_str = [str(m) for m in rows["model"].tolist()] if "model" in rows else [""] * n
-        mt_index: dict[tuple[str, str], int] = {}
-        mt_idx = np.fromiter((mt_index.setdefault(mt, len(mt_index))
-                              for mt in zip(model_str, tgt_str)), dtype=np.int64, count=n)
+        m_idx, m_uniq = pd.factorize(np.array(model_str, dtype=object))
+        mt_code, mt_first = np.unique(m_idx.astype(np.int64) * max(len(tgt_uniq), 1) + t_idx,
+                                      return_index=True)
+        mt_idx = np.searchsorted(mt_code, m_idx.astype(np.int64) * max(len(tgt_uniq), 1)
+                                 + t_idx)
+        mt_index = {(model_str[i], tgt_str[i]): j for j, i in enumerate(mt_first.tolist())}
         cov_rows = []
         for m, t in mt_index:
             info = coverage(m, t)
@@ -684,7 +720,9 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         u3, inv3 = np.unique(triple, return_inverse=True)
         mt_keys = list(mt_index)
         pf = self._profile_features([mt_keys[u] for u in (u3 // len(configs)).tolist()],
-                                    configs, u3 % len(configs))
+                                    configs, u3 % len(configs),
+                                    (as_written, weight_written,
+                                     [_canonical_code(c) for c in src_codes]))
         inv3 = inv3.reshape(-1)
         out.update({c: v[inv3] for c, v in pf.items()})
         out["__model"] = np.array(model_str, dtype=object)
