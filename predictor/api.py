@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from measure.languages import UnknownLanguageError
 from measure.paths import MODELS, DefaultPathNotFound, resolve_default
@@ -294,17 +294,17 @@ class Predictor:
                 peers_of.setdefault((mm, pcl), []).append(str(t))
                 peers_of.setdefault((mm, "*"), []).append(str(t))
         mm_all = meta["mm"].astype(str).to_numpy()
+        pcl_all = meta["pclass"].tolist()
         subs, owner = [], []
-        for i in np.flatnonzero(~hp | no_lf):
+        for i in np.flatnonzero(~hp | no_lf).tolist():
             mm = mm_all[i]
             if sup.get(mm, {}).get("profile_share", 0) < 0.99 or mm not in self.unseen:
                 continue
-            peers = peers_of.get((mm, str(meta["pclass"].iloc[i]))) or peers_of.get((mm, "*"), [])
+            peers = peers_of.get((mm, str(pcl_all[i]))) or peers_of.get((mm, "*"), [])
+            row = rows.iloc[i].to_dict()          # once per row, not once per peer
+            row.pop("target_iso3", None)
             for t in peers:
-                r = rows.iloc[i].to_dict()
-                r["target"] = t
-                r.pop("target_iso3", None)
-                subs.append(r)
+                subs.append({**row, "target": t})
                 owner.append(i)
         imputed_lf = np.zeros(len(X), bool)
         if not subs:
@@ -368,7 +368,7 @@ class Predictor:
         meta = row_meta(rows)
         # one OpenMP thread: HistGradientBoosting's threads stall on a busy machine, and
         # prediction batches are small
-        with threadpool_limits(limits=1):
+        with _one_thread():
             seen = self._measured(meta)
             X, names = self._transform(rows, seen)
             hp = X[:, names.index("has_profile")] > 0 if "has_profile" in names else None
@@ -595,7 +595,7 @@ class FeatureModel:
         X = np.asarray(X, float)
         meta = self._meta(X)
         out = np.full(len(X), np.nan)
-        with threadpool_limits(limits=1):
+        with _one_thread():
             for key in np.unique(meta["mm"]):
                 sel = (meta["mm"] == key).to_numpy()
                 out[sel] = self.p.unseen[str(key)].predict(X[sel],
@@ -626,6 +626,19 @@ def _result(p: Mapping[str, Any]) -> dict[str, Any]:
             "upper": round(float(p["upper"]), 2), "basis": str(p["basis"]),
             "out_of_support": bool(p["out_of_support"]), "reason": str(p["reason"]) or None,
             "pretraining": str(p["pretraining"]), "profile": bool(p["profile"])}
+
+
+_CONTROLLER: ThreadpoolController | None = None
+
+
+def _one_thread() -> Any:
+    """``threadpool_limits(limits=1)`` through one controller made at the first prediction
+    (by then the models' native libraries are loaded): a new ``threadpool_limits`` scans
+    every loaded library (/proc/self/maps) on each call, ~3 ms of a 5-row prediction."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1)
 
 
 def _isna(v: Any) -> bool:

@@ -329,11 +329,14 @@ def _profiles_for(root: Path, model: str) -> dict[str, dict]:
     return table
 
 
-def find_profile(root: Path, model: str, target: str) -> tuple[dict | None, bool]:
+def find_profile(root: Path, model: str, target: str,
+                 tables: dict[str, dict[str, dict]] | None = None) -> tuple[dict | None, bool]:
     """(profile or None, measured with a proxy model?) for ``target`` under ``root``.
 
     Looks under ``root/model`` first, then ``root/PROFILE_PROXY[model]``; the target is
-    matched by its code as given, its registry code and its ISO 639-3 code.
+    matched by its code as given, its registry code and its ISO 639-3 code. ``tables``:
+    a {model: profiles} memo for several look-ups in one request (each model's folder is
+    then checked for changes once, not once per target).
     """
     from predictor.dataset import lookup_language
     try:
@@ -344,7 +347,10 @@ def find_profile(root: Path, model: str, target: str) -> tuple[dict | None, bool
     for m, proxy in ((model, False), (PROFILE_PROXY.get(model), True)):
         if not m:
             continue
-        table = _profiles_for(root, m)
+        if tables is None:
+            table = _profiles_for(root, m)
+        else:
+            table = tables[m] if m in tables else tables.setdefault(m, _profiles_for(root, m))
         for c in codes:
             if c in table:
                 return table[c], proxy
@@ -517,8 +523,9 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         # ``_config_matrix`` of the group's configurations, built once for all groups)
         member_all, weight_all, codes_all = matrix if matrix is not None else _config_matrix(
             [dict(c) if not isinstance(c, Mapping) else c for c in configs])
+        tables: dict[str, dict[str, dict]] = {}
         for key, rows in groups.items():
-            prof, proxy = find_profile(root, *key)
+            prof, proxy = find_profile(root, *key, tables=tables)
             if prof is None:
                 continue
             idx = np.asarray(rows)

@@ -100,29 +100,37 @@ def _iso_configs(configs: list[Any], with_ids: bool = False) -> Any:
     """:func:`_iso_config` of each configuration, each distinct one converted once
     (``recommend`` repeats every source set once per target). Each row gets its own dict.
     ``with_ids``: also the index of each row's distinct configuration (an int array)."""
+    from predictor.features import _objects
     memo: dict[tuple, tuple[int, dict[str, float]]] = {}
     iso_of: dict[str, str] = {}
-    by_obj: dict[int, tuple[int, dict[str, float]]] = {}
-    out = []
-    ids = np.empty(len(configs), dtype=np.int64)
-    for i, tc in enumerate(configs):
-        # the same object again (recommend shares a source set's dict between its targets):
-        # no sorting; ``configs`` holds every object until the loop ends, so ids are stable
-        hit = by_obj.get(id(tc))
+    # each distinct object once (recommend shares a source set's dict between its targets)
+    obj_idx, first = _objects(configs)
+    of_obj = []
+    for i in first.tolist():
+        tc = configs[i]
+        key = tuple(sorted(dict(tc).items()))
+        hit = memo.get(key)
         if hit is None:
-            key = tuple(sorted(dict(tc).items()))
-            hit = memo.get(key)
-            if hit is None:
-                hit = memo[key] = (len(memo), _iso_config(tc, iso_of))
-            by_obj[id(tc)] = hit
-        ids[i] = hit[0]
-        out.append(dict(hit[1]))
+            hit = memo[key] = (len(memo), _iso_config(tc, iso_of))
+        of_obj.append(hit)
+    ids = np.array([h[0] for h in of_obj], dtype=np.int64)[obj_idx] if configs else \
+        np.zeros(0, dtype=np.int64)
+    out = [dict(of_obj[j][1]) for j in obj_idx.tolist()]
     return (out, ids) if with_ids else out
 
 
 def _iso_config(tc: Any, iso_of: dict[str, str] | None = None) -> dict[str, float]:
     """{ISO 639-3: n} (so 'sw' and 'swh' are one source language). ``iso_of``: a code ->
     ISO 639-3 memo shared between calls."""
+    if iso_of is not None and type(tc) is dict:
+        # the common case: every n > 0 and no two codes of one language, so each entry is
+        # its own (the loop below would give the same dict, in the same order)
+        try:
+            fast = {iso_of[lang]: float(n) for lang, n in tc.items() if n and n > 0}
+        except (KeyError, TypeError):
+            fast = None
+        if fast is not None and len(fast) == len(tc):
+            return fast
     from predictor.dataset import lookup_language
     out: dict[str, float] = {}
     for lang, n in dict(tc).items():
@@ -165,9 +173,15 @@ class GroupMean:
             miss = np.isnan(out)
             if not miss.any():
                 break
-            k = _key(meta, keys)
-            out[miss] = k[miss].map(table).to_numpy(dtype=float)
+            codes, names = _key_codes(meta, keys)
+            # one table look-up per distinct key (what Series.map(table) gives each row)
+            vals = np.array([_as_float(table.get(k)) for k in names], dtype=float)
+            out[miss] = vals[codes[miss]]
         return np.where(np.isnan(out), self.global_, out)
+
+
+def _as_float(v: Any) -> float:
+    return np.nan if v is None else float(v)
 
 
 def _key(meta: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
@@ -175,6 +189,41 @@ def _key(meta: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
     for c in keys[1:]:
         k = k + "|" + meta[c].astype(str).reset_index(drop=True)
     return k
+
+
+def _key_codes(meta: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """(code of each row, the distinct :func:`_key` strings): each row's key is
+    ``names[codes[i]]``, the strings built once per distinct combination. A missing value
+    (no key string: ``_key`` gives NaN) falls back to ``_key`` itself."""
+    n = len(meta)
+    if n <= 256:
+        # a few rows: plain lists cost less than factorising each column
+        cols = [meta[c].tolist() for c in keys]
+        if all(isinstance(v, str) for col in cols for v in col):
+            index: dict[str, int] = {}
+            codes = np.fromiter((index.setdefault("|".join(parts), len(index))
+                                 for parts in zip(*cols)), dtype=np.int64, count=n)
+            return codes, list(index)
+    combined = np.zeros(n, dtype=np.int64)
+    uniques = []
+    for c in keys:
+        col = meta[c].astype(str)
+        codes, uniq = pd.factorize(col)
+        if (codes < 0).any():
+            k = _key(meta, keys)
+            kc, ku = pd.factorize(k, use_na_sentinel=False)
+            return kc.astype(np.int64), [x if isinstance(x, str) else None for x in ku.tolist()]
+        combined = combined * len(uniq) + codes
+        uniques.append(uniq.tolist())
+    ucode, inverse = np.unique(combined, return_inverse=True)
+    names = []
+    for code in ucode.tolist():
+        parts = []
+        for uniq in reversed(uniques):
+            code, r = divmod(code, len(uniq))
+            parts.append(str(uniq[r]))
+        names.append("|".join(reversed(parts)))
+    return inverse.reshape(-1).astype(np.int64), names
 
 
 # -- learners ---------------------------------------------------------------------------------
@@ -225,7 +274,11 @@ class ZModel:
         return self
 
     def _sd(self, mm: np.ndarray) -> np.ndarray:
-        return np.array([self.sd_.get(str(m), 1.0) for m in mm])
+        codes, uniq = pd.factorize(np.asarray(mm, dtype=object))
+        if (codes < 0).any():
+            return np.array([self.sd_.get(str(m), 1.0) for m in mm])
+        return np.array([self.sd_.get(str(m), 1.0) for m in uniq.tolist()], dtype=float)[codes] \
+            if len(mm) else np.zeros(0)
 
     def predict(self, X: np.ndarray, meta: pd.DataFrame) -> np.ndarray:
         mm = meta["mm"].astype(str).to_numpy()
@@ -315,24 +368,29 @@ class SeenTargetModel:
         ucid, first, cid = np.unique(cid_raw, return_index=True, return_inverse=True)
         cid = cid.reshape(-1)
         langs: dict[str, int] = {}
-        items = []
+        flat_l, flat_w, lens = [], [], []
         for r in first.tolist():
-            its = [(langs.setdefault(lang, len(langs)), float(v))
-                   for lang, v in (configs[r] or {}).items() if v and v > 0]
-            items.append(its)
-        width = max((len(x) for x in items), default=0)
-        LI = np.zeros((len(items), width), dtype=np.int64)
-        WW = np.zeros((len(items), width))
-        VV = np.zeros((len(items), width), dtype=bool)
-        for c, its in enumerate(items):
-            for j, (li, w) in enumerate(its):
-                LI[c, j], WW[c, j], VV[c, j] = li, w, True
-        bkeys = _key(meta, ("mm", "target")).to_numpy()
-        bcodes, buniq = pd.factorize(bkeys)
+            its = [(lang, v) for lang, v in (configs[r] or {}).items() if v and v > 0]
+            flat_l += [langs.setdefault(lang, len(langs)) for lang, _ in its]
+            flat_w += [float(v) for _, v in its]
+            lens.append(len(its))
+        width = max(lens, default=0)
+        # (distinct configuration x slot) source index, weight and "slot used", slots in the
+        # configuration's own order
+        n_len = np.array(lens, dtype=np.int64)
+        row_of = np.repeat(np.arange(len(lens)), n_len)
+        slot = np.arange(len(flat_l)) - np.repeat(np.cumsum(n_len) - n_len, n_len)
+        LI = np.zeros((len(lens), width), dtype=np.int64)
+        WW = np.zeros((len(lens), width))
+        VV = np.zeros((len(lens), width), dtype=bool)
+        LI[row_of, slot] = flat_l
+        WW[row_of, slot] = flat_w
+        VV[row_of, slot] = True
+        bcodes, buniq = _key_codes(meta, ("mm", "target"))
         lang_list = list(langs)
         E = np.zeros((len(buniq), len(lang_list)))
         K = np.zeros((len(buniq), len(lang_list)), dtype=bool)
-        for b, base in enumerate(buniq.tolist()):
+        for b, base in enumerate(buniq):
             for li, lang in enumerate(lang_list):
                 v = self.pairs_.get(f"{base}|{lang}")
                 if v is not None and not (isinstance(v, float) and np.isnan(v)):
@@ -371,7 +429,8 @@ class SeenTargetModel:
         return self
 
     def is_seen(self, meta: pd.DataFrame) -> np.ndarray:
-        return _key(meta, ("mm", "target")).isin(self.counts_).to_numpy()
+        codes, names = _key_codes(meta, ("mm", "target"))
+        return np.array([k in self.counts_ for k in names], dtype=bool)[codes]
 
     def predict(self, X: np.ndarray, meta: pd.DataFrame) -> np.ndarray:
         Xm = np.column_stack([X, self._memory(meta)])
