@@ -148,52 +148,51 @@ class Predictor:
         when every training target had one, and a URIEL featural distance to the nearest
         training target larger than any training target's to its nearest neighbour.
         """
-        from predictor.coverage import coverage, script_in_pretraining
-        from predictor.features import pair_distances
         sup = self.card.get("support", {})
         n = len(rows)
         no_profile = ("no model-space profile for the target (every training target has "
                       "one): `xlt-measure profile`")
         # a row's reasons are (its configuration's, the missing profile's, its target's), in
-        # that order; each part is worked out once per distinct key and the joined text once
-        # per distinct combination of parts. Plain lists: iterating Arrow-backed columns
-        # element by element costs ~1 us a value
+        # that order; each part is worked out once per distinct key (found in array ops) and
+        # the joined text once per distinct combination of parts
+        from predictor.features import _objects
+        from predictor.models import _key_codes
+        if n == 0:
+            return []
         tcs = rows["train_config"].tolist()
-        mm_l, pcl_l, iso_l = meta["mm"].tolist(), meta["pclass"].tolist(), meta["target"].tolist()
-        tgt_l, model_l = rows["target"].tolist(), rows["model"].tolist()
-        seen_l = np.asarray(seen, bool).tolist()
-        hp_l = [True] * n if has_profile is None else np.asarray(has_profile, bool).tolist()
-        cfg_parts: list[list[str]] = []
-        tgt_parts: list[list[str]] = [[]]                 # 0: no target reasons (measured)
-        ccache: dict[tuple[int, str], int] = {}           # (configuration object, design)
-        tcache: dict[tuple[str, str, str], int] = {}      # (design, ISO 639-3, class)
-        combos: dict[tuple[int, bool, int], int] = {}
-        code = np.zeros(n, dtype=np.int64)
-        # ``tcs`` keeps every configuration object alive through the loop: ids are stable
-        for i, (tc, mm) in enumerate(zip(tcs, mm_l)):
-            s = sup.get(mm)
-            if not s:
-                code[i] = combos.setdefault((-1, False, 0), len(combos))
-                continue
-            c = ccache.get((id(tc), mm))
-            if c is None:
-                c = ccache[(id(tc), mm)] = len(cfg_parts)
-                cfg_parts.append(self._config_reasons(tc, s))
-            if seen_l[i]:
-                code[i] = combos.setdefault((c, False, 0), len(combos))
-                continue
-            prof = bool(has_profile is not None and s.get("profile_share", 0) >= 0.99
-                        and not hp_l[i])
-            key = (mm, iso_l[i], pcl_l[i])
-            t = tcache.get(key)
-            if t is None:
-                t = tcache[key] = len(tgt_parts)
-                tgt_parts.append(self._target_reasons(s, str(model_l[i]), str(tgt_l[i]),
-                                                      iso_l[i], pcl_l[i]))
-            code[i] = combos.setdefault((c, prof, t), len(combos))
-        texts = ["; ".join((cfg_parts[c] if c >= 0 else []) + ([no_profile] if prof else [])
-                           + tgt_parts[t]) for c, prof, t in combos]
-        return [texts[j] for j in code.tolist()]
+        mm_code, mm_uniq = pd.factorize(meta["mm"].astype(str).to_numpy(dtype=object))
+        sups = [sup.get(m) for m in mm_uniq.tolist()]
+        has_s = np.array([bool(x) for x in sups], dtype=bool)[mm_code]
+        share = np.array([(x or {}).get("profile_share", 0) >= 0.99 for x in sups],
+                         dtype=bool)[mm_code]
+        seen = np.asarray(seen, bool)
+        # the configuration's part, per (configuration object, design)
+        obj_idx, _ = _objects(tcs)
+        cfg_code, first = _first_seen(obj_idx * len(mm_uniq) + mm_code)
+        cfg_parts = [self._config_reasons(tcs[i], sups[mm_code[i]]) if sups[mm_code[i]]
+                     else [] for i in first.tolist()]
+        cfg_code = np.where(has_s, cfg_code, -1)
+        # the target's part, per (design, ISO 639-3, class), for unmeasured targets only
+        tgt_code = np.zeros(n, dtype=np.int64)            # 0: no target reasons
+        tgt_parts: list[list[str]] = [[]]
+        need = np.flatnonzero(has_s & ~seen)
+        if len(need):
+            sub = meta.iloc[need]
+            kinv, kfirst = _first_seen(_key_codes(sub, ("mm", "target", "pclass"))[0])
+            tgt_l, model_l = rows["target"].tolist(), rows["model"].tolist()
+            iso_l, pcl_l = meta["target"].tolist(), meta["pclass"].tolist()
+            for j in kfirst.tolist():
+                i = int(need[j])
+                tgt_parts.append(self._target_reasons(sups[mm_code[i]], str(model_l[i]),
+                                                      str(tgt_l[i]), iso_l[i], pcl_l[i]))
+            tgt_code[need] = kinv + 1
+        prof = (has_s & ~seen & share & ~np.asarray(has_profile, bool)
+                if has_profile is not None else np.zeros(n, bool))
+        which, first = _first_seen(((cfg_code + 1) * 2 + prof) * len(tgt_parts) + tgt_code)
+        texts = ["; ".join((cfg_parts[cfg_code[i]] if cfg_code[i] >= 0 else [])
+                           + ([no_profile] if prof[i] else []) + tgt_parts[tgt_code[i]])
+                 for i in first.tolist()]
+        return [texts[j] for j in which.tolist()]
 
     @staticmethod
     def _target_reasons(s: Mapping[str, Any], model: str, tgt: str, iso: str,
@@ -229,10 +228,10 @@ class Predictor:
         """Why a configuration is outside a design's training support (k, examples per
         language); [] when it is inside."""
         why = []
-        k = sum(1 for v in tc.values() if v > 0)
+        ns = [v for v in tc.values() if v > 0]
+        k = len(ns)
         if not s["k"][0] <= k <= s["k"][1]:
             why.append(f"k = {k} outside the training range {s['k'][0]}-{s['k'][1]}")
-        ns = [v for v in tc.values() if v > 0]
         lo, hi = s["n_per_language"]
         if ns and (min(ns) < lo or max(ns) > hi):
             why.append(f"examples per language outside the training range {lo:,}-{hi:,}")
@@ -626,6 +625,18 @@ def _result(p: Mapping[str, Any]) -> dict[str, Any]:
             "upper": round(float(p["upper"]), 2), "basis": str(p["basis"]),
             "out_of_support": bool(p["out_of_support"]), "reason": str(p["reason"]) or None,
             "pretraining": str(p["pretraining"]), "profile": bool(p["profile"])}
+
+
+def _first_seen(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(code of each key, numbered in order of first appearance; the position of each code's
+    first appearance) of a 1-d array, by hashing (no sort)."""
+    codes, _ = pd.factorize(np.asarray(keys))
+    codes = codes.astype(np.int64)
+    if not len(codes):
+        return codes, np.zeros(0, dtype=np.int64)
+    # codes are numbered as they first appear: the running maximum steps up exactly there
+    steps = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
+    return codes, steps
 
 
 _CONTROLLER: ThreadpoolController | None = None

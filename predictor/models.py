@@ -74,6 +74,33 @@ def row_meta(rows: pd.DataFrame) -> pd.DataFrame:
     """Keys every model groups by: mm ('model|method'), pclass, target (ISO 639-3), config
     ({ISO 639-3: n}, one dict per row) and cfg_id (rows with equal configurations share it:
     what :meth:`SeenTargetModel._memory` computes once per configuration)."""
+    configs, cfg_id = _iso_configs(rows["train_config"].tolist(), with_ids=True)
+    # (model, method, target[, ISO]) is per target, not per row: each distinct one once
+    cols = [rows[c].astype(str) for c in ("model", "method", "target", "target_iso3")
+            if c in rows] if len(rows) > 256 else []     # a few rows: row by row costs less
+    combined = np.zeros(len(rows), dtype=np.int64)
+    ok, span = bool(cols), 1
+    for col in cols:
+        codes, uniq = pd.factorize(col)
+        span *= max(len(uniq), 1)
+        ok = ok and not (codes < 0).any() and span < 2 ** 62
+        combined = combined * max(len(uniq), 1) + codes
+    if ok:
+        _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+        sub = row_meta_rows(rows.iloc[first])
+        inverse = inverse.reshape(-1)
+        return pd.DataFrame({"mm": np.array(sub[0], dtype=object)[inverse],
+                             "pclass": np.array(sub[1], dtype=object)[inverse],
+                             "target": np.array(sub[2], dtype=object)[inverse],
+                             "config": configs, "cfg_id": cfg_id}, index=rows.index)
+    mm, pcl, iso = row_meta_rows(rows)
+    return pd.DataFrame({"mm": np.array(mm, dtype=object), "pclass": pcl,
+                         "target": np.array(iso, dtype=object), "config": configs,
+                         "cfg_id": cfg_id}, index=rows.index)
+
+
+def row_meta_rows(rows: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    """(mm, pclass, ISO 639-3 target) of each row, row by row."""
     from predictor.dataset import lookup_language
     models = rows["model"].astype(str).tolist()
     mm = [f"{m}|{me}" for m, me in zip(models, rows["method"].astype(str).tolist())]
@@ -90,10 +117,7 @@ def row_meta(rows: pd.DataFrame) -> pd.DataFrame:
         if (t, m) not in cache:
             cache[(t, m)] = pretraining_class(t, m)
         pcl.append(cache[(t, m)])
-    configs, cfg_id = _iso_configs(rows["train_config"].tolist(), with_ids=True)
-    return pd.DataFrame({"mm": np.array(mm, dtype=object), "pclass": pcl,
-                         "target": np.array(iso, dtype=object), "config": configs,
-                         "cfg_id": cfg_id}, index=rows.index)
+    return mm, pcl, iso
 
 
 def _iso_configs(configs: list[Any], with_ids: bool = False) -> Any:
@@ -206,10 +230,12 @@ def _key_codes(meta: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, lis
             return codes, list(index)
     combined = np.zeros(n, dtype=np.int64)
     uniques = []
+    span = 1
     for c in keys:
         col = meta[c].astype(str)
         codes, uniq = pd.factorize(col)
-        if (codes < 0).any():
+        span *= max(len(uniq), 1)
+        if (codes < 0).any() or span >= 2 ** 62:
             k = _key(meta, keys)
             kc, ku = pd.factorize(k, use_na_sentinel=False)
             return kc.astype(np.int64), [x if isinstance(x, str) else None for x in ku.tolist()]
