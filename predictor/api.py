@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from measure.languages import UnknownLanguageError
 from measure.paths import MODELS, DefaultPathNotFound, resolve_default
@@ -149,57 +149,93 @@ class Predictor:
         when every training target had one, and a URIEL featural distance to the nearest
         training target larger than any training target's to its nearest neighbour.
         """
+        sup = self.card.get("support", {})
+        n = len(rows)
+        no_profile = ("no model-space profile for the target (every training target has "
+                      "one): `xlt-measure profile`")
+        # a row's reasons are (its configuration's, the missing profile's, its target's), in
+        # that order; each part is worked out once per distinct key (found in array ops) and
+        # the joined text once per distinct combination of parts
+        from predictor.features import _objects
+        from predictor.models import _key_codes
+        if n == 0:
+            return []
+        tcs = rows["train_config"].tolist()
+        mm_code, mm_uniq = pd.factorize(meta["mm"].astype(str).to_numpy(dtype=object))
+        sups = [sup.get(m) for m in mm_uniq.tolist()]
+        has_s = np.array([bool(x) for x in sups], dtype=bool)[mm_code]
+        share = np.array([(x or {}).get("profile_share", 0) >= 0.99 for x in sups],
+                         dtype=bool)[mm_code]
+        seen = np.asarray(seen, bool)
+        # the configuration's part, per (configuration object, design)
+        obj_idx, _ = _objects(tcs)
+        cfg_code, first = _first_seen(obj_idx * len(mm_uniq) + mm_code)
+        cfg_parts = [self._config_reasons(tcs[i], sups[mm_code[i]]) if sups[mm_code[i]]
+                     else [] for i in first.tolist()]
+        cfg_code = np.where(has_s, cfg_code, -1)
+        # the target's part, per (design, ISO 639-3, class), for unmeasured targets only
+        tgt_code = np.zeros(n, dtype=np.int64)            # 0: no target reasons
+        tgt_parts: list[list[str]] = [[]]
+        need = np.flatnonzero(has_s & ~seen)
+        if len(need):
+            sub = meta.iloc[need]
+            kinv, kfirst = _first_seen(_key_codes(sub, ("mm", "target", "pclass"))[0])
+            tgt_l, model_l = rows["target"].tolist(), rows["model"].tolist()
+            iso_l, pcl_l = meta["target"].tolist(), meta["pclass"].tolist()
+            for j in kfirst.tolist():
+                i = int(need[j])
+                tgt_parts.append(self._target_reasons(sups[mm_code[i]], str(model_l[i]),
+                                                      str(tgt_l[i]), iso_l[i], pcl_l[i]))
+            tgt_code[need] = kinv + 1
+        prof = (has_s & ~seen & share & ~np.asarray(has_profile, bool)
+                if has_profile is not None else np.zeros(n, bool))
+        which, first = _first_seen(((cfg_code + 1) * 2 + prof) * len(tgt_parts) + tgt_code)
+        texts = ["; ".join((cfg_parts[cfg_code[i]] if cfg_code[i] >= 0 else [])
+                           + ([no_profile] if prof[i] else []) + tgt_parts[tgt_code[i]])
+                 for i in first.tolist()]
+        return [texts[j] for j in which.tolist()]
+
+    @staticmethod
+    def _target_reasons(s: Mapping[str, Any], model: str, tgt: str, iso: str,
+                        pcl: str) -> list[str]:
+        """Why an unmeasured target is outside a design's training support (``s``)."""
         from predictor.coverage import coverage, script_in_pretraining
         from predictor.features import pair_distances
-        sup = self.card.get("support", {})
-        reasons: list[list[str]] = [[] for _ in range(len(rows))]
-        tcache: dict[tuple[str, str, str], list[str]] = {}
-        # plain lists: iterating Arrow-backed columns element by element costs ~1 us a value
-        for i, (tc, mm, pcl, iso, tgt, model) in enumerate(zip(
-                rows["train_config"].tolist(), meta["mm"].tolist(), meta["pclass"].tolist(),
-                meta["target"].tolist(), rows["target"].tolist(), rows["model"].tolist())):
-            s = sup.get(mm)
-            if not s:
-                continue
-            k = sum(1 for v in tc.values() if v > 0)
-            if not s["k"][0] <= k <= s["k"][1]:
-                reasons[i].append(f"k = {k} outside the training range {s['k'][0]}-{s['k'][1]}")
-            ns = [v for v in tc.values() if v > 0]
-            lo, hi = s["n_per_language"]
-            if ns and (min(ns) < lo or max(ns) > hi):
-                reasons[i].append(f"examples per language outside the training range "
-                                  f"{lo:,}-{hi:,}")
-            if seen[i]:
-                continue
-            if has_profile is not None and s.get("profile_share", 0) >= 0.99 \
-                    and not has_profile[i]:
-                reasons[i].append("no model-space profile for the target (every training "
-                                  "target has one): `xlt-measure profile`")
-            key = (mm, iso, pcl)
-            if key not in tcache:
-                why = []
-                cov = coverage(str(model), str(tgt))
-                if pcl not in s.get("pclasses", [pcl]):
-                    why.append(f"no training target of this model is {pcl} from pretraining "
-                               f"(trained on: {', '.join(s.get('pclasses', []))})")
-                if pcl == "unknown":
-                    why.append(f"pretraining coverage unknown ({cov.reason})")
-                sip = script_in_pretraining(str(model), cov.script)
-                if pcl == "absent" and sip is None:
-                    why.append("absent from pretraining, and whether the corpus covers its "
-                               "script is unknown (script or corpus table unknown)")
-                elif pcl == "absent" and sip == 0.0:
-                    why.append(f"absent from pretraining, and no language of the corpus is "
-                               f"written in its script ({cov.script})")
-                thr = s.get("featural_nn_max")
-                if thr is not None and math.isfinite(thr) and s.get("targets"):
-                    dist = pair_distances([iso], list(s["targets"]), "featural")[0]
-                    if np.isfinite(dist).any() and float(np.nanmin(dist)) > thr:
-                        why.append(f"far from every training target (URIEL featural distance "
-                                   f"{float(np.nanmin(dist)):.2f} > {thr:.2f})")
-                tcache[key] = why
-            reasons[i] += tcache[key]
-        return ["; ".join(r) for r in reasons]
+        why = []
+        cov = coverage(model, tgt)
+        if pcl not in s.get("pclasses", [pcl]):
+            why.append(f"no training target of this model is {pcl} from pretraining "
+                       f"(trained on: {', '.join(s.get('pclasses', []))})")
+        if pcl == "unknown":
+            why.append(f"pretraining coverage unknown ({cov.reason})")
+        sip = script_in_pretraining(model, cov.script)
+        if pcl == "absent" and sip is None:
+            why.append("absent from pretraining, and whether the corpus covers its "
+                       "script is unknown (script or corpus table unknown)")
+        elif pcl == "absent" and sip == 0.0:
+            why.append(f"absent from pretraining, and no language of the corpus is "
+                       f"written in its script ({cov.script})")
+        thr = s.get("featural_nn_max")
+        if thr is not None and math.isfinite(thr) and s.get("targets"):
+            dist = pair_distances([iso], list(s["targets"]), "featural")[0]
+            if np.isfinite(dist).any() and float(np.nanmin(dist)) > thr:
+                why.append(f"far from every training target (URIEL featural distance "
+                           f"{float(np.nanmin(dist)):.2f} > {thr:.2f})")
+        return why
+
+    @staticmethod
+    def _config_reasons(tc: Mapping[str, Any], s: Mapping[str, Any]) -> list[str]:
+        """Why a configuration is outside a design's training support (k, examples per
+        language); [] when it is inside."""
+        why = []
+        ns = [v for v in tc.values() if v > 0]
+        k = len(ns)
+        if not s["k"][0] <= k <= s["k"][1]:
+            why.append(f"k = {k} outside the training range {s['k'][0]}-{s['k'][1]}")
+        lo, hi = s["n_per_language"]
+        if ns and (min(ns) < lo or max(ns) > hi):
+            why.append(f"examples per language outside the training range {lo:,}-{hi:,}")
+        return why
 
     def _point(self, X: np.ndarray, meta: pd.DataFrame, seen: np.ndarray) -> np.ndarray:
         """Point predictions, each design's own models: the measured-target model for the
@@ -210,10 +246,12 @@ class Predictor:
             sel = mm == m
             if m not in self.unseen:
                 raise PredictionInputError(f"no model for {m}")
-            point[sel] = self.unseen[m].predict(X[sel], meta[sel].reset_index(drop=True))
-            idx = np.flatnonzero(sel & seen)
-            if len(idx):
-                point[idx] = self.seen[m].predict(X[idx], meta.iloc[idx].reset_index(drop=True))
+            # each row through one model only: a measured target's row would be predicted
+            # by the unseen-target model and overwritten (both predict row by row)
+            for idx, model in ((np.flatnonzero(sel & ~seen), self.unseen[m]),
+                               (np.flatnonzero(sel & seen), self.seen.get(m))):
+                if len(idx):
+                    point[idx] = model.predict(X[idx], meta.iloc[idx].reset_index(drop=True))
         return point
 
     def _impute_profile(self, rows: pd.DataFrame, X: np.ndarray, names: list[str],
@@ -255,17 +293,17 @@ class Predictor:
                 peers_of.setdefault((mm, pcl), []).append(str(t))
                 peers_of.setdefault((mm, "*"), []).append(str(t))
         mm_all = meta["mm"].astype(str).to_numpy()
+        pcl_all = meta["pclass"].tolist()
         subs, owner = [], []
-        for i in np.flatnonzero(~hp | no_lf):
+        for i in np.flatnonzero(~hp | no_lf).tolist():
             mm = mm_all[i]
             if sup.get(mm, {}).get("profile_share", 0) < 0.99 or mm not in self.unseen:
                 continue
-            peers = peers_of.get((mm, str(meta["pclass"].iloc[i]))) or peers_of.get((mm, "*"), [])
+            peers = peers_of.get((mm, str(pcl_all[i]))) or peers_of.get((mm, "*"), [])
+            row = rows.iloc[i].to_dict()          # once per row, not once per peer
+            row.pop("target_iso3", None)
             for t in peers:
-                r = rows.iloc[i].to_dict()
-                r["target"] = t
-                r.pop("target_iso3", None)
-                subs.append(r)
+                subs.append({**row, "target": t})
                 owner.append(i)
         imputed_lf = np.zeros(len(X), bool)
         if not subs:
@@ -333,7 +371,7 @@ class Predictor:
         return self._transfers
 
     def _borrow_class(self, meta: pd.DataFrame, seen: np.ndarray, point: np.ndarray,
-                      half: np.ndarray, reason: list[str]) -> tuple[np.ndarray, np.ndarray]:
+                      reason: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Unmeasured targets of a pretraining class the design never measured.
 
         An absent target of a design trained on present targets only (XLM-R, T-ULRv6 on
@@ -343,73 +381,91 @@ class Predictor:
         range-limited) point, but its interval reaches down to what an absent target would
         get: unknown coverage means either. Changes ``point`` and ``reason`` in place;
         returns (lower floor, upper ceiling) for the bounds (+inf / -inf where none applies).
+        Worked out once per distinct (design, class).
         """
         floor, ceil = np.full(len(meta), np.inf), np.full(len(meta), -np.inf)
         transfers, level_of, classes_of = self._class_transfers()
-        if not transfers:
+        if not transfers or not len(meta):
             return floor, ceil
-        mm_all, pcl_all = meta["mm"].astype(str).to_numpy(), meta["pclass"].astype(str).to_numpy()
-        for i in np.flatnonzero(~seen):
-            mm, pcl = mm_all[i], pcl_all[i]
+        key = (meta["mm"].astype(str) + "|" + meta["pclass"].astype(str)).to_numpy(dtype=object)
+        key = np.where(np.asarray(seen, bool), "", key)
+        codes, uniq = pd.factorize(key)
+        for c, k in enumerate(uniq.tolist()):
+            if not k:
+                continue
+            mm, pcl = k.rsplit("|", 1)
             level = level_of.get(mm)
             if level is None or pcl in classes_of.get(mm, [pcl]):
                 continue
-            row = np.arange(len(meta)) == i
+            sel = codes == c
             tr = transfers.get(pcl)
             if tr is not None:
-                point[i] = tr.point(level)
-                floor[i], ceil[i] = tr.bounds(level)
-                _add_reason(reason, row, f"predicted as {pcl} from pretraining: {tr.describe()}")
+                point[sel] = tr.point(level)
+                floor[sel], ceil[sel] = tr.bounds(level)
+                _add_reason(reason, sel, f"predicted as {pcl} from pretraining: {tr.describe()}")
             elif pcl == "unknown" and "absent" in transfers:
-                floor[i] = transfers["absent"].bounds(level)[0]
-                _add_reason(reason, row, "the prediction assumes the target is in pretraining; "
+                floor[sel] = transfers["absent"].bounds(level)[0]
+                _add_reason(reason, sel, "the prediction assumes the target is in pretraining; "
                             "the lower bound is what an absent target would get")
         return floor, ceil
 
-    def _unsupported_sources(self, rows: pd.DataFrame, meta: pd.DataFrame) -> dict[int, str]:
-        """{row: reason} for rows with a source language of a pretraining class that no
-        training row's sources had (every shipped design was trained on the 15 XNLI
-        languages, all present in pretraining; a probe on Quechua text the encoder never
-        saw is a different situation, which the learners know nothing about)."""
+    def _chance_floors(self, rows: pd.DataFrame, meta: pd.DataFrame, floor: np.ndarray,
+                       reason: list[str]) -> None:
+        """Lower bounds down to chance where the configuration is of a kind no training row
+        had: a source language of a pretraining class no training source had (every
+        shipped design was trained on the 15 XNLI languages, all present; a probe on
+        Quechua text the encoder never saw is a situation the learners know nothing
+        about), or fewer examples in every supervised language than the design's smallest
+        per-language training size (the learners are flat below it: 50 English examples
+        were predicted like 166). Worked out once per distinct (configuration, design)."""
+        from predictor.features import _objects
         from predictor.models import pretraining_class
+        if not len(rows):
+            return
         if getattr(self, "_source_classes", None) is None:
             self._source_classes = {}
             for mm, m in self.seen.items():
                 model = mm.split("|")[0]
                 srcs = {k.rsplit("|", 1)[-1] for k in m.pairs_}
                 self._source_classes[mm] = {pretraining_class(x, model) for x in srcs}
-        out: dict[int, str] = {}
-        cache: dict[tuple[str, str], str] = {}
-        for i, (tc, mm, model) in enumerate(zip(rows["train_config"].tolist(),
-                                                meta["mm"].astype(str).tolist(),
-                                                rows["model"].astype(str).tolist())):
-            known = self._source_classes.get(mm)
-            if not known:
-                continue
-            odd = []
-            for lang, n in tc.items():
-                if n > 0:
-                    if (lang, model) not in cache:
-                        cache[(lang, model)] = pretraining_class(lang, model)
-                    if cache[(lang, model)] not in known:
-                        odd.append(f"{lang} ({cache[(lang, model)]})")
-            if odd:
-                out[i] = (f"source language {', '.join(odd)} from pretraining, while every "
-                          f"training row's sources were {'/'.join(sorted(known))}: the "
-                          "learners cannot tell what that costs, so the lower bound reaches "
-                          "chance")
-        return out
-
-    def _below_size_range(self, rows: pd.DataFrame, meta: pd.DataFrame) -> np.ndarray:
-        """Rows whose every source language has fewer examples than the design's smallest
-        per-language training size (the learners are flat below it, e.g. 50 English
-        examples were predicted like 166)."""
         sup = self.card.get("support", {})
-        lo = np.array([sup.get(m, {}).get("n_per_language", [0, 0])[0]
-                       for m in meta["mm"].astype(str).tolist()], float)
-        top = np.array([max([v for v in tc.values() if v > 0], default=0)
-                        for tc in rows["train_config"].tolist()], float)
-        return top < lo
+        tcs = rows["train_config"].tolist()
+        obj_idx, _ = _objects(tcs)
+        mm_code, mm_uniq = pd.factorize(meta["mm"].astype(str).to_numpy(dtype=object))
+        combo, first = _first_seen(obj_idx * len(mm_uniq) + mm_code)
+        cls_cache: dict[tuple[str, str], str] = {}
+        texts: list[str] = []
+        for i in first.tolist():
+            mm, tc = str(mm_uniq[mm_code[i]]), tcs[i]
+            model = mm.split("|")[0]
+            why = []
+            known = self._source_classes.get(mm)
+            if known:
+                odd = []
+                for lang, n in tc.items():
+                    if n > 0:
+                        if (lang, model) not in cls_cache:
+                            cls_cache[(lang, model)] = pretraining_class(lang, model)
+                        if cls_cache[(lang, model)] not in known:
+                            odd.append(f"{lang} ({cls_cache[(lang, model)]})")
+                if odd:
+                    why.append(f"source language {', '.join(odd)} from pretraining, while "
+                               f"every training row's sources were {'/'.join(sorted(known))}: "
+                               "the learners cannot tell what that costs, so the lower bound "
+                               "reaches chance")
+            lo = sup.get(mm, {}).get("n_per_language", [0, 0])[0]
+            if max([v for v in tc.values() if v > 0], default=0) < lo:
+                why.append("every supervised language has fewer examples than any training "
+                           "row: the learning curve below that was not measured, so the "
+                           "lower bound reaches chance")
+            texts.append("; ".join(why))
+        hit = np.array([bool(t) for t in texts], dtype=bool)
+        if not hit.any():
+            return
+        for c in np.flatnonzero(hit).tolist():
+            sel = combo == c
+            floor[sel] = np.minimum(floor[sel], CHANCE)
+            _add_reason(reason, sel, texts[c])
 
     def _target_range(self, mm: str) -> tuple[float, float] | None:
         """(lowest, highest) mean score of the design's measured targets."""
@@ -429,7 +485,7 @@ class Predictor:
         meta = row_meta(rows)
         # one OpenMP thread: HistGradientBoosting's threads stall on a busy machine, and
         # prediction batches are small
-        with threadpool_limits(limits=1):
+        with _one_thread():
             seen = self._measured(meta)
             X, names = self._transform(rows, seen)
             hp = X[:, names.index("has_profile")] > 0 if "has_profile" in names else None
@@ -442,15 +498,19 @@ class Predictor:
             point = self._point(X, meta, seen)
         basis = np.where(seen, "measured-target", "unseen-target")
         calib = self.card["intervals"]
-        half, group = np.empty(len(rows)), []
-        cache: dict[tuple[str, str, str], tuple[float, str]] = {}
-        for i, (b, mm, pcl) in enumerate(zip(basis.tolist(), meta["mm"].tolist(),
-                                             meta["pclass"].tolist())):
-            if (b, mm, pcl) not in cache:
-                c = calib.get(b) or calib["unseen-target"]
-                cache[(b, mm, pcl)] = intervals.quantile_for(c, mm, pcl)
-            half[i], g = cache[(b, mm, pcl)]
-            group.append(f"{b}:{g}")
+        # one calibration lookup per distinct (basis, design, class), gathered by code
+        mm_list = meta["mm"].tolist()
+        bmp: dict[tuple[str, str, str], int] = {}
+        codes = np.fromiter((bmp.setdefault(key, len(bmp)) for key in zip(
+            basis.tolist(), mm_list, meta["pclass"].tolist())), dtype=np.int64, count=len(rows))
+        halves, groups = [], []
+        for b, mm, pcl in bmp:
+            c = calib.get(b) or calib["unseen-target"]
+            h, g = intervals.quantile_for(c, mm, pcl)
+            halves.append(h)
+            groups.append(f"{b}:{g}")
+        half = np.array(halves, dtype=float)[codes]
+        group = np.array(groups, dtype=object)[codes]
         reason = self._support(rows, meta, seen, hp)
         _add_reason(reason, stand_in,
                     "a source language has no per-source probe in the target's profile (only "
@@ -465,30 +525,26 @@ class Predictor:
         # absent from pretraining while every SumEval target is present, went below 0):
         # unmeasured targets there are kept within the range of the design's measured
         # target means
-        for i in np.flatnonzero(oos & ~seen):
-            lo_hi = self._target_range(meta["mm"].iloc[i])
+        ranges: dict[str, tuple[float, float] | None] = {}
+        for i in np.flatnonzero(oos & ~seen).tolist():
+            if mm_list[i] not in ranges:
+                ranges[mm_list[i]] = self._target_range(mm_list[i])
+            lo_hi = ranges[mm_list[i]]
             if lo_hi is not None:
                 point[i] = min(max(point[i], lo_hi[0]), lo_hi[1])
         if oos.any():
             widest = {mm: intervals.widest_for_model(calib["unseen-target"], mm)
-                      for mm in set(meta["mm"][oos])}
-            half[oos] = [max(half[i], widest[meta["mm"].iloc[i]]) * intervals.OUT_OF_SUPPORT_WIDEN
-                         for i in np.flatnonzero(oos)]
-        floor, ceil = self._borrow_class(meta, seen, point, half, reason)
-        absent_src = self._unsupported_sources(rows, meta)
-        for i, why in absent_src.items():
-            floor[i] = min(floor[i], CHANCE)
-            _add_reason(reason, np.arange(len(rows)) == i, why)
-        few = self._below_size_range(rows, meta)
-        floor[few] = np.minimum(floor[few], CHANCE)
-        _add_reason(reason, few, "every supervised language has fewer examples than any "
-                    "training row: the learning curve below that was not measured, so the "
-                    "lower bound reaches chance")
+                      for mm in {mm_list[i] for i in np.flatnonzero(oos).tolist()}}
+            half[oos] = [max(half[i], widest[mm_list[i]]) * intervals.OUT_OF_SUPPORT_WIDEN
+                         for i in np.flatnonzero(oos).tolist()]
+        floor, ceil = self._borrow_class(meta, seen, point, reason)
+        self._chance_floors(rows, meta, floor, reason)
         pred, lo, hi = intervals.intervals(point, half)
         lo = np.clip(np.minimum(lo, floor), intervals.SCORE_MIN, intervals.SCORE_MAX)
         hi = np.clip(np.maximum(hi, ceil), intervals.SCORE_MIN, intervals.SCORE_MAX)
         return pd.DataFrame({"prediction": pred, "lower": lo, "upper": hi, "basis": basis,
-                             "out_of_support": np.array([bool(r) for r in reason]), "reason": reason,
+                             "out_of_support": np.array([bool(r) for r in reason], dtype=bool),
+                             "reason": reason,
                              "interval_group": group, "pretraining": meta["pclass"].to_numpy(),
                              "profile": hp if hp is not None else np.zeros(len(rows), bool)})
 
@@ -592,9 +648,13 @@ class Predictor:
         if n_per_language < 1:
             raise PredictionInputError(f"n_per_language must be >= 1, got {n_per_language}")
         combos = list(itertools.combinations(pool, k))
-        rows = pd.DataFrame([{"model": model, "method": method,
-                              "train_config": {c: n_per_language for c in combo}, "target": t}
-                             for combo in combos for t in targets])
+        # one configuration dict per source set, shared by its T rows: the featurisation
+        # and the measured-target memory key each configuration once (by object), not per row
+        configs = [{c: n_per_language for c in combo} for combo in combos]
+        n_rows = len(combos) * len(targets)
+        rows = pd.DataFrame({"model": [model] * n_rows, "method": [method] * n_rows,
+                             "train_config": [cfg for cfg in configs for _ in targets],
+                             "target": targets * len(combos)})
         pred = self._predict_valid(rows)
         T = len(targets)
         P = pred["prediction"].to_numpy().reshape(len(combos), T)
@@ -657,7 +717,7 @@ class FeatureModel:
         X = np.asarray(X, float)
         meta = self._meta(X)
         out = np.full(len(X), np.nan)
-        with threadpool_limits(limits=1):
+        with _one_thread():
             for key in np.unique(meta["mm"]):
                 sel = (meta["mm"] == key).to_numpy()
                 out[sel] = self.p.unseen[str(key)].predict(X[sel],
@@ -688,6 +748,31 @@ def _result(p: Mapping[str, Any]) -> dict[str, Any]:
             "upper": round(float(p["upper"]), 2), "basis": str(p["basis"]),
             "out_of_support": bool(p["out_of_support"]), "reason": str(p["reason"]) or None,
             "pretraining": str(p["pretraining"]), "profile": bool(p["profile"])}
+
+
+def _first_seen(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(code of each key, numbered in order of first appearance; the position of each code's
+    first appearance) of a 1-d array, by hashing (no sort)."""
+    codes, _ = pd.factorize(np.asarray(keys))
+    codes = codes.astype(np.int64)
+    if not len(codes):
+        return codes, np.zeros(0, dtype=np.int64)
+    # codes are numbered as they first appear: the running maximum steps up exactly there
+    steps = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
+    return codes, steps
+
+
+_CONTROLLER: ThreadpoolController | None = None
+
+
+def _one_thread() -> Any:
+    """``threadpool_limits(limits=1)`` through one controller made at the first prediction
+    (by then the models' native libraries are loaded): a new ``threadpool_limits`` scans
+    every loaded library (/proc/self/maps) on each call, ~3 ms of a 5-row prediction."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1)
 
 
 def _isna(v: Any) -> bool:

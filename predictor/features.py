@@ -37,6 +37,7 @@ Distances: the typological kinds use lang2vec's kNN-imputed URIEL vectors by def
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -328,11 +329,14 @@ def _profiles_for(root: Path, model: str) -> dict[str, dict]:
     return table
 
 
-def find_profile(root: Path, model: str, target: str) -> tuple[dict | None, bool]:
+def find_profile(root: Path, model: str, target: str,
+                 tables: dict[str, dict[str, dict]] | None = None) -> tuple[dict | None, bool]:
     """(profile or None, measured with a proxy model?) for ``target`` under ``root``.
 
     Looks under ``root/model`` first, then ``root/PROFILE_PROXY[model]``; the target is
-    matched by its code as given, its registry code and its ISO 639-3 code.
+    matched by its code as given, its registry code and its ISO 639-3 code. ``tables``:
+    a {model: profiles} memo for several look-ups in one request (each model's folder is
+    then checked for changes once, not once per target).
     """
     from predictor.dataset import lookup_language
     try:
@@ -343,7 +347,10 @@ def find_profile(root: Path, model: str, target: str) -> tuple[dict | None, bool
     for m, proxy in ((model, False), (PROFILE_PROXY.get(model), True)):
         if not m:
             continue
-        table = _profiles_for(root, m)
+        if tables is None:
+            table = _profiles_for(root, m)
+        else:
+            table = tables[m] if m in tables else tables.setdefault(m, _profiles_for(root, m))
         for c in codes:
             if c in table:
                 return table[c], proxy
@@ -394,6 +401,12 @@ def as_rows(X: Any) -> pd.DataFrame:
 
 
 def _config_key(tc: Any) -> tuple[tuple[str, float], ...]:
+    if type(tc) is dict:
+        # the common case, without the generic conversions' overhead (same result)
+        items = [(k if type(k) is str else str(k), v if type(v) is float else float(v))
+                 for k, v in tc.items() if v and v > 0]
+        items.sort()
+        return tuple(items)
     if isinstance(tc, str):
         import json
         tc = json.loads(tc)
@@ -402,10 +415,39 @@ def _config_key(tc: Any) -> tuple[tuple[str, float], ...]:
     return tuple(sorted((str(k), float(v)) for k, v in tc.items() if v and v > 0))
 
 
-def _nan_safe(a: np.ndarray, fn: str) -> np.ndarray:
-    """Row-wise nanmin/nanmean without warnings for all-NaN rows."""
-    valid = ~np.isnan(a)
-    cnt = valid.sum(axis=1)
+def _config_index(tcs: list[Any]) -> tuple[np.ndarray, list[tuple[tuple[str, float], ...]]]:
+    """(index of each row's distinct configuration, the distinct ``_config_key`` tuples in
+    order of first appearance). A configuration object seen before (``recommend`` shares
+    one dict between a source set's targets) is not keyed again: ``tcs`` holds every object
+    until the loop ends, so ``id`` is stable."""
+    cfg_index: dict[tuple, int] = {}
+    obj_idx, first = _objects(tcs)
+    of_obj = np.empty(len(first), dtype=np.int64)
+    for j, i in enumerate(first.tolist()):
+        key = _config_key(tcs[i])
+        if not key:
+            raise ValueError(f"row {i}: train_config has no language with n > 0")
+        of_obj[j] = cfg_index.setdefault(key, len(cfg_index))
+    return of_obj[obj_idx], list(cfg_index)
+
+
+def _objects(items: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(index of each item's distinct object, the first position of each distinct object),
+    by identity: ``items`` holds every object while this runs, so ids are stable."""
+    codes, uniq = pd.factorize(np.fromiter(map(id, items), dtype=np.uint64, count=len(items)))
+    first = np.full(len(uniq), len(items), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(items)))
+    return codes.astype(np.int64), first
+
+
+def _nan_safe(a: np.ndarray, fn: str, valid: np.ndarray | None = None,
+              cnt: np.ndarray | None = None) -> np.ndarray:
+    """Row-wise nanmin/nanmean without warnings for all-NaN rows (``valid``/``cnt``: the
+    not-NaN mask and its row counts, when the caller has them)."""
+    if valid is None:
+        valid = ~np.isnan(a)
+    if cnt is None:
+        cnt = valid.sum(axis=1)
     if fn == "min":
         res = np.where(valid, a, np.inf).min(axis=1)
     else:
@@ -456,9 +498,17 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         return None if models is None else models / "profiles"
 
     def _profile_features(self, keys: list[tuple[str, str]],
-                          configs: list[dict[str, float]]) -> dict[str, np.ndarray]:
-        """The ``profile`` group for each ((model, target), train_config) of ``keys``/``configs``."""
+                          configs: Sequence[Any], cfg: np.ndarray | None = None,
+                          matrix: tuple[np.ndarray, np.ndarray, list[str]] | None = None
+                          ) -> dict[str, np.ndarray]:
+        """The ``profile`` group for each ((model, target), train_config) of ``keys``/``configs``.
+
+        ``cfg``: row i's configuration is ``configs[cfg[i]]`` (distinct configurations, as
+        mappings or ``_config_key`` tuples); without it, ``configs`` has one per row.
+        ``matrix``: ``_config_matrix(configs)`` when the caller has it already."""
         n = len(keys)
+        if cfg is None:
+            cfg = np.arange(n)
         out = {c: np.zeros(n) for c in PROFILE_COLUMNS}
         out["prof_centroid_unknown"] = np.ones(n)
         out["prof_src_unknown"] = np.ones(n)
@@ -468,8 +518,14 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         groups: dict[tuple[str, str], list[int]] = {}
         for i, key in enumerate(keys):
             groups.setdefault(key, []).append(i)
+        # every distinct configuration's (membership, weight) row once; a group reads its rows
+        # and the columns of the languages its configurations name (the same matrix as
+        # ``_config_matrix`` of the group's configurations, built once for all groups)
+        member_all, weight_all, codes_all = matrix if matrix is not None else _config_matrix(
+            [dict(c) if not isinstance(c, Mapping) else c for c in configs])
+        tables: dict[str, dict[str, dict]] = {}
         for key, rows in groups.items():
-            prof, proxy = find_profile(root, *key)
+            prof, proxy = find_profile(root, *key, tables=tables)
             if prof is None:
                 continue
             idx = np.asarray(rows)
@@ -489,7 +545,10 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
                 out["prof_doc"][idx] = float(lf["doc"])
             # the group's configurations as a (rows x languages) membership and weight matrix:
             # one target profile against thousands of source sets (recommend) in array ops
-            member, weight, codes = _config_matrix([configs[i] for i in rows])
+            ci = cfg[idx]
+            used = np.flatnonzero(member_all[ci].any(axis=0))
+            member, weight = member_all[np.ix_(ci, used)], weight_all[np.ix_(ci, used)]
+            codes = [codes_all[j] for j in used.tolist()]
             dist = prof.get("centroid_distance", {})
             d = np.array([float(dist[c]) if c in dist else np.nan for c in codes])
             known_d = member & ~np.isnan(d)
@@ -533,6 +592,17 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
 
     def _raw(self, X: Any) -> pd.DataFrame:
         """Numeric columns with NaN for unknowns (before imputation), one row per input row."""
+        rows = as_rows(X)
+        out, index = self._raw_columns(rows)
+        frame = pd.DataFrame({c: v for c, v in out.items() if not c.startswith("__")},
+                             index=index)
+        frame["__model"] = rows["model"].astype(str).to_numpy() if "model" in rows else ""
+        frame["__method"] = rows["method"].astype(str).to_numpy() if "method" in rows else ""
+        return frame
+
+    def _raw_columns(self, X: Any) -> tuple[dict[str, np.ndarray], pd.Index]:
+        """``_raw`` as ({column: array}, the rows' index); ``transform`` stacks the arrays
+        it needs without a DataFrame in between."""
         from predictor.dataset import lookup_language
 
         rows = as_rows(X)
@@ -541,30 +611,36 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
                 raise ValueError(f"prediction rows need a {col!r} column")
         n = len(rows)
         # unique configurations and targets
-        cfg_index: dict[tuple, int] = {}
-        c_idx = np.empty(n, dtype=np.int64)
-        for i, tc in enumerate(rows["train_config"]):
-            key = _config_key(tc)
-            if not key:
-                raise ValueError(f"row {i}: train_config has no language with n > 0")
-            c_idx[i] = cfg_index.setdefault(key, len(cfg_index))
-        configs = list(cfg_index)
-        tgt_index: dict[str, int] = {}
-        t_idx = np.empty(n, dtype=np.int64)
-        for i, t in enumerate(rows["target"]):
-            t_idx[i] = tgt_index.setdefault(str(t), len(tgt_index))
-        targets = [lookup_language(t) for t in tgt_index]
-        src_codes = sorted({lang for key in configs for lang, _ in key})
+        c_idx, configs = _config_index(rows["train_config"].tolist())
+        tgt_str = [str(t) for t in rows["target"].tolist()]
+        t_idx, tgt_uniq = pd.factorize(np.array(tgt_str, dtype=object))
+        t_idx = t_idx.astype(np.int64)
+        targets = [lookup_language(t) for t in tgt_uniq.tolist()]
+        # every (configuration, language as written, n) once, flat: the matrices below are
+        # filled from these arrays instead of per-configuration loops
+        pairs = list(itertools.chain.from_iterable(configs))
+        flat_lang = [lang for lang, _ in pairs]
+        flat_cnt = np.array([cnt for _, cnt in pairs], dtype=float)
+        flat_cfg = np.repeat(np.arange(len(configs)),
+                             np.fromiter(map(len, configs), dtype=np.int64, count=len(configs)))
+        src_codes = sorted(set(flat_lang))
         src_pos = {c: j for j, c in enumerate(src_codes)}
+        flat_src = np.fromiter(map(src_pos.__getitem__, flat_lang), dtype=np.int64,
+                               count=len(flat_lang))
         sources = [lookup_language(c) for c in src_codes]
 
-        # configuration x source weights (n examples), aggregated per ISO 639-3 code
+        # configuration x source weights (n examples), aggregated per ISO 639-3 code (added
+        # in the configurations' order, as a loop of += would)
         src_iso = sorted({s.iso639_3 for s in sources})
         iso_pos = {c: j for j, c in enumerate(src_iso)}
+        src_to_iso = np.array([iso_pos[s.iso639_3] for s in sources], dtype=np.int64)
         W = np.zeros((len(configs), len(src_iso)))
-        for ci, key in enumerate(configs):
-            for lang, cnt in key:
-                W[ci, iso_pos[sources[src_pos[lang]].iso639_3]] += cnt
+        np.add.at(W, (flat_cfg, src_to_iso[flat_src]), flat_cnt)
+        # the same as languages are written (``_config_matrix`` of all configurations)
+        as_written = np.zeros((len(configs), len(src_codes)), bool)
+        as_written[flat_cfg, flat_src] = True
+        weight_written = np.zeros((len(configs), len(src_codes)))
+        weight_written[flat_cfg, flat_src] = flat_cnt
         M = W > 0
         Mf = M.astype(float)
         k_cfg = Mf.sum(axis=1)
@@ -576,15 +652,16 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         pt, pc = uniq // len(configs), uniq % len(configs)
         out: dict[str, np.ndarray] = {}
         kinds = self._kinds()
+        Mp, Wp = M[pc], W[pc]
         for kind in kinds:
             D = pair_distances(tgt_iso, src_iso, kind, self.typology)[pt]          # pairs x sources
-            Mp, Wp = M[pc], W[pc]
             Dm = np.where(Mp, D, np.nan)
             valid = ~np.isnan(Dm)
             wsum = np.where(valid, Wp, 0).sum(axis=1)
             wmean = np.where(valid, Wp * np.nan_to_num(Dm), 0).sum(axis=1) / np.maximum(wsum, 1e-12)
-            out[f"dist_{kind}_min"] = _nan_safe(Dm, "min")[inverse]
-            out[f"dist_{kind}_mean"] = _nan_safe(Dm, "mean")[inverse]
+            cnt = valid.sum(axis=1)
+            out[f"dist_{kind}_min"] = _nan_safe(Dm, "min", valid, cnt)[inverse]
+            out[f"dist_{kind}_mean"] = _nan_safe(Dm, "mean", valid, cnt)[inverse]
             out[f"dist_{kind}_wmean"] = np.where(wsum > 0, wmean, np.nan)[inverse]
             out[f"dist_{kind}_unknown"] = (~valid.any(axis=1)).astype(float)[inverse]
             # diversity per configuration: mean pairwise distance among its sources,
@@ -611,11 +688,13 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         out["log_target_examples"] = np.log10(1 + tgt_n)
 
         # pretraining coverage of the target, per (model, target): knowledge, never imputed
-        models = rows["model"].astype(str).to_numpy() if "model" in rows else np.full(n, "")
-        mt_index: dict[tuple[str, str], int] = {}
-        mt_idx = np.empty(n, dtype=np.int64)
-        for i, (m, t) in enumerate(zip(models.tolist(), rows["target"].astype(str).tolist())):
-            mt_idx[i] = mt_index.setdefault((m, t), len(mt_index))
+        model_str = [str(m) for m in rows["model"].tolist()] if "model" in rows else [""] * n
+        m_idx, m_uniq = pd.factorize(np.array(model_str, dtype=object))
+        mt_code, mt_first = np.unique(m_idx.astype(np.int64) * max(len(tgt_uniq), 1) + t_idx,
+                                      return_index=True)
+        mt_idx = np.searchsorted(mt_code, m_idx.astype(np.int64) * max(len(tgt_uniq), 1)
+                                 + t_idx)
+        mt_index = {(model_str[i], tgt_str[i]): j for j, i in enumerate(mt_first.tolist())}
         cov_rows = []
         for m, t in mt_index:
             info = coverage(m, t)
@@ -647,14 +726,16 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         triple = mt_idx * len(configs) + c_idx
         u3, inv3 = np.unique(triple, return_inverse=True)
         mt_keys = list(mt_index)
-        pf = self._profile_features([mt_keys[u // len(configs)] for u in u3],
-                                    [dict(configs[u % len(configs)]) for u in u3])
+        pf = self._profile_features([mt_keys[u] for u in (u3 // len(configs)).tolist()],
+                                    configs, u3 % len(configs),
+                                    (as_written, weight_written,
+                                     [_canonical_code(c) for c in src_codes]))
+        inv3 = inv3.reshape(-1)
         out.update({c: v[inv3] for c, v in pf.items()})
-
-        frame = pd.DataFrame(out, index=rows.index)
-        frame["__model"] = rows["model"].astype(str).to_numpy() if "model" in rows else ""
-        frame["__method"] = rows["method"].astype(str).to_numpy() if "method" in rows else ""
-        return frame
+        out["__model"] = np.array(model_str, dtype=object)
+        out["__method"] = (np.array([str(m) for m in rows["method"].tolist()], dtype=object)
+                           if "method" in rows else np.full(n, "", dtype=object))
+        return out, rows.index
 
     def _selected(self, names: list[str]) -> list[str]:
         if self.include is None:
@@ -701,14 +782,23 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "impute_values_")
-        raw = self._raw(X)
-        for col, value in self.impute_values_.items():
-            raw[col] = raw[col].fillna(value)
-        for m in self.models_:
-            raw[f"model={m}"] = (raw["__model"] == m).astype(float)
-        for m in self.methods_:
-            raw[f"method={m}"] = (raw["__method"] == m).astype(float)
-        return raw[list(self.feature_names_out_)].to_numpy(dtype=float)
+        raw, _ = self._raw_columns(X)
+        n = len(raw["__model"])
+        cols = []
+        for name in self.feature_names_out_:
+            name = str(name)
+            if name in self.impute_values_:
+                v = np.asarray(raw[name], dtype=float)
+                cols.append(np.where(np.isnan(v), float(self.impute_values_[name]), v))
+            elif name.startswith("model=") and name[6:] in self.models_:
+                cols.append((raw["__model"] == name[6:]).astype(float))
+            elif name.startswith("method=") and name[7:] in self.methods_:
+                cols.append((raw["__method"] == name[7:]).astype(float))
+            else:
+                cols.append(np.asarray(raw[name], dtype=float))
+        if not cols:
+            return np.zeros((n, 0))
+        return np.column_stack(cols).astype(float, copy=False)
 
     def transform_frame(self, X: Any) -> pd.DataFrame:
         """``transform`` with column names (for reports and the app)."""

@@ -71,44 +71,100 @@ def pretraining_class(target: str, model: str | None = None) -> str:
 
 
 def row_meta(rows: pd.DataFrame) -> pd.DataFrame:
-    """Keys every model groups by: mm ('model|method'), pclass, target (ISO 639-3)."""
+    """Keys every model groups by: mm ('model|method'), pclass, target (ISO 639-3), config
+    ({ISO 639-3: n}, one dict per row) and cfg_id (rows with equal configurations share it:
+    what :meth:`SeenTargetModel._memory` computes once per configuration)."""
+    configs, cfg_id = _iso_configs(rows["train_config"].tolist(), with_ids=True)
+    # (model, method, target[, ISO]) is per target, not per row: each distinct one once
+    cols = [rows[c].astype(str) for c in ("model", "method", "target", "target_iso3")
+            if c in rows] if len(rows) > 256 else []     # a few rows: row by row costs less
+    combined = np.zeros(len(rows), dtype=np.int64)
+    ok, span = bool(cols), 1
+    for col in cols:
+        codes, uniq = pd.factorize(col)
+        span *= max(len(uniq), 1)
+        ok = ok and not (codes < 0).any() and span < 2 ** 62
+        combined = combined * max(len(uniq), 1) + codes
+    if ok:
+        _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+        sub = row_meta_rows(rows.iloc[first])
+        inverse = inverse.reshape(-1)
+        return pd.DataFrame({"mm": np.array(sub[0], dtype=object)[inverse],
+                             "pclass": np.array(sub[1], dtype=object)[inverse],
+                             "target": np.array(sub[2], dtype=object)[inverse],
+                             "config": configs, "cfg_id": cfg_id}, index=rows.index)
+    mm, pcl, iso = row_meta_rows(rows)
+    return pd.DataFrame({"mm": np.array(mm, dtype=object), "pclass": pcl,
+                         "target": np.array(iso, dtype=object), "config": configs,
+                         "cfg_id": cfg_id}, index=rows.index)
+
+
+def row_meta_rows(rows: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    """(mm, pclass, ISO 639-3 target) of each row, row by row."""
     from predictor.dataset import lookup_language
-    mm = rows["model"].astype(str) + "|" + rows["method"].astype(str)
+    models = rows["model"].astype(str).tolist()
+    mm = [f"{m}|{me}" for m, me in zip(models, rows["method"].astype(str).tolist())]
+    targets = rows["target"].astype(str).tolist()
     if "target_iso3" in rows:
-        iso = rows["target_iso3"].astype(str)
+        iso = rows["target_iso3"].astype(str).tolist()
     else:
-        iso = rows["target"].map(lambda t: lookup_language(str(t)).iso639_3)
+        iso_of: dict[str, str] = {}
+        iso = [iso_of[t] if t in iso_of else iso_of.setdefault(t, lookup_language(t).iso639_3)
+               for t in targets]
     cache: dict[tuple[str, str], str] = {}
     pcl = []
-    for t, m in zip(rows["target"].astype(str).tolist(), rows["model"].astype(str).tolist()):
+    for t, m in zip(targets, models):
         if (t, m) not in cache:
             cache[(t, m)] = pretraining_class(t, m)
         pcl.append(cache[(t, m)])
-    return pd.DataFrame({"mm": mm.to_numpy(), "pclass": pcl, "target": iso.to_numpy(),
-                         "config": _iso_configs(rows["train_config"].tolist())},
-                        index=rows.index)
+    return mm, pcl, iso
 
 
-def _iso_configs(configs: list[Any]) -> list[dict[str, float]]:
+def _iso_configs(configs: list[Any], with_ids: bool = False) -> Any:
     """:func:`_iso_config` of each configuration, each distinct one converted once
-    (``recommend`` repeats every source set once per target). Each row gets its own dict."""
-    memo: dict[tuple, dict[str, float]] = {}
-    out = []
-    for tc in configs:
+    (``recommend`` repeats every source set once per target). Each row gets its own dict.
+    ``with_ids``: also the index of each row's distinct configuration (an int array)."""
+    from predictor.features import _objects
+    memo: dict[tuple, tuple[int, dict[str, float]]] = {}
+    iso_of: dict[str, str] = {}
+    # each distinct object once (recommend shares a source set's dict between its targets)
+    obj_idx, first = _objects(configs)
+    of_obj = []
+    for i in first.tolist():
+        tc = configs[i]
         key = tuple(sorted(dict(tc).items()))
-        if key not in memo:
-            memo[key] = _iso_config(tc)
-        out.append(dict(memo[key]))
-    return out
+        hit = memo.get(key)
+        if hit is None:
+            hit = memo[key] = (len(memo), _iso_config(tc, iso_of))
+        of_obj.append(hit)
+    ids = np.array([h[0] for h in of_obj], dtype=np.int64)[obj_idx] if configs else \
+        np.zeros(0, dtype=np.int64)
+    out = [dict(of_obj[j][1]) for j in obj_idx.tolist()]
+    return (out, ids) if with_ids else out
 
 
-def _iso_config(tc: Any) -> dict[str, float]:
-    """{ISO 639-3: n} (so 'sw' and 'swh' are one source language)."""
+def _iso_config(tc: Any, iso_of: dict[str, str] | None = None) -> dict[str, float]:
+    """{ISO 639-3: n} (so 'sw' and 'swh' are one source language). ``iso_of``: a code ->
+    ISO 639-3 memo shared between calls."""
+    if iso_of is not None and type(tc) is dict:
+        # the common case: every n > 0 and no two codes of one language, so each entry is
+        # its own (the loop below would give the same dict, in the same order)
+        try:
+            fast = {iso_of[lang]: float(n) for lang, n in tc.items() if n and n > 0}
+        except (KeyError, TypeError):
+            fast = None
+        if fast is not None and len(fast) == len(tc):
+            return fast
     from predictor.dataset import lookup_language
     out: dict[str, float] = {}
     for lang, n in dict(tc).items():
         if n and n > 0:
-            iso = lookup_language(str(lang)).iso639_3
+            if iso_of is None:
+                iso = lookup_language(str(lang)).iso639_3
+            else:
+                iso = iso_of.get(str(lang))
+                if iso is None:
+                    iso = iso_of[str(lang)] = lookup_language(str(lang)).iso639_3
             out[iso] = out.get(iso, 0.0) + float(n)
     return out
 
@@ -141,9 +197,15 @@ class GroupMean:
             miss = np.isnan(out)
             if not miss.any():
                 break
-            k = _key(meta, keys)
-            out[miss] = k[miss].map(table).to_numpy(dtype=float)
+            codes, names = _key_codes(meta, keys)
+            # one table look-up per distinct key (what Series.map(table) gives each row)
+            vals = np.array([_as_float(table.get(k)) for k in names], dtype=float)
+            out[miss] = vals[codes[miss]]
         return np.where(np.isnan(out), self.global_, out)
+
+
+def _as_float(v: Any) -> float:
+    return np.nan if v is None else float(v)
 
 
 def _key(meta: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
@@ -151,6 +213,43 @@ def _key(meta: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
     for c in keys[1:]:
         k = k + "|" + meta[c].astype(str).reset_index(drop=True)
     return k
+
+
+def _key_codes(meta: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """(code of each row, the distinct :func:`_key` strings): each row's key is
+    ``names[codes[i]]``, the strings built once per distinct combination. A missing value
+    (no key string: ``_key`` gives NaN) falls back to ``_key`` itself."""
+    n = len(meta)
+    if n <= 256:
+        # a few rows: plain lists cost less than factorising each column
+        cols = [meta[c].tolist() for c in keys]
+        if all(isinstance(v, str) for col in cols for v in col):
+            index: dict[str, int] = {}
+            codes = np.fromiter((index.setdefault("|".join(parts), len(index))
+                                 for parts in zip(*cols)), dtype=np.int64, count=n)
+            return codes, list(index)
+    combined = np.zeros(n, dtype=np.int64)
+    uniques = []
+    span = 1
+    for c in keys:
+        col = meta[c].astype(str)
+        codes, uniq = pd.factorize(col)
+        span *= max(len(uniq), 1)
+        if (codes < 0).any() or span >= 2 ** 62:
+            k = _key(meta, keys)
+            kc, ku = pd.factorize(k, use_na_sentinel=False)
+            return kc.astype(np.int64), [x if isinstance(x, str) else None for x in ku.tolist()]
+        combined = combined * len(uniq) + codes
+        uniques.append(uniq.tolist())
+    ucode, inverse = np.unique(combined, return_inverse=True)
+    names = []
+    for code in ucode.tolist():
+        parts = []
+        for uniq in reversed(uniques):
+            code, r = divmod(code, len(uniq))
+            parts.append(str(uniq[r]))
+        names.append("|".join(reversed(parts)))
+    return inverse.reshape(-1).astype(np.int64), names
 
 
 # -- learners ---------------------------------------------------------------------------------
@@ -201,7 +300,11 @@ class ZModel:
         return self
 
     def _sd(self, mm: np.ndarray) -> np.ndarray:
-        return np.array([self.sd_.get(str(m), 1.0) for m in mm])
+        codes, uniq = pd.factorize(np.asarray(mm, dtype=object))
+        if (codes < 0).any():
+            return np.array([self.sd_.get(str(m), 1.0) for m in mm])
+        return np.array([self.sd_.get(str(m), 1.0) for m in uniq.tolist()], dtype=float)[codes] \
+            if len(mm) else np.zeros(0)
 
     def predict(self, X: np.ndarray, meta: pd.DataFrame) -> np.ndarray:
         mm = meta["mm"].astype(str).to_numpy()
@@ -270,18 +373,68 @@ class SeenTargetModel:
         self.pair_memory = pair_memory
 
     def _memory(self, meta: pd.DataFrame) -> np.ndarray:
+        """(pair memory, share of sources with one) per row: :func:`_pairs` in array ops.
+
+        Each distinct configuration's sources are listed once (``cfg_id``), each distinct
+        (design, target) looks its pair effects up once, and the per-row sums run over the
+        sources in the configuration's own order, as :func:`_pairs` + ``np.bincount`` add
+        them (the same floating-point sums)."""
         if not self.pair_memory or "config" not in meta:
             return np.zeros((len(meta), 0))
-        p = _pairs(meta)
-        eff = p["key"].map(self.pairs_)
-        known = eff.notna().to_numpy(float)
-        e = eff.fillna(0.0).to_numpy(float)
-        w = p["w"].to_numpy(float)
         n = len(meta)
-        wsum = np.bincount(p["row"], weights=w, minlength=n)
-        mem = np.bincount(p["row"], weights=w * e, minlength=n) / np.maximum(wsum, 1e-12)
-        share = np.bincount(p["row"], weights=known, minlength=n) / \
-            np.maximum(np.bincount(p["row"], minlength=n), 1)
+        if n == 0:
+            return np.zeros((0, 2))
+        configs = meta["config"].tolist()
+        if "cfg_id" in meta:
+            cid_raw = meta["cfg_id"].to_numpy(dtype=np.int64)
+        else:
+            seen_obj: dict[int, int] = {}
+            cid_raw = np.array([seen_obj.setdefault(id(c), len(seen_obj)) for c in configs],
+                               dtype=np.int64)
+        ucid, first, cid = np.unique(cid_raw, return_index=True, return_inverse=True)
+        cid = cid.reshape(-1)
+        langs: dict[str, int] = {}
+        flat_l, flat_w, lens = [], [], []
+        for r in first.tolist():
+            its = [(lang, v) for lang, v in (configs[r] or {}).items() if v and v > 0]
+            flat_l += [langs.setdefault(lang, len(langs)) for lang, _ in its]
+            flat_w += [float(v) for _, v in its]
+            lens.append(len(its))
+        width = max(lens, default=0)
+        # (distinct configuration x slot) source index, weight and "slot used", slots in the
+        # configuration's own order
+        n_len = np.array(lens, dtype=np.int64)
+        row_of = np.repeat(np.arange(len(lens)), n_len)
+        slot = np.arange(len(flat_l)) - np.repeat(np.cumsum(n_len) - n_len, n_len)
+        LI = np.zeros((len(lens), width), dtype=np.int64)
+        WW = np.zeros((len(lens), width))
+        VV = np.zeros((len(lens), width), dtype=bool)
+        LI[row_of, slot] = flat_l
+        WW[row_of, slot] = flat_w
+        VV[row_of, slot] = True
+        bcodes, buniq = _key_codes(meta, ("mm", "target"))
+        lang_list = list(langs)
+        E = np.zeros((len(buniq), len(lang_list)))
+        K = np.zeros((len(buniq), len(lang_list)), dtype=bool)
+        for b, base in enumerate(buniq):
+            for li, lang in enumerate(lang_list):
+                v = self.pairs_.get(f"{base}|{lang}")
+                if v is not None and not (isinstance(v, float) and np.isnan(v)):
+                    E[b, li], K[b, li] = float(v), True
+        num = np.zeros(n)
+        wsum = np.zeros(n)
+        known = np.zeros(n)
+        count = np.zeros(n)
+        for j in range(width):
+            li = LI[cid, j]
+            w = WW[cid, j]
+            v = VV[cid, j]
+            num += w * E[bcodes, li]       # padded slots: w = 0, e = 0
+            wsum += w
+            known += (v & K[bcodes, li])
+            count += v
+        mem = num / np.maximum(wsum, 1e-12)
+        share = known / np.maximum(count, 1)
         return np.column_stack([mem, share])
 
     def fit(self, X: np.ndarray, y: np.ndarray, meta: pd.DataFrame) -> "SeenTargetModel":
@@ -302,7 +455,8 @@ class SeenTargetModel:
         return self
 
     def is_seen(self, meta: pd.DataFrame) -> np.ndarray:
-        return _key(meta, ("mm", "target")).isin(self.counts_).to_numpy()
+        codes, names = _key_codes(meta, ("mm", "target"))
+        return np.array([k in self.counts_ for k in names], dtype=bool)[codes]
 
     def predict(self, X: np.ndarray, meta: pd.DataFrame) -> np.ndarray:
         Xm = np.column_stack([X, self._memory(meta)])
