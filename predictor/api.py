@@ -433,7 +433,7 @@ class Predictor:
         obj_idx, _ = _objects(tcs)
         mm_code, mm_uniq = pd.factorize(meta["mm"].astype(str).to_numpy(dtype=object))
         combo, first = _first_seen(obj_idx * len(mm_uniq) + mm_code)
-        cls_cache: dict[tuple[str, str], str] = {}
+        cls_cache: dict[str, dict[str, str]] = {}
         texts: list[str] = []
         for i in first.tolist():
             mm, tc = str(mm_uniq[mm_code[i]]), tcs[i]
@@ -441,24 +441,25 @@ class Predictor:
             why = []
             known = self._source_classes.get(mm)
             if known:
+                cache = cls_cache.setdefault(model, {})
                 odd = []
-                for lang, n in tc.items():
-                    if n > 0:
-                        if (lang, model) not in cls_cache:
-                            cls_cache[(lang, model)] = pretraining_class(lang, model)
-                        if cls_cache[(lang, model)] not in known:
-                            odd.append(f"{lang} ({cls_cache[(lang, model)]})")
+                for lang in tc:
+                    pcl = cache.get(lang)
+                    if pcl is None:
+                        pcl = cache[lang] = pretraining_class(lang, model)
+                    if pcl not in known and tc[lang] > 0:
+                        odd.append(f"{lang} ({pcl})")
                 if odd:
                     why.append(f"source language {', '.join(odd)} from pretraining, while "
                                f"every training row's sources were {'/'.join(sorted(known))}: "
                                "the learners cannot tell what that costs, so the lower bound "
                                "reaches chance")
             lo = sup.get(mm, {}).get("n_per_language", [0, 0])[0]
-            if max([v for v in tc.values() if v > 0], default=0) < lo:
+            if max(tc.values(), default=0) < lo:
                 why.append("every supervised language has fewer examples than any training "
                            "row: the learning curve below that was not measured, so the "
                            "lower bound reaches chance")
-            texts.append("; ".join(why))
+            texts.append("; ".join(why) if why else "")
         hit = np.array([bool(t) for t in texts], dtype=bool)
         if not hit.any():
             return
