@@ -362,6 +362,10 @@ class Predictor:
         return None
 
     def _predict_valid(self, rows: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(self._predict_columns(rows))
+
+    def _predict_columns(self, rows: pd.DataFrame) -> dict[str, Any]:
+        """:meth:`_predict_valid`'s columns as arrays (``recommend`` reads them directly)."""
         from predictor.models import row_meta
         rows = rows.reset_index(drop=True)
         meta = row_meta(rows)
@@ -420,10 +424,10 @@ class Predictor:
             half[oos] = [max(half[i], widest[mm_list[i]]) * intervals.OUT_OF_SUPPORT_WIDEN
                          for i in np.flatnonzero(oos).tolist()]
         pred, lo, hi = intervals.intervals(point, half)
-        return pd.DataFrame({"prediction": pred, "lower": lo, "upper": hi, "basis": basis,
-                             "out_of_support": oos, "reason": reason,
-                             "interval_group": group, "pretraining": meta["pclass"].to_numpy(),
-                             "profile": hp if hp is not None else np.zeros(len(rows), bool)})
+        return {"prediction": pred, "lower": lo, "upper": hi, "basis": basis,
+                "out_of_support": oos, "reason": reason, "interval_group": group,
+                "pretraining": meta["pclass"].to_numpy(),
+                "profile": hp if hp is not None else np.zeros(len(rows), bool)}
 
     def predict(self, frame_or_rows: Any) -> pd.DataFrame:
         """Predictions with intervals for many rows (a DataFrame or dicts); any bad row raises."""
@@ -532,13 +536,13 @@ class Predictor:
         rows = pd.DataFrame({"model": [model] * n_rows, "method": [method] * n_rows,
                              "train_config": [cfg for cfg in configs for _ in targets],
                              "target": targets * len(combos)})
-        pred = self._predict_valid(rows)
+        pred = self._predict_columns(rows)
         T = len(targets)
-        P = pred["prediction"].to_numpy().reshape(len(combos), T)
-        L = pred["lower"].to_numpy().reshape(len(combos), T)
-        U = pred["upper"].to_numpy().reshape(len(combos), T)
-        B = pred["basis"].to_numpy().reshape(len(combos), T)
-        O = pred["out_of_support"].to_numpy().reshape(len(combos), T)
+        P = np.asarray(pred["prediction"], dtype=float).reshape(len(combos), T)
+        L = np.asarray(pred["lower"], dtype=float).reshape(len(combos), T)
+        U = np.asarray(pred["upper"], dtype=float).reshape(len(combos), T)
+        B = np.asarray(pred["basis"], dtype=object).reshape(len(combos), T)
+        O = np.asarray(pred["out_of_support"], dtype=bool).reshape(len(combos), T)
         mean, worst = P.mean(axis=1), P.min(axis=1)
         obj = mean if objective == "mean" else worst
         order = np.argsort(-obj, kind="stable")[:max(1, top)]
