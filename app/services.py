@@ -328,8 +328,12 @@ class PredictorService:
         parts = self._pipeline_parts()
         if parts is None:
             return None
-        feats = self.features(rows)
-        if feats is None:
+        return self._contributions_of(self.features(rows))
+
+    def _contributions_of(self, feats: pd.DataFrame | None) -> pd.DataFrame | None:
+        """:meth:`contributions` from rows' features already computed (:meth:`features`)."""
+        parts = self._pipeline_parts()
+        if parts is None or feats is None:
             return None
         c = parts[1].contributions(feats.to_numpy(float))
         if c is None:
@@ -382,7 +386,7 @@ class PredictorService:
             return None
         set_id = np.repeat(np.arange(len(sets)), len(targets))
         out = feats.groupby(set_id).mean()
-        contrib = self.contributions(rows)
+        contrib = self._contributions_of(feats)     # the same rows: featurised once
         if contrib is not None:
             c = contrib.groupby(set_id).mean()
             out = pd.concat([out, c.add_prefix("contrib:")], axis=1)
