@@ -255,7 +255,8 @@ class Predictor:
         return point
 
     def _impute_profile(self, rows: pd.DataFrame, X: np.ndarray, names: list[str],
-                        meta: pd.DataFrame, hp: np.ndarray | None) -> np.ndarray:
+                        meta: pd.DataFrame, hp: np.ndarray | None,
+                        skip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Rows without a profile, for a design whose training targets all had one.
 
         The profile columns of such a row are the mean of what they would be, for the same
@@ -294,20 +295,54 @@ class Predictor:
                 peers_of.setdefault((mm, "*"), []).append(str(t))
         mm_all = meta["mm"].astype(str).to_numpy()
         pcl_all = meta["pclass"].tolist()
-        subs, owner = [], []
-        for i in np.flatnonzero(~hp | no_lf).tolist():
+        # the imputed columns depend on (configuration, design, class) only: worked out once
+        # per distinct key (recommend asks for thousands of source sets per target), and
+        # not at all for rows whose point the class transfer replaces
+        from predictor.features import _objects
+        tcs = rows["train_config"].tolist()
+        obj_idx, _ = _objects(tcs)
+        other = [c for c in rows.columns if c not in ("target", "target_iso3")]
+        values = {c: rows[c].tolist() for c in other}
+        skip = np.zeros(len(X), bool) if skip is None else np.asarray(skip, bool)
+        key_of: dict[tuple[int, str, str], int] = {}
+        row_key = np.full(len(X), -1, dtype=np.int64)
+        subs: list[dict[str, Any]] = []
+        starts: list[int] = []
+        for i in np.flatnonzero((~hp | no_lf) & ~skip).tolist():
             mm = mm_all[i]
             if sup.get(mm, {}).get("profile_share", 0) < 0.99 or mm not in self.unseen:
                 continue
-            peers = peers_of.get((mm, str(pcl_all[i]))) or peers_of.get((mm, "*"), [])
-            row = rows.iloc[i].to_dict()          # once per row, not once per peer
-            row.pop("target_iso3", None)
-            for t in peers:
-                subs.append({**row, "target": t})
-                owner.append(i)
+            key = (int(obj_idx[i]), mm, str(pcl_all[i]))
+            kid = key_of.get(key)
+            if kid is None:
+                peers = peers_of.get((mm, key[2])) or peers_of.get((mm, "*"), [])
+                if not peers:
+                    continue
+                kid = key_of[key] = len(key_of)
+                starts.append(len(subs))
+                row = {c: values[c][i] for c in other}
+                subs.extend({**row, "target": t} for t in peers)
+            row_key[i] = kid
         imputed_lf = np.zeros(len(X), bool)
         if not subs:
             return X, imputed_lf
+        base = self.base_features if self.base_features is not None else self.features
+        Xs = base.transform(pd.DataFrame(subs))
+        X = X.copy()
+        st = np.asarray(starts, dtype=np.int64)
+        counts = np.diff(np.append(st, len(subs)))
+        means = np.add.reduceat(Xs, st, axis=0) / counts[:, None]
+        all_lf = (np.minimum.reduceat((Xs[:, names.index("has_label_free")] > 0).astype(int), st)
+                  > 0) if "has_label_free" in names else np.ones(len(st), bool)
+        full = np.flatnonzero((row_key >= 0) & ~hp)
+        if len(full):
+            X[np.ix_(full, cols)] = means[np.ix_(row_key[full], cols)]
+        part = np.flatnonzero((row_key >= 0) & hp)
+        if lf_cols and len(part):
+            part = part[all_lf[row_key[part]]]
+            X[np.ix_(part, lf_cols)] = means[np.ix_(row_key[part], lf_cols)]
+            imputed_lf[part] = True
+        return X, imputed_lf
         base = self.base_features if self.base_features is not None else self.features
         Xs = base.transform(pd.DataFrame(subs))
         X = X.copy()
@@ -369,6 +404,21 @@ class Predictor:
                                {mm: present_level(lv) for mm, lv in designs.items()},
                                {mm: sorted(lv) for mm, lv in designs.items()})
         return self._transfers
+
+    def _borrowed(self, meta: pd.DataFrame, seen: np.ndarray) -> np.ndarray:
+        """Rows :meth:`_borrow_class` answers (their learner's point is replaced)."""
+        out = np.zeros(len(meta), bool)
+        transfers, level_of, classes_of = self._class_transfers()
+        if not transfers or not len(meta):
+            return out
+        codes, uniq = pd.factorize(
+            (meta["mm"].astype(str) + "|" + meta["pclass"].astype(str)).to_numpy(dtype=object))
+        for c, k in enumerate(uniq.tolist()):
+            mm, pcl = k.rsplit("|", 1)
+            if pcl in transfers and level_of.get(mm) is not None \
+                    and pcl not in classes_of.get(mm, [pcl]):
+                out |= codes == c
+        return out & ~np.asarray(seen, bool)
 
     def _borrow_class(self, meta: pd.DataFrame, seen: np.ndarray, point: np.ndarray,
                       reason: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -481,6 +531,10 @@ class Predictor:
         return None
 
     def _predict_valid(self, rows: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(self._predict_columns(rows))
+
+    def _predict_columns(self, rows: pd.DataFrame) -> dict[str, Any]:
+        """:meth:`_predict_valid`'s columns as arrays (``recommend`` reads them directly)."""
         from predictor.models import row_meta
         rows = rows.reset_index(drop=True)
         meta = row_meta(rows)
@@ -495,7 +549,8 @@ class Predictor:
                         & (X[:, names.index("has_label_free")] > 0)
                         if {"prof_src_unknown", "has_label_free"} <= set(names)
                         else np.zeros(len(X), bool))
-            X, imputed_lf = self._impute_profile(rows, X, names, meta, hp)
+            X, imputed_lf = self._impute_profile(rows, X, names, meta, hp,
+                                                 skip=self._borrowed(meta, seen))
             point = self._point(X, meta, seen)
         basis = np.where(seen, "measured-target", "unseen-target")
         calib = self.card["intervals"]
@@ -543,11 +598,11 @@ class Predictor:
         pred, lo, hi = intervals.intervals(point, half)
         lo = np.clip(np.minimum(lo, floor), intervals.SCORE_MIN, intervals.SCORE_MAX)
         hi = np.clip(np.maximum(hi, ceil), intervals.SCORE_MIN, intervals.SCORE_MAX)
-        return pd.DataFrame({"prediction": pred, "lower": lo, "upper": hi, "basis": basis,
-                             "out_of_support": np.array([bool(r) for r in reason], dtype=bool),
-                             "reason": reason,
-                             "interval_group": group, "pretraining": meta["pclass"].to_numpy(),
-                             "profile": hp if hp is not None else np.zeros(len(rows), bool)})
+        return {"prediction": pred, "lower": lo, "upper": hi, "basis": basis,
+                "out_of_support": np.array([bool(r) for r in reason], dtype=bool),
+                "reason": reason, "interval_group": group,
+                "pretraining": meta["pclass"].to_numpy(),
+                "profile": hp if hp is not None else np.zeros(len(rows), bool)}
 
     def predict(self, frame_or_rows: Any) -> pd.DataFrame:
         """Predictions with intervals for many rows (a DataFrame or dicts); any bad row raises."""
@@ -656,13 +711,13 @@ class Predictor:
         rows = pd.DataFrame({"model": [model] * n_rows, "method": [method] * n_rows,
                              "train_config": [cfg for cfg in configs for _ in targets],
                              "target": targets * len(combos)})
-        pred = self._predict_valid(rows)
+        pred = self._predict_columns(rows)
         T = len(targets)
-        P = pred["prediction"].to_numpy().reshape(len(combos), T)
-        L = pred["lower"].to_numpy().reshape(len(combos), T)
-        U = pred["upper"].to_numpy().reshape(len(combos), T)
-        B = pred["basis"].to_numpy().reshape(len(combos), T)
-        O = pred["out_of_support"].to_numpy().reshape(len(combos), T)
+        P = np.asarray(pred["prediction"], dtype=float).reshape(len(combos), T)
+        L = np.asarray(pred["lower"], dtype=float).reshape(len(combos), T)
+        U = np.asarray(pred["upper"], dtype=float).reshape(len(combos), T)
+        B = np.asarray(pred["basis"], dtype=object).reshape(len(combos), T)
+        O = np.asarray(pred["out_of_support"], dtype=bool).reshape(len(combos), T)
         mean, worst = P.mean(axis=1), P.min(axis=1)
         obj = mean if objective == "mean" else worst
         order = np.argsort(-obj, kind="stable")[:max(1, top)]

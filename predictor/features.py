@@ -654,14 +654,17 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         kinds = self._kinds()
         Mp, Wp = M[pc], W[pc]
         for kind in kinds:
-            D = pair_distances(tgt_iso, src_iso, kind, self.typology)[pt]          # pairs x sources
-            Dm = np.where(Mp, D, np.nan)
-            valid = ~np.isnan(Dm)
+            Dt = pair_distances(tgt_iso, src_iso, kind, self.typology)   # targets x sources
+            D = Dt[pt]                                                       # pairs x sources
+            # a supervised source with a known distance; the values below read D only there
+            # (where it equals the masked matrix np.where(Mp, D, nan) they were defined on)
+            valid = Mp & ~np.isnan(Dt)[pt]
             wsum = np.where(valid, Wp, 0).sum(axis=1)
-            wmean = np.where(valid, Wp * np.nan_to_num(Dm), 0).sum(axis=1) / np.maximum(wsum, 1e-12)
+            WD = Wp * (D if not np.isinf(Dt).any() else np.nan_to_num(D))
+            wmean = np.where(valid, WD, 0).sum(axis=1) / np.maximum(wsum, 1e-12)
             cnt = valid.sum(axis=1)
-            out[f"dist_{kind}_min"] = _nan_safe(Dm, "min", valid, cnt)[inverse]
-            out[f"dist_{kind}_mean"] = _nan_safe(Dm, "mean", valid, cnt)[inverse]
+            out[f"dist_{kind}_min"] = _nan_safe(D, "min", valid, cnt)[inverse]
+            out[f"dist_{kind}_mean"] = _nan_safe(D, "mean", valid, cnt)[inverse]
             out[f"dist_{kind}_wmean"] = np.where(wsum > 0, wmean, np.nan)[inverse]
             out[f"dist_{kind}_unknown"] = (~valid.any(axis=1)).astype(float)[inverse]
             # diversity per configuration: mean pairwise distance among its sources,
