@@ -405,19 +405,25 @@ class Predictor:
                                {mm: sorted(lv) for mm, lv in designs.items()})
         return self._transfers
 
+    @staticmethod
+    def _design_class_codes(meta: pd.DataFrame) -> tuple[np.ndarray, list[tuple[str, str]]]:
+        """(code of each row's (design, pretraining class), the distinct pairs)."""
+        mc, mu = pd.factorize(meta["mm"].to_numpy(dtype=object))
+        pc, pu = pd.factorize(meta["pclass"].to_numpy(dtype=object))
+        codes, first = _first_seen(mc.astype(np.int64) * max(len(pu), 1) + pc)
+        return codes, [(str(mu[mc[i]]), str(pu[pc[i]])) for i in first.tolist()]
+
     def _borrowed(self, meta: pd.DataFrame, seen: np.ndarray) -> np.ndarray:
         """Rows :meth:`_borrow_class` answers (their learner's point is replaced)."""
         out = np.zeros(len(meta), bool)
         transfers, level_of, classes_of = self._class_transfers()
         if not transfers or not len(meta):
             return out
-        codes, uniq = pd.factorize(
-            (meta["mm"].astype(str) + "|" + meta["pclass"].astype(str)).to_numpy(dtype=object))
-        for c, k in enumerate(uniq.tolist()):
-            mm, pcl = k.rsplit("|", 1)
-            if pcl in transfers and level_of.get(mm) is not None \
-                    and pcl not in classes_of.get(mm, [pcl]):
-                out |= codes == c
+        codes, pairs = self._design_class_codes(meta)
+        hit = [pcl in transfers and level_of.get(mm) is not None
+               and pcl not in classes_of.get(mm, [pcl]) for mm, pcl in pairs]
+        if any(hit):
+            out = np.asarray(hit, bool)[codes]
         return out & ~np.asarray(seen, bool)
 
     def _borrow_class(self, meta: pd.DataFrame, seen: np.ndarray, point: np.ndarray,
@@ -437,17 +443,15 @@ class Predictor:
         transfers, level_of, classes_of = self._class_transfers()
         if not transfers or not len(meta):
             return floor, ceil
-        key = (meta["mm"].astype(str) + "|" + meta["pclass"].astype(str)).to_numpy(dtype=object)
-        key = np.where(np.asarray(seen, bool), "", key)
-        codes, uniq = pd.factorize(key)
-        for c, k in enumerate(uniq.tolist()):
-            if not k:
-                continue
-            mm, pcl = k.rsplit("|", 1)
+        codes, pairs = self._design_class_codes(meta)
+        unseen = ~np.asarray(seen, bool)
+        for c, (mm, pcl) in enumerate(pairs):
             level = level_of.get(mm)
             if level is None or pcl in classes_of.get(mm, [pcl]):
                 continue
-            sel = codes == c
+            sel = (codes == c) & unseen
+            if not sel.any():
+                continue
             tr = transfers.get(pcl)
             if tr is not None:
                 point[sel] = tr.point(level)
@@ -483,29 +487,32 @@ class Predictor:
         obj_idx, _ = _objects(tcs)
         mm_code, mm_uniq = pd.factorize(meta["mm"].astype(str).to_numpy(dtype=object))
         combo, first = _first_seen(obj_idx * len(mm_uniq) + mm_code)
-        cls_cache: dict[str, dict[str, str]] = {}
-        texts: list[str] = []
-        for i in first.tolist():
-            mm, tc = str(mm_uniq[mm_code[i]]), tcs[i]
+        firsts = first.tolist()
+        langs: set[str] = set().union(*(tcs[i].keys() for i in firsts))
+        # per design: the source languages of a class its training sources never had
+        odd_of: dict[str, dict[str, str]] = {}
+        for mm in {str(m) for m in mm_uniq.tolist()}:
+            known = self._source_classes.get(mm)
             model = mm.split("|")[0]
+            cls = {lang: pretraining_class(lang, model) for lang in langs} if known else {}
+            odd_of[mm] = {lang: c for lang, c in cls.items() if c not in known}
+        lo_of = {str(m): sup.get(str(m), {}).get("n_per_language", [0, 0])[0]
+                 for m in mm_uniq.tolist()}
+        texts: list[str] = []
+        for i in firsts:
+            mm, tc = str(mm_uniq[mm_code[i]]), tcs[i]
             why = []
             known = self._source_classes.get(mm)
-            if known:
-                cache = cls_cache.setdefault(model, {})
-                odd = []
-                for lang in tc:
-                    pcl = cache.get(lang)
-                    if pcl is None:
-                        pcl = cache[lang] = pretraining_class(lang, model)
-                    if pcl not in known and tc[lang] > 0:
-                        odd.append(f"{lang} ({pcl})")
+            odd_langs = odd_of[mm]
+            if odd_langs and not odd_langs.keys().isdisjoint(tc):
+                odd = [f"{lang} ({odd_langs[lang]})" for lang in tc
+                       if lang in odd_langs and tc[lang] > 0]
                 if odd:
                     why.append(f"source language {', '.join(odd)} from pretraining, while "
                                f"every training row's sources were {'/'.join(sorted(known))}: "
                                "the learners cannot tell what that costs, so the lower bound "
                                "reaches chance")
-            lo = sup.get(mm, {}).get("n_per_language", [0, 0])[0]
-            if max(tc.values(), default=0) < lo:
+            if max(tc.values(), default=0) < lo_of[mm]:
                 why.append("every supervised language has fewer examples than any training "
                            "row: the learning curve below that was not measured, so the "
                            "lower bound reaches chance")
@@ -513,10 +520,11 @@ class Predictor:
         hit = np.array([bool(t) for t in texts], dtype=bool)
         if not hit.any():
             return
-        for c in np.flatnonzero(hit).tolist():
-            sel = combo == c
-            floor[sel] = np.minimum(floor[sel], CHANCE)
-            _add_reason(reason, sel, texts[c])
+        rows_hit = np.flatnonzero(hit[combo])
+        floor[rows_hit] = np.minimum(floor[rows_hit], CHANCE)
+        for i in rows_hit.tolist():
+            text = texts[combo[i]]
+            reason[i] = f"{reason[i]}; {text}" if reason[i] else text
 
     def _target_range(self, mm: str) -> tuple[float, float] | None:
         """(lowest, highest) mean score of the design's measured targets."""
