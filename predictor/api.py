@@ -306,7 +306,8 @@ class Predictor:
         skip = np.zeros(len(X), bool) if skip is None else np.asarray(skip, bool)
         key_of: dict[tuple[int, str, str], int] = {}
         row_key = np.full(len(X), -1, dtype=np.int64)
-        subs: list[dict[str, Any]] = []
+        # the peers' rows, column by column (one dict per row cost ~3 us x 100,000 rows)
+        subs: dict[str, list[Any]] = {c: [] for c in other + ["target"]}
         starts: list[int] = []
         for i in np.flatnonzero((~hp | no_lf) & ~skip).tolist():
             mm = mm_all[i]
@@ -319,41 +320,35 @@ class Predictor:
                 if not peers:
                     continue
                 kid = key_of[key] = len(key_of)
-                starts.append(len(subs))
-                row = {c: values[c][i] for c in other}
-                subs.extend({**row, "target": t} for t in peers)
+                starts.append(len(subs["target"]))
+                for c in other:
+                    subs[c].extend([values[c][i]] * len(peers))
+                subs["target"].extend(peers)
             row_key[i] = kid
         imputed_lf = np.zeros(len(X), bool)
-        if not subs:
+        n_subs = len(subs["target"])
+        if not n_subs:
             return X, imputed_lf
         base = self.base_features if self.base_features is not None else self.features
-        Xs = base.transform(pd.DataFrame(subs))
+        # only the profile columns of the peers' rows (no URIEL distances), in ``cols`` order
+        Xs = base.transform_columns(pd.DataFrame(subs), [names[c] for c in cols])
         X = X.copy()
         st = np.asarray(starts, dtype=np.int64)
-        counts = np.diff(np.append(st, len(subs)))
+        counts = np.diff(np.append(st, n_subs))
         means = np.add.reduceat(Xs, st, axis=0) / counts[:, None]
-        all_lf = (np.minimum.reduceat((Xs[:, names.index("has_label_free")] > 0).astype(int), st)
-                  > 0) if "has_label_free" in names else np.ones(len(st), bool)
+        at = {c: j for j, c in enumerate(cols)}
+        all_lf = (np.minimum.reduceat(
+            (Xs[:, at[names.index("has_label_free")]] > 0).astype(int), st) > 0) \
+            if "has_label_free" in names and names.index("has_label_free") in at \
+            else np.ones(len(st), bool)
         full = np.flatnonzero((row_key >= 0) & ~hp)
         if len(full):
-            X[np.ix_(full, cols)] = means[np.ix_(row_key[full], cols)]
+            X[np.ix_(full, cols)] = means[row_key[full]]
         part = np.flatnonzero((row_key >= 0) & hp)
         if lf_cols and len(part):
             part = part[all_lf[row_key[part]]]
-            X[np.ix_(part, lf_cols)] = means[np.ix_(row_key[part], lf_cols)]
+            X[np.ix_(part, lf_cols)] = means[np.ix_(row_key[part], [at[c] for c in lf_cols])]
             imputed_lf[part] = True
-        return X, imputed_lf
-        base = self.base_features if self.base_features is not None else self.features
-        Xs = base.transform(pd.DataFrame(subs))
-        X = X.copy()
-        owner_arr = np.asarray(owner)
-        for i in np.unique(owner_arr):
-            peers = Xs[owner_arr == i]
-            if not hp[i]:
-                X[i, cols] = peers[:, cols].mean(axis=0)
-            elif lf_cols and (peers[:, names.index("has_label_free")] > 0).all():
-                X[i, lf_cols] = peers[:, lf_cols].mean(axis=0)
-                imputed_lf[i] = True
         return X, imputed_lf
 
     def _measured(self, meta: pd.DataFrame) -> np.ndarray:

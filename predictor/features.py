@@ -600,9 +600,10 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         frame["__method"] = rows["method"].astype(str).to_numpy() if "method" in rows else ""
         return frame
 
-    def _raw_columns(self, X: Any) -> tuple[dict[str, np.ndarray], pd.Index]:
+    def _raw_columns(self, X: Any, uriel: bool = True) -> tuple[dict[str, np.ndarray], pd.Index]:
         """``_raw`` as ({column: array}, the rows' index); ``transform`` stacks the arrays
-        it needs without a DataFrame in between."""
+        it needs without a DataFrame in between. ``uriel`` False skips the URIEL distance
+        and diversity columns (the costliest part), for callers that need none of them."""
         from predictor.dataset import lookup_language
 
         rows = as_rows(X)
@@ -651,7 +652,7 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         uniq, inverse = np.unique(pair_codes, return_inverse=True)
         pt, pc = uniq // len(configs), uniq % len(configs)
         out: dict[str, np.ndarray] = {}
-        kinds = self._kinds()
+        kinds = self._kinds() if uriel else ()
         Mp, Wp = M[pc], W[pc]
         for kind in kinds:
             Dt = pair_distances(tgt_iso, src_iso, kind, self.typology)   # targets x sources
@@ -785,11 +786,27 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "impute_values_")
-        raw, _ = self._raw_columns(X)
+        return self._stack(X, [str(c) for c in self.feature_names_out_])
+
+    def transform_columns(self, X: Any, columns: Sequence[str]) -> np.ndarray:
+        """``transform(X)[:, j]`` for the output ``columns`` only, in that order.
+
+        Why: imputing an unprofiled target's profile columns featurises every source set
+        for every measured target of its class (tens of thousands of rows in a Recommend
+        request) and needs none of the URIEL distances, which are most of the cost."""
+        check_is_fitted(self, "impute_values_")
+        known = {str(c) for c in self.feature_names_out_}
+        bad = [c for c in columns if c not in known]
+        if bad:
+            raise ValueError(f"not output columns of this transformer: {bad}")
+        return self._stack(X, [str(c) for c in columns])
+
+    def _stack(self, X: Any, names: list[str]) -> np.ndarray:
+        uriel = any(n.startswith(("dist_", "diversity_")) for n in names)
+        raw, _ = self._raw_columns(X, uriel=uriel)
         n = len(raw["__model"])
         cols = []
-        for name in self.feature_names_out_:
-            name = str(name)
+        for name in names:
             if name in self.impute_values_:
                 v = np.asarray(raw[name], dtype=float)
                 cols.append(np.where(np.isnan(v), float(self.impute_values_[name]), v))

@@ -145,3 +145,31 @@ def test_pair_memory_equals_the_per_pair_sum(shipped) -> None:
     np.testing.assert_array_equal(model._memory(meta), expected)
     # without the configuration ids (a frame made elsewhere): keyed by object
     np.testing.assert_array_equal(model._memory(meta.drop(columns="cfg_id")), expected)
+
+
+def test_transform_columns_equals_those_columns_of_transform(shipped) -> None:
+    """Profile imputation featurises only the profile columns (no URIEL distances)."""
+    from predictor.features import GROUPS
+    rows = pd.DataFrame([{"model": m, "method": meth, "train_config": tc, "target": t}
+                         for m, meth in (("me5-small", "probe"), ("xlmr", "finetune"))
+                         for tc in ({"en": 2490}, {"de": 500, "fr": 500, "hi": 100})
+                         for t in ("sw", "aym", "quy", "de")])
+    names = [str(c) for c in shipped.features.get_feature_names_out()]
+    full = shipped.features.transform(rows)
+    for cols in ([c for c in GROUPS["profile"] if c in names],
+                 ["k", "dist_genetic_min", "has_profile"]):
+        sub = shipped.features.transform_columns(rows, cols)
+        assert np.array_equal(sub, full[:, [names.index(c) for c in cols]], equal_nan=True)
+    with pytest.raises(ValueError, match="not output columns"):
+        shipped.features.transform_columns(rows, ["nope"])
+
+
+def test_unprofiled_targets_in_recommend_equal_each_row_alone(shipped) -> None:
+    """Profile imputation is shared per (configuration, design, class) in a batch."""
+    from measure.languages import XNLI_15
+    rec = shipped.recommend("me5-small", ["quy", "eu"], list(XNLI_15)[:8], 2, top=28)
+    n = rec.attrs["n_per_language"]
+    rows = [{"model": "me5-small", "train_config": {s: n for s in srcs}, "target": t}
+            for srcs in rec["sources"] for t in ("quy", "eu")]
+    alone = _one_by_one(shipped, rows)
+    assert np.allclose(rec[["quy", "eu"]].to_numpy().ravel(), alone["prediction"], atol=1e-9)
