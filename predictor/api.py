@@ -430,13 +430,14 @@ class Predictor:
         present level, borrowed from designs that measured both classes, and its interval
         spans the donors' range. A target of unknown coverage keeps its (present-like,
         range-limited) point, but its interval reaches down to what an absent target would
-        get: unknown coverage means either. Changes ``point`` and ``reason`` in place;
+        get: unknown coverage means either. With no design to borrow from, the lower bound
+        reaches chance. Changes ``point`` and ``reason`` in place;
         returns (lower floor, upper ceiling) for the bounds (+inf / -inf where none applies).
         Worked out once per distinct (design, class).
         """
         floor, ceil = np.full(len(meta), np.inf), np.full(len(meta), -np.inf)
         transfers, level_of, classes_of = self._class_transfers()
-        if not transfers or not len(meta):
+        if not len(meta):
             return floor, ceil
         codes, pairs = self._design_class_codes(meta)
         unseen = ~np.asarray(seen, bool)
@@ -456,6 +457,13 @@ class Predictor:
                 floor[sel] = transfers["absent"].bounds(level)[0]
                 _add_reason(reason, sel, "the prediction assumes the target is in pretraining; "
                             "the lower bound is what an absent target would get")
+            else:
+                # no design of this predictor measured the class (e.g. one fitted on SumEval
+                # alone): nothing to borrow, and nothing says the target is not near chance
+                floor[sel] = CHANCE
+                _add_reason(reason, sel, f"no design of this predictor measured a target "
+                            f"{pcl} from pretraining: the prediction treats it like a present "
+                            "one, and the lower bound reaches chance")
         return floor, ceil
 
     def _chance_floors(self, rows: pd.DataFrame, meta: pd.DataFrame, floor: np.ndarray,

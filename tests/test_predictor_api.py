@@ -235,3 +235,16 @@ def test_every_learner_round_trips_within_the_allow_list(published_dir: Path,
             assert card["selected_model"] == spec.name
             assert back.predict(X[:20], meta.iloc[:20]).tolist() == \
                 pytest.approx(est.predict(X[:20], meta.iloc[:20]).tolist())
+
+
+def test_an_absent_target_without_donors_reaches_chance(predictor) -> None:
+    """A predictor fitted on SumEval alone has no design that measured an absent target:
+    nothing to borrow, so the lower bound reaches chance and the reason says why."""
+    from predictor.class_transfer import CHANCE
+    assert predictor._class_transfers()[0] == {}
+    out = predictor.predict([{"model": "xlmr", "train_config": {"en": 10000, "de": 10000},
+                              "target": t} for t in ("quy", "ha")])
+    quy, ha = out.iloc[0], out.iloc[1]
+    assert quy["pretraining"] == "absent" and quy["lower"] <= CHANCE < quy["prediction"]
+    assert "no design of this predictor measured a target absent" in quy["reason"]
+    assert ha["pretraining"] == "present" and ha["lower"] > CHANCE
