@@ -72,6 +72,10 @@ class Predictor:
         # the same features reading the profiles the predictor was trained with, when a
         # user's --profiles directory replaces them in ``features`` (see load_predictor)
         self.base_features: Any = None
+        # derived from the fitted models on first use (see _class_transfers, _chance_floors)
+        self._transfers: tuple[dict[str, Any], dict[str, float | None],
+                               dict[str, list[str]]] | None = None
+        self._source_classes: dict[str, set[str]] | None = None
         self._methods: dict[str, list[str]] = {}
         for m in card.get("models", []):
             self._methods.setdefault(m["model"], []).append(m["method"])
@@ -383,7 +387,7 @@ class Predictor:
                                         dict[str, list[str]]]:
         """(transfers by pretraining class, present level by design, classes by design),
         from the measured-target memory of every design (:mod:`predictor.class_transfer`)."""
-        if getattr(self, "_transfers", None) is None:
+        if self._transfers is None:
             from predictor.class_transfer import design_levels, fit_transfers, present_level
             from predictor.models import pretraining_class
             designs = {}
@@ -408,20 +412,23 @@ class Predictor:
         codes, first = _first_seen(mc.astype(np.int64) * max(len(pu), 1) + pc)
         return codes, [(str(mu[mc[i]]), str(pu[pc[i]])) for i in first.tolist()]
 
-    def _borrowed(self, meta: pd.DataFrame, seen: np.ndarray) -> np.ndarray:
-        """Rows :meth:`_borrow_class` answers (their learner's point is replaced)."""
-        out = np.zeros(len(meta), bool)
-        transfers, level_of, classes_of = self._class_transfers()
-        if not transfers or not len(meta):
-            return out
-        codes, pairs = self._design_class_codes(meta)
-        hit = [pcl in transfers and level_of.get(mm) is not None
-               and pcl not in classes_of.get(mm, [pcl]) for mm, pcl in pairs]
-        if any(hit):
-            out = np.asarray(hit, bool)[codes]
-        return out & ~np.asarray(seen, bool)
+    def _class_never_measured(self, mm: str, pcl: str) -> bool:
+        """Whether design ``mm`` has a present level but no measured target of class ``pcl``."""
+        _, level_of, classes_of = self._class_transfers()
+        return level_of.get(mm) is not None and pcl not in classes_of.get(mm, [pcl])
 
-    def _borrow_class(self, meta: pd.DataFrame, seen: np.ndarray, point: np.ndarray,
+    def _borrowed(self, codes: np.ndarray, pairs: list[tuple[str, str]],
+                  seen: np.ndarray) -> np.ndarray:
+        """Rows :meth:`_borrow_class` answers (their learner's point is replaced); ``codes``
+        and ``pairs`` from :meth:`_design_class_codes`."""
+        transfers = self._class_transfers()[0]
+        hit = [pcl in transfers and self._class_never_measured(mm, pcl) for mm, pcl in pairs]
+        if not any(hit):
+            return np.zeros(len(codes), bool)
+        return np.asarray(hit, bool)[codes] & ~np.asarray(seen, bool)
+
+    def _borrow_class(self, codes: np.ndarray, pairs: list[tuple[str, str]],
+                      seen: np.ndarray, point: np.ndarray,
                       reason: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Unmeasured targets of a pretraining class the design never measured.
 
@@ -433,18 +440,16 @@ class Predictor:
         get: unknown coverage means either. With no design to borrow from, the lower bound
         reaches chance. Changes ``point`` and ``reason`` in place;
         returns (lower floor, upper ceiling) for the bounds (+inf / -inf where none applies).
-        Worked out once per distinct (design, class).
+        Worked out once per distinct (design, class): ``codes`` and ``pairs`` from
+        :meth:`_design_class_codes`.
         """
-        floor, ceil = np.full(len(meta), np.inf), np.full(len(meta), -np.inf)
-        transfers, level_of, classes_of = self._class_transfers()
-        if not len(meta):
-            return floor, ceil
-        codes, pairs = self._design_class_codes(meta)
+        floor, ceil = np.full(len(codes), np.inf), np.full(len(codes), -np.inf)
+        transfers, level_of, _ = self._class_transfers()
         unseen = ~np.asarray(seen, bool)
         for c, (mm, pcl) in enumerate(pairs):
-            level = level_of.get(mm)
-            if level is None or pcl in classes_of.get(mm, [pcl]):
+            if not self._class_never_measured(mm, pcl):
                 continue
+            level = level_of[mm]
             sel = (codes == c) & unseen
             if not sel.any():
                 continue
@@ -479,7 +484,7 @@ class Predictor:
         from predictor.models import pretraining_class
         if not len(rows):
             return
-        if getattr(self, "_source_classes", None) is None:
+        if self._source_classes is None:
             self._source_classes = {}
             for mm, m in self.seen.items():
                 model = mm.split("|")[0]
@@ -560,8 +565,10 @@ class Predictor:
                         & (X[:, names.index("has_label_free")] > 0)
                         if {"prof_src_unknown", "has_label_free"} <= set(names)
                         else np.zeros(len(X), bool))
+            # the (design, pretraining class) of each row, for the class transfer below
+            dc_codes, dc_pairs = self._design_class_codes(meta)
             X, imputed_lf = self._impute_profile(rows, X, names, meta, hp,
-                                                 skip=self._borrowed(meta, seen))
+                                                 skip=self._borrowed(dc_codes, dc_pairs, seen))
             point = self._point(X, meta, seen)
         basis = np.where(seen, "measured-target", "unseen-target")
         calib = self.card["intervals"]
@@ -604,7 +611,7 @@ class Predictor:
                       for mm in {mm_list[i] for i in np.flatnonzero(oos).tolist()}}
             half[oos] = [max(half[i], widest[mm_list[i]]) * intervals.OUT_OF_SUPPORT_WIDEN
                          for i in np.flatnonzero(oos).tolist()]
-        floor, ceil = self._borrow_class(meta, seen, point, reason)
+        floor, ceil = self._borrow_class(dc_codes, dc_pairs, seen, point, reason)
         self._chance_floors(rows, meta, floor, reason)
         pred, lo, hi = intervals.intervals(point, half)
         lo = np.clip(np.minimum(lo, floor), intervals.SCORE_MIN, intervals.SCORE_MAX)
@@ -871,8 +878,9 @@ def load_predictor(path: str | Path | None = None, profiles: str | Path | None =
     profiles (``xlt-measure profile --profiles DIR``) read before the ``profiles/`` beside
     the predictor (a language without a profile in it keeps the shipped one, and the peers an
     unprofiled target is imputed from are always the shipped ones). Why beside it: a models
-    directory is one unit (predictor, profiles, tables), so the same predictor gives the same answer in the app, the CLI and a test,
-    whatever the working directory; a models directory without ``profiles/`` uses none."""
+    directory is one unit (predictor, profiles, tables), so the same predictor gives the same
+    answer in the app, the CLI and a test, whatever the working directory; a models
+    directory without ``profiles/`` uses none."""
     if path is None:
         path = default_predictor_dir()
     obj, card = persist.load(path)
