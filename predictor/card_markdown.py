@@ -24,12 +24,17 @@ def _ci(ci: Sequence[float], nd: int = 2) -> str:
     return f"[{_f(ci[0], nd, True)}, {_f(ci[1], nd, True)}]"
 
 
+def _header(head: Sequence[str]) -> list[str]:
+    """A Markdown table's header row and separator."""
+    return ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+
+
 def cv_table(card: Mapping[str, Any]) -> str:
     """Per protocol and dataset: the predictor's target-weighted MAE, each baseline, and the
     difference to the best fair baseline with its target-bootstrap CI."""
     head = ["protocol", "dataset", "targets", "predictor MAE", *(n for _, n in BASELINE_COLUMNS),
             "vs best baseline [95% CI]", "change"]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    lines = _header(head)
     for r in card.get("cv_by_dataset", []):
         base = [_f(r.get(k)) for k, _ in BASELINE_COLUMNS]
         lines.append(f"| {r['protocol']} | {r['dataset']} | {r['targets']} | **{_f(r['mae'])}** | "
@@ -43,7 +48,7 @@ def ranking_table(card: Mapping[str, Any]) -> str:
     """Within-target ranking of source sets, with the fixed-k rows split by k."""
     head = ["dataset", "sets", "targets", "predictor ρ", "best URIEL distance ρ", "random ρ",
             "Δρ [95% CI]"]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    lines = _header(head)
     for r in card.get("ranking", []):
         b = r["best_distance"]
         lines.append(f"| {r['dataset']} | {r['kind']} ({r['sets']}) | {r['targets']} | "
@@ -62,7 +67,7 @@ def ranking_table(card: Mapping[str, Any]) -> str:
 def intervals_table(card: Mapping[str, Any]) -> str:
     """Held-out coverage of the 90% intervals per (basis, model, method, pretraining class)."""
     head = ["basis", "group", "targets", "± half-width", "held-out coverage", "worst target"]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    lines = _header(head)
     iv = card.get("intervals", {})
     for basis in ("unseen-target", "measured-target"):
         for group, g in (iv.get(basis) or {}).get("groups", {}).items():
@@ -77,7 +82,7 @@ def ablation_table(card: Mapping[str, Any]) -> str:
     rows = card.get("ablation", [])
     fams = sorted({r["dropped"] for r in rows} - {"none"})
     head = ["protocol", "dataset", "MAE, all features", *(f"− {f}" for f in fams)]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    lines = _header(head)
     keys = sorted({(r["protocol"], r["dataset"]) for r in rows})
     by = {(r["protocol"], r["dataset"], r["dropped"]): r for r in rows}
     for p, d in keys:

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -146,17 +147,54 @@ def within_set_spread(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def format_table(table: pd.DataFrame) -> str:
-    head = ("| design | targets | configs | within-target sd | run-effect sd | seed sd | "
-            "MAE target mean | MAE + config ridge | explained |\n|---|---|---|---|---|---|---|---|---|")
-    lines = [head]
-    for r in table.to_dict("records"):
-        seed = "—" if np.isnan(r["seed_sd"]) else f"{r['seed_sd']:.2f}"
-        lines.append(f"| {r['design']} | {r['targets']} | {r['configs']} | "
-                     f"{r['within_target_sd']:.2f} | {r['run_effect_sd']:.2f} | {seed} | "
-                     f"{r['mae_target_mean']:.3f} | {r['mae_config_ridge']:.3f} | "
-                     f"{100 * r['explained']:+.0f}% |")
+def _markdown(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table: header, separator, one line per row of already formatted cells."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    return _markdown(
+        ["design", "targets", "configs", "within-target sd", "run-effect sd", "seed sd",
+         "MAE target mean", "MAE + config ridge", "explained"],
+        ([r["design"], r["targets"], r["configs"], f"{r['within_target_sd']:.2f}",
+          f"{r['run_effect_sd']:.2f}",
+          "—" if np.isnan(r["seed_sd"]) else f"{r['seed_sd']:.2f}",
+          f"{r['mae_target_mean']:.3f}", f"{r['mae_config_ridge']:.3f}",
+          f"{100 * r['explained']:+.0f}%"] for r in table.to_dict("records")))
+
+
+def format_within_sets(spread: pd.DataFrame, reliability: pd.DataFrame) -> str:
+    """``--within-sets``: how much set members differ, then how well seeds agree on them."""
+    out = _markdown(["design", "k", "sets", "members per set", "sd within a set"],
+                    ([r["design"], r["k"], r["sets"], f"{r['members_per_set']:.1f}",
+                      f"{r['sd_within_set']:.2f}"] for r in spread.to_dict("records")))
+    if len(reliability):
+        out += "\n\n" + _markdown(
+            ["design", "k", "sets with several seeds", "members per set",
+             "seed-to-seed Spearman", "seeds", "mean of the seeds (Spearman-Brown)"],
+            ([r["design"], r["k"], r["sets"], f"{r['members_per_set']:.1f}",
+              f"{r['seed_rho']:.2f}", f"{r['seeds']:.0f}", f"{r['mean_of_seeds_rho']:.2f}"]
+             for r in reliability.to_dict("records")))
+    return out
+
+
+def format_unseen_targets(per_target: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """``--unseen-targets``: per-target errors, then the per-design summary."""
+    return _markdown(
+        ["design", "target", "predictor MAE", "best baseline MAE", "difference",
+         "mean error (measured - predicted)"],
+        ([r["design"], r["target"], f"{r['mae']:.2f}", f"{r['baseline']:.2f}",
+          f"{r['diff']:+.2f}", f"{r['bias']:+.2f}"]
+         for r in per_target.sort_values(["design", "diff"]).to_dict("records"))) \
+        + "\n\n" + _markdown(
+        ["design", "targets", "predictor", "best baseline", "difference [95% CI]",
+         "sd of per-target differences", "needed for a CI clear of 0"],
+        ([r["design"], r["targets"], f"{r['mae']:.2f}",
+          f"{r['baseline_mae']:.2f} ({r['baseline']})",
+          f"{r['diff']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]", f"{r['sd_diff']:.2f}",
+          f"{100 * r['needed']:.0f}% below the baseline"] for r in summary.to_dict("records")))
 
 
 def seed_reliability(frame: pd.DataFrame) -> pd.DataFrame:
@@ -269,33 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     frame, dropped = dedupe(frame)
     print(f"{len(frame)} rows ({dropped} exact duplicates dropped)", file=sys.stderr)
     if args.within_sets:
-        t = within_set_spread(frame)
-        print("| design | k | sets | members per set | sd within a set |\n|---|---|---|---|---|")
-        for r in t.to_dict("records"):
-            print(f"| {r['design']} | {r['k']} | {r['sets']} | {r['members_per_set']:.1f} | "
-                  f"{r['sd_within_set']:.2f} |")
-        rel = seed_reliability(frame)
-        if len(rel):
-            print("\n| design | k | sets with several seeds | members per set | seed-to-seed "
-                  "Spearman | seeds | mean of the seeds (Spearman-Brown) |\n"
-                  "|---|---|---|---|---|---|---|")
-            for r in rel.to_dict("records"):
-                print(f"| {r['design']} | {r['k']} | {r['sets']} | {r['members_per_set']:.1f} "
-                      f"| {r['seed_rho']:.2f} | {r['seeds']:.0f} | {r['mean_of_seeds_rho']:.2f} |")
+        print(format_within_sets(within_set_spread(frame), seed_reliability(frame)))
         return 0
     if args.unseen_targets:
-        per_target, summary = unseen_target_scatter(frame)
-        print("| design | target | predictor MAE | best baseline MAE | difference | mean "
-              "error (measured - predicted) |\n|---|---|---|---|---|---|")
-        for r in per_target.sort_values(["design", "diff"]).to_dict("records"):
-            print(f"| {r['design']} | {r['target']} | {r['mae']:.2f} | {r['baseline']:.2f} | "
-                  f"{r['diff']:+.2f} | {r['bias']:+.2f} |")
-        print("\n| design | targets | predictor | best baseline | difference [95% CI] | sd of "
-              "per-target differences | needed for a CI clear of 0 |\n|---|---|---|---|---|---|---|")
-        for r in summary.to_dict("records"):
-            print(f"| {r['design']} | {r['targets']} | {r['mae']:.2f} | {r['baseline_mae']:.2f} "
-                  f"({r['baseline']}) | {r['diff']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}] "
-                  f"| {r['sd_diff']:.2f} | {100 * r['needed']:.0f}% below the baseline |")
+        print(format_unseen_targets(*unseen_target_scatter(frame)))
         return 0
     print(format_table(noise_floor(frame)))
     return 0
