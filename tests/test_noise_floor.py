@@ -38,6 +38,16 @@ def test_shared_run_noise_is_not_explained():
     # the run effect is most of the within-target spread and no feature predicts it
     assert r["run_effect_sd"] > 0.8 * r["within_target_sd"]
     assert r["explained"] < 0.1
+    # ... but the in-sample oracle, which knows each run's measured shift, removes it
+    assert r["oracle_explained"] > 0.5
+    assert r["mae_oracle_run"] < r["mae_config_ridge"]
+
+
+def test_oracle_cannot_remove_target_by_configuration_noise():
+    # no run effect, no signal: what is left is cell noise that no configuration model,
+    # not even one told each run's shift, can predict
+    r = design_floor(_frame(signal=0.0, run_sd=0.0))
+    assert r["oracle_explained"] < 0.2
 
 
 def test_designs_are_never_pooled():
