@@ -799,13 +799,14 @@ class FeatureModel:
         return out
 
     def contributions(self, X: np.ndarray) -> np.ndarray | None:
-        """Points per feature (ridge only): sd_mm * coef_j * standardised x_j; None for trees."""
+        """Points per feature (linear learners: ridge, lasso): sd_mm * coef_j * standardised
+        x_j; None for trees."""
         X = np.asarray(X, float)
         meta = self._meta(X)
         out = np.zeros_like(X)
         for key in np.unique(meta["mm"]):
             m = self.p.unseen[str(key)]
-            if m.family != "ridge":
+            if m.family not in ("ridge", "lasso"):
                 return None
             sel = (meta["mm"] == key).to_numpy()
             reg = m.regs_.get("*", m.regs_.get(str(key)))

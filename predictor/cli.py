@@ -435,7 +435,7 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="directory holding sumeval2022/ (default: $XLT_PUBLISHED_DIR, else "
                         "shared/data/published beside the working directory or a parent)")
     p.add_argument("--candidates", type=_codes, default=None,
-                   help="comma-separated learners for the nested CV (default: ridge,hgb); "
+                   help="comma-separated learners for the nested CV (default: ridge,lasso,hgb); "
                         "the baselines mm_mean, mm_class_mean, target_mean always run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pool", type=_pool_choice, action="append", metavar="MODEL|METHOD=POOL",

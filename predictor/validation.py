@@ -246,18 +246,18 @@ class Spec:
     def complexity(self) -> tuple:
         """Sort key, simplest first, for the one-standard-error rule.
 
-        Lexicographic: (1) family -- ridge (linear) before hgb (trees: interactions,
-        thresholds); (2) the family's regularisation -- for ridge a *higher* alpha is
-        simpler (fewer effective degrees of freedom), for hgb fewer/smaller trees and larger
+        Lexicographic: (1) family -- ridge (linear), then lasso (linear, but the choice of
+        columns is itself fitted), then hgb (trees: interactions, thresholds); (2) the
+        family's regularisation -- for ridge and lasso a *higher* alpha is simpler (fewer effective degrees of freedom), for hgb fewer/smaller trees and larger
         leaves; (3) scope -- 'pooled' (one slope vector shared by every design, in SD units)
         before 'design' (one per design: D times the slopes, each from one design's rows);
         (4) base -- 'mm' (one mean per design) before 'mm_class' (up to three: one per
         pretraining class). (3) and (4) order structural alternatives by the number of
         fitted parameters; they come after the penalty because the penalty is the knob
         the rule is classically applied to (ESL's ridge/lasso paths)."""
-        fam = {"ridge": 0, "hgb": 1}.get(self.family, 2)
+        fam = {"ridge": 0, "lasso": 1, "hgb": 2}.get(self.family, 3)
         p = self.params
-        if self.family == "ridge":
+        if self.family in ("ridge", "lasso"):
             reg: tuple = (-float(p.get("alpha", 1.0)),)
         elif self.family == "hgb":
             reg = (float(p.get("max_leaf_nodes", 31)), float(p.get("max_iter", 100)),
@@ -276,12 +276,13 @@ class Spec:
 def specs_for(basis: str, families: Sequence[str] = LEARNED) -> list[Spec]:
     out = []
     for fam in families:
-        grid = GRID[fam] if (basis != "unseen-target" or fam == "ridge") else GRID[fam][:1]
+        linear = fam in ("ridge", "lasso")
+        grid = GRID[fam] if (basis != "unseen-target" or linear) else GRID[fam][:1]
         for params in grid:
             # trees split on the model one-hots and the pretraining flags themselves: one
             # pooled variant (the grid is priced in HGB fits on two shared cores)
-            scopes = SCOPES if fam == "ridge" else ("pooled",)
-            bases = BASES if fam == "ridge" else ("mm",)
+            scopes = SCOPES if linear else ("pooled",)
+            bases = BASES if linear else ("mm",)
             for scope in scopes:
                 if basis == "unseen-target":
                     out += [Spec(fam, dict(params), False, b, scope) for b in bases]

@@ -149,6 +149,7 @@ def test_grid_has_both_bases_and_scopes_for_ridge_only() -> None:
     names = [s.name for s in specs_for("unseen-target")]
     assert any("base=mm_class" in n and "per-design" in n for n in names)
     assert sum(n.startswith("hgb(") for n in names) == 1
+    assert sum(n.startswith("lasso(") for n in names) == 4 * 2 * 2   # alphas x bases x scopes
     seen = specs_for("measured-target")
     assert all(s.seen for s in seen) and sum(s.family == "hgb" for s in seen) == 2
 
@@ -239,7 +240,9 @@ def test_complexity_order_simplest_first() -> None:
     assert order[1:4] == ["ridge(alpha=10000)|base=mm_class|pooled",
                           "ridge(alpha=10000)|base=mm|per-design",
                           "ridge(alpha=10000)|base=mm_class|per-design"]
-    assert order[4].startswith("ridge(alpha=1000)") and order[-2].startswith("ridge(alpha=100)")
+    assert order[4].startswith("ridge(alpha=1000)") and order[11].startswith("ridge(alpha=100)")
+    # then the lasso, the strongest penalty (fewest columns) first, and the trees last
+    assert order[12].startswith("lasso(alpha=0.3)") and order[-2].startswith("lasso(alpha=0.01)")
     assert order[-1].startswith("hgb(")
 
 
