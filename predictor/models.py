@@ -271,22 +271,45 @@ def make_regressor(family: str, params: Mapping[str, Any], random_state: int = 0
     raise ValueError(f"unknown learner {family!r}; choose one of {LEARNED}")
 
 
+# The within-target stage of the unseen-target model (``ZModel(within=...)``): declared
+# once, not tuned (the nested CV decides per design only whether to use it). The larger tree
+# of the measured-target grid, because the within-target structure it learns (which sources
+# suit which target) is what that grid's trees learn for measured targets.
+WITHIN_HGB: dict[str, Any] = {"max_leaf_nodes": 15, "min_samples_leaf": 20,
+                              "learning_rate": 0.1, "max_iter": 300, "l2_regularization": 1.0}
+
+
 class ZModel:
-    """base + sd_mm * regressor(X): a learner of the standardised deviation per design.
+    """base + sd_mm * regressor(X) [+ sd_mm * within(X)]: a learner of the standardised
+    deviation per design, optionally followed by a within-target stage.
 
     ``base`` 'mm' is the (model, method) mean, 'mm_class' the (model, method, pretraining
     class) mean (backing off to 'mm'); sd_mm is the design's score SD. ``scope`` 'pooled'
     fits one regressor on every design (slopes shared in SD units), 'design' one per
     (model, method) -- nothing shared between score scales.
+
+    ``within`` (HGB parameters, e.g. :data:`WITHIN_HGB`, or None): per design, a tree
+    ensemble fitted on the first stage's residuals *centred within each training target*.
+    Why: the first stage is fitted mostly on differences between targets (a target's level
+    moves 10-30 points, its configurations 1-3), so its slopes say little about which
+    source set suits a given target; the centred residuals hold only that within-target
+    part, learnt from every other target, and a new target's configurations are ordered
+    by it without moving the target's level (the centring keeps the stage's mean near 0).
     """
 
     def __init__(self, family: str, params: Mapping[str, Any], random_state: int = 0,
-                 base: str = "mm", scope: str = "pooled") -> None:
+                 base: str = "mm", scope: str = "pooled",
+                 within: Mapping[str, Any] | None = None,
+                 within_designs: Sequence[str] | None = None) -> None:
         self.family = family
         self.params = dict(params)
         self.random_state = random_state
         self.base = base
         self.scope = scope
+        self.within = dict(within) if within else None
+        # the designs that get the within-target stage (None: every design); a spec chosen
+        # for some designs only need not grow trees for the others
+        self.within_designs = None if within_designs is None else set(map(str, within_designs))
 
     def fit(self, X: np.ndarray, y: np.ndarray, meta: pd.DataFrame) -> "ZModel":
         y = np.asarray(y, float)
@@ -306,7 +329,26 @@ class ZModel:
         else:
             self.regs_["*"] = make_regressor(self.family, self.params,
                                              self.random_state).fit(X, z)
+        self.within_regs_ = {}
+        if self.within:
+            self._fit_within(X, z, mm, meta)
         return self
+
+    def _fit_within(self, X: np.ndarray, z: np.ndarray, mm: np.ndarray,
+                    meta: pd.DataFrame) -> None:
+        """The within-target stage on the first stage's in-sample residuals (in SD units),
+        centred per (design, target); a design with fewer than two targets has none to
+        learn from."""
+        resid = z - self._stage1_z(X, mm)
+        tg = meta["target"].astype(str).to_numpy()
+        centred = resid - pd.Series(resid).groupby([mm, tg]).transform("mean").to_numpy()
+        for m in np.unique(mm):
+            sel = mm == m
+            if len(np.unique(tg[sel])) < 2 or (self.within_designs is not None
+                                               and str(m) not in self.within_designs):
+                continue
+            self.within_regs_[str(m)] = make_regressor(
+                "hgb", self.within, self.random_state).fit(X[sel], centred[sel])
 
     def _sd(self, mm: np.ndarray) -> np.ndarray:
         codes, uniq = pd.factorize(np.asarray(mm, dtype=object))
@@ -315,8 +357,7 @@ class ZModel:
         return np.array([self.sd_.get(str(m), 1.0) for m in uniq.tolist()], dtype=float)[codes] \
             if len(mm) else np.zeros(0)
 
-    def predict(self, X: np.ndarray, meta: pd.DataFrame) -> np.ndarray:
-        mm = meta["mm"].astype(str).to_numpy()
+    def _stage1_z(self, X: np.ndarray, mm: np.ndarray) -> np.ndarray:
         z = np.zeros(len(mm))
         if "*" in self.regs_:
             z = self.regs_["*"].predict(X) if len(mm) else z
@@ -325,20 +366,37 @@ class ZModel:
                 if str(m) in self.regs_:
                     sel = mm == m
                     z[sel] = self.regs_[str(m)].predict(X[sel])
+        return z
+
+    def predict(self, X: np.ndarray, meta: pd.DataFrame, *, within: bool = True) -> np.ndarray:
+        """Predictions; ``within=False`` leaves the within-target stage out (what the
+        first stage alone says: the nested CV compares both from one fit)."""
+        mm = meta["mm"].astype(str).to_numpy()
+        z = self._stage1_z(X, mm)
+        if within and getattr(self, "within_regs_", None):
+            for m in np.unique(mm):
+                reg = self.within_regs_.get(str(m))
+                if reg is not None:
+                    sel = mm == m
+                    z[sel] = z[sel] + reg.predict(X[sel])
         return self.base_.predict(None, meta) + self._sd(mm) * z
 
     # plain state of trusted types (skops), and back
     def to_state(self) -> dict[str, Any]:
         return {"family": self.family, "params": dict(self.params), "base": self.base,
                 "scope": self.scope, "sd": dict(self.sd_), "regs": dict(self.regs_),
+                "within": dict(self.within) if self.within else None,
+                "within_regs": dict(getattr(self, "within_regs_", {})),
                 "base_tables": [[list(k), dict(t)] for k, t in self.base_.tables_],
                 "base_global": self.base_.global_}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> "ZModel":
+        # "within" is absent from files written before the within-target stage existed
         m = cls(str(state["family"]), dict(state["params"]), base=str(state["base"]),
-                scope=str(state["scope"]))
+                scope=str(state["scope"]), within=state.get("within"))
         m.sd_, m.regs_ = dict(state["sd"]), dict(state["regs"])
+        m.within_regs_ = dict(state.get("within_regs") or {})
         m.base_ = GroupMean("mm_class_mean" if m.base == "mm_class" else "mm_mean")
         m.base_.tables_ = [(tuple(k), dict(t)) for k, t in state["base_tables"]]
         m.base_.global_ = float(state["base_global"])

@@ -112,9 +112,13 @@ def fit_per_design(per_design: dict[str, Spec], X: np.ndarray, y: np.ndarray,
     """{mm: fitted model}: each distinct spec fitted once on all rows, used for its designs."""
     fitted: dict[str, Any] = {}
     out = {}
+    by_name: dict[str, list[str]] = {}
+    for m, sp in per_design.items():
+        by_name.setdefault(sp.name, []).append(m)
     for m, sp in per_design.items():
         if sp.name not in fitted:
-            fitted[sp.name] = sp.build(seed).fit(X, y, meta)
+            # the within-target stage only for the designs this spec answers for
+            fitted[sp.name] = sp.build(seed, designs=by_name[sp.name]).fit(X, y, meta)
         out[m] = fitted[sp.name]
     return out
 

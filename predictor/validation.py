@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ from scipy.stats import spearmanr
 from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut
 from threadpoolctl import threadpool_limits
 
-from predictor.models import (BASELINES, BASES, GRID, LEARNED, SCOPES, GroupMean,
+from predictor.models import (BASELINES, BASES, GRID, LEARNED, SCOPES, WITHIN_HGB, GroupMean,
                               SeenTargetModel, ZModel, row_meta, spec_name)
 
 PROTOCOLS = ("unseen_target", "unseen_family", "unseen_config", "random")
@@ -68,6 +68,9 @@ RULES = ("min", "1se")
 # (AmericasNLI): 23.32 both. unseen_config (measured-target model): identical on me5-small,
 # SumEval 0.362 vs 0.359 and 0.333 vs 0.323 (1se slightly worse)
 SELECTION_RULE = {"unseen-target": "min", "measured-target": "min"}
+# whether the nested CV may add the within-target stage to the unseen-target model
+# (choose_within decides per design and outer fold)
+WITHIN_STAGE = True
 RULE_TEXT = {"min": "the lowest inner target-weighted MAE",
              "1se": "one standard error -- the simplest spec (ridge before hgb, higher alpha, "
                     "pooled before per-design, base mm before mm_class) whose inner "
@@ -236,12 +239,14 @@ class Spec:
     seen: bool = False            # True: SeenTargetModel (target mean + within-target learner)
     base: str = "mm"              # ZModel base: 'mm' or 'mm_class' (unseen-target model)
     scope: str = "pooled"         # 'pooled' or 'design' (one regressor per model/method)
+    within: bool = False          # unseen-target model + its within-target stage (WITHIN_HGB)
 
     @property
     def name(self) -> str:
         if self.seen:
             return "target_mean+" + spec_name(self.family, self.params, None, self.scope)
-        return spec_name(self.family, self.params, self.base, self.scope)
+        return spec_name(self.family, self.params, self.base, self.scope) \
+            + ("|+within-target hgb" if self.within else "")
 
     def complexity(self) -> tuple:
         """Sort key, simplest first, for the one-standard-error rule.
@@ -265,12 +270,15 @@ class Spec:
                    -float(p.get("l2_regularization", 0.0)))
         else:
             reg = ()
-        return (fam, reg, self.scope != "pooled", self.base != "mm", self.name)
+        return (fam, reg, self.scope != "pooled", self.base != "mm", self.within, self.name)
 
-    def build(self, seed: int = 0) -> Any:
+    def build(self, seed: int = 0, designs: Sequence[str] | None = None) -> Any:
+        """The unfitted model; ``designs`` limits the within-target stage to those designs
+        (the ones this spec answers for)."""
         if self.seen:
             return SeenTargetModel(self.family, self.params, seed, scope=self.scope)
-        return ZModel(self.family, self.params, seed, base=self.base, scope=self.scope)
+        return ZModel(self.family, self.params, seed, base=self.base, scope=self.scope,
+                      within=WITHIN_HGB if self.within else None, within_designs=designs)
 
 
 def specs_for(basis: str, families: Sequence[str] = LEARNED) -> list[Spec]:
@@ -341,7 +349,7 @@ def nested_cv(frame: pd.DataFrame, protocol: str, *, families: Sequence[str] = L
               fixed: "Spec | Mapping[str, Spec] | None" = None,
               log: Callable[[str], None] | None = None,
               feature_cache: dict[Any, Any] | None = None,
-              rule: str | None = None) -> NestedResult:
+              rule: str | None = None, within: bool | None = None) -> NestedResult:
     """Outer folds of ``protocol``; in each, the spec the inner CV (grouped, on the outer
     training rows only) picks under ``rule`` (default ``SELECTION_RULE`` of the basis; see
     :func:`choose_per_design`) is refitted and predicts the outer test rows. ``fixed``
@@ -349,7 +357,7 @@ def nested_cv(frame: pd.DataFrame, protocol: str, *, families: Sequence[str] = L
     rule = rule or SELECTION_RULE[BASIS[protocol]]
     return nested_cv_rules(frame, protocol, rules=(rule,), families=families, seed=seed,
                            drop_columns=drop_columns, fixed=fixed, log=log,
-                           feature_cache=feature_cache)[rule]
+                           feature_cache=feature_cache, within=within)[rule]
 
 
 def nested_cv_rules(frame: pd.DataFrame, protocol: str, *, rules: Sequence[str] = RULES,
@@ -358,15 +366,18 @@ def nested_cv_rules(frame: pd.DataFrame, protocol: str, *, rules: Sequence[str] 
                     fixed: "Spec | Mapping[str, Spec] | None" = None,
                     log: Callable[[str], None] | None = None,
                     feature_cache: dict[Any, Any] | None = None,
-                    inner_out: list[dict[str, Any]] | None = None
-                    ) -> dict[str, NestedResult]:
+                    inner_out: list[dict[str, Any]] | None = None,
+                    within: bool | None = None) -> dict[str, NestedResult]:
     """:func:`nested_cv` under several selection rules at once: {rule: NestedResult}.
 
     The inner predictions of a fold are computed once and every rule chooses from the same
     ones; each distinct chosen spec is refitted once per outer fold. So the rules differ
-    only in their choice, never in the noise of the inner CV. ``inner_out`` (a list) gets,
+    only in their choice, never in the noise of the inner CV. ``within`` (default
+    ``WITHIN_STAGE``): after the choice, :func:`choose_within` decides per design whether the
+    unseen-target spec gets its within-target stage. ``inner_out`` (a list) gets,
     per outer fold, the inner per-target MAE table of each design (for re-analysis)."""
     t0 = time.perf_counter()
+    within = WITHIN_STAGE if within is None else within
     for r in rules:
         if r not in RULES:
             raise ValueError(f"unknown selection rule {r!r}; choose one of {RULES}")
@@ -411,6 +422,12 @@ def nested_cv_rules(frame: pd.DataFrame, protocol: str, *, rules: Sequence[str] 
                 for r in rules:
                     info: dict[str, Any] = {}
                     chosen[r], score = choose_from_tables(specs, tables, rule=r, info=info)
+                    if within:
+                        w_info: dict[str, Any] = {}
+                        chosen[r] = choose_within(frame, train, protocol, chosen[r], X,
+                                                  seed, info=w_info)
+                        for m, v in w_info.items():
+                            info.setdefault(m, {})["within_stage"] = v
                     inner_tables[r].append(score)
                     selections[r].append(info)
             fitted: dict[str, Any] = {}
@@ -442,11 +459,13 @@ def nested_cv_rules(frame: pd.DataFrame, protocol: str, *, rules: Sequence[str] 
 
 def select_spec(frame: pd.DataFrame, protocol: str, *, families: Sequence[str] = LEARNED,
                 seed: int = 0, feature_cache: dict[Any, Any] | None = None,
-                rule: str | None = None, info: dict[str, Any] | None = None
+                rule: str | None = None, info: dict[str, Any] | None = None,
+                within: bool | None = None
                 ) -> tuple[dict[str, Spec], dict[str, dict[str, float]]]:
     """The spec per design for the shipped model: inner CV of ``protocol`` on *all* rows,
-    chosen under ``rule`` (default ``SELECTION_RULE`` of the basis); ``info`` gets the
-    rule's details."""
+    chosen under ``rule`` (default ``SELECTION_RULE`` of the basis), then the within-target
+    stage decided by :func:`choose_within` (``within``, default ``WITHIN_STAGE``); ``info``
+    gets the rule's details."""
     basis = BASIS[protocol]
     specs = specs_for(basis, families)
     y = frame["score"].to_numpy(float)
@@ -461,8 +480,15 @@ def select_spec(frame: pd.DataFrame, protocol: str, *, families: Sequence[str] =
             for name, p in fit_specs(specs, X[itr], y[itr], meta.iloc[itr], X[ite],
                                      meta.iloc[ite], seed).items():
                 errs[name].append((ite, p))
-    return choose_per_design(specs, errs, y, tg, ds, frame["mm"].astype(str).to_numpy(),
-                             rule=rule or SELECTION_RULE[basis], info=info)
+    best, score = choose_per_design(specs, errs, y, tg, ds, frame["mm"].astype(str).to_numpy(),
+                                    rule=rule or SELECTION_RULE[basis], info=info)
+    if WITHIN_STAGE if within is None else within:
+        w_info: dict[str, Any] = {}
+        best = choose_within(frame, everything, protocol, best, X, seed, info=w_info)
+        if info is not None:
+            for m, v in w_info.items():
+                info.setdefault(m, {})["within_stage"] = v
+    return best, score
 
 
 def per_target_inner(errs: Mapping[str, list], y: np.ndarray, tg: np.ndarray, ds: np.ndarray,
@@ -558,6 +584,57 @@ def choose_per_design(specs: Sequence[Spec], errs: Mapping[str, list], y: np.nda
                               info=info)
 
 
+def choose_within(frame: pd.DataFrame, train: np.ndarray, protocol: str,
+                  chosen: Mapping[str, Spec], X: np.ndarray, seed: int = 0,
+                  info: dict[str, Any] | None = None) -> dict[str, Spec]:
+    """Per design, the chosen unseen-target spec with the within-target stage
+    (``ZModel(within=WITHIN_HGB)``) when that lowers its inner target-weighted MAE, else
+    the spec as chosen. Only ``train`` rows are used (indices into ``frame``; ``X`` is the
+    whole feature matrix), so the outer test rows never inform the decision.
+
+    Why a second, separate decision instead of grid points: one HGB per design and inner
+    fold for each of the 29 linear grid points would multiply the fit's cost by ~30; the
+    stage only re-orders configurations within a target, so it is judged on top of the
+    first stage the inner CV already chose. The inner folds are 4 target-grouped folds
+    (``logo_max=0``) whatever ``INNER_LOGO_MAX`` is: each costs a tree ensemble per design."""
+    if BASIS[protocol] != "unseen-target" or not chosen:
+        return dict(chosen)
+    y = frame["score"].to_numpy(float)
+    meta = meta_of(frame)
+    tg = frame["target_iso3"].astype(str).to_numpy()
+    ds = frame["dataset"].astype(str).to_numpy()
+    mm = frame["mm"].astype(str).to_numpy()
+    by_name: dict[str, list[str]] = {}
+    for m, sp in chosen.items():
+        by_name.setdefault(sp.name, []).append(m)
+    specs = {sp.name: sp for sp in chosen.values()}
+    off = np.full(len(frame), np.nan)
+    on = np.full(len(frame), np.nan)
+    with threadpool_limits(limits=1):
+        for itr, ite in inner_splits(frame, train, protocol, seed=seed, logo_max=0):
+            for name, mms in by_name.items():
+                rows = ite[np.isin(mm[ite], mms)]
+                if not len(rows):
+                    continue
+                model = replace(specs[name], within=True).build(seed, designs=mms) \
+                    .fit(X[itr], y[itr], meta.iloc[itr])
+                on[rows] = model.predict(X[rows], meta.iloc[rows])
+                off[rows] = model.predict(X[rows], meta.iloc[rows], within=False)
+    out: dict[str, Spec] = {}
+    for m, sp in chosen.items():
+        rows = train[(mm[train] == m) & ~np.isnan(on[train])]
+        if not len(rows) or sp.seen:
+            out[m] = sp
+            continue
+        mae_off = tw_mae(y[rows], off[rows], tg[rows], ds[rows])
+        mae_on = tw_mae(y[rows], on[rows], tg[rows], ds[rows])
+        out[m] = replace(sp, within=True) if mae_on < mae_off else sp
+        if info is not None:
+            info[m] = {"inner_mae_without": mae_off, "inner_mae_with": mae_on,
+                       "within": bool(mae_on < mae_off)}
+    return out
+
+
 def predict_per_design(best: Mapping[str, Spec], X: np.ndarray, y: np.ndarray,
                        meta: pd.DataFrame, Xt: np.ndarray, meta_t: pd.DataFrame,
                        seed: int = 0, fitted: dict[str, Any] | None = None) -> np.ndarray:
@@ -574,9 +651,10 @@ def predict_per_design(best: Mapping[str, Spec], X: np.ndarray, y: np.ndarray,
     for name, mms in by_spec.items():
         sel = np.isin(mm_t, mms)
         if sel.any():
-            if name not in fitted:
-                fitted[name] = specs[name].build(seed).fit(X, y, meta)
-            out[sel] = fitted[name].predict(Xt[sel], meta_t[sel].reset_index(drop=True))
+            key = f"{name} for {','.join(sorted(mms))}" if specs[name].within else name
+            if key not in fitted:
+                fitted[key] = specs[name].build(seed, designs=mms).fit(X, y, meta)
+            out[sel] = fitted[key].predict(Xt[sel], meta_t[sel].reset_index(drop=True))
     return out
 
 
