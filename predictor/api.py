@@ -800,13 +800,14 @@ class FeatureModel:
 
     def contributions(self, X: np.ndarray) -> np.ndarray | None:
         """Points per feature (linear learners: ridge, lasso): sd_mm * coef_j * standardised
-        x_j; None for trees."""
+        x_j; None for trees, including a within-target stage."""
         X = np.asarray(X, float)
         meta = self._meta(X)
         out = np.zeros_like(X)
         for key in np.unique(meta["mm"]):
             m = self.p.unseen[str(key)]
-            if m.family not in ("ridge", "lasso"):
+            # a tree anywhere (the learner or the within-target stage): no additive split
+            if m.family not in ("ridge", "lasso") or getattr(m, "within_regs_", None):
                 return None
             sel = (meta["mm"] == key).to_numpy()
             reg = m.regs_.get("*", m.regs_.get(str(key)))
