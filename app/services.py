@@ -37,6 +37,12 @@ MAIN_FEATURES = {
 }
 
 ORIGIN_LABELS = {"own": "own measurements", "sumeval2022": "SumEval 2022 (published)"}
+# the unseen-target model's within-target stage (trees): one column beside the linear
+# first stage's per-feature contributions, so the parts still add up
+WITHIN_STAGE = "within-target stage"
+WITHIN_STAGE_DOC = ("trees fitted on the first stage's residuals centred per training "
+                    "target: how this source set ranks within a target, learnt from the "
+                    "other targets (all features together)")
 METRIC_LABELS = {"macro_f1": "macro-F1", "accuracy": "accuracy"}
 
 
@@ -117,6 +123,8 @@ class PredictorService:
 
     def describe(self, feature: str) -> str:
         """The card's documentation of a feature column ('' when undocumented)."""
+        if feature == WITHIN_STAGE:
+            return WITHIN_STAGE_DOC
         docs = self.card.get("feature_docs", {})
         if feature in docs:
             return str(docs[feature])
@@ -335,10 +343,15 @@ class PredictorService:
         parts = self._pipeline_parts()
         if parts is None or feats is None:
             return None
-        c = parts[1].contributions(feats.to_numpy(float))
+        X = feats.to_numpy(float)
+        c = parts[1].contributions(X)
         if c is None:
             return None
-        return pd.DataFrame(c, columns=feats.columns, index=feats.index)
+        out = pd.DataFrame(c, columns=feats.columns, index=feats.index)
+        within = parts[1].within_points(X)
+        if within is not None:
+            out[WITHIN_STAGE] = within
+        return out
 
     def training_pool(self, choice: "ModelChoice") -> str | None:
         """The training pool the predictor was fitted on for this design (the card's

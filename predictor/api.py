@@ -799,15 +799,15 @@ class FeatureModel:
         return out
 
     def contributions(self, X: np.ndarray) -> np.ndarray | None:
-        """Points per feature (linear learners: ridge, lasso): sd_mm * coef_j * standardised
-        x_j; None for trees, including a within-target stage."""
+        """Points per feature of the linear first stage (ridge, lasso): sd_mm * coef_j *
+        standardised x_j; None when the first stage is a tree. A within-target stage adds
+        :meth:`within_points` on top (together they sum to the deviation from the base)."""
         X = np.asarray(X, float)
         meta = self._meta(X)
         out = np.zeros_like(X)
         for key in np.unique(meta["mm"]):
             m = self.p.unseen[str(key)]
-            # a tree anywhere (the learner or the within-target stage): no additive split
-            if m.family not in ("ridge", "lasso") or getattr(m, "within_regs_", None):
+            if m.family not in ("ridge", "lasso"):
                 return None
             sel = (meta["mm"] == key).to_numpy()
             reg = m.regs_.get("*", m.regs_.get(str(key)))
@@ -816,6 +816,24 @@ class FeatureModel:
             Z = reg.named_steps["scale"].transform(X[sel])
             out[sel] = Z * reg.named_steps["reg"].coef_ * m.sd_.get(str(key), 1.0)
         return out
+
+    def within_points(self, X: np.ndarray) -> np.ndarray | None:
+        """Points the within-target stage adds to each row (sd_mm x its prediction; 0 for a
+        design without the stage); None when no design has one."""
+        X = np.asarray(X, float)
+        meta = self._meta(X)
+        out = np.zeros(len(X))
+        found = False
+        with _one_thread():
+            for key in np.unique(meta["mm"]):
+                m = self.p.unseen[str(key)]
+                reg = getattr(m, "within_regs_", {}).get(str(key))
+                if reg is None:
+                    continue
+                found = True
+                sel = (meta["mm"] == key).to_numpy()
+                out[sel] = reg.predict(X[sel]) * m.sd_.get(str(key), 1.0)
+        return out if found else None
 
 
 def _result(p: Mapping[str, Any]) -> dict[str, Any]:

@@ -95,3 +95,25 @@ def test_the_decision_never_reads_the_outer_test_rows(published_dir: Path) -> No
         i = info_a[m]
         assert s.within == (i["inner_mae_with"] < i["inner_mae_without"])
         assert s == replace(chosen[m], within=s.within)
+
+
+def test_explanations_add_up_with_the_within_stage() -> None:
+    """The shipped unseen-target model (a Lasso plus the within-target stage): per-feature
+    contributions of the first stage plus the stage's points are the whole deviation from
+    the base, so the Recommend page's 'why' table adds up to the gap it explains."""
+    from predictor.api import load_predictor
+    p = load_predictor(str(Path(__file__).resolve().parents[1] / "models" / "predictor"))
+    fm = p.feature_model()
+    rows = pd.DataFrame([{"model": "me5-small", "method": "probe", "task": "xnli",
+                          "train_config": {"en": 2490, s: 2490}, "target": t}
+                         for s in ("de", "hi", "zh") for t in ("yo", "eu")])
+    X = p.features.transform(rows)
+    within = fm.within_points(X)
+    contrib = fm.contributions(X)
+    assert within is not None and contrib is not None and np.abs(within).max() > 0
+    meta = fm._meta(X)
+    model = p.unseen["me5-small|probe"]
+    base = model.base_.predict(None, meta)
+    assert contrib.sum(axis=1) + within + base == pytest.approx(fm.predict(X), abs=1e-6)
+    assert model.predict(X, meta, within=False) == pytest.approx(base + contrib.sum(axis=1),
+                                                                 abs=1e-6)

@@ -184,7 +184,8 @@ else:
             key=lambda s: -s.abs())
         top_diff = diff.head(5)
         st.markdown("**Largest contributions to the gap between the best set and the "
-                    "runner-up** (linear model, points):")
+                    "runner-up** (linear first stage per feature, plus the within-target "
+                    "stage where the model has one; points):")
         names = [c.removeprefix("contrib:") for c in top_diff.index]
         st.dataframe(pd.DataFrame({"feature": [MAIN_FEATURES.get(n, n) for n in names],
                                    "points": top_diff.to_numpy().round(3),
