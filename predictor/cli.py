@@ -107,9 +107,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from predictor.training import fit_predictor
 
     frame, pool_info = _training_frame(args)
+    from predictor import validation
     if args.inner_loto:
-        from predictor import validation
         validation.INNER_LOGO_MAX = 25
+    validation.WITHIN_STAGE = bool(args.within_stage)
     print(f"training rows: {len(frame)} ({frame['origin'].value_counts().to_dict()}); "
           "running nested grouped CV ...", file=sys.stderr)
     card = fit_predictor(frame, args.out, candidates=args.candidates, alpha=args.alpha,
@@ -477,6 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "targets) instead of 4 grouped folds; steadier choices, ~3x slower")
     p.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=True,
                    help="drop-one-feature-family ablation into the card (default: yes)")
+    p.add_argument("--within-stage", action=argparse.BooleanOptionalAction, default=True,
+                   help="let the nested CV add the within-target stage (trees on the "
+                        "residuals centred per target) to the unseen-target model, per "
+                        "design (default: yes; --no-within-stage: a purely linear model "
+                        "when the grid is, and a faster fit)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fit)
 

@@ -242,6 +242,7 @@ def fit_predictor(frame: pd.DataFrame, out_dir: str | Path, *,
                       + "; ".join(f"{b} model: {validation.RULE_TEXT[r]}"
                                   for b, r in validation.SELECTION_RULE.items())),
         "selection_rule": dict(validation.SELECTION_RULE),
+        "within_stage": bool(validation.WITHIN_STAGE),
         "inner_cv_all_rows": {"unseen-target": unseen_inner, "measured-target": seen_inner,
                               "rule": dict(validation.SELECTION_RULE)},
         "inner_cv_choice": {"unseen-target": unseen_info, "measured-target": seen_info},

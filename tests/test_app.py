@@ -81,7 +81,9 @@ def build_measurements(out_dir: Path, store_path: Path) -> Path:
 
 
 # -- fixture directories -------------------------------------------------------------------
-PREDICTOR_CANDIDATES = "global_mean,ridge"  # ridge: fast to fit, and linear (contributions)
+# ridge without the within-target stage: fast to fit, and linear (contributions, straight
+# partial dependence); the shipped model's stage is tested on the shipped models below
+PREDICTOR_CANDIDATES = "global_mean,ridge"
 
 
 def build_app_models(base: Path, published: Path) -> Path:
@@ -98,7 +100,7 @@ def build_app_models(base: Path, published: Path) -> Path:
     meas = build_measurements(base / "measurements", base.parent / f"{base.name}.sqlite")
     cmd = [sys.executable, "-m", "predictor.cli", "fit", "--measurements", str(meas),
            "--published-dir", str(published), "--candidates", PREDICTOR_CANDIDATES,
-           "--no-ablation", "--out", str(base / "predictor"), "--json"]
+           "--no-ablation", "--no-within-stage", "--out", str(base / "predictor"), "--json"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"xlt-predict fit failed:\n{proc.stderr[-3000:]}"
     cmd = [sys.executable, "-m", "predictor.cli", "report", "--measurements", str(meas),
@@ -129,7 +131,8 @@ def sumeval_only(tmp_path_factory: pytest.TempPathFactory, published_dir: Path) 
     import sys
     base = tmp_path_factory.mktemp("xlt_sumeval_only")
     cmd = [sys.executable, "-m", "predictor.cli", "fit", "--published-dir", str(published_dir),
-           "--candidates", PREDICTOR_CANDIDATES, "--no-ablation", "--out", str(base / "predictor"),
+           "--candidates", PREDICTOR_CANDIDATES, "--no-ablation", "--no-within-stage",
+           "--out", str(base / "predictor"),
            "--json"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"xlt-predict fit failed:\n{proc.stderr[-3000:]}"
@@ -592,3 +595,24 @@ def test_predict_compares_with_the_pool_the_predictor_was_fitted_on(monkeypatch)
     assert set(table["pool"]) == {"xnli/validation"}
     assert table["all pools"].str.contains("xnli_mt9k/train").all()
     assert "fitted on: xnli/validation" in texts(at.caption)
+
+
+def test_recommend_explains_the_within_target_stage_of_the_shipped_model(monkeypatch) -> None:
+    """The shipped unseen-target model has a within-target stage: for unmeasured targets the
+    'why' table carries its points beside the first stage's per-feature contributions, and
+    the Recommend page renders with it."""
+    from app.services import WITHIN_STAGE, PredictorService
+    from predictor.api import load_predictor
+    models = Path(__file__).resolve().parents[1] / "models"
+    svc = PredictorService(load_predictor(str(models / "predictor")), models / "predictor")
+    choice = [c for c in svc.models if c.model == "me5-small"][0]
+    why = svc.explain_sets(choice, [{"en": 2490, "de": 2490}, {"hi": 2490, "zh": 2490}],
+                           ["yo", "eu"])
+    assert f"contrib:{WITHIN_STAGE}" in why.columns
+    assert why[f"contrib:{WITHIN_STAGE}"].abs().max() > 0
+    assert svc.describe(WITHIN_STAGE).startswith("trees fitted")
+    at = run_page("pages/2_Recommend.py", models, monkeypatch)
+    at.multiselect(key="rc_targets").set_value(["yo", "eu"]).run()
+    at.number_input(key="rc_k").set_value(2).run()
+    assert not at.exception
+    assert any("Largest contributions" in m.value for m in at.markdown)
