@@ -39,10 +39,10 @@ MAIN_FEATURES = {
 ORIGIN_LABELS = {"own": "own measurements", "sumeval2022": "SumEval 2022 (published)"}
 # the unseen-target model's within-target stage (trees): one column beside the linear
 # first stage's per-feature contributions, so the parts still add up
-WITHIN_STAGE = "within-target stage"
-WITHIN_STAGE_DOC = ("trees fitted on the first stage's residuals centred per training "
-                    "target: how this source set ranks within a target, learnt from the "
-                    "other targets (all features together)")
+WITHIN_STAGE_COLUMN = "within-target stage"
+WITHIN_STAGE_COLUMN_DOC = ("trees fitted on the first stage's residuals centred per "
+                           "training target: how this source set ranks within a target, "
+                           "learnt from the other targets (all features together)")
 METRIC_LABELS = {"macro_f1": "macro-F1", "accuracy": "accuracy"}
 
 
@@ -123,8 +123,8 @@ class PredictorService:
 
     def describe(self, feature: str) -> str:
         """The card's documentation of a feature column ('' when undocumented)."""
-        if feature == WITHIN_STAGE:
-            return WITHIN_STAGE_DOC
+        if feature == WITHIN_STAGE_COLUMN:
+            return WITHIN_STAGE_COLUMN_DOC
         docs = self.card.get("feature_docs", {})
         if feature in docs:
             return str(docs[feature])
@@ -350,7 +350,7 @@ class PredictorService:
         out = pd.DataFrame(c, columns=feats.columns, index=feats.index)
         within = parts[1].within_points(X)
         if within is not None:
-            out[WITHIN_STAGE] = within
+            out[WITHIN_STAGE_COLUMN] = within
         return out
 
     def training_pool(self, choice: "ModelChoice") -> str | None:

@@ -827,7 +827,7 @@ class FeatureModel:
         with _one_thread():
             for key in np.unique(meta["mm"]):
                 m = self.p.unseen[str(key)]
-                reg = getattr(m, "within_regs_", {}).get(str(key))
+                reg = m.within_regs_.get(str(key))
                 if reg is None:
                     continue
                 found = True

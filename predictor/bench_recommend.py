@@ -14,10 +14,8 @@ import argparse
 import sys
 import time
 
+from measure.languages import XNLI_15
 from predictor.api import load_predictor
-
-XNLI_15 = ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi",
-           "zh"]
 
 
 def bench(old_dir: str, new_dir: str, targets: list[str], ks: list[int], repeats: int = 3,

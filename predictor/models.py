@@ -373,7 +373,7 @@ class ZModel:
         first stage alone says: the nested CV compares both from one fit)."""
         mm = meta["mm"].astype(str).to_numpy()
         z = self._stage1_z(X, mm)
-        if within and getattr(self, "within_regs_", None):
+        if within and self.within_regs_:
             for m in np.unique(mm):
                 reg = self.within_regs_.get(str(m))
                 if reg is not None:
@@ -386,7 +386,7 @@ class ZModel:
         return {"family": self.family, "params": dict(self.params), "base": self.base,
                 "scope": self.scope, "sd": dict(self.sd_), "regs": dict(self.regs_),
                 "within": dict(self.within) if self.within else None,
-                "within_regs": dict(getattr(self, "within_regs_", {})),
+                "within_regs": dict(self.within_regs_),
                 "base_tables": [[list(k), dict(t)] for k, t in self.base_.tables_],
                 "base_global": self.base_.global_}
 

@@ -32,12 +32,13 @@ def check(measurements: str = MEASUREMENTS, n: int = 60, seed: int = 0,
     m = pd.read_parquet(measurements)
     a = m[(m.target_dataset == "americas_nli") & (m.train_dataset == "xnli")
           & (m.train_split == "validation")]
+    levels = a.groupby("train_config")["macro_f1"].mean()
     configs = a["train_config"].drop_duplicates().sample(n, random_state=seed)
     pred, meas, covered = [], [], 0
     for tc in configs:
         out = p.predict_records([{"model": "me5-small", "train_config": json.loads(tc),
                                   "target": t} for t in UNPROFILED])
-        level = float(a.loc[a.train_config == tc, "macro_f1"].mean())
+        level = float(levels[tc])
         pred.append(np.mean([o["prediction"] for o in out]))
         meas.append(level)
         covered += all(o["lower"] <= level <= o["upper"] for o in out)

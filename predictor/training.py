@@ -23,7 +23,7 @@ from predictor import dataset, intervals, persist, validation
 from predictor.features import FEATURES, describe
 from predictor.models import BASELINES, LEARNED
 from predictor.validation import (PROTOCOLS, SELECTION_PROTOCOL, NestedResult, Spec,
-                                  feature_matrix, format_ranking, format_report, meta_of,
+                                  designs_by_spec, feature_matrix, format_ranking, format_report, meta_of,
                                   nested_cv, prepare, protocol_report, ranking_report,
                                   select_spec, _spearman)
 
@@ -110,17 +110,9 @@ def spec_label(per_design: dict[str, Spec]) -> str:
 def fit_per_design(per_design: dict[str, Spec], X: np.ndarray, y: np.ndarray,
                    meta: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
     """{mm: fitted model}: each distinct spec fitted once on all rows, used for its designs."""
-    fitted: dict[str, Any] = {}
-    out = {}
-    by_name: dict[str, list[str]] = {}
-    for m, sp in per_design.items():
-        by_name.setdefault(sp.name, []).append(m)
-    for m, sp in per_design.items():
-        if sp.name not in fitted:
-            # the within-target stage only for the designs this spec answers for
-            fitted[sp.name] = sp.build(seed, designs=by_name[sp.name]).fit(X, y, meta)
-        out[m] = fitted[sp.name]
-    return out
+    fitted = {name: sp.build(seed, designs=mms).fit(X, y, meta)
+              for name, (sp, mms) in designs_by_spec(per_design).items()}
+    return {m: fitted[sp.name] for m, sp in per_design.items()}
 
 
 def fit_predictor(frame: pd.DataFrame, out_dir: str | Path, *,

@@ -419,15 +419,18 @@ def nested_cv_rules(frame: pd.DataFrame, protocol: str, *, rules: Sequence[str] 
                 tables = per_target_inner(errs, y, tg, ds, mm_all)
                 if inner_out is not None:
                     inner_out.append({"fold": i, "tables": tables})
+                decided: dict[tuple, tuple[dict[str, Spec], dict[str, Any]]] = {}
                 for r in rules:
                     info: dict[str, Any] = {}
                     chosen[r], score = choose_from_tables(specs, tables, rule=r, info=info)
                     if within:
-                        w_info: dict[str, Any] = {}
-                        chosen[r] = choose_within(frame, train, protocol, chosen[r], X,
-                                                  seed, info=w_info)
-                        for m, v in w_info.items():
-                            info.setdefault(m, {})["within_stage"] = v
+                        # rules that chose the same specs share one decision (tree fits)
+                        key = tuple(sorted((m, sp.name) for m, sp in chosen[r].items()))
+                        if key not in decided:
+                            w_info: dict[str, Any] = {}
+                            decided[key] = (choose_within(frame, train, protocol, chosen[r],
+                                                          X, seed, info=w_info), w_info)
+                        chosen[r] = _record_within(*decided[key], info)
                     inner_tables[r].append(score)
                     selections[r].append(info)
             fitted: dict[str, Any] = {}
@@ -484,11 +487,19 @@ def select_spec(frame: pd.DataFrame, protocol: str, *, families: Sequence[str] =
                                     rule=rule or SELECTION_RULE[basis], info=info)
     if WITHIN_STAGE if within is None else within:
         w_info: dict[str, Any] = {}
-        best = choose_within(frame, everything, protocol, best, X, seed, info=w_info)
-        if info is not None:
-            for m, v in w_info.items():
-                info.setdefault(m, {})["within_stage"] = v
+        best = _record_within(choose_within(frame, everything, protocol, best, X, seed,
+                                            info=w_info), w_info, info)
     return best, score
+
+
+def _record_within(decided: dict[str, Spec], w_info: Mapping[str, Any],
+                   info: dict[str, Any] | None) -> dict[str, Spec]:
+    """``decided`` (from :func:`choose_within`), its per-design details filed under
+    ``within_stage`` in the selection ``info`` of :func:`choose_from_tables`."""
+    if info is not None:
+        for m, v in w_info.items():
+            info.setdefault(m, {})["within_stage"] = v
+    return decided
 
 
 def per_target_inner(errs: Mapping[str, list], y: np.ndarray, tg: np.ndarray, ds: np.ndarray,
@@ -584,6 +595,15 @@ def choose_per_design(specs: Sequence[Spec], errs: Mapping[str, list], y: np.nda
                               info=info)
 
 
+def designs_by_spec(per_design: Mapping[str, Spec]) -> dict[str, tuple[Spec, list[str]]]:
+    """{spec name: (the spec, the designs it answers for)}: each distinct spec is fitted once
+    for all its designs (its within-target stage, if any, only for those)."""
+    out: dict[str, tuple[Spec, list[str]]] = {}
+    for m, sp in per_design.items():
+        out.setdefault(sp.name, (sp, []))[1].append(m)
+    return out
+
+
 def choose_within(frame: pd.DataFrame, train: np.ndarray, protocol: str,
                   chosen: Mapping[str, Spec], X: np.ndarray, seed: int = 0,
                   info: dict[str, Any] | None = None) -> dict[str, Spec]:
@@ -604,26 +624,22 @@ def choose_within(frame: pd.DataFrame, train: np.ndarray, protocol: str,
     tg = frame["target_iso3"].astype(str).to_numpy()
     ds = frame["dataset"].astype(str).to_numpy()
     mm = frame["mm"].astype(str).to_numpy()
-    by_name: dict[str, list[str]] = {}
-    for m, sp in chosen.items():
-        by_name.setdefault(sp.name, []).append(m)
-    specs = {sp.name: sp for sp in chosen.values()}
     off = np.full(len(frame), np.nan)
     on = np.full(len(frame), np.nan)
     with threadpool_limits(limits=1):
         for itr, ite in inner_splits(frame, train, protocol, seed=seed, logo_max=0):
-            for name, mms in by_name.items():
+            for sp, mms in designs_by_spec(chosen).values():
                 rows = ite[np.isin(mm[ite], mms)]
                 if not len(rows):
                     continue
-                model = replace(specs[name], within=True).build(seed, designs=mms) \
+                model = replace(sp, within=True).build(seed, designs=mms) \
                     .fit(X[itr], y[itr], meta.iloc[itr])
                 on[rows] = model.predict(X[rows], meta.iloc[rows])
                 off[rows] = model.predict(X[rows], meta.iloc[rows], within=False)
     out: dict[str, Spec] = {}
     for m, sp in chosen.items():
         rows = train[(mm[train] == m) & ~np.isnan(on[train])]
-        if not len(rows) or sp.seen:
+        if not len(rows):
             out[m] = sp
             continue
         mae_off = tw_mae(y[rows], off[rows], tg[rows], ds[rows])
@@ -642,18 +658,13 @@ def predict_per_design(best: Mapping[str, Spec], X: np.ndarray, y: np.ndarray,
     calls on the same training rows too when they share ``fitted``)."""
     out = np.full(len(meta_t), np.nan)
     mm_t = meta_t["mm"].astype(str).to_numpy()
-    by_spec: dict[str, list[str]] = {}
-    specs = {}
     fitted = {} if fitted is None else fitted
-    for m, sp in best.items():
-        by_spec.setdefault(sp.name, []).append(m)
-        specs[sp.name] = sp
-    for name, mms in by_spec.items():
+    for name, (sp, mms) in designs_by_spec(best).items():
         sel = np.isin(mm_t, mms)
         if sel.any():
-            key = f"{name} for {','.join(sorted(mms))}" if specs[name].within else name
+            key = f"{name} for {','.join(sorted(mms))}" if sp.within else name
             if key not in fitted:
-                fitted[key] = specs[name].build(seed, designs=mms).fit(X, y, meta)
+                fitted[key] = sp.build(seed, designs=mms).fit(X, y, meta)
             out[sel] = fitted[key].predict(Xt[sel], meta_t[sel].reset_index(drop=True))
     return out
 

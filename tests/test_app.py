@@ -601,16 +601,16 @@ def test_recommend_explains_the_within_target_stage_of_the_shipped_model(monkeyp
     """The shipped unseen-target model has a within-target stage: for unmeasured targets the
     'why' table carries its points beside the first stage's per-feature contributions, and
     the Recommend page renders with it."""
-    from app.services import WITHIN_STAGE, PredictorService
+    from app.services import WITHIN_STAGE_COLUMN, PredictorService
     from predictor.api import load_predictor
     models = Path(__file__).resolve().parents[1] / "models"
     svc = PredictorService(load_predictor(str(models / "predictor")), models / "predictor")
     choice = [c for c in svc.models if c.model == "me5-small"][0]
     why = svc.explain_sets(choice, [{"en": 2490, "de": 2490}, {"hi": 2490, "zh": 2490}],
                            ["yo", "eu"])
-    assert f"contrib:{WITHIN_STAGE}" in why.columns
-    assert why[f"contrib:{WITHIN_STAGE}"].abs().max() > 0
-    assert svc.describe(WITHIN_STAGE).startswith("trees fitted")
+    assert f"contrib:{WITHIN_STAGE_COLUMN}" in why.columns
+    assert why[f"contrib:{WITHIN_STAGE_COLUMN}"].abs().max() > 0
+    assert svc.describe(WITHIN_STAGE_COLUMN).startswith("trees fitted")
     at = run_page("pages/2_Recommend.py", models, monkeypatch)
     at.multiselect(key="rc_targets").set_value(["yo", "eu"]).run()
     at.number_input(key="rc_k").set_value(2).run()
