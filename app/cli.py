@@ -11,14 +11,14 @@ import time
 import webbrowser
 from pathlib import Path
 
-from measure.paths import MODELS, DefaultPathNotFound, resolve_default
+from measure.knowledge.paths import MODELS, DefaultPathNotFound, resolve_default
 
 APP_DIR = Path(__file__).resolve().parent
 
 
 def default_models_dir() -> Path:
     """``$XLT_MODELS_DIR``, else ``models/`` in the working directory or a parent of it, else the
-    checkout's (:mod:`measure.paths`: the rule every command shares). Fails naming the paths
+    checkout's (:mod:`measure.knowledge.paths`: the rule every command shares). Fails naming the paths
     tried."""
     return resolve_default(MODELS)
 

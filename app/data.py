@@ -198,14 +198,14 @@ def model_method_choices(df: pd.DataFrame) -> tuple[list[tuple[str, str]], int]:
 @lru_cache(maxsize=1)
 def language_names() -> dict[str, str]:
     """Dataset/registry code -> English name (registry languages only; fast)."""
-    from measure.languages import registry_table
+    from measure.knowledge.languages import registry_table
     t = registry_table()
     return dict(zip(t["code"], t["name"]))
 
 
 def _target_class(code: str) -> str:
-    from predictor.analysis import target_class
-    return target_class(code)
+    from measure.knowledge.coverage import resource_class
+    return resource_class(code)
 
 
 @lru_cache(maxsize=1)
@@ -216,7 +216,7 @@ def resource_groups() -> dict[str, str]:
     (absent from CC-100; in CC-100 under a stated size; the rest), so the app and the
     report group targets identically.
     """
-    from measure.languages import registry_table
+    from measure.knowledge.languages import registry_table
     t = registry_table()
     nli = t[t["datasets"].fillna("").str.split().map(lambda ds: any("nli" in d for d in ds))]
     return {str(c): _target_class(str(c)) for c in nli["code"]}
@@ -236,7 +236,7 @@ def language_options() -> pd.DataFrame:
     in_registry. Registry codes come first (they carry sizes and scripts); a lang2vec
     language whose ISO 639-3 code a registry entry already covers is not repeated.
     """
-    from measure.languages import lang2vec_languages, registry_table, resolve_target
+    from measure.knowledge.languages import lang2vec_languages, registry_table, resolve_target
     t = registry_table()
     rows = [{"code": r.code, "iso639_3": r.iso639_3, "name": r.name, "in_registry": True}
             for r in t.itertuples()]
@@ -282,7 +282,7 @@ def _family_table() -> tuple[dict[str, int], np.ndarray, np.ndarray, np.ndarray]
     top-level family is its node with the most member languages (a parent contains all
     of its children's members), its branch the next largest: no tree order is assumed.
     """
-    from measure.languages import import_lang2vec
+    from measure.knowledge.languages import import_lang2vec
     path = Path(import_lang2vec().__file__).parent / "data" / "family_features.npz"
     with np.load(path, allow_pickle=True) as npz:
         langs = [str(x) for x in npz["langs"]]
@@ -293,7 +293,7 @@ def _family_table() -> tuple[dict[str, int], np.ndarray, np.ndarray, np.ndarray]
 
 def families(codes: list[str]) -> pd.DataFrame:
     """code -> family, branch (URIEL/Glottolog); 'Unknown' when URIEL lacks the language."""
-    from measure.languages import UnknownLanguageError, resolve_target
+    from measure.knowledge.languages import UnknownLanguageError, resolve_target
     index, feats, member, counts = _family_table()
     rows = []
     for code in codes:

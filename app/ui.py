@@ -116,7 +116,7 @@ def source_options() -> list[str]:
 
 @lru_cache(maxsize=1)
 def _source_options() -> tuple[str, ...]:
-    from measure.languages import registry_table
+    from measure.knowledge.languages import registry_table
     t = registry_table()
     return tuple(t.loc[t["in_uriel"].astype(bool), "code"])
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from measure.languages import XNLI_15, import_lang2vec
+from measure.knowledge.languages import import_lang2vec
+from measure.knowledge.nli import XNLI_15
 
 OUT = Path(__file__).resolve().parent / "resources" / "languages.csv"
 
@@ -112,7 +113,6 @@ DATASETS = {
 def build(shared: Path) -> pd.DataFrame:
     import pycountry  # build-time only
 
-
     l2v = import_lang2vec()
 
     sizes = shared / "published" / "pretraining_sizes"
@@ -143,20 +143,15 @@ def build(shared: Path) -> pd.DataFrame:
             "script": script,
             "in_uriel": iso3 in uriel,
             "datasets": " ".join(ds for ds, langs in DATASETS.items() if code in langs),
-            "xlmr_cc100_bytes": cc100.get(code),
-            "mbert_wiki_bytes": wiki.get(code),
-            "in_cc100": "yes" if code in cc100.index or code in CC100_UNLISTED else "no",
         })
-    df = pd.DataFrame(rows)
-    for col in ("xlmr_cc100_bytes", "mbert_wiki_bytes"):
-        df[col] = df[col].astype("Int64")
-    return df
+    # pretraining sizes and presence live in coverage.csv only (measure.knowledge.coverage)
+    return pd.DataFrame(rows)
 
 
 def build_coverage(shared: Path, languages: pd.DataFrame) -> pd.DataFrame:
     """coverage.csv: one row per (corpus, language) *present* in that corpus.
 
-    Absence is not a row: ``predictor.coverage`` knows which corpora are complete lists
+    Absence is not a row: ``measure.knowledge.coverage`` knows which corpora are complete lists
     (CC-100 for XLM-R: yes; mBERT's Wikipedia table: 88 of 104 languages, no).
     """
     sizes = shared / "published" / "pretraining_sizes"

@@ -17,7 +17,7 @@ from measure.benchmarks.seq2seq_bench import run_seq2seq_bench
 from measure.cell import cell_hash
 from measure.data import DataError, available_splits, load_parquet_split, resolve_data_dir
 from measure.designs import add_greedy_arguments
-from measure.languages import UnknownLanguageError, registry_table, resolve_target
+from measure.knowledge.languages import UnknownLanguageError, registry_table, resolve_target
 from measure.profile import add_profile_arguments
 from measure.running.config import ConfigError, check_model, load_batch
 from measure.running.engine import run_local

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from measure.paths import DATA, DefaultPathNotFound, resolve_default
+from measure.knowledge.nli import LABELS
+
+from measure.knowledge.paths import DATA, DefaultPathNotFound, resolve_default
 
 COLUMNS = ("premise", "hypothesis", "label", "pair_id", "dataset", "language", "split")
-LABELS = ("entailment", "neutral", "contradiction")
 LABEL_WORDS = {word: i for i, word in enumerate(LABELS)}
 # XNLI-MT/MultiNLI spell contradiction "contradictory" in some releases.
 LABEL_WORDS["contradictory"] = 2

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from measure.cell import cell_hash
-from measure.languages import XNLI_15
+from measure.knowledge.nli import XNLI_15
 from measure.running.config import ConfigError, build_batch, load_toml
 from measure.running.engine import run_local
 from measure.store import ResultStore

@@ -67,9 +67,10 @@ from threadpoolctl import threadpool_limits
 
 from measure.data import DataError, load_parquet_split, resolve_data_dir
 from measure.encoders.encoder import make_encoder, model_fingerprint, resolve_model
-from measure.languages import UnknownLanguageError, resolve_target
+from measure.knowledge.languages import UnknownLanguageError, resolve_target
+from measure.knowledge.nli import LABELS
+from measure.knowledge.paths import MODELS, DefaultPathNotFound, find_default, resolve_default
 from measure.methods.probe import DEFAULT_PROBE, make_classifier, pair_features
-from measure.paths import MODELS, DefaultPathNotFound, find_default, resolve_default
 from measure.store import code_version
 
 REFERENCE_FILE = "_reference.npz"
@@ -85,7 +86,6 @@ SHIPPED_TEXT_LINES = 300
 SHIPPED_PAIRS = 600
 SHIPPED_SEED = 0
 PROFILE_SCHEMA = 2      # 2: label_free_by_source (schema-1 files are still read)
-LABELS = ("entailment", "neutral", "contradiction")
 
 
 class ProfileInputError(ValueError):
@@ -393,7 +393,7 @@ def label_free_by_source(ref: Reference, u: np.ndarray, v: np.ndarray
 def compute_profile(language: str, lines: Sequence[str], enc: MemoEncoder, ref: Reference,
                     pairs: Sequence[tuple[str, str]] | None = None, *,
                     provenance: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The profile dict of ``language`` (a code ``measure.languages.resolve_target`` knows)."""
+    """The profile dict of ``language`` (a code ``measure.knowledge.languages.resolve_target`` knows)."""
     lang = resolve_target(language)
     tok = tokenizer_stats(enc.tokenizer, lines)
     c = centroid(enc.encode(list(lines), desc=f"text {language}"))
@@ -459,7 +459,7 @@ def _now() -> str:
 
 
 def default_profiles_dir(required: bool = True) -> Path | None:
-    """``<models>/profiles`` where ``<models>`` is found like every default (measure.paths)."""
+    """``<models>/profiles`` where ``<models>`` is found like every default (measure.knowledge.paths)."""
     if required:
         return resolve_default(MODELS) / "profiles"
     found = find_default(MODELS)

@@ -23,7 +23,7 @@ Design rules (issue #12):
 * **Scores**: macro-F1 and Cohen's kappa (×100, chance-corrected) from the stored confusion
   matrix, plus the predicted-label shares (column sums) so class collapse is visible.
 
-Target classes are defined from outside the results (``target_class``): *absent* = not in the
+Target classes are defined from outside the results (``measure.knowledge.coverage.resource_class``): *absent* = not in the
 model's pretraining corpus (CC-100 for multilingual-e5-small / XLM-R: the AmericasNLI
 languages); *xnli-low* = in CC-100 with less than ``CC100_LOW_GIB`` GiB of text; *high* =
 the rest.
@@ -43,53 +43,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from measure.languages import XNLI_15, resolve_target
-
-LABELS = ("entailment", "neutral", "contradiction")  # measure.data.LABELS order (rows = gold)
-
-# -- target classes -----------------------------------------------------------------------
-#: CC-100 size (GiB of text, as in ``measure/resources/languages.csv``, from the XLM-R paper's
-#: size table, Conneau et al. 2020) below which a pretraining language counts as
-#: low-resource. 10 GiB separates the two XNLI languages the XLM-R paper itself names as its
-#: low-resource examples (Swahili and Urdu) from the next ones (Hindi, Turkish, Arabic at
-#: 20–28 GiB). Chosen from the size table, before looking at any score.
-CC100_LOW_GIB = 10.0
-CLASSES = ("absent", "xnli-low", "high")
-CLASS_LABELS = {"absent": "absent from pretraining (AmericasNLI)",
-                "xnli-low": f"XNLI low-resource (CC-100 < {CC100_LOW_GIB:g} GiB)",
-                "high": "high-resource"}
+from measure.knowledge.coverage import RESOURCE_CLASSES, class_rule, resource_class
+from measure.knowledge.languages import get_language
+from measure.knowledge.nli import CHANCE, LABELS, XNLI_15
 
 
-def target_class(target: str) -> str:
-    """'absent', 'xnli-low', 'high' — or 'unknown' (in CC-100 or not, size unknown).
-
-    The single definition used by the report, the summary and the app.
-    """
-    lang = resolve_target(target)
-    if lang.in_cc100 == "no":
-        return "absent"
-    if lang.cc100_bytes is None:
-        return "unknown"
-    return "xnli-low" if lang.cc100_bytes < CC100_LOW_GIB * 2 ** 30 else "high"
-
-
-def _class_rule() -> str:
-    from measure.languages import get_language
-    gib = {c: (get_language(c).cc100_bytes or 0.0) / 2 ** 30 for c in XNLI_15}
-    low = sorted((c for c in XNLI_15 if target_class(c) == "xnli-low"), key=gib.get)
-    nxt = sorted((c for c in XNLI_15 if target_class(c) == "high"), key=gib.get)[:3]
-    name = {c: get_language(c).name for c in XNLI_15}
-    return ("absent = not in the model's pretraining corpus (CC-100 for multilingual-e5-small "
-            "and XLM-R: the 7 AmericasNLI languages); xnli-low = in CC-100 with less than "
-            f"{CC100_LOW_GIB:g} GiB of text (sizes from the XLM-R paper's table, "
-            "measure/resources/languages.csv; of the XNLI languages: "
-            + " and ".join(f"{name[c]} {gib[c]:.1f} GiB" for c in low)
-            + "); high = every other target (the next smallest: "
-            + ", ".join(f"{name[c]} {gib[c]:.1f}" for c in nxt) + " GiB)")
-
-
-CLASS_RULE = _class_rule()
-LOW_RESOURCE_XNLI = tuple(c for c in XNLI_15 if target_class(c) == "xnli-low")
+# -- target classes: measure.knowledge.coverage's one rule ------------------------------------
+CLASSES = RESOURCE_CLASSES
+CLASS_RULE = class_rule(XNLI_15, lambda c: get_language(c).name)
+LOW_RESOURCE_XNLI = tuple(c for c in XNLI_15 if resource_class(c) == "xnli-low")
 
 # -- loading and preparing rows ----------------------------------------------------------
 DESIGN_NAMES = {"": "grid", "add-one": "add-one", "shapley": "shapley", "greedy": "greedy"}
@@ -143,7 +105,7 @@ def prepare(raw: pd.DataFrame, design: str = "grid") -> pd.DataFrame:
     df["design"] = design
     df["pool"] = df["train_dataset"].astype(str) + "/" + df["train_split"].astype(str)
     df["target"] = df["target_language"].astype(str)
-    classes = {t: target_class(t) for t in df["target"].unique()}
+    classes = {t: resource_class(t) for t in df["target"].unique()}
     df["target_class"] = df["target"].map(classes)
     df["k"] = df["k"].astype(int)
     df["log2k"] = np.log2(df["k"].astype(float))
@@ -364,7 +326,7 @@ def per_target_slopes(cells: pd.DataFrame, reps: int = 300, seed: int = 0) -> li
         b0 = _within_solve(ti, 1, x, y, m[None, :])[0, 0]
         W = twoway_weights(ti, s_idx, 1, len(s_codes), reps, rng, resample_targets=False) * m
         lo, hi = _ci(_within_solve(ti, 1, x, y, W)[:, 0])
-        out.append({"target": str(t), "target_class": target_class(str(t)), "slope": float(b0),
+        out.append({"target": str(t), "target_class": resource_class(str(t)), "slope": float(b0),
                     "ci_low": lo, "ci_high": hi, "n_sets": int(len(s_codes))})
     return out
 
@@ -438,7 +400,7 @@ def add_one_pairs(df: pd.DataFrame, metric: str) -> pd.DataFrame:
             b = score.get((*st_, seed, target, base))
             if b is not None:
                 rows.append({**dict(zip(STRATA, st_)), "seed": seed, "target": target,
-                             "target_class": target_class(target), "base": base, "added": lang,
+                             "target_class": resource_class(target), "base": base, "added": lang,
                              "base_size": len(langs) - 1, "gain": v - b})
     return pd.DataFrame(rows)
 
@@ -462,7 +424,7 @@ def shapley_values(v: Mapping[frozenset, float], players: list[str],
     return phi
 
 
-CHANCE = {"macro_f1": 100 / 3, "kappa": 0.0}
+CHANCE_LEVEL = {"macro_f1": CHANCE, "kappa": 0.0}
 
 
 def shapley_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -491,13 +453,13 @@ def shapley_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
                         for c in combinations(players, r)]
                 if not all(s in vmap for s in subs):
                     continue
-                phi = shapley_values({s: vmap[s] for s in subs}, players, CHANCE[metric])
+                phi = shapley_values({s: vmap[s] for s in subs}, players, CHANCE_LEVEL[metric])
                 vfull = vmap[frozenset(players)]
-                inter = vfull - CHANCE[metric] - sum(vmap[frozenset([p])] - CHANCE[metric]
+                inter = vfull - CHANCE_LEVEL[metric] - sum(vmap[frozenset([p])] - CHANCE_LEVEL[metric]
                                                     for p in players)
                 for p in players:
                     rows.append({**dict(zip(STRATA, st_)), "full_set": full, "target": target,
-                                 "target_class": target_class(target), "language": p,
+                                 "target_class": resource_class(target), "language": p,
                                  "phi": phi[p], "single": vmap[frozenset([p])], "v_full": vfull,
                                  "interaction": inter,
                                  "best_single": max(vmap[frozenset([q])] for q in players)})
@@ -640,10 +602,10 @@ def _summarise_shapley(tab: pd.DataFrame, metric: str, reps: int) -> list[dict]:
             per_t = gc.drop_duplicates("target").set_index("target")
             inter = per_t["interaction"].to_numpy(float)
             lo, hi = _ci(inter[draws].mean(axis=1))
-            singles_gain = (gc.groupby("target")["single"].sum() - CHANCE[metric] * len(
+            singles_gain = (gc.groupby("target")["single"].sum() - CHANCE_LEVEL[metric] * len(
                 gc["language"].unique())).reindex(per_t.index).to_numpy(float)
             with np.errstate(invalid="ignore", divide="ignore"):
-                additivity = (per_t["v_full"].to_numpy(float) - CHANCE[metric]) / singles_gain
+                additivity = (per_t["v_full"].to_numpy(float) - CHANCE_LEVEL[metric]) / singles_gain
             gap = (per_t["v_full"] - per_t["best_single"]).to_numpy(float)
             glo, ghi = _ci(gap[draws].mean(axis=1))
             tot = sum(r["phi"] for r in langs)
@@ -665,10 +627,10 @@ def collapse_table(df: pd.DataFrame) -> list[dict]:
     out = []
     for key, g in zs.groupby([*STRATA, "target"]):
         rec = {**dict(zip(STRATA, key[:5])), "target": key[5],
-               "target_class": target_class(key[5]), "n_rows": int(len(g)),
+               "target_class": resource_class(key[5]), "n_rows": int(len(g)),
                "macro_f1": float(g["macro_f1"].mean()), "kappa": float(g["kappa"].mean()),
                "accuracy": float(g["accuracy"].mean()),
-               "share_below_chance_f1": float((g["macro_f1"] < 100 / 3).mean())}
+               "share_below_chance_f1": float((g["macro_f1"] < CHANCE).mean())}
         for lab in LABELS:
             rec[f"share_{lab}"] = float(g[f"share_{lab}"].mean())
         out.append(rec)
@@ -781,7 +743,7 @@ def published_estimates(frame: pd.DataFrame, reps: int = 400) -> list[dict]:
         return out
     pub["log2k"] = np.log2(pub["k"].astype(float))
     pub["log10_total"] = np.log10(pub["total_examples"].astype(float))
-    pub["target_class"] = pub["target"].map(target_class)
+    pub["target_class"] = pub["target"].map(resource_class)
     for model, g in pub.groupby("model"):
         per_cfg = g.groupby("config_id").agg(k=("k", "first"), score=("score", "mean"))
         rho, p = stats.spearmanr(per_cfg["k"], per_cfg["score"])

@@ -27,11 +27,12 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import ThreadpoolController
 
-from measure.languages import UnknownLanguageError
-from measure.paths import MODELS, DefaultPathNotFound, resolve_default
+from measure.knowledge.coverage import pretraining_class
+from measure.knowledge.languages import UnknownLanguageError, resolve_target
+from measure.knowledge.paths import MODELS, DefaultPathNotFound, resolve_default
 from predictor import intervals, persist
-from predictor.class_transfer import CHANCE
-from predictor.dataset import DataValidationError, canonical_config, lookup_language
+from measure.knowledge.nli import CHANCE
+from predictor.dataset import DataValidationError, canonical_config
 from predictor.features import NO_PROFILES, as_rows, check_profiles, use_profiles
 
 #: the profile columns that only unlabelled pairs (``xlt-measure profile --pairs``) give
@@ -137,7 +138,7 @@ class Predictor:
         target = target.strip()
         try:
             tc = canonical_config(rec["train_config"])
-            lookup_language(target)
+            resolve_target(target)
         except (DataValidationError, UnknownLanguageError) as exc:
             raise PredictionInputError(str(exc)) from None
         return {"model": rec["model"], "method": method, "train_config": tc, "target": target}
@@ -203,7 +204,7 @@ class Predictor:
     def _target_reasons(s: Mapping[str, Any], model: str, tgt: str, iso: str,
                         pcl: str) -> list[str]:
         """Why an unmeasured target is outside a design's training support (``s``)."""
-        from predictor.coverage import coverage, script_in_pretraining
+        from measure.knowledge.coverage import coverage, script_in_pretraining
         from predictor.features import pair_distances
         why = []
         cov = coverage(model, tgt)
@@ -280,7 +281,6 @@ class Predictor:
         predictor was trained with), not from a user's ``--profiles`` directory.
         """
         from predictor.features import GROUPS
-        from predictor.models import pretraining_class
         lf_names = [c for c in LABEL_FREE_COLUMNS if c in names]
         hlf = (X[:, names.index("has_label_free")] > 0 if "has_label_free" in names
                else np.ones(len(X), bool))
@@ -389,7 +389,6 @@ class Predictor:
         from the measured-target memory of every design (:mod:`predictor.class_transfer`)."""
         if self._transfers is None:
             from predictor.class_transfer import design_levels, fit_transfers, present_level
-            from predictor.models import pretraining_class
             designs = {}
             for mm, m in self.seen.items():
                 model = mm.split("|")[0]
@@ -481,7 +480,6 @@ class Predictor:
         per-language training size (the learners are flat below it: 50 English examples
         were predicted like 166). Worked out once per distinct (configuration, design)."""
         from predictor.features import _objects
-        from predictor.models import pretraining_class
         if not len(rows):
             return
         if self._source_classes is None:
@@ -701,13 +699,13 @@ class Predictor:
             raise PredictionInputError("no targets given")
         for code in targets + pool:
             try:
-                lookup_language(code)
+                resolve_target(code)
             except UnknownLanguageError as exc:
                 raise PredictionInputError(str(exc)) from None
         dropped: list[str] = []
         if not include_targets:
-            tiso = {lookup_language(t).iso639_3 for t in targets}
-            dropped = [p for p in pool if lookup_language(p).iso639_3 in tiso]
+            tiso = {resolve_target(t).iso639_3 for t in targets}
+            dropped = [p for p in pool if resolve_target(p).iso639_3 in tiso]
             pool = [p for p in pool if p not in dropped]
         if not isinstance(k, int) or k < 1 or k > len(pool):
             raise PredictionInputError(f"k must be between 1 and the pool size {len(pool)} "
@@ -878,7 +876,7 @@ def _dedupe(items: Iterable[str]) -> list[str]:
 
 
 def default_predictor_dir() -> Path:
-    """``predictor/`` inside the default models directory (:mod:`measure.paths`)."""
+    """``predictor/`` inside the default models directory (:mod:`measure.knowledge.paths`)."""
     try:
         return resolve_default(MODELS) / "predictor"
     except DefaultPathNotFound as exc:

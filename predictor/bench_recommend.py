@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-from measure.languages import XNLI_15
+from measure.knowledge.nli import XNLI_15
 from predictor.api import load_predictor
 
 

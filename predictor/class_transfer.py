@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-CHANCE = 100.0 / 3          # 3-way NLI: accuracy and macro-F1 of a uniform guess
+from measure.knowledge.nli import CHANCE
+
 MIN_TARGETS = 3             # per class and per donor design, as for interval groups
 
 

@@ -19,8 +19,8 @@ DEFAULT_PREDICTOR_HELP = "predictor/ in the models directory: $XLT_MODELS_DIR, e
 
 def _models_subdir(name: str) -> Path:
     """Where an output goes by default: ``name`` in the models directory every command finds
-    (:mod:`measure.paths`), or ``./models/name`` when there is none yet."""
-    from measure.paths import MODELS, find_default
+    (:mod:`measure.knowledge.paths`), or ``./models/name`` when there is none yet."""
+    from measure.knowledge.paths import MODELS, find_default
     return (find_default(MODELS) or Path("models")) / name
 
 
@@ -270,7 +270,7 @@ def _precheck_line(rec: Any) -> str | None:
     tc = rec.get("train_config")
     if not isinstance(tc, dict):
         return None  # the predictor's own validation names the problem
-    from predictor.dataset import lookup_language
+    from measure.knowledge.languages import resolve_target
     seen: dict[str, str] = {}
     warning = None
     for lang, n in tc.items():
@@ -285,7 +285,7 @@ def _precheck_line(rec: Any) -> str | None:
                 warning = (f"train_config: {n:,.0f} examples for {lang!r} is far beyond the "
                            "training data's sizes; the prediction is an extrapolation")
         try:
-            iso = lookup_language(lang).iso639_3
+            iso = resolve_target(lang).iso639_3
         except Exception:  # noqa: BLE001 - an unknown code: the predictor's message names it
             continue
         if iso in seen:

@@ -43,8 +43,8 @@ from typing import Any, Literal, overload
 import numpy as np
 import pandas as pd
 
-from measure.languages import Language, UnknownLanguageError, resolve_target
-from measure.paths import PUBLISHED, DefaultPathNotFound, resolve_default
+from measure.knowledge.languages import UnknownLanguageError, resolve_target
+from measure.knowledge.paths import PUBLISHED, DefaultPathNotFound, resolve_default
 
 COLUMNS = ["origin", "model", "method", "task", "metric", "regime", "train_config", "k",
            "total_examples", "target", "target_iso3", "target_dataset", "score", "zero_shot",
@@ -68,24 +68,12 @@ class DataValidationError(ValueError):
 
 def default_published_dir() -> Path:
     """``$XLT_PUBLISHED_DIR``, else ``shared/data/published`` beside the working directory or a
-    parent of it (the rule every command shares, :mod:`measure.paths`); fails naming the paths
+    parent of it (the rule every command shares, :mod:`measure.knowledge.paths`); fails naming the paths
     tried."""
     try:
         return resolve_default(PUBLISHED)
     except DefaultPathNotFound as exc:
         raise DataValidationError(str(exc)) from None
-
-
-_LANG_CACHE: dict[str, Language] = {}
-
-
-def lookup_language(code: str) -> Language:
-    """:func:`measure.languages.resolve_target`, memoised (it is called per row)."""
-    lang = _LANG_CACHE.get(code)
-    if lang is None:
-        lang = resolve_target(code)
-        _LANG_CACHE[code] = lang
-    return lang
 
 
 class _NothingTrained(DataValidationError):
@@ -144,7 +132,7 @@ def _canonical(train_config: Any, where: str, *, check_languages: bool) -> dict[
                                       f"got {n!r}")
         if check_languages:
             try:
-                lookup_language(lang)
+                resolve_target(lang)
             except UnknownLanguageError as exc:
                 raise DataValidationError(f"{where}: {exc}") from None
         if int(n) > 0:
@@ -164,7 +152,7 @@ def _row(origin: str, model: str, method: str, metric: str, regime: str,
          train_config: dict[str, int], target: str, target_dataset: str, score: float,
          seed: int, where: str, pool: str = PUBLISHED_POOL) -> dict[str, Any]:
     try:
-        lang = lookup_language(target)
+        lang = resolve_target(target)
     except UnknownLanguageError as exc:
         raise DataValidationError(f"{where}: target: {exc}") from None
     if not (isinstance(score, (int, float)) and math.isfinite(score) and 0 <= score <= 100):

@@ -8,7 +8,7 @@ method one-hots (the user always names a model the predictor was trained on).
 
 Missing values are never silently zero: an unknown URIEL distance is imputed with the
 median of the training rows and a flag column says so. Pretraining coverage is never
-imputed: it is *knowledge* per model family (``predictor.coverage``): a language missing
+imputed: it is *knowledge* per model family (``measure.knowledge.coverage``): a language missing
 from a complete corpus list is absent (size 0, its own flag); "unknown" is reserved for
 undocumented corpora and is flagged. A target with a model-space profile
 (``measure.profile``, ``models/profiles/<model>/<code>.json``) gets the profile family;
@@ -25,7 +25,7 @@ URIEL distances, pretraining coverage, model-space profile, k and sizes, model/m
 
 Speed: rows are reduced to unique training configurations and unique (target,
 configuration) pairs before any distance is computed, distances come from
-``predictor.uriel`` through a per-process cache, and the aggregation is vectorised, so
+``measure.knowledge.uriel`` through a per-process cache, and the aggregation is vectorised, so
 tens of thousands of rows featurise in well under a second once distances are cached.
 
 Distances: the typological kinds use lang2vec's kNN-imputed URIEL vectors by default
@@ -49,9 +49,10 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from measure.paths import MODELS, find_default
-from predictor import uriel
-from predictor.coverage import coverage, script_in_pretraining
+from measure.knowledge.languages import resolve_target
+from measure.knowledge.paths import MODELS, find_default
+from measure.knowledge import uriel
+from measure.knowledge.coverage import coverage, script_in_pretraining
 
 DISTANCE_KINDS: tuple[str, ...] = tuple(uriel.DISTANCE_KINDS)
 DIST_STATS = ("min", "mean", "wmean")
@@ -83,7 +84,7 @@ def _build_feature_docs() -> dict[str, str]:
         "log_target_examples": "log10(1 + training examples in the target language itself); "
                                "0 in the zero-shot case",
         "target_in_pretraining": "1 when the target is in the model's pretraining corpus "
-                                 "(predictor.coverage; 0 when absent or unknown)",
+                                 "(measure.knowledge.coverage; 0 when absent or unknown)",
         "target_log_pretrain": "log10 bytes of the target in the model's pretraining corpus "
                                "(CC-100 for me5-small/xlmr/tulrv6); 0 when absent or unknown; "
                                "the corpus's smallest listed size when present but unlisted "
@@ -237,9 +238,8 @@ def _canonical_code(code: str) -> str:
     """The registry's dataset code of a language ('swh' -> 'sw'), as profiles key sources.
 
     Memoised: ``recommend`` featurises thousands of source sets over the same few codes."""
-    from predictor.dataset import lookup_language
     try:
-        return lookup_language(code).code
+        return resolve_target(code).code
     except ValueError:
         return code
 
@@ -338,9 +338,8 @@ def find_profile(root: Path, model: str, target: str,
     a {model: profiles} memo for several look-ups in one request (each model's folder is
     then checked for changes once, not once per target).
     """
-    from predictor.dataset import lookup_language
     try:
-        lang = lookup_language(target)
+        lang = resolve_target(target)
         codes = [target, lang.code, lang.iso639_3]
     except ValueError:
         codes = [target]
@@ -460,11 +459,11 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    kinds : URIEL distance kinds to use (default: all of ``predictor.uriel.DISTANCE_KINDS``).
+    kinds : URIEL distance kinds to use (default: all of ``measure.knowledge.uriel.DISTANCE_KINDS``).
     include : keep only these feature groups (``GROUPS`` keys) or column names; None = all.
     typology : "knn" (default: lang2vec's kNN-imputed typology vectors, no gaps) or
         "observed" (URIEL's published definition, NaN where URIEL has no data); see
-        ``predictor.uriel``. Why kNN by default: with observed vectors a few XNLI languages
+        ``measure.knowledge.uriel``. Why kNN by default: with observed vectors a few XNLI languages
         (Arabic, Urdu) have no phonology distance, the "unknown" flag then identifies
         them, and under leave-one-target-out CV the flag carries one language's level to
         another (SumEval, leave-one-target-out MAE: ridge 2.18 observed vs 1.90 kNN, random
@@ -484,7 +483,7 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
 
     # -- profiles ----------------------------------------------------------------------------
     def _profiles_root(self) -> Path | None:
-        """``profiles_dir``, else ``<models>/profiles`` (``measure.paths.MODELS``), else None."""
+        """``profiles_dir``, else ``<models>/profiles`` (``measure.knowledge.paths.MODELS``), else None."""
         given = getattr(self, "profiles_dir", None)   # models pickled before the parameter
         if given == NO_PROFILES:
             return None
@@ -604,7 +603,6 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         """``_raw`` as ({column: array}, the rows' index); ``transform`` stacks the arrays
         it needs without a DataFrame in between. ``uriel`` False skips the URIEL distance
         and diversity columns (the costliest part), for callers that need none of them."""
-        from predictor.dataset import lookup_language
 
         rows = as_rows(X)
         for col in ("train_config", "target"):
@@ -616,7 +614,7 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         tgt_str = [str(t) for t in rows["target"].tolist()]
         t_idx, tgt_uniq = pd.factorize(np.array(tgt_str, dtype=object))
         t_idx = t_idx.astype(np.int64)
-        targets = [lookup_language(t) for t in tgt_uniq.tolist()]
+        targets = [resolve_target(t) for t in tgt_uniq.tolist()]
         # every (configuration, language as written, n) once, flat: the matrices below are
         # filled from these arrays instead of per-configuration loops
         pairs = list(itertools.chain.from_iterable(configs))
@@ -628,7 +626,7 @@ class TransferFeatures(TransformerMixin, BaseEstimator):
         src_pos = {c: j for j, c in enumerate(src_codes)}
         flat_src = np.fromiter(map(src_pos.__getitem__, flat_lang), dtype=np.int64,
                                count=len(flat_lang))
-        sources = [lookup_language(c) for c in src_codes]
+        sources = [resolve_target(c) for c in src_codes]
 
         # configuration x source weights (n examples), aggregated per ISO 639-3 code (added
         # in the configurations' order, as a loop of += would)

@@ -45,11 +45,13 @@ from sklearn.linear_model import Lasso, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from measure.knowledge.languages import resolve_target
+from measure.knowledge.coverage import pretraining_class
+
 BASELINES = ("mm_mean", "mm_class_mean", "target_mean")
 LEARNED = ("ridge", "lasso", "hgb")
 # accepted by --candidates for old scripts; they pooled designs and are no longer run
 LEGACY = ("global_mean", "k_only", "rf")
-PCLASSES = ("present", "absent", "unknown")
 
 # the nested-CV grid: small on purpose (two shared cores), each value a real alternative
 GRID: dict[str, list[dict[str, Any]]] = {
@@ -62,18 +64,6 @@ GRID: dict[str, list[dict[str, Any]]] = {
             {"max_leaf_nodes": 15, "min_samples_leaf": 20, "learning_rate": 0.1,
              "max_iter": 300, "l2_regularization": 1.0}],
 }
-
-
-def pretraining_class(target: str, model: str | None = None) -> str:
-    """'present' / 'absent' / 'unknown': is the target in the model's pretraining corpus?
-
-    From the documented coverage tables (``predictor.coverage``): a language missing from a
-    complete corpus list is absent; 'unknown' only for incomplete or undocumented corpora.
-    A present language whose size is unlisted counts as present.
-    """
-    from predictor.coverage import coverage
-    status = coverage(str(model), str(target)).status
-    return {"present_size_unlisted": "present"}.get(status, status)
 
 
 def row_meta(rows: pd.DataFrame) -> pd.DataFrame:
@@ -107,7 +97,6 @@ def row_meta(rows: pd.DataFrame) -> pd.DataFrame:
 
 def row_meta_rows(rows: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
     """(mm, pclass, ISO 639-3 target) of each row, row by row."""
-    from predictor.dataset import lookup_language
     models = rows["model"].astype(str).tolist()
     mm = [f"{m}|{me}" for m, me in zip(models, rows["method"].astype(str).tolist())]
     targets = rows["target"].astype(str).tolist()
@@ -115,7 +104,7 @@ def row_meta_rows(rows: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
         iso = rows["target_iso3"].astype(str).tolist()
     else:
         iso_of: dict[str, str] = {}
-        iso = [iso_of[t] if t in iso_of else iso_of.setdefault(t, lookup_language(t).iso639_3)
+        iso = [iso_of[t] if t in iso_of else iso_of.setdefault(t, resolve_target(t).iso639_3)
                for t in targets]
     cache: dict[tuple[str, str], str] = {}
     pcl = []
@@ -161,16 +150,15 @@ def _iso_config(tc: Any, iso_of: dict[str, str] | None = None) -> dict[str, floa
             fast = None
         if fast is not None and len(fast) == len(tc):
             return fast
-    from predictor.dataset import lookup_language
     out: dict[str, float] = {}
     for lang, n in dict(tc).items():
         if n and n > 0:
             if iso_of is None:
-                iso = lookup_language(str(lang)).iso639_3
+                iso = resolve_target(str(lang)).iso639_3
             else:
                 iso = iso_of.get(str(lang))
                 if iso is None:
-                    iso = iso_of[str(lang)] = lookup_language(str(lang)).iso639_3
+                    iso = iso_of[str(lang)] = resolve_target(str(lang)).iso639_3
             out[iso] = out.get(iso, 0.0) + float(n)
     return out
 

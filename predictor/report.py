@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from predictor.analysis import (CC100_LOW_GIB, CLASS_LABELS, CLASS_RULE, CLASSES,
+from measure.knowledge.nli import CHANCE
+from measure.knowledge.coverage import CC100_LOW_GIB, CLASS_LABELS
+from predictor.analysis import (CLASS_RULE, CLASSES,
                                 GREEDY_OBJECTIVES, LABELS, LOW_RESOURCE_XNLI, analyse,
                                 correlation_table, headline, headline_markdown, load_tables,
                                 published_estimates)
@@ -84,7 +86,7 @@ def scaling_figure(summary: dict, model: str, method: str, pool: str, regime: st
     ax.set_xticks(ticks)
     ax.set_xticklabels([str(t) for t in ticks])
     ax.minorticks_off()
-    ax.axhline(100 / 3, color="grey", ls=":", lw=1)
+    ax.axhline(CHANCE, color="grey", ls=":", lw=1)
     ax.set_xlabel("number of supervised languages k (log scale)")
     ax.set_ylabel("zero-shot macro-F1 (mean over targets)")
     ax.set_title(f"{MODEL_LABELS.get(model, model)} {method}, pool {pool}\n"

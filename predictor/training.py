@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from measure.knowledge.languages import resolve_target
 from predictor import dataset, intervals, persist, validation
 from predictor.features import FEATURES, describe
 from predictor.models import BASELINES, LEARNED
@@ -77,7 +78,6 @@ def cv_records(frame: pd.DataFrame, res: NestedResult, label: str) -> list[dict[
 def support_info(frame: pd.DataFrame, has_profile: np.ndarray | None = None) -> dict[str, Any]:
     """What the training rows cover per (model, method): k, sizes, targets, their scripts,
     pretraining classes and how far apart the training targets are (URIEL)."""
-    from predictor.dataset import lookup_language
     from predictor.features import pair_distances
     out: dict[str, Any] = {}
     for mm, g in frame.groupby("mm"):
@@ -88,7 +88,7 @@ def support_info(frame: pd.DataFrame, has_profile: np.ndarray | None = None) -> 
             D = pair_distances(iso, iso, "featural")
             np.fill_diagonal(D, np.nan)
             nn = np.nanmin(np.where(np.isnan(D), np.inf, D), axis=1)
-        scripts = sorted({lookup_language(t).script or "?" for t in g["target"].astype(str)})
+        scripts = sorted({resolve_target(t).script or "?" for t in g["target"].astype(str)})
         out[str(mm)] = {"k": [int(g["k"].min()), int(g["k"].max())],
                         "n_per_language": [int(min(ns)), int(max(ns))],
                         "targets": iso, "target_scripts": scripts,

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from measure.knowledge.coverage import resource_class
 from predictor import analysis as A
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,10 +20,15 @@ LANGS = ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "th", "tr", "vi",
 
 
 def test_target_classes_are_defined_from_outside() -> None:
-    assert {A.target_class(c) for c in ["aym", "bzd", "cni", "hch", "nah", "oto", "tar"]} == {"absent"}
+    from measure.knowledge.coverage import pretraining_class
+    assert {resource_class(c) for c in ["aym", "bzd", "cni", "hch", "nah", "oto", "tar"]} == {"absent"}
     assert A.LOW_RESOURCE_XNLI == ("sw", "ur")            # CC-100 < 10 GiB
-    assert {A.target_class(c) for c in ["hi", "tr", "ar", "en", "zh"]} == {"high"}
-    assert A.target_class("hrv") == "unknown"               # size unknown: in no class
+    assert {resource_class(c) for c in ["hi", "tr", "ar", "en", "zh"]} == {"high"}
+    # one rule with the predictor's pretraining class: absent for both, or present for both
+    for code in ("quy", "gn", "shp", "zu", "yo"):
+        assert resource_class(code) == pretraining_class(code, "me5-small") == "absent"
+    assert pretraining_class("hrv", "me5-small") == "present"
+    assert resource_class("hrv") == "present-unlisted"      # in CC-100, size unlisted
     assert "10 GiB" in A.CLASS_RULE and "Swahili" in A.CLASS_RULE
 
 
@@ -47,7 +53,7 @@ def _raw(score, sets, targets, seeds=(0, 1, 2), regime="fixed_total", pool="xnli
                              "method": "probe", "train_dataset": pool, "train_split": "validation",
                              "regime": regime, "train_config": json.dumps({x: 100 for x in s}),
                              "k": len(s), "total_examples": 100 * len(s), "seed": seed,
-                             "target_dataset": "americas_nli" if A.target_class(t) == "absent"
+                             "target_dataset": "americas_nli" if resource_class(t) == "absent"
                              else "xnli", "target_language": t, "target_split": "test",
                              "macro_f1": f1, "accuracy": f1, "n": 900,
                              "confusion": json.dumps(conf), "zero_shot": t not in s})

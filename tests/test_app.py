@@ -506,10 +506,11 @@ def test_measurements_download_is_the_filtered_table(app_models: Path, monkeypat
 # -- data layer ------------------------------------------------------------------------------
 def test_target_classes_are_the_meta_analysis_ones() -> None:
     from app import data
-    from predictor.analysis import LOW_RESOURCE_XNLI, target_class
+    from measure.knowledge.coverage import resource_class
+    from predictor.analysis import LOW_RESOURCE_XNLI
     groups = data.resource_groups()
     assert set(groups) == set(XNLI) | set(ANLI)
-    assert all(groups[c] == target_class(c) for c in groups)
+    assert all(groups[c] == resource_class(c) for c in groups)
     assert {c for c, g in groups.items() if g == data.ABSENT} == set(ANLI)
     assert {c for c, g in groups.items() if g == data.LOW} == set(LOW_RESOURCE_XNLI) == {"sw", "ur"}
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from measure import paths
-from measure.paths import DATA, MODELS, PUBLISHED, DefaultPathNotFound
+from measure.knowledge import paths
+from measure.knowledge.paths import DATA, MODELS, PUBLISHED, DefaultPathNotFound
 
 REPO = Path(__file__).resolve().parent.parent
 ENV_VARS = ("XLT_DATA_DIR", "XLT_PUBLISHED_DIR", "XLT_MODELS_DIR")

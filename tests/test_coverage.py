@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from measure.languages import UnknownLanguageError
-from predictor.coverage import (CORPORA, MODEL_CORPUS, coverage, coverage_table,
+from measure.knowledge.languages import UnknownLanguageError
+from measure.knowledge.coverage import (CORPORA, MODEL_CORPUS, coverage, coverage_table,
                                 script_in_pretraining)
 from predictor.features import FAMILY_GROUPS, FEATURE_FAMILIES, GROUPS, TransferFeatures
 

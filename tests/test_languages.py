@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from measure.languages import (UnknownLanguageError, get_language, known_codes,
+from measure.knowledge.languages import (UnknownLanguageError, get_language, known_codes,
                                lang2vec_languages, resolve_target, search_languages)
 
 EXPECTED = {  # dataset code -> (ISO 639-3 for URIEL, script)
@@ -26,17 +26,11 @@ def test_shipped_languages_map(code: str) -> None:
     assert lang.name
 
 
-def test_pretraining_sizes() -> None:
-    assert get_language("en").cc100_bytes == 322981540659
-    assert get_language("sw").cc100_bytes == 1717986918
-    for code in ["aym", "bzd", "cni", "hch", "nah", "oto", "tar"]:
-        lang = get_language(code)
-        assert lang.in_cc100 == "no" and lang.cc100_bytes is None and lang.log_cc100_bytes == 0.0
-
-
-def test_unknown_size_is_not_zero() -> None:
-    hr = resolve_target("hr")          # Croatian: in lang2vec, absent from the size table
-    assert hr.iso639_3 == "hrv" and hr.in_cc100 == "unknown" and hr.log_cc100_bytes is None
+def test_the_registry_holds_no_pretraining_knowledge() -> None:
+    # presence and sizes are measure.knowledge.coverage's one rule (tests/test_coverage.py)
+    fields = set(get_language("en").__dataclass_fields__)
+    assert not {f for f in fields if "cc100" in f or "pretrain" in f}
+    assert resolve_target("hr").iso639_3 == "hrv"
 
 
 def test_unknown_code_lists_closest() -> None:
@@ -71,7 +65,7 @@ def test_search_by_name() -> None:
 @pytest.mark.parametrize("code,script", [("zu", "Latn"), ("quy", "Latn"), ("mt", "Latn"),
                                          ("ti", "Ethi"), ("ckb", "Arab")])
 def test_languages_outside_the_registry_get_their_cldr_script(code: str, script: str) -> None:
-    from measure.languages import likely_script, resolve_target
+    from measure.knowledge.languages import likely_script, resolve_target
     assert likely_script(code) == script
     lang = resolve_target(code)
     assert not lang.in_registry and lang.script == script
@@ -79,5 +73,5 @@ def test_languages_outside_the_registry_get_their_cldr_script(code: str, script:
 
 @pytest.mark.parametrize("code", ["nhi", "tlh", "zzz", ""])
 def test_a_script_cldr_does_not_list_stays_unknown(code: str) -> None:
-    from measure.languages import likely_script
+    from measure.knowledge.languages import likely_script
     assert likely_script(code) is None

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from predictor import uriel
+from measure.knowledge import uriel
 from predictor.features import DISTANCE_KINDS, FEATURES, TransferFeatures, describe
 
 TRAIN = pd.DataFrame([

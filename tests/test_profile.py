@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from measure.languages import UnknownLanguageError
+from measure.knowledge.languages import UnknownLanguageError
 from measure.profile import (REFERENCE_FILE, ProfileInputError, Reference, label_free,
                              profile_files, read_pairs, read_text_lines, tokenizer_stats)
 

@@ -166,7 +166,7 @@ def test_transform_columns_equals_those_columns_of_transform(shipped) -> None:
 
 def test_unprofiled_targets_in_recommend_equal_each_row_alone(shipped) -> None:
     """Profile imputation is shared per (configuration, design, class) in a batch."""
-    from measure.languages import XNLI_15
+    from measure.knowledge.nli import XNLI_15
     rec = shipped.recommend("me5-small", ["quy", "eu"], list(XNLI_15)[:8], 2, top=28)
     n = rec.attrs["n_per_language"]
     rows = [{"model": "me5-small", "train_config": {s: n for s in srcs}, "target": t}

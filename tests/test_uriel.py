@@ -1,4 +1,4 @@
-"""URIEL distances (predictor.uriel) against values published by lang2vec's ``distance()``.
+"""URIEL distances (measure.knowledge.uriel) against values published by lang2vec's ``distance()``.
 
 Published values (lang2vec >= 1.1.6 looks them up in its precomputed ``distances.zip``,
 which 1.1.2 lacks):
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictor import uriel
+from measure.knowledge import uriel
 
 # -- published matrices (verbatim from MLFE) ---------------------------------------------------
 INVENTORY_4DP = """,eng,deu,nld,fin,fra,ita,spa,por,rus,heb,cmn
@@ -217,7 +217,7 @@ def test_genetic_is_uriels_value_normalised_by_the_deeper_path() -> None:
 
 def test_vectors_are_lang2vecs() -> None:
     """The observed/kNN vectors equal lang2vec.get_features' unions ('--' counted as 0)."""
-    from measure.languages import import_lang2vec
+    from measure.knowledge.languages import import_lang2vec
 
     l2v = import_lang2vec()
     engine = uriel.UrielDistances()
@@ -320,6 +320,6 @@ def test_known_languages_cover_lang2vec_and_its_macrolanguages() -> None:
     known = uriel.known_languages()
     assert isinstance(known, frozenset) and len(known) == 7970
     assert {"eng", "cmn", "ara", "swa", "zho", "bzd", "ote"} <= known
-    from measure.languages import import_lang2vec
+    from measure.knowledge.languages import import_lang2vec
 
     assert set(import_lang2vec().LANGUAGES) <= known

@@ -26,7 +26,7 @@ import streamlit as st  # noqa: E402
 from app import data, ui  # noqa: E402
 from app.services import ModelChoice, PredictorService, ServiceError  # noqa: E402
 
-from measure.languages import XNLI_15  # noqa: E402
+from measure.knowledge.nli import XNLI_15  # noqa: E402
 DEFAULT_TARGETS = ["sw", "ur", "aym", "nah", "quy"]
 
 models = ui.setup("Predict", ":material/online_prediction:",

@@ -24,7 +24,7 @@ import streamlit as st  # noqa: E402
 from app import ui  # noqa: E402
 from app.services import MAIN_FEATURES, ServiceError  # noqa: E402
 
-from measure.languages import XNLI_15  # noqa: E402
+from measure.knowledge.nli import XNLI_15  # noqa: E402
 MAX_ROWS = 250_000  # (source sets x targets) predicted per request; keeps a click interactive
 
 models = ui.setup("Recommend source languages", ":material/explore:",

@@ -21,7 +21,8 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from app import analysis, data, ui  # noqa: E402
-from predictor.analysis import CLASS_LABELS, headline_markdown  # noqa: E402
+from measure.knowledge.coverage import CLASS_LABELS  # noqa: E402
+from predictor.analysis import headline_markdown  # noqa: E402
 from predictor.report import answer_text  # noqa: E402
 
 GROUP_COLORS = alt.Scale(domain=list(data.GROUPS), range=["#7570b3", "#d95f02", "#1b6ca8"])

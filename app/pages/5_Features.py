@@ -28,7 +28,7 @@ from app import data, ui  # noqa: E402
 from app.services import (MAIN_FEATURES, ModelChoice, PredictorService,  # noqa: E402
                           load_service)
 
-from measure.languages import XNLI_15  # noqa: E402
+from measure.knowledge.nli import XNLI_15  # noqa: E402
 from predictor.dataset import canonical_config  # noqa: E402
 
 PD_DEFAULT = ["k", "dist_genetic_min", "dist_syntactic_min", "dist_geographic_min"]

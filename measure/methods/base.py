@@ -18,9 +18,10 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score
 
 from measure.cell import CellRecord, CellSpec, TargetResult
+from measure.knowledge.nli import LABELS as NLI_LABELS
 from measure.methods.sampling import target_rows
 
-LABELS = (0, 1, 2)  # entailment, neutral, contradiction (measure.data)
+LABELS = tuple(range(len(NLI_LABELS)))  # label indices, in measure.knowledge.nli.LABELS order
 
 
 @dataclass(frozen=True)

@@ -43,12 +43,13 @@ import numpy as np
 from measure.cell import CellRecord, CellSpec
 from measure.encoders.encoder import INT8_SCHEMES, ort_session, padded_batches
 from measure.encoders.onnxtools import optimum_export, quantise_dynamic
+from measure.knowledge.nli import LABELS
 from measure.methods.base import RunContext, score
 from measure.methods.sampling import training_frames
 from measure.methods.trainloop import (Example, TrainParams, TrainReport, evaluate_trained, fit,
                                        source_rows, start_cell)
 
-LABEL_WORDS = ("entailment", "neutral", "contradiction")
+LABEL_WORDS = LABELS
 TEMPLATE = "xnli premise: {premise} hypothesis: {hypothesis}"
 MODEL_ALIASES = {"mt5-small": "google/mt5-small", "mt5-base": "google/mt5-base",
                  "mt5-large": "google/mt5-large"}

@@ -26,7 +26,7 @@ from measure.data import (DataError, SplitRef, available_splits, languages_with_
                           resolve_data_dir, validate_splits)
 from measure.encoders.encoder import BACKENDS, DEFAULT_BACKEND
 from measure.encoders.me5 import ME5_MODEL_ID
-from measure.languages import UnknownLanguageError, resolve_target
+from measure.knowledge.languages import UnknownLanguageError, resolve_target
 from measure.methods.registry import METHODS
 from measure.methods.seq2seq import MODEL_ALIASES
 TOP_KEYS = {"name", "model", "method", "backend", "data_dir", "seeds", "budget", "eval_cap",

@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from measure.languages import lang2vec_data_dir  # found without importing lang2vec
+from measure.knowledge.languages import lang2vec_data_dir  # found without importing lang2vec
 
 DISTANCE_KINDS: tuple[str, ...] = ("syntactic", "phonological", "inventory", "featural",
                                    "genetic", "geographic")
@@ -254,7 +254,7 @@ def _unknown_code(code: str, t: _Tables) -> ValueError:
     if close:
         hints.append("close codes: " + ", ".join(close))
     else:
-        hints.append("see predictor.uriel.known_languages() for the accepted codes")
+        hints.append("see measure.knowledge.uriel.known_languages() for the accepted codes")
     return ValueError(f"unknown language code {code!r}: not an ISO 639-3 code in URIEL/lang2vec "
                       f"1.1.2; " + "; ".join(hints))
 

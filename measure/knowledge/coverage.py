@@ -38,13 +38,14 @@ never a statistic of the training rows.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
 import pandas as pd
 
-from measure.languages import Language, resolve_target
+from measure.knowledge.languages import Language, resolve_target
 
 COVERAGE_FILE = "coverage.csv"
 
@@ -170,7 +171,7 @@ def _candidate_codes(lang: Language) -> list[str]:
 def coverage(model: str, target: str) -> Coverage:
     """Pretraining coverage of ``target`` (any code ``resolve_target`` accepts) for ``model``.
 
-    Raises ``measure.languages.UnknownLanguageError`` for a code no table knows.
+    Raises ``measure.knowledge.languages.UnknownLanguageError`` for a code no table knows.
     """
     lang = resolve_target(target)
     spec = MODEL_CORPUS.get(model)
@@ -231,3 +232,67 @@ def script_in_pretraining(model: str, script: str | None) -> float | None:
     if script in corpus_scripts(corpus.name):
         return 1.0
     return 0.0 if corpus.complete else None
+
+
+# -- the classes every package groups targets by ----------------------------------------------
+PRETRAINING_CLASSES = ("present", "absent", "unknown")
+
+
+def pretraining_class(target: str, model: str) -> str:
+    """'present' / 'absent' / 'unknown': is the target in the model's pretraining corpus?
+
+    The one rule for every prediction, the meta-analysis and the app: :func:`coverage`'s
+    status, with a present language whose size is unlisted counted as present.
+    """
+    status = coverage(str(model), str(target)).status
+    return "present" if status == "present_size_unlisted" else status
+
+
+#: CC-100 size (GiB of text, from the XLM-R paper's size table, Conneau et al. 2020, in
+#: coverage.csv) below which a pretraining language counts as low-resource. 10 GiB separates
+#: the two XNLI languages the XLM-R paper itself names as its low-resource examples (Swahili
+#: and Urdu) from the next ones (Hindi, Turkish, Arabic at 20-28 GiB). Chosen from the size
+#: table, before looking at any score.
+CC100_LOW_GIB = 10.0
+#: the meta-analysis's target classes: the pretraining class, the present one split by size
+RESOURCE_CLASSES = ("absent", "xnli-low", "high")
+CLASS_LABELS = {"absent": "absent from pretraining (AmericasNLI)",
+                "xnli-low": f"XNLI low-resource (CC-100 < {CC100_LOW_GIB:g} GiB)",
+                "high": "high-resource"}
+#: the reference model of the meta-analysis's classes (its corpus is CC-100)
+CLASS_MODEL = "me5-small"
+
+
+def resource_class(target: str, model: str = CLASS_MODEL) -> str:
+    """'absent', 'xnli-low' or 'high'; 'unknown' when the model's coverage is unknown and
+    'present-unlisted' for a present language whose size the corpus table does not list.
+
+    :func:`pretraining_class` split by size: the same rule, so a target is never absent for
+    the predictor and of unknown class for the report."""
+    cov = coverage(str(model), str(target))
+    if cov.status in ("absent", "unknown"):
+        return cov.status
+    if cov.status == "present_size_unlisted":
+        return "present-unlisted"
+    return "xnli-low" if 10 ** cov.log_bytes < CC100_LOW_GIB * 2 ** 30 else "high"
+
+
+def size_gib(target: str, model: str = CLASS_MODEL) -> float:
+    """The target's listed pretraining size in GiB (0 when absent, unknown or unlisted)."""
+    cov = coverage(str(model), str(target))
+    return 10 ** cov.log_bytes / 2 ** 30 if cov.status == "present" else 0.0
+
+
+def class_rule(languages: tuple[str, ...], name_of: Callable[[str], str]) -> str:
+    """:func:`resource_class` in one sentence, naming the low-resource ``languages`` (dataset
+    codes) and the next smallest, with their sizes."""
+    gib = {c: size_gib(c) for c in languages}
+    low = sorted((c for c in languages if resource_class(c) == "xnli-low"), key=gib.get)
+    nxt = sorted((c for c in languages if resource_class(c) == "high"), key=gib.get)[:3]
+    return ("absent = not in the model's pretraining corpus (CC-100 for multilingual-e5-small "
+            "and XLM-R: the 7 AmericasNLI languages); xnli-low = in CC-100 with less than "
+            f"{CC100_LOW_GIB:g} GiB of text (sizes from the XLM-R paper's table, "
+            "measure/resources/coverage.csv; of the XNLI languages: "
+            + " and ".join(f"{name_of(c)} {gib[c]:.1f} GiB" for c in low)
+            + "); high = every other target (the next smallest: "
+            + ", ".join(f"{name_of(c)} {gib[c]:.1f}" for c in nxt) + " GiB)")

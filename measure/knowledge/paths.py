@@ -32,7 +32,7 @@ PUBLISHED = DefaultPath("published results directory", "XLT_PUBLISHED_DIR",
                         "shared/data/published", "sumeval2022", "--published-dir")
 MODELS = DefaultPath("models directory", "XLT_MODELS_DIR", "models", "predictor", "--models-dir")
 
-_CHECKOUT = Path(__file__).resolve().parent.parent
+_CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 class DefaultPathNotFound(FileNotFoundError):

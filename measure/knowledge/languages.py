@@ -1,7 +1,8 @@
 """The language registry: one place that says what a language code means.
 
 Dataset codes (XNLI's ISO 639-1, AmericasNLI's own codes) map to ISO 639-3 codes for
-URIEL/lang2vec, an English name, a script and the pretraining size. The curated table
+URIEL/lang2vec, an English name and a script. Whether a model saw a language in
+pretraining, and how much of it, is :mod:`measure.knowledge.coverage`'s one rule. The curated table
 ``resources/languages.csv`` is built by ``python -m measure.build_languages`` (the
 editorial choices for macro-language and family codes are commented there).
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import math
 import sys
 import warnings
 from dataclasses import dataclass
@@ -27,11 +27,6 @@ import pandas as pd
 
 TABLE_FILE = "languages.csv"
 
-#: XNLI's 15 languages (dataset codes): the source pool of every design and the app's default
-XNLI_15: tuple[str, ...] = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw",
-                            "th", "tr", "ur", "vi", "zh")
-
-
 class UnknownLanguageError(ValueError):
     """A code that is neither in the registry nor known to lang2vec."""
 
@@ -43,15 +38,7 @@ class Language:
     name: str
     script: str | None          # ISO 15924, None when unknown
     in_uriel: bool
-    cc100_bytes: float | None   # XLM-R / multilingual-e5 pretraining size, None when unknown
-    in_cc100: str               # "yes", "no" (known absent) or "unknown"
     in_registry: bool           # False for lang2vec-only prediction targets
-
-    @property
-    def log_cc100_bytes(self) -> float | None:
-        if self.in_cc100 == "no":
-            return 0.0
-        return None if self.cc100_bytes is None else math.log10(self.cc100_bytes)
 
 
 @lru_cache(maxsize=1)
@@ -123,13 +110,10 @@ def _iso_records() -> tuple[dict[str, str], dict[str, str]]:
 
 
 def _from_row(row: pd.Series) -> Language:
-    size = row["xlmr_cc100_bytes"]
     return Language(
         code=row["code"], iso639_3=row["iso639_3"], name=row["name"],
         script=row["script"] if isinstance(row["script"], str) else None,
-        in_uriel=bool(row["in_uriel"]),
-        cc100_bytes=None if pd.isna(size) else float(size),
-        in_cc100=row["in_cc100"], in_registry=True)
+        in_uriel=bool(row["in_uriel"]), in_registry=True)
 
 
 def known_codes() -> list[str]:
@@ -148,12 +132,17 @@ def get_language(code: str) -> Language:
 def resolve_target(code: str) -> Language:
     """Any prediction target: a registry code, an ISO 639-1 code or a lang2vec ISO 639-3 code.
 
-    Languages outside the registry get script and pretraining size *unknown*, never
-    a made-up value, so the predictor imputes and flags them.
+    Languages outside the registry get the script CLDR says they are usually written in
+    (:func:`likely_script`, else None), never a made-up value. Memoised: every prediction
+    row and every source language of a request resolves its codes here (the one memo).
     """
     if not isinstance(code, str) or not code.strip():
         raise UnknownLanguageError("empty language code: pass a code such as 'sw' or 'swh'")
-    code = code.strip()
+    return _resolve(code.strip())
+
+
+@lru_cache(maxsize=16384)
+def _resolve(code: str) -> Language:
     table = registry_table()
     if code in table.index:
         return _from_row(table.loc[code])
@@ -163,7 +152,7 @@ def resolve_target(code: str) -> Language:
     two_to_three, names = _iso_records()
     if len(code) == 3:
         # an ISO 639-3 (macro)language code whose ISO 639-1 twin is in the registry, e.g.
-        # 'ara' or 'swa': use the registry's entry, which knows the pretraining size
+        # 'ara' or 'swa': use the registry's entry (its name, script and dataset code)
         import pycountry
         rec = pycountry.languages.get(alpha_3=code)
         if rec is not None and getattr(rec, "alpha_2", None) in table.index:
@@ -172,8 +161,7 @@ def resolve_target(code: str) -> Language:
     iso3 = two_to_three.get(code, code) if len(code) == 2 else code
     if iso3 in known:
         return Language(code=code, iso639_3=iso3, name=names.get(iso3, iso3),
-                        script=likely_script(iso3), in_uriel=True, cc100_bytes=None,
-                        in_cc100="unknown", in_registry=False)
+                        script=likely_script(iso3), in_uriel=True, in_registry=False)
     raise UnknownLanguageError(_unknown_message(code, list(table.index) + sorted(known)))
 
 
