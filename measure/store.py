@@ -407,3 +407,18 @@ def read_exported(path: str | Path) -> pd.DataFrame:
     if path.suffix == ".csv":
         return pd.read_csv(path)
     raise ValueError(f"unsupported results format {path.suffix!r}: use .parquet or .csv")
+
+
+#: scores equal to this many decimals are the same measurement (macro-F1 on 0-100)
+SCORE_DECIMALS = 6
+
+
+def repeated_scores(frame: pd.DataFrame, keys: list[str], score: str) -> pd.Series:
+    """True for each row that repeats an earlier row's ``keys`` and ``score`` (to
+    :data:`SCORE_DECIMALS` decimals): the one rule for "the same measurement twice".
+
+    Why: a k = 1 cell is identical in both budget regimes, and the probe's seeds do not move
+    a per-language cell, so the tables hold the same score several times; counting it twice
+    is not more evidence (in a fit, a mean, a meta-analysis or a page)."""
+    rounded = pd.to_numeric(frame[score], errors="coerce").astype(float).round(SCORE_DECIMALS)
+    return frame.assign(__score=rounded).duplicated([*keys, "__score"])

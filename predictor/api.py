@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import ThreadpoolController
 
 from measure.knowledge.coverage import pretraining_class
 from measure.knowledge.languages import UnknownLanguageError, resolve_target
+from measure.knowledge.nli import CHANCE
 from measure.knowledge.paths import MODELS, DefaultPathNotFound, resolve_default
 from predictor import intervals, persist
-from measure.knowledge.nli import CHANCE
+from predictor.arrays import distinct_objects, first_seen, one_thread
 from predictor.dataset import DataValidationError, canonical_config
 from predictor.features import NO_PROFILES, as_rows, check_profiles, use_profiles
 
@@ -161,8 +161,7 @@ class Predictor:
         # a row's reasons are (its configuration's, the missing profile's, its target's), in
         # that order; each part is worked out once per distinct key (found in array ops) and
         # the joined text once per distinct combination of parts
-        from predictor.features import _objects
-        from predictor.models import _key_codes
+        from predictor.models import key_codes
         if n == 0:
             return []
         tcs = rows["train_config"].tolist()
@@ -173,8 +172,8 @@ class Predictor:
                          dtype=bool)[mm_code]
         seen = np.asarray(seen, bool)
         # the configuration's part, per (configuration object, design)
-        obj_idx, _ = _objects(tcs)
-        cfg_code, first = _first_seen(obj_idx * len(mm_uniq) + mm_code)
+        obj_idx, _ = distinct_objects(tcs)
+        cfg_code, first = first_seen(obj_idx * len(mm_uniq) + mm_code)
         cfg_parts = [self._config_reasons(tcs[i], sups[mm_code[i]]) if sups[mm_code[i]]
                      else [] for i in first.tolist()]
         cfg_code = np.where(has_s, cfg_code, -1)
@@ -184,7 +183,7 @@ class Predictor:
         need = np.flatnonzero(has_s & ~seen)
         if len(need):
             sub = meta.iloc[need]
-            kinv, kfirst = _first_seen(_key_codes(sub, ("mm", "target", "pclass"))[0])
+            kinv, kfirst = first_seen(key_codes(sub, ("mm", "target", "pclass"))[0])
             tgt_l, model_l = rows["target"].tolist(), rows["model"].tolist()
             iso_l, pcl_l = meta["target"].tolist(), meta["pclass"].tolist()
             for j in kfirst.tolist():
@@ -194,7 +193,7 @@ class Predictor:
             tgt_code[need] = kinv + 1
         prof = (has_s & ~seen & share & ~np.asarray(has_profile, bool)
                 if has_profile is not None else np.zeros(n, bool))
-        which, first = _first_seen(((cfg_code + 1) * 2 + prof) * len(tgt_parts) + tgt_code)
+        which, first = first_seen(((cfg_code + 1) * 2 + prof) * len(tgt_parts) + tgt_code)
         texts = ["; ".join((cfg_parts[cfg_code[i]] if cfg_code[i] >= 0 else [])
                            + ([no_profile] if prof[i] else []) + tgt_parts[tgt_code[i]])
                  for i in first.tolist()]
@@ -302,9 +301,8 @@ class Predictor:
         # the imputed columns depend on (configuration, design, class) only: worked out once
         # per distinct key (recommend asks for thousands of source sets per target), and
         # not at all for rows whose point the class transfer replaces
-        from predictor.features import _objects
         tcs = rows["train_config"].tolist()
-        obj_idx, _ = _objects(tcs)
+        obj_idx, _ = distinct_objects(tcs)
         other = [c for c in rows.columns if c not in ("target", "target_iso3")]
         values = {c: rows[c].tolist() for c in other}
         skip = np.zeros(len(X), bool) if skip is None else np.asarray(skip, bool)
@@ -408,7 +406,7 @@ class Predictor:
         """(code of each row's (design, pretraining class), the distinct pairs)."""
         mc, mu = pd.factorize(meta["mm"].to_numpy(dtype=object))
         pc, pu = pd.factorize(meta["pclass"].to_numpy(dtype=object))
-        codes, first = _first_seen(mc.astype(np.int64) * max(len(pu), 1) + pc)
+        codes, first = first_seen(mc.astype(np.int64) * max(len(pu), 1) + pc)
         return codes, [(str(mu[mc[i]]), str(pu[pc[i]])) for i in first.tolist()]
 
     def _class_never_measured(self, mm: str, pcl: str) -> bool:
@@ -479,7 +477,6 @@ class Predictor:
         about), or fewer examples in every supervised language than the design's smallest
         per-language training size (the learners are flat below it: 50 English examples
         were predicted like 166). Worked out once per distinct (configuration, design)."""
-        from predictor.features import _objects
         if not len(rows):
             return
         if self._source_classes is None:
@@ -490,9 +487,9 @@ class Predictor:
                 self._source_classes[mm] = {pretraining_class(x, model) for x in srcs}
         sup = self.card.get("support", {})
         tcs = rows["train_config"].tolist()
-        obj_idx, _ = _objects(tcs)
+        obj_idx, _ = distinct_objects(tcs)
         mm_code, mm_uniq = pd.factorize(meta["mm"].astype(str).to_numpy(dtype=object))
-        combo, first = _first_seen(obj_idx * len(mm_uniq) + mm_code)
+        combo, first = first_seen(obj_idx * len(mm_uniq) + mm_code)
         firsts = first.tolist()
         langs: set[str] = set().union(*(tcs[i].keys() for i in firsts))
         # per design: the source languages of a class its training sources never had
@@ -554,7 +551,7 @@ class Predictor:
         meta = row_meta(rows)
         # one OpenMP thread: HistGradientBoosting's threads stall on a busy machine, and
         # prediction batches are small
-        with _one_thread():
+        with one_thread():
             seen = self._measured(meta)
             X, names = self._transform(rows, seen)
             hp = X[:, names.index("has_profile")] > 0 if "has_profile" in names else None
@@ -789,7 +786,7 @@ class FeatureModel:
         X = np.asarray(X, float)
         meta = self._meta(X)
         out = np.full(len(X), np.nan)
-        with _one_thread():
+        with one_thread():
             for key in np.unique(meta["mm"]):
                 sel = (meta["mm"] == key).to_numpy()
                 out[sel] = self.p.unseen[str(key)].predict(X[sel],
@@ -822,7 +819,7 @@ class FeatureModel:
         meta = self._meta(X)
         out = np.zeros(len(X))
         found = False
-        with _one_thread():
+        with one_thread():
             for key in np.unique(meta["mm"]):
                 m = self.p.unseen[str(key)]
                 reg = m.within_regs_.get(str(key))
@@ -840,31 +837,6 @@ def _result(p: Mapping[str, Any]) -> dict[str, Any]:
             "upper": round(float(p["upper"]), 2), "basis": str(p["basis"]),
             "out_of_support": bool(p["out_of_support"]), "reason": str(p["reason"]) or None,
             "pretraining": str(p["pretraining"]), "profile": bool(p["profile"])}
-
-
-def _first_seen(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(code of each key, numbered in order of first appearance; the position of each code's
-    first appearance) of a 1-d array, by hashing (no sort)."""
-    codes, _ = pd.factorize(np.asarray(keys))
-    codes = codes.astype(np.int64)
-    if not len(codes):
-        return codes, np.zeros(0, dtype=np.int64)
-    # codes are numbered as they first appear: the running maximum steps up exactly there
-    steps = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
-    return codes, steps
-
-
-_CONTROLLER: ThreadpoolController | None = None
-
-
-def _one_thread() -> Any:
-    """``threadpool_limits(limits=1)`` through one controller made at the first prediction
-    (by then the models' native libraries are loaded): a new ``threadpool_limits`` scans
-    every loaded library (/proc/self/maps) on each call, ~3 ms of a 5-row prediction."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1)
 
 
 def _isna(v: Any) -> bool:

@@ -49,10 +49,11 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from measure.knowledge.languages import resolve_target
-from measure.knowledge.paths import MODELS, find_default
 from measure.knowledge import uriel
 from measure.knowledge.coverage import coverage, script_in_pretraining
+from measure.knowledge.languages import resolve_target
+from measure.knowledge.paths import MODELS, find_default
+from predictor.arrays import distinct_objects
 
 DISTANCE_KINDS: tuple[str, ...] = tuple(uriel.DISTANCE_KINDS)
 DIST_STATS = ("min", "mean", "wmean")
@@ -420,7 +421,7 @@ def _config_index(tcs: list[Any]) -> tuple[np.ndarray, list[tuple[tuple[str, flo
     one dict between a source set's targets) is not keyed again: ``tcs`` holds every object
     until the loop ends, so ``id`` is stable."""
     cfg_index: dict[tuple, int] = {}
-    obj_idx, first = _objects(tcs)
+    obj_idx, first = distinct_objects(tcs)
     of_obj = np.empty(len(first), dtype=np.int64)
     for j, i in enumerate(first.tolist()):
         key = _config_key(tcs[i])
@@ -428,15 +429,6 @@ def _config_index(tcs: list[Any]) -> tuple[np.ndarray, list[tuple[tuple[str, flo
             raise ValueError(f"row {i}: train_config has no language with n > 0")
         of_obj[j] = cfg_index.setdefault(key, len(cfg_index))
     return of_obj[obj_idx], list(cfg_index)
-
-
-def _objects(items: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(index of each item's distinct object, the first position of each distinct object),
-    by identity: ``items`` holds every object while this runs, so ids are stable."""
-    codes, uniq = pd.factorize(np.fromiter(map(id, items), dtype=np.uint64, count=len(items)))
-    first = np.full(len(uniq), len(items), dtype=np.int64)
-    np.minimum.at(first, codes, np.arange(len(items)))
-    return codes.astype(np.int64), first
 
 
 def _nan_safe(a: np.ndarray, fn: str, valid: np.ndarray | None = None,

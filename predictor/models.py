@@ -45,8 +45,9 @@ from sklearn.linear_model import Lasso, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from measure.knowledge.languages import resolve_target
 from measure.knowledge.coverage import pretraining_class
+from measure.knowledge.languages import resolve_target
+from predictor.arrays import distinct_objects
 
 BASELINES = ("mm_mean", "mm_class_mean", "target_mean")
 LEARNED = ("ridge", "lasso", "hgb")
@@ -119,11 +120,10 @@ def _iso_configs(configs: list[Any], with_ids: bool = False) -> Any:
     """:func:`_iso_config` of each configuration, each distinct one converted once
     (``recommend`` repeats every source set once per target). Each row gets its own dict.
     ``with_ids``: also the index of each row's distinct configuration (an int array)."""
-    from predictor.features import _objects
     memo: dict[tuple, tuple[int, dict[str, float]]] = {}
     iso_of: dict[str, str] = {}
     # each distinct object once (recommend shares a source set's dict between its targets)
-    obj_idx, first = _objects(configs)
+    obj_idx, first = distinct_objects(configs)
     of_obj = []
     for i in first.tolist():
         tc = configs[i]
@@ -191,7 +191,7 @@ class GroupMean:
             miss = np.isnan(out)
             if not miss.any():
                 break
-            codes, names = _key_codes(meta, keys)
+            codes, names = key_codes(meta, keys)
             # one table look-up per distinct key (what Series.map(table) gives each row)
             vals = np.array([_as_float(table.get(k)) for k in names], dtype=float)
             out[miss] = vals[codes[miss]]
@@ -209,7 +209,7 @@ def _key(meta: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
     return k
 
 
-def _key_codes(meta: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+def key_codes(meta: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """(code of each row, the distinct :func:`_key` strings): each row's key is
     ``names[codes[i]]``, the strings built once per distinct combination. A missing value
     (no key string: ``_key`` gives NaN) falls back to ``_key`` itself."""
@@ -467,7 +467,7 @@ class SeenTargetModel:
         LI[row_of, slot] = flat_l
         WW[row_of, slot] = flat_w
         VV[row_of, slot] = True
-        bcodes, buniq = _key_codes(meta, ("mm", "target"))
+        bcodes, buniq = key_codes(meta, ("mm", "target"))
         lang_list = list(langs)
         E = np.zeros((len(buniq), len(lang_list)))
         K = np.zeros((len(buniq), len(lang_list)), dtype=bool)
@@ -510,7 +510,7 @@ class SeenTargetModel:
         return self
 
     def is_seen(self, meta: pd.DataFrame) -> np.ndarray:
-        codes, names = _key_codes(meta, ("mm", "target"))
+        codes, names = key_codes(meta, ("mm", "target"))
         return np.array([k in self.counts_ for k in names], dtype=bool)[codes]
 
     def predict(self, X: np.ndarray, meta: pd.DataFrame) -> np.ndarray:
