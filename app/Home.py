@@ -19,8 +19,8 @@ import streamlit as st  # noqa: E402
 
 from app import data, ui  # noqa: E402
 from app.services import load_service  # noqa: E402
-from predictor.analysis import headline_markdown  # noqa: E402
-from predictor.report import answer_text  # noqa: E402
+from predictor.metaanalysis.answer import answer_text  # noqa: E402
+from predictor.metaanalysis.summary import headline_markdown  # noqa: E402
 
 models = ui.setup("xlt: zero-shot cross-lingual transfer", ":material/translate:",
                   "If you fine-tune a multilingual model on labelled NLI data in k languages, "

@@ -3,12 +3,16 @@
 Why separate: what a page draws (medians, the transfer matrix) lives in plain functions
 that tests call directly with known inputs. The *estimates* of the effect of k (slopes,
 CIs, saturation) are not computed here: the pages read them from the report's
-``summary.json`` (``predictor.analysis``), so the app and the report give one answer.
+``summary.json`` (``predictor.metaanalysis``), so the app and the report give one answer.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
+
+from predictor.metaanalysis.prepare import design_of
 
 CELL_KEYS = ["regime", "target_group", "cell_hash", "k", "seed", "sources"]
 
@@ -68,14 +72,11 @@ def transfer_matrix(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def design_cells(directory) -> dict[str, set[str]]:
-    """Cell hashes per measurement design (``predictor.analysis.design_of`` of each file).
+    """Cell hashes per measurement design (``predictor.metaanalysis.prepare.design_of``).
 
     The measured tables of one pool can hold several designs (the random-set grid, add-one,
     Shapley, greedy); the scaling chart draws the grid only, as the report estimates it.
     """
-    from pathlib import Path
-
-    from predictor.analysis import design_of
     out: dict[str, set[str]] = {}
     directory = Path(directory)
     if not directory.is_dir():

@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                 "--global.developmentMode", "false",
                 "--client.toolbarMode", "viewer",
                 # Streamlit runs a full gc.collect(2) after every script run by default; with
-                # the predictor, URIEL and the measured table in memory that walks ~350,000
-                # objects (0.1-0.3 s, holding the GIL while the run's last messages are sent)
-                # on every click. Python's own generational collector still runs.
+                # the predictor, URIEL and the measured table in memory that walks hundreds of
+                # thousands of objects, holding the GIL while the run's last messages are
+                # sent, on every click. Python's own generational collector still runs.
                 "--runner.postScriptGC", "false"]
     return int(stcli.main() or 0)
 

@@ -23,7 +23,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from measure.knowledge.coverage import RESOURCE_CLASSES, resource_class
+from measure.knowledge.languages import (UnknownLanguageError, import_lang2vec,
+                                         lang2vec_languages, registry_table, resolve_target)
+from measure.knowledge.nli import pool_name
+from measure.knowledge.paths import MODELS, resolve_default
 from predictor.dataset import canonical_config
+from predictor.metaanalysis.prepare import CLASS_RULE
 
 # Commands that produce each input (shown when the input is missing).
 CMD_MEASURE = ("xlt-measure run measure/configs/default.toml --store results/default.sqlite\n"
@@ -38,10 +44,9 @@ MEASUREMENTS_SUBDIR = "measurements"
 PREDICTOR_SUBDIR = "predictor"
 REPORT_SUBDIR = "report"
 
-AMERICAS_NLI = ("aym", "bzd", "cni", "hch", "nah", "oto", "tar")
-# Target classes: the meta-analysis's (predictor.analysis.target_class), one definition.
-ABSENT, LOW, HIGH = "absent", "xnli-low", "high"
-GROUPS = (ABSENT, LOW, HIGH)
+#: the target classes pages group targets by: the meta-analysis's, one definition
+#: (:func:`measure.knowledge.coverage.resource_class`)
+TARGET_CLASSES = RESOURCE_CLASSES
 
 # The columns of measure.store.ResultStore.results_frame() the pages rely on.
 MEASUREMENT_COLUMNS = ["cell_hash", "model", "method", "train_dataset", "train_split", "regime",
@@ -51,12 +56,12 @@ MEASUREMENT_COLUMNS = ["cell_hash", "model", "method", "train_dataset", "train_s
 
 
 def models_dir() -> Path:
-    """The served models directory: ``$XLT_MODELS_DIR`` (set by ``xlt-app``), else models/."""
+    """The served models directory: ``$XLT_MODELS_DIR`` (set by ``xlt-app``), else models/
+    found the way every command finds it (:func:`measure.knowledge.paths.resolve_default`)."""
     env = os.environ.get("XLT_MODELS_DIR")
     if env:
         return Path(env)
-    from app.cli import default_models_dir
-    return default_models_dir()
+    return resolve_default(MODELS)
 
 
 # -- measurements ---------------------------------------------------------------------------
@@ -112,11 +117,14 @@ def read_measurement_files(directory: Path) -> Measurements:
         return Measurements(pd.DataFrame(columns=MEASUREMENT_COLUMNS + _DERIVED),
                             [p.name for p in files], problems)
     df = pd.concat(parts, ignore_index=True)
+    # the same result row in two files (a table exported twice, or copied beside a newer
+    # export): a file-level duplicate, dropped here. Not measure.store.repeated_scores (two
+    # different cells that happen to score the same), which the analyses apply themselves.
     df = df.drop_duplicates(["cell_hash", "target_dataset", "target_language", "target_split"])
     return Measurements(enrich(df), [p.name for p in files], problems)
 
 
-_DERIVED = ["config_key", "sources", "target_name", "target_group", "source_language"]
+_DERIVED = ["config_key", "sources", "target_name", "target_group", "source_language", "pool"]
 
 
 def enrich(df: pd.DataFrame) -> pd.DataFrame:
@@ -136,8 +144,8 @@ def enrich(df: pd.DataFrame) -> pd.DataFrame:
     names = language_names()
     df["target_name"] = df["target_language"].map(lambda c: names.get(c, c))
     groups = resource_groups()
-    df["target_group"] = df["target_language"].map(lambda c: groups.get(c) or _target_class(c))
-    df["pool"] = df["train_dataset"].astype(str) + "/" + df["train_split"].astype(str)
+    df["target_group"] = df["target_language"].map(lambda c: groups.get(c) or resource_class(c))
+    df["pool"] = [pool_name(d, s) for d, s in zip(df["train_dataset"], df["train_split"])]
     return df
 
 
@@ -198,33 +206,25 @@ def model_method_choices(df: pd.DataFrame) -> tuple[list[tuple[str, str]], int]:
 @lru_cache(maxsize=1)
 def language_names() -> dict[str, str]:
     """Dataset/registry code -> English name (registry languages only; fast)."""
-    from measure.knowledge.languages import registry_table
     t = registry_table()
     return dict(zip(t["code"], t["name"]))
-
-
-def _target_class(code: str) -> str:
-    from measure.knowledge.coverage import resource_class
-    return resource_class(code)
 
 
 @lru_cache(maxsize=1)
 def resource_groups() -> dict[str, str]:
     """Code -> target class ('absent' / 'xnli-low' / 'high') for the registry's NLI targets.
 
-    The class is ``predictor.analysis.target_class``, the meta-analysis's single definition
-    (absent from CC-100; in CC-100 under a stated size; the rest), so the app and the
-    report group targets identically.
+    The class is :func:`measure.knowledge.coverage.resource_class`, the meta-analysis's
+    single definition (absent from CC-100; in CC-100 under a stated size; the rest), so the
+    app and the report group targets identically.
     """
-    from measure.knowledge.languages import registry_table
     t = registry_table()
     nli = t[t["datasets"].fillna("").str.split().map(lambda ds: any("nli" in d for d in ds))]
-    return {str(c): _target_class(str(c)) for c in nli["code"]}
+    return {str(c): resource_class(str(c)) for c in nli["code"]}
 
 
 def low_resource_rule() -> str:
     """The target-class rule in one sentence (shown under the Scaling chart)."""
-    from predictor.analysis import CLASS_RULE
     return "Target classes: " + CLASS_RULE + "."
 
 
@@ -236,7 +236,6 @@ def language_options() -> pd.DataFrame:
     in_registry. Registry codes come first (they carry sizes and scripts); a lang2vec
     language whose ISO 639-3 code a registry entry already covers is not repeated.
     """
-    from measure.knowledge.languages import lang2vec_languages, registry_table, resolve_target
     t = registry_table()
     rows = [{"code": r.code, "iso639_3": r.iso639_3, "name": r.name, "in_registry": True}
             for r in t.itertuples()]
@@ -282,7 +281,6 @@ def _family_table() -> tuple[dict[str, int], np.ndarray, np.ndarray, np.ndarray]
     top-level family is its node with the most member languages (a parent contains all
     of its children's members), its branch the next largest: no tree order is assumed.
     """
-    from measure.knowledge.languages import import_lang2vec
     path = Path(import_lang2vec().__file__).parent / "data" / "family_features.npz"
     with np.load(path, allow_pickle=True) as npz:
         langs = [str(x) for x in npz["langs"]]
@@ -293,7 +291,6 @@ def _family_table() -> tuple[dict[str, int], np.ndarray, np.ndarray, np.ndarray]
 
 def families(codes: list[str]) -> pd.DataFrame:
     """code -> family, branch (URIEL/Glottolog); 'Unknown' when URIEL lacks the language."""
-    from measure.knowledge.languages import UnknownLanguageError, resolve_target
     index, feats, member, counts = _family_table()
     rows = []
     for code in codes:

@@ -1,4 +1,4 @@
-"""The app's only door to the fitted predictor (``predictor.api``).
+"""The app's only door to the fitted predictor (``predictor.serving``).
 
 Why an adapter: the pages ask questions in their own terms (predict these targets for
 this source set, marginal gain of each candidate, best sets under a budget, feature
@@ -9,14 +9,22 @@ fitted, and partial dependence is computed by predicting on modified feature row
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.inspection import permutation_importance
+
+from app.data import PREDICTOR_SUBDIR, config_key
+from measure.store import repeated_scores
+from predictor.serving import FeatureModel, Predictor, load_predictor
 
 # The inputs a person can reason about, with readable names (the Recommend "why" table,
 # the Features page's partial dependence choices).
@@ -76,10 +84,27 @@ class ModelChoice:
         return METRIC_LABELS.get(self.metric, self.metric)
 
 
-class PredictorService:
-    """Page-level questions answered with one loaded ``predictor.api.Predictor``."""
+class FittedRegressor(RegressorMixin, BaseEstimator):
+    """The loaded unseen-target model as a scikit-learn regressor on the feature matrix.
 
-    def __init__(self, predictor: Any, path: Path) -> None:
+    Why: scikit-learn's model-inspection tools (``permutation_importance``) take an
+    estimator; this one is fitted already, so ``fit`` changes nothing."""
+
+    def __init__(self, model: FeatureModel | None = None) -> None:
+        self.model = model
+
+    def fit(self, X: Any, y: Any = None) -> "FittedRegressor":
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        assert self.model is not None
+        return self.model.predict(np.asarray(X, float))
+
+
+class PredictorService:
+    """Page-level questions answered with one loaded ``predictor.serving.Predictor``."""
+
+    def __init__(self, predictor: Predictor, path: Path) -> None:
         self.predictor = predictor
         self.path = path
         self.card: dict[str, Any] = dict(predictor.card)
@@ -103,7 +128,7 @@ class PredictorService:
                                  tuple(sorted(kw.items())))
 
     def cached_explain_sets(self, choice: ModelChoice, sets: Sequence[dict[str, int]],
-                            targets: Sequence[str]) -> pd.DataFrame | None:
+                            targets: Sequence[str]) -> pd.DataFrame:
         """:meth:`explain_sets`, memoised."""
         return _cached_explain(self, self.cache_key, choice,
                                tuple(tuple(sorted(s.items())) for s in sets), tuple(targets))
@@ -310,52 +335,58 @@ class PredictorService:
         return df
 
     # -- explanation --------------------------------------------------------------------
-    def _pipeline_parts(self) -> tuple[Any, Any] | None:
-        """(feature transformer, the unseen-target model on its feature matrix)."""
-        fm = getattr(self.predictor, "feature_model", None)
-        if fm is None:
-            return None
-        return self.predictor.features, fm()
+    @cached_property
+    def feature_model(self) -> FeatureModel:
+        """The unseen-target model as a function of the feature matrix alone."""
+        return self.predictor.feature_model()
 
     @property
     def feature_names(self) -> list[str]:
-        parts = self._pipeline_parts()
-        return [] if parts is None else [str(n) for n in parts[0].get_feature_names_out()]
+        return [str(n) for n in self.predictor.features.get_feature_names_out()]
 
-    def features(self, rows: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
+    def features(self, rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
         """The model's input features for rows (distances, sizes, ...)."""
-        parts = self._pipeline_parts()
-        if parts is None:
-            return None
         clean = [self.predictor.validate(r) for r in rows]
-        return parts[0].transform_frame(pd.DataFrame(clean))
+        return self.predictor.features.transform_frame(pd.DataFrame(clean))
 
     def contributions(self, rows: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
         """Per-feature contributions in points of the unseen-target model when it is linear
-        (sd of the design x coefficient x standardised value), else None."""
-        parts = self._pipeline_parts()
-        if parts is None:
-            return None
+        (sd of the system x coefficient x standardised value), else None."""
         return self._contributions_of(self.features(rows))
 
-    def _contributions_of(self, feats: pd.DataFrame | None) -> pd.DataFrame | None:
+    def _contributions_of(self, feats: pd.DataFrame) -> pd.DataFrame | None:
         """:meth:`contributions` from rows' features already computed (:meth:`features`)."""
-        parts = self._pipeline_parts()
-        if parts is None or feats is None:
-            return None
         X = feats.to_numpy(float)
-        c = parts[1].contributions(X)
+        c = self.feature_model.contributions(X)
         if c is None:
             return None
         out = pd.DataFrame(c, columns=feats.columns, index=feats.index)
-        within = parts[1].within_points(X)
+        within = self.feature_model.within_points(X)
         if within is not None:
             out[WITHIN_STAGE_COLUMN] = within
         return out
 
+    def permutation_importance(self, rows: Sequence[dict[str, Any]], y: Sequence[float],
+                               repeats: int = 3, seed: int = 0) -> pd.DataFrame:
+        """How much the MAE on ``rows`` grows when one feature column is shuffled, in points
+        (scikit-learn's ``permutation_importance``, scoring = negative MAE): in-sample when
+        the rows are training rows; prediction only, nothing is refitted.
+
+        Columns: feature, importance (mean over ``repeats`` shuffles), std (their SD);
+        columns constant over the rows are left out (shuffling them changes nothing).
+        """
+        feats = self.features(rows)
+        X = feats.to_numpy(float)
+        result = permutation_importance(
+            FittedRegressor(self.feature_model), X, np.asarray(y, float),
+            scoring="neg_mean_absolute_error", n_repeats=repeats, random_state=seed)
+        out = pd.DataFrame({"feature": feats.columns, "importance": result.importances_mean,
+                            "std": result.importances_std})[np.ptp(X, axis=0) > 0]
+        return out.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
+
     def training_pool(self, choice: "ModelChoice") -> str | None:
-        """The training pool the predictor was fitted on for this design (the card's
-        ``training_data.pools``), e.g. 'xnli/validation'; None for an older card."""
+        """The training pool the predictor was fitted on for this system (the card's
+        ``training_data.pools``), e.g. 'xnli/validation'; None when it names none for it."""
         pools = self.card.get("training_data", {}).get("pools") or {}
         return pools.get(f"{choice.model}|{choice.method}")
 
@@ -370,33 +401,28 @@ class PredictorService:
         Columns: target, pool, measured, measured_sd, measured_runs.
         """
         cols = ["target", "pool", "measured", "measured_sd", "measured_runs"]
-        if table is None or table.empty or "config_key" not in table:
+        if table is None or table.empty:
             return pd.DataFrame(columns=cols)
-        from app.data import config_key
         key = config_key(config)
         sub = table[(table["model"] == choice.model) & (table["method"] == choice.method)
                     & (table["config_key"] == key) & table["target_language"].isin(list(targets))]
         if sub.empty:
             return pd.DataFrame(columns=cols)
-        sub = sub.assign(_s=sub["macro_f1"].round(6),
-                         pool=sub["pool"] if "pool" in sub else "")
-        sub = sub.drop_duplicates(["pool", "target_language", "_s"])
+        sub = sub[~repeated_scores(sub, ["pool", "target_language"], "macro_f1")]
         g = sub.groupby(["target_language", "pool"])["macro_f1"]
         out = pd.DataFrame({"measured": g.mean(), "measured_sd": g.std(ddof=1).fillna(0.0),
                             "measured_runs": g.size()}).reset_index()
         return out.rename(columns={"target_language": "target"})[cols]
 
     def explain_sets(self, choice: ModelChoice, sets: Sequence[dict[str, int]],
-                     targets: Sequence[str]) -> pd.DataFrame | None:
+                     targets: Sequence[str]) -> pd.DataFrame:
         """Model inputs per source set, averaged over ``targets`` (one row per set).
 
         With a linear model, also the summed contribution of each feature group in
-        points (columns ``contrib:<feature>``). None for baselines without features.
+        points (columns ``contrib:<feature>``).
         """
         rows = [self._row(choice, dict(cfg), t) for cfg in sets for t in targets]
         feats = self.features(rows)
-        if feats is None:
-            return None
         set_id = np.repeat(np.arange(len(sets)), len(targets))
         out = feats.groupby(set_id).mean()
         contrib = self._contributions_of(feats)     # the same rows: featurised once
@@ -413,12 +439,7 @@ class PredictorService:
         featurised once, column ``feature`` is overwritten, and the rest of the loaded
         pipeline predicts. Columns: value, prediction, p10, p90 (spread over rows).
         """
-        parts = self._pipeline_parts()
-        if parts is None:
-            raise ServiceError("the selected predictor is a baseline without features; "
-                               "partial dependence needs a feature-based model")
         feats = self.features(rows)
-        assert feats is not None
         if feature not in feats.columns:
             raise ServiceError(f"the predictor has no feature {feature!r}")
         col = feats[feature].to_numpy(float)
@@ -428,12 +449,11 @@ class PredictorService:
                 grid = list(range(max(1, int(lo)), max(int(hi), int(lo) + 1) + 1))
             else:
                 grid = list(np.linspace(lo, hi if hi > lo else lo + 1e-6, n_grid))
-        rest = parts[1]
         out = []
         X = feats.copy()
         for v in grid:
             X[feature] = float(v)
-            p = rest.predict(X.to_numpy(float))
+            p = self.feature_model.predict(X.to_numpy(float))
             out.append({"value": float(v), "prediction": float(np.mean(p)),
                         "p10": float(np.percentile(p, 10)), "p90": float(np.percentile(p, 90))})
         return pd.DataFrame(out)
@@ -457,7 +477,7 @@ def _cached_recommend(_svc: PredictorService, key: str, choice: ModelChoice,
 @st.cache_data(show_spinner=False, max_entries=256)
 def _cached_explain(_svc: PredictorService, key: str, choice: ModelChoice,
                     sets: tuple[tuple[tuple[str, int], ...], ...],
-                    targets: tuple[str, ...]) -> pd.DataFrame | None:
+                    targets: tuple[str, ...]) -> pd.DataFrame:
     return _svc.explain_sets(choice, [dict(s) for s in sets], list(targets))
 
 
@@ -468,7 +488,6 @@ def _short(exc: BaseException) -> str:
 
 # -- loading ----------------------------------------------------------------------------------
 def predictor_dir(models: Path) -> Path:
-    from app.data import PREDICTOR_SUBDIR
     return models / PREDICTOR_SUBDIR
 
 
@@ -479,10 +498,6 @@ def _card_stamp(directory: Path) -> tuple:
 
 @st.cache_resource(show_spinner="Loading the predictor…", max_entries=4)
 def _load(directory: str, stamp: tuple) -> tuple[PredictorService | None, str | None]:
-    try:
-        from predictor.api import load_predictor
-    except ImportError as exc:
-        return None, f"the predictor package cannot be imported ({exc})"
     try:
         service = PredictorService(load_predictor(directory), Path(directory))
         service.warm_up()
@@ -498,13 +513,10 @@ def _freeze_heap() -> None:
     """Move everything alive now (the predictor, URIEL, lang2vec's tables, Streamlit) out of
     the cyclic garbage collector's reach (``gc.freeze``).
 
-    Why: the process holds ~350,000 long-lived objects, and a full (generation 2)
-    collection walks all of them, 0.1-0.3 s holding the GIL; the allocations of a few
-    clicks trigger one, and the click it lands on (in the browser benchmark, the second
-    new k on Recommend) took ~450 ms instead of ~250 ms. Frozen objects are never
-    collected, which costs nothing for objects that live as long as the app; collections
-    still run, over what the reruns allocate."""
-    import gc
+    Why: the process holds hundreds of thousands of long-lived objects, and a full
+    (generation 2) collection walks all of them while holding the GIL, which the click it
+    lands on pays for. Frozen objects are never collected, which costs nothing for objects
+    that live as long as the app; collections still run, over what the reruns allocate."""
     gc.collect()
     gc.freeze()
 

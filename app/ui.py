@@ -17,6 +17,7 @@ import streamlit as st
 
 from app import data
 from app.services import ModelChoice, PredictorService, load_service
+from measure.knowledge.languages import registry_table
 
 
 #: Tab icons (favicons) as emoji: Streamlit fetches a ``:material/...:`` favicon from
@@ -116,7 +117,6 @@ def source_options() -> list[str]:
 
 @lru_cache(maxsize=1)
 def _source_options() -> tuple[str, ...]:
-    from measure.knowledge.languages import registry_table
     t = registry_table()
     return tuple(t.loc[t["in_uriel"].astype(bool), "code"])
 

@@ -1,4 +1,4 @@
-"""Measurement designs that isolate the effect of the number of source languages k (issue #12).
+"""Measurement designs that isolate the effect of the number of source languages k.
 
 The shipped grid (``measure/configs/default.toml``) compares *random* k-sets with random
 singles, so its k slope mostly measures the chance that a k-set contains the best single
@@ -37,6 +37,7 @@ import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from math import factorial
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,8 @@ from measure.running.config import ConfigError, build_batch, load_toml
 from measure.running.engine import run_local
 from measure.store import ResultStore
 
-# The 15 XNLI languages with a human-translated validation split (the training pool).
-# Hard-coded rather than read from the data so that generating a config never depends on
+# The training pool: the 15 XNLI languages with a human-translated validation split. A
+# constant rather than read from the data so that generating a config never depends on
 # which data directory happens to be mounted; ``build_batch`` still validates every set.
 XNLI_LANGS: tuple[str, ...] = XNLI_15
 DESIGN_SEED = 2026            # the seed of every sampled choice in the designs
@@ -117,15 +118,6 @@ def add_one_design(bases_per_size: int = 5, sizes: Sequence[int] = range(1, 8),
     return design
 
 
-def add_one_sets(design: Sequence[AddOne], langs: Sequence[str] = XNLI_LANGS) -> list[tuple[str, ...]]:
-    """Every single source, every base and every extended set, deduplicated, by (k, name)."""
-    sets = {(lang,) for lang in langs}
-    for a in design:
-        sets.add(a.base)
-        sets.update(a.extended())
-    return sorted(sets, key=lambda s: (len(s), s))
-
-
 def shapley_sets(seed: int = DESIGN_SEED, langs: Sequence[str] = XNLI_LANGS
                  ) -> dict[str, tuple[str, ...]]:
     """The three five-language sets: the two fixed ones and one drawn at random."""
@@ -148,7 +140,6 @@ def shapley_values(value: Callable[[tuple[str, ...]], float], players: Sequence[
     v(N) − v(∅). With no training language there is no classifier, so the caller picks
     v(∅) (e.g. chance, 100/3 macro-F1, or 0); it shifts every φ_i by the same share.
     """
-    from math import factorial
     players = sorted(players)
     n = len(players)
 
@@ -327,19 +318,27 @@ def greedy_forward(score_round: Callable[[list[tuple[str, ...]]], dict[tuple[str
     return out
 
 
-def _objective_americas(df: Any) -> float:
-    """Mean macro-F1 over the AmericasNLI targets (never a source: always zero-shot)."""
-    return float(df.loc[df["target_dataset"] == "americas_nli", "macro_f1"].mean())
+@dataclass(frozen=True)
+class Objective:
+    """What a greedy search maximises: the mean macro-F1 of some target rows of a cell.
+
+    Why data and not only a function: the search scores one cell's rows with it, and the
+    meta-analysis (``predictor.metaanalysis``) scores the random grid's sets with the same
+    rows and prints the same description, so both read this one definition."""
+
+    description: str
+    rows: Callable[[Any], Any]   # a results frame -> the boolean mask of the rows averaged
+
+    def __call__(self, df: Any) -> float:
+        return float(df.loc[self.rows(df), "macro_f1"].mean())
 
 
-def _objective_xnli_zero_shot(df: Any) -> float:
-    """Mean macro-F1 over the XNLI targets that are not among the sources."""
-    return float(df.loc[(df["target_dataset"] == "xnli") & df["zero_shot"], "macro_f1"].mean())
-
-
-OBJECTIVES: dict[str, Callable[[Any], float]] = {
-    "americas": _objective_americas,
-    "xnli-zs": _objective_xnli_zero_shot,
+OBJECTIVES: dict[str, Objective] = {
+    # AmericasNLI targets are never a source: always zero-shot
+    "americas": Objective("mean macro-F1 over the AmericasNLI targets",
+                          lambda df: df["target_dataset"] == "americas_nli"),
+    "xnli-zs": Objective("mean macro-F1 over the zero-shot XNLI targets",
+                         lambda df: (df["target_dataset"] == "xnli") & df["zero_shot"]),
 }
 
 

@@ -67,11 +67,11 @@ def _emit(obj: Any) -> None:
 # -- commands ------------------------------------------------------------------------------
 def _load_frame(args: argparse.Namespace):
     from predictor import dataset
-    from predictor.models import BASELINES, LEARNED, LEGACY
+    from predictor.models import BASELINES, LEARNED
     if not args.measurements and not args.include_published:
         raise UsageError("no training data: pass --measurements PATH and/or drop "
                          "--no-include-published")
-    known = set(LEARNED) | set(BASELINES) | set(LEGACY)
+    known = set(LEARNED) | set(BASELINES)
     unknown = sorted(set(args.candidates or ()) - known)
     if unknown:
         raise UsageError(f"unknown --candidates {unknown}; learners: {list(LEARNED)} "
@@ -104,17 +104,17 @@ def _training_frame(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from predictor.card import card_text
+    from predictor.selection import SelectionSettings
     from predictor.training import fit_predictor
 
     frame, pool_info = _training_frame(args)
-    from predictor import validation
-    if args.inner_loto:
-        validation.INNER_LOGO_MAX = 25
-    validation.WITHIN_STAGE = bool(args.within_stage)
+    settings = SelectionSettings(inner_logo_max=25 if args.inner_loto else 0,
+                                 within_stage=bool(args.within_stage))
     print(f"training rows: {len(frame)} ({frame['origin'].value_counts().to_dict()}); "
           "running nested grouped CV ...", file=sys.stderr)
     card = fit_predictor(frame, args.out, candidates=args.candidates, alpha=args.alpha,
-                         seed=args.seed, ablation=args.ablation,
+                         seed=args.seed, ablation=args.ablation, settings=settings,
                          sources={"measurements": [str(p) for p in args.measurements or []],
                                   "include_published": args.include_published, **pool_info},
                          log=(lambda m: None) if args.json else None)
@@ -123,40 +123,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
                                     "cv_by_dataset", "intervals", "ranking", "ablation",
                                     "model_sha256")} | {"out": str(args.out)})
         return 0
-    _print_card(card)
+    print(card_text(card))
     print(f"saved to {args.out} (sha256 {card['model_sha256'][:16]}...)")
     return 0
-
-
-def _print_card(card: dict[str, Any]) -> None:
-    import pandas as pd
-
-    from predictor.validation import format_ranking, format_report, format_table
-    print("== cross-validation summary (MAE: each dataset and each target weighted equally)")
-    print(format_table(pd.DataFrame(card["cv"])))
-    print("\n== per dataset, vs the best fair baseline (95% CI over target languages)")
-    print(format_report(card.get("cv_by_dataset", [])))
-    if card.get("ranking"):
-        print("\n== within-target ranking of source sets (unseen-target protocol)")
-        print(format_ranking(card["ranking"]))
-    iv = card["intervals"]
-    print(f"\n== {1 - iv['alpha']:.0%} intervals: held-out coverage per group "
-          "(target-weighted; each target of the group left out in turn)")
-    for basis, recs in iv.get("coverage", {}).items():
-        for r in recs:
-            print(f"  {basis:<15} {r['group']:<30} {r['targets']:>2} targets  "
-                  f"+-{r['half_width']:6.2f}  coverage {r['coverage']:.3f}  "
-                  f"(worst {r['worst_target']}: {r['worst_target_coverage']:.3f})")
-    if card.get("ablation"):
-        print("\n== ablation: MAE change when a feature family is dropped (fixed hyper-parameters)")
-        ab = pd.DataFrame(card["ablation"])
-        t = ab.pivot_table(index=["protocol", "dataset"], columns="dropped",
-                           values="delta_vs_all").round(3)
-        t.insert(0, "MAE all", ab[ab.dropped == "none"].set_index(["protocol", "dataset"])["mae"]
-                 .round(3))
-        print(t.drop(columns=["none"], errors="ignore").to_string())
-    print(f"\nselected: {card['selected_model']} (unseen targets), "
-          f"{card.get('seen_target_model')} (measured targets); {card['selection']}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -175,16 +144,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _emit({k: card.get(k) for k in ("selected_model", "seen_target_model", "cv",
                                         "cv_by_dataset", "ranking", "ablation", "intervals")})
         return 0
-    if args.markdown:
-        from predictor.card_markdown import card_markdown
-        print(card_markdown(card))
-        return 0
-    _print_card(card)
+    from predictor.card import card_markdown, card_text
+    print(card_markdown(card) if args.markdown else card_text(card))
     return 0
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from predictor.api import load_predictor
+    from predictor.serving import load_predictor
     p = load_predictor(args.predictor, profiles=args.profiles)
     res = p.predict_one(args.model, args.method, args.train_config, args.target)
     method = p.resolve_method(args.model, args.method)
@@ -207,7 +173,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from predictor.api import load_predictor
+    from predictor.serving import load_predictor
     p = load_predictor(args.predictor, profiles=args.profiles)
     df = p.recommend(args.model, args.targets, args.pool, args.k, method=args.method,
                      objective=args.objective, n_per_language=args.n_per_language, top=args.top,
@@ -245,102 +211,14 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-#: train_config sizes above this are refused per line (MultiNLI, the largest NLI training set
-#: in the data, has ~393k pairs); above BATCH_WARN_EXAMPLES a line gets a "warning" field.
-BATCH_MAX_EXAMPLES = 10_000_000
-BATCH_WARN_EXAMPLES = 1_000_000
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"number {text[:20]} is too large")
-    return value
-
-
-def _precheck_line(rec: Any) -> str | None:
-    """Problems ``predict_records`` would not catch cleanly: a warning text, or raises ValueError."""
-    import math
-    if not isinstance(rec, dict):
-        raise ValueError(f"a line must be a JSON object, got {type(rec).__name__}")
-    tc = rec.get("train_config")
-    if not isinstance(tc, dict):
-        return None  # the predictor's own validation names the problem
-    from measure.knowledge.languages import resolve_target
-    seen: dict[str, str] = {}
-    warning = None
-    for lang, n in tc.items():
-        if isinstance(n, (int, float)) and not isinstance(n, bool):
-            if isinstance(n, float) and not math.isfinite(n):
-                raise ValueError(f"train_config: n for {lang!r} must be a whole number >= 0, got {n!r}")
-            if abs(n) > BATCH_MAX_EXAMPLES:
-                shown = f"{n:.3g}" if abs(n) < 1e300 else "a number too large to show"
-                raise ValueError(f"train_config: n = {shown} for {lang!r} is beyond any training set "
-                                 f"(max {BATCH_MAX_EXAMPLES:,} examples per language)")
-            if n > BATCH_WARN_EXAMPLES:
-                warning = (f"train_config: {n:,.0f} examples for {lang!r} is far beyond the "
-                           "training data's sizes; the prediction is an extrapolation")
-        try:
-            iso = resolve_target(lang).iso639_3
-        except Exception:  # noqa: BLE001 - an unknown code: the predictor's message names it
-            continue
-        if iso in seen:
-            raise ValueError(f"train_config: {seen[iso]!r} and {lang!r} are the same language "
-                             f"({iso}); list each language once")
-        seen[iso] = lang
-    return warning
-
-
-def _batch_lines(data: bytes) -> list[tuple[int, Any, str | None, str | None]]:
-    """(line number, record, error, warning) for every input line; blank lines included."""
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the final newline ends the last line, it does not start a new one
-    out = []
-    for lineno, raw in enumerate(lines, 1):
-        raw = raw.rstrip(b"\r")
-        if raw.startswith(b"\xef\xbb\xbf") and lineno == 1:
-            raw = raw[3:]  # a UTF-8 byte-order mark
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            out.append((lineno, None, f"line {lineno}: not UTF-8 text (byte {exc.start}); "
-                                      "save the file as UTF-8", None))
-            continue
-        if not text.strip():
-            out.append((lineno, None, f"line {lineno}: blank line (no request); the line is kept "
-                                      "so output line N answers input line N", None))
-            continue
-        try:
-            rec = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-        except (ValueError, RecursionError) as exc:
-            msg = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-            out.append((lineno, None, f"line {lineno}: malformed JSON ({msg})", None))
-            continue
-        try:
-            warning = _precheck_line(rec)
-        except (ValueError, OverflowError, TypeError) as exc:
-            out.append((lineno, rec, f"line {lineno}: {exc}", None))
-            continue
-        out.append((lineno, rec, None, warning))
-    return out
-
-
-def _line_id(rec: Any) -> Any:
-    return rec.get("id") if isinstance(rec, dict) else None
-
-
 def cmd_batch(args: argparse.Namespace) -> int:
     """Answer every input line with one output line, in order (blank lines get an error line).
 
     A bad line never stops the batch: it gets ``{"id", "error"}`` and the exit code stays 0;
-    only an unusable input/output file or predictor exits non-zero.
+    only an unusable input/output file or predictor exits non-zero
+    (:mod:`predictor.serving.batch` holds the per-line rules).
     """
-    from predictor.api import load_predictor
+    from predictor.serving import answer_batch, load_predictor
     t0 = time.perf_counter()
     try:
         if args.input == "-":
@@ -361,28 +239,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         if not out_path.parent.is_dir():
             raise UsageError(f"--output {out_path}: directory {out_path.parent} does not exist")
     p = load_predictor(args.predictor, profiles=getattr(args, "profiles", None))
-    lines = _batch_lines(data)
-    results: dict[int, dict[str, Any]] = {}
-    todo = [i for i, (_, _, err, _) in enumerate(lines) if err is None]
-    try:
-        for i, res in zip(todo, p.predict_records([lines[i][1] for i in todo])):
-            results[i] = res
-    except Exception:  # noqa: BLE001 - isolate the line the vectorised path cannot take
-        for i in todo:
-            try:
-                results[i] = p.predict_records([lines[i][1]])[0]
-            except Exception as exc:  # noqa: BLE001 - that line's error, the rest go on
-                results[i] = {"error": f"{type(exc).__name__}: {exc}"}
-    rows = []
-    for i, (lineno, rec, err, warning) in enumerate(lines):
-        res = {"error": err} if err is not None else dict(results[i])
-        if "error" in res and not str(res["error"]).startswith("line "):
-            res["error"] = f"line {lineno}: {res['error']}"
-        if warning and "error" not in res:
-            res["warning"] = warning
-        rows.append(json.dumps({"id": _line_id(rec), **res}, ensure_ascii=False, default=str))
-    n_err = sum(1 for _, _, err, _ in lines if err) + sum(1 for r in results.values() if "error" in r)
-    text = "".join(r + "\n" for r in rows)
+    answer = answer_batch(p, data)
+    text = "".join(r + "\n" for r in answer.lines)
     if args.output == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -391,38 +249,17 @@ def cmd_batch(args: argparse.Namespace) -> int:
             out_path.write_text(text, encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"--output {out_path}: cannot write ({exc.strerror or exc})") from None
-    print(f"{len(lines)} lines, {n_err} errors, {time.perf_counter() - t0:.2f} s",
-          file=sys.stderr)
+    print(f"{len(answer.lines)} lines, {answer.n_errors} errors, "
+          f"{time.perf_counter() - t0:.2f} s", file=sys.stderr)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from predictor import persist
-    from predictor.report import build_report
-
-    frame = _load_frame(args)
-    card = None
-    if args.predictor and Path(args.predictor).is_dir():
-        card = persist.read_card(args.predictor)
+    """The meta-analysis report: :func:`predictor.metaanalysis.cli.run_report`."""
+    from predictor.metaanalysis.cli import run_report
     command = "xlt-predict report " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["report"] \
         else "xlt-predict report"
-    summary = build_report(frame, args.out, card=card, command=command,
-                           measurements=args.measurements or (),
-                           log=lambda m: print(m, file=sys.stderr, flush=True))
-    def f(x):
-        return "nan" if x is None else f"{x:+.2f}"
-    for e in summary["headline"]["macro_f1"] + summary["headline"]["kappa"]:
-        print(f"{e['model']:<10} {e['pool']:<16} {e['regime']:<13} {e['metric']:<8} "
-              f"{e['target_class']:<9} {f(e['slope'])} per doubling of k  95% CI "
-              f"[{f(e['ci'][0])}, {f(e['ci'][1])}]  bootstrap [{f(e['boot_ci'][0])}, "
-              f"{f(e['boot_ci'][1])}]  saturation k {e['saturation_k']}  "
-              f"({e['n_targets']} targets)")
-    for e in summary["published"]:
-        print(f"{e['model']:<10} published {e['target_class']:<9} {f(e['slope_within'])} per "
-              f"doubling of k  bootstrap [{f(e['boot_ci_low'])}, {f(e['boot_ci_high'])}]  "
-              f"rho(k, config mean) {f(e['spearman_k_config_mean'])}")
-    print(f"report: {Path(args.out) / 'report.md'}")
-    return 0
+    return run_report(args, command, frame=_load_frame(args))
 
 
 # -- parser --------------------------------------------------------------------------------
@@ -456,13 +293,7 @@ def _add_predictor_option(p: argparse.ArgumentParser) -> None:
                         "flagged")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="xlt-predict",
-        description="Predict zero-shot cross-lingual NLI performance from typology, the number "
-                    "of supervised languages, data sizes and pretraining coverage.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_fit_parser(sub: Any) -> None:
     p = sub.add_parser("fit", help="fit and save the predictor",
                        description="Deduplicate rows; nested grouped CV (unseen target, unseen "
                                    "target family, unseen config, random) against per-design "
@@ -486,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fit)
 
+
+def _add_evaluate_parser(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="grouped cross-validation table",
                        description="Print the CV table of a fitted predictor (from its card), or "
                                    "recompute it on data with --recompute.")
@@ -499,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the validation tables as Markdown (what docs/results.md quotes)")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_query_parser(sub: Any) -> None:
     p = sub.add_parser("query", help="predict one configuration")
     _add_predictor_option(p)
     p.add_argument("--model", required=True, help="multilingual model id, e.g. xlmr, me5-small")
@@ -509,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_query)
 
+
+def _add_recommend_parser(sub: Any) -> None:
     p = sub.add_parser("recommend", help="best source sets for targets")
     _add_predictor_option(p)
     p.add_argument("--model", required=True,
@@ -533,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_recommend)
 
+
+def _add_batch_parser(sub: Any) -> None:
     p = sub.add_parser("batch", help="predict a JSONL file",
                        description='Each input line: {"id": ..., "model": "xlmr", "task": "xnli", '
                                    '"train_config": {"en": 10000}, "target": "as", "method": '
@@ -548,18 +387,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSONL file, one answer per input line ('-' = stdout); overwritten")
     p.set_defaults(func=cmd_batch)
 
+
+def _add_report_parser(sub: Any) -> None:
     p = sub.add_parser("report", help="meta-analysis report (Markdown + PNG figures)",
                        description="How does zero-shot F1 change as the number of supervised "
                                    "languages grows? Effects per doubling of k with grouped 95% "
                                    "CIs, per model, regime and resource group; correlations; "
                                    "scaling curves; the predictor's CV table.")
     _add_data_options(p)
-    p.add_argument("--predictor", "--model-dir", dest="predictor", default=None,
-                   metavar="DIR", help="fitted predictor whose CV table to include, if present "
-                                       f"(default: {DEFAULT_PREDICTOR_HELP})")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output directory (default: models/report, found like --predictor)")
+    from predictor.metaanalysis.cli import add_output_arguments
+    add_output_arguments(p)
     p.set_defaults(func=cmd_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xlt-predict",
+        description="Predict zero-shot cross-lingual NLI performance from typology, the number "
+                    "of supervised languages, data sizes and pretraining coverage.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_fit_parser, _add_evaluate_parser, _add_query_parser, _add_recommend_parser,
+                _add_batch_parser, _add_report_parser):
+        add(sub)
     return parser
 
 
@@ -570,13 +419,13 @@ def main(argv: list[str] | None = None) -> int:
         args.out = _models_subdir("predictor" if args.command == "fit" else "report")
     if args.command == "report" and args.predictor is None:
         args.predictor = _models_subdir("predictor")
-    from predictor.api import PredictionInputError
     from predictor.dataset import DataValidationError
     from predictor.features import ProfileError
     from predictor.persist import ModelIntegrityError
+    from predictor.serving import PredictionInputError
     try:
         if getattr(args, "predictor", "unset") is None:
-            from predictor.api import default_predictor_dir
+            from predictor.serving import default_predictor_dir
             args.predictor = default_predictor_dir()
         return int(args.func(args) or 0)
     except (PredictionInputError, UsageError, ProfileError) as exc:

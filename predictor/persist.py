@@ -32,14 +32,16 @@ CARD_FILE = "model_card.json"
 CARD_VERSION = 1
 CARD_HASH_KEY = "card_sha256"
 
-# The types beyond skops' built-in safe set (numpy, builtins, sklearn estimators) that
-# the candidates in predictor.models produce; found with skops.io.get_untrusted_types on
-# every candidate. Anything else in a model file is refused.
+# The types beyond skops' built-in safe set (numpy, builtins, sklearn estimators) that a
+# fitted predictor holds: the feature transformer and HistGradientBoosting's trees (the
+# learners are stored as plain state, see predictor.models); found with
+# skops.io.get_untrusted_types on every candidate. Anything else in a model file is refused.
+# The transformer under two names: the shipped models/predictor was written when it lived
+# in predictor/features.py (skops records the class's module), a fit now writes its new home.
 TRUSTED_TYPES: frozenset[str] = frozenset({
     "predictor.features.TransferFeatures",
-    "predictor.models.PerTargetMean",
+    "predictor.features.transformer.TransferFeatures",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.tree._tree.Tree",
 })
 
 

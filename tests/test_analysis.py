@@ -1,5 +1,5 @@
-"""predictor.analysis: target classes, scores from the confusion matrix, the estimators and
-the designs, on synthetic tables with known answers (plus a small real-table smoke test)."""
+"""predictor.metaanalysis: target classes, scores from the confusion matrix, the estimators
+and the designs, on synthetic tables with known answers (plus a small real-table smoke test)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from measure.designs import OBJECTIVES, shapley_values
 from measure.knowledge.coverage import resource_class
-from predictor import analysis as A
+from predictor.metaanalysis import designs as D
+from predictor.metaanalysis import estimates as E
+from predictor.metaanalysis import prepare as P
+from predictor.metaanalysis import summary as S
 
 REPO = Path(__file__).resolve().parent.parent
 LANGS = ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "th", "tr", "vi", "zh"]
@@ -22,21 +26,21 @@ LANGS = ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "th", "tr", "vi",
 def test_target_classes_are_defined_from_outside() -> None:
     from measure.knowledge.coverage import pretraining_class
     assert {resource_class(c) for c in ["aym", "bzd", "cni", "hch", "nah", "oto", "tar"]} == {"absent"}
-    assert A.LOW_RESOURCE_XNLI == ("sw", "ur")            # CC-100 < 10 GiB
+    assert P.LOW_RESOURCE_XNLI == ("sw", "ur")            # CC-100 < 10 GiB
     assert {resource_class(c) for c in ["hi", "tr", "ar", "en", "zh"]} == {"high"}
     # one rule with the predictor's pretraining class: absent for both, or present for both
     for code in ("quy", "gn", "shp", "zu", "yo"):
         assert resource_class(code) == pretraining_class(code, "me5-small") == "absent"
     assert pretraining_class("hrv", "me5-small") == "present"
     assert resource_class("hrv") == "present-unlisted"      # in CC-100, size unlisted
-    assert "10 GiB" in A.CLASS_RULE and "Swahili" in A.CLASS_RULE
+    assert "10 GiB" in P.CLASS_RULE and "Swahili" in P.CLASS_RULE
 
 
 def test_kappa_and_label_shares_from_the_confusion() -> None:
-    k, e, n, c = A.kappa_and_shares([[10, 0, 0], [0, 10, 0], [0, 0, 10]])
+    k, e, n, c = P.kappa_and_shares([[10, 0, 0], [0, 10, 0], [0, 0, 10]])
     assert k == pytest.approx(100) and (e, n, c) == pytest.approx((1 / 3, 1 / 3, 1 / 3))
     # everything predicted 'entailment': accuracy 1/3, kappa 0, entailment share 1
-    k, e, n, c = A.kappa_and_shares(json.dumps([[10, 0, 0], [10, 0, 0], [10, 0, 0]]))
+    k, e, n, c = P.kappa_and_shares(json.dumps([[10, 0, 0], [10, 0, 0], [10, 0, 0]]))
     assert k == pytest.approx(0) and e == 1 and n == c == 0
 
 
@@ -82,16 +86,16 @@ def test_slope_ci_and_mixed_model_recover_a_known_slope() -> None:
     def score(s, t, seed):
         return t_base[t] + t_slope[t] * math.log2(len(s)) + s_eff[s] + noise[(s, t, seed)]
 
-    rows = A.prepare(_raw(score, sets, targets))
-    cells = A.cell_means(rows[rows["zero_shot"]], "macro_f1")
-    est = A.slope_estimates(cells, reps=200)
+    rows = P.prepare(_raw(score, sets, targets))
+    cells = P.cell_means(rows[rows["zero_shot"]], "macro_f1")
+    est = E.slope_estimates(cells, reps=200)
     assert est["boot_ci_low"] < 1.5 < est["boot_ci_high"]
     assert abs(est["slope_within"] - 1.5) < 0.3
-    mixed = A.mixed_slope(cells)
+    mixed = E.mixed_slope(cells)
     assert mixed["ci_low"] < 1.5 < mixed["ci_high"] and mixed["mixed_terms"] == "target+target_slope+set"
     assert mixed["var_set"] > 0.3                                  # the set effect is found
     assert est["saturation_k"] is None                             # linear in log2 k: still gaining
-    per_t = {r["target"]: r for r in A.per_target_slopes(cells, reps=100)}
+    per_t = {r["target"]: r for r in E.per_target_slopes(cells, reps=100)}
     assert per_t["aym"]["ci_low"] < t_slope["aym"] < per_t["aym"]["ci_high"]
 
 
@@ -104,9 +108,9 @@ def test_pure_selection_leaves_no_slope_given_the_best_member() -> None:
     def score(s, t, seed):   # a set is as good as its best member: k helps only by selection
         return max(quality[x] for x in s) + rng.normal(0, 0.2)
 
-    rows = A.prepare(_raw(score, sets, targets))
+    rows = P.prepare(_raw(score, sets, targets))
     rows = rows[rows["target_class"] == "high"]
-    est = A.scaling_estimates(rows, reps=200, mixed=False)
+    est = S.scaling_estimates(rows, reps=200, mixed=False)
     e = [x for x in est if x["metric"] == "macro_f1"][0]
     assert e["boot_ci_low"] > 0.5                               # random k-sets: a clear "gain"
     b = e["slope_given_best_member"]
@@ -121,9 +125,9 @@ def test_saturation_k_from_the_piecewise_fit() -> None:
     def score(s, t, seed):  # +2 per doubling up to k = 4, flat after
         return 50 + 2 * min(math.log2(len(s)), 2.0) + rng.normal(0, 0.3)
 
-    rows = A.prepare(_raw(score, sets, targets))
-    cells = A.cell_means(rows[rows["zero_shot"]], "macro_f1")
-    est = A.slope_estimates(cells, reps=200)
+    rows = P.prepare(_raw(score, sets, targets))
+    cells = P.cell_means(rows[rows["zero_shot"]], "macro_f1")
+    est = E.slope_estimates(cells, reps=200)
     seg = {(g["k_from"], g["k_to"]): g for g in est["segments"]}
     assert seg[(1, 2)]["gain_per_doubling"] == pytest.approx(2, abs=0.3)
     assert seg[(4, 8)]["ci_low"] < 0 < seg[(4, 8)]["ci_high"]
@@ -133,11 +137,14 @@ def test_saturation_k_from_the_piecewise_fit() -> None:
 def test_duplicates_within_a_stratum_count_once() -> None:
     raw = _raw(lambda s, t, seed: 50.0 + len(s), [("en",), ("de",), ("de", "en")], ["sw", "ur"],
                seeds=(0, 1, 2), regime="per_language")
-    rows, n = A.deduplicate(A.prepare(raw))
+    rows, n = P.deduplicate(P.prepare(raw))
     assert n == 2 * len(raw) // 3 and len(rows) == len(raw) // 3
     # another regime is another stratum: its identical rows are not duplicates of these
-    both = pd.concat([A.prepare(raw), A.prepare(raw.assign(regime="fixed_total"))])
-    assert len(A.deduplicate(both)[0]) == 2 * len(raw) // 3
+    both = pd.concat([P.prepare(raw), P.prepare(raw.assign(regime="fixed_total"))])
+    assert len(P.deduplicate(both)[0]) == 2 * len(raw) // 3
+    # measure.store.repeated_scores: equal to 6 decimals is the same measurement
+    near = _raw(lambda s, t, seed: 50.0 + seed * 1e-9, [("en",)], ["sw"], seeds=(0, 1))
+    assert P.deduplicate(P.prepare(near))[1] == 1
 
 
 def test_member_gaps_add_one_and_shapley_on_an_additive_game() -> None:
@@ -147,19 +154,19 @@ def test_member_gaps_add_one_and_shapley_on_an_additive_game() -> None:
         return max(quality[x] for x in s)
 
     sets = [c for r in range(1, 6) for c in itertools.combinations(sorted(quality), r)]
-    rows = A.prepare(_raw(best, sets, ["sw", "aym"], seeds=(0,)), design="shapley")
-    gaps = A.member_gaps(rows, "macro_f1")
+    rows = P.prepare(_raw(best, sets, ["sw", "aym"], seeds=(0,)), design="shapley")
+    gaps = D.member_gaps(rows, "macro_f1")
     assert (gaps["gap_best"].abs() < 1e-9).all() and (gaps["gap_mean"] >= 0).all()
-    pairs = A.add_one_pairs(rows, "macro_f1")
+    pairs = D.add_one_pairs(rows, "macro_f1")
     assert (pairs["gain"] >= 0).all() and set(pairs["base_size"]) == {1, 2, 3, 4}
-    shap = A.shapley_table(rows, "macro_f1")
+    shap = D.shapley_table(rows, "macro_f1")
     one = shap[shap["target"] == "sw"].set_index("language")
     # efficiency: Shapley values add up to v(N) − v(∅)
     assert one["phi"].sum() == pytest.approx(50.0 - 100 / 3)
     assert one["phi"].idxmax() == "en"
     # additive game: every value equals the single's own gain, interaction 0
     game = {frozenset(c): sum(quality[x] - 30 for x in c) + 30 for c in map(set, sets)}
-    phi = A.shapley_values(game, sorted(quality), 30.0)
+    phi = shapley_values(lambda s: game[frozenset(s)], sorted(quality), 30.0)
     assert phi == pytest.approx({x: quality[x] - 30 for x in quality})
 
 
@@ -169,9 +176,9 @@ def test_headline_is_one_table_built_from_the_summary() -> None:
          "design": "grid", "metric": "macro_f1", "target_class": c, "slope": s, "ci_low": s - 1,
          "ci_high": s + 1, "boot_ci_low": s - 2, "boot_ci_high": s + 2, "saturation_k": 4,
          "n_targets": 3, "n_rows": 10} for c, s in [("high", 0.25), ("absent", 1.5)]]}
-    rows = A.headline(summary)
+    rows = S.headline(summary)
     assert [r["target_class"] for r in rows] == ["absent", "high"]
-    table = A.headline_markdown(summary)
+    table = S.headline_markdown(summary)
     assert "**+1.50** [+0.50, +2.50]" in table and "[-1.75, +2.25]" in table
 
 
@@ -181,9 +188,9 @@ def test_real_table_smoke() -> None:
     raw = pd.read_parquet(REPO / "models/measurements/me5-small-probe.parquet")
     raw = raw[(raw["train_dataset"] == "xnli") & (raw["regime"] == "fixed_total")
               & raw["target_language"].isin(["sw", "ur", "aym", "de"])]
-    rows = A.prepare(raw)
+    rows = P.prepare(raw)
     assert rows["kappa"].between(-100, 100).all()
-    res = A.analyse(rows, reps=100, mixed=False)
+    res = S.analyse(rows, reps=100, mixed=False)
     assert res["duplicates_dropped"] >= 0
     got = {(e["metric"], e["target_class"]) for e in res["scaling"]}
     assert ("macro_f1", "absent") in got and ("kappa", "xnli-low") in got
@@ -194,14 +201,15 @@ def test_best_vs_random_against_the_grid() -> None:
     rng = np.random.default_rng(3)
     sets = _random_sets(rng, ks=(1, 2, 3), per_k=8)
     targets = ["aym", "bzd", "en", "fr"]
-    grid = A.prepare(_raw(lambda s, t, seed: 40 + rng.normal(0, 1), sets, targets, seeds=(0,)))
+    grid = P.prepare(_raw(lambda s, t, seed: 40 + rng.normal(0, 1), sets, targets, seeds=(0,)))
     chosen = [("ar",), ("ar", "bg"), ("ar", "bg", "de")]
-    greedy = A.prepare(_raw(lambda s, t, seed: 60.0 if s in chosen else 45.0,
+    greedy = P.prepare(_raw(lambda s, t, seed: 60.0 if s in chosen else 45.0,
                             [(x,) for x in LANGS] + chosen[1:] + [("ar", "el")], targets,
                             seeds=(0,)), design="greedy")
     path = pd.DataFrame({"objective": "americas", "k": [1, 2, 3],
                          "languages": ["+".join(c) for c in chosen], "chosen": True})
-    out = {(r["objective"], r["k"]): r for r in A.best_vs_random(greedy, grid, path)}
+    out = {(r["objective"], r["k"]): r for r in D.best_vs_random(greedy, grid, path)}
+    assert {obj for obj, _ in out} == set(OBJECTIVES)          # measure.designs' objectives
     r = out[("americas", 2)]
     assert r["best_set"] == "ar+bg" and r["best"] == 60 and r["share_random_beaten"] == 1.0
     assert r["random_median"] == pytest.approx(40, abs=1.5) and r["from_path"]

@@ -8,11 +8,25 @@ numbers the pages show), and the predictor is fitted by the real ``xlt-predict f
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
+import subprocess
+import sys
+import time
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.data import families, family_order, label_of
+from app.services import WITHIN_STAGE_COLUMN, PredictorService
+from measure.running.config import train_config_for
+from measure.store import CellRecord, ResultStore, TargetResult, export_results
+from predictor.metaanalysis.summary import headline_markdown
+from predictor.serving import load_predictor
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "app"
@@ -54,9 +68,6 @@ def fixture_sets() -> list[tuple[tuple[str, ...], list[int]]]:
 
 def build_measurements(out_dir: Path, store_path: Path) -> Path:
     """Write the fixture cells through the real store and export them as Parquet."""
-    from measure.running.config import train_config_for
-    from measure.store import CellRecord, ResultStore, TargetResult, export_results
-
     with ResultStore(store_path) as store:
         for langs, seeds in fixture_sets():
             for regime in ("per_language", "fixed_total"):
@@ -83,17 +94,13 @@ def build_measurements(out_dir: Path, store_path: Path) -> Path:
 # -- fixture directories -------------------------------------------------------------------
 # ridge without the within-target stage: fast to fit, and linear (contributions, straight
 # partial dependence); the shipped model's stage is tested on the shipped models below
-PREDICTOR_CANDIDATES = "global_mean,ridge"
+PREDICTOR_CANDIDATES = "ridge"
 
 
 def build_app_models(base: Path, published: Path) -> Path:
     """models/ for the app: fixture measurements, a predictor fitted by `xlt-predict fit`
     on them plus SumEval, and the report of `xlt-predict report`. Idempotent (shared by
     the browser test, which reuses the same session directory)."""
-    import json
-    import subprocess
-    import sys
-
     card = base / "predictor" / "model_card.json"
     if card.is_file():
         return base
@@ -127,8 +134,6 @@ def measurements_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sumeval_only(tmp_path_factory: pytest.TempPathFactory, published_dir: Path) -> Path:
     """models/ with only a predictor fitted by `xlt-predict fit` on SumEval (no measurements)."""
-    import subprocess
-    import sys
     base = tmp_path_factory.mktemp("xlt_sumeval_only")
     cmd = [sys.executable, "-m", "predictor.cli", "fit", "--published-dir", str(published_dir),
            "--candidates", PREDICTOR_CANDIDATES, "--no-ablation", "--no-within-stage",
@@ -141,14 +146,11 @@ def sumeval_only(tmp_path_factory: pytest.TempPathFactory, published_dir: Path) 
 
 @pytest.fixture(scope="session")
 def api(app_models: Path):
-    from predictor.api import load_predictor
     return load_predictor(app_models / "predictor")
 
 
 def run_page(page: str, models: Path, monkeypatch: pytest.MonkeyPatch, timeout: float = 120):
     """Run one page (``Home.py`` or ``pages/N_Name.py``) under AppTest against ``models``."""
-    from streamlit.testing.v1 import AppTest
-
     monkeypatch.setenv("XLT_MODELS_DIR", str(models))
     at = AppTest.from_file(str(APP / page), default_timeout=timeout)
     at.run()
@@ -190,8 +192,6 @@ def test_home_summarises_the_models_dir(app_models: Path, monkeypatch, api) -> N
     assert metrics["Error on unseen languages (MAE)"] == f"{mae:.2f}"
     assert "Correlation table" in metrics
     body = texts(at.markdown)
-    import json
-    from predictor.analysis import headline_markdown
     summary = json.loads((app_models / "report" / "summary.json").read_text())
     assert headline_markdown(summary) in body      # the report's headline, not a recomputation
 
@@ -246,13 +246,13 @@ def test_predict_marginal_gain_matches_the_predictor(app_models: Path, monkeypat
     gains = {c: mean_pred({"en": 2490, c: 2490}) - base for c in ("de", "fr", "zh")}
     best = max(gains, key=gains.get)
     cap = [c.value for c in at.caption if c.value.startswith("Adding")][0]
-    from app.data import label_of
     assert cap.startswith(f"Adding {label_of(best)} with 2,490 examples")
     assert f"by {gains[best]:+.2f} points" in cap
 
 
 def test_predict_interaction_is_fast(app_models: Path, monkeypatch) -> None:
-    import time
+    """The page reports the time its prediction took, and that time is part of the rerun
+    (no wall-clock limit: it would flake on a loaded machine; app/bench_browser.py times it)."""
     at = run_page("pages/1_Predict.py", app_models, monkeypatch)
     at.multiselect(key="pr_targets").set_value(["sw", "ur"]).run()  # warm
     t0 = time.perf_counter()
@@ -261,6 +261,7 @@ def test_predict_interaction_is_fast(app_models: Path, monkeypatch) -> None:
     assert not at.exception
     shown = [c.value for c in at.caption if "computed in" in c.value][0]
     ms = float(shown.rsplit("computed in ", 1)[1].split(" ms")[0])
+    assert 0 <= ms <= 1000 * elapsed + 1
 
 
 def test_predict_bad_selections_show_messages(app_models: Path, monkeypatch) -> None:
@@ -277,7 +278,6 @@ def test_predict_bad_selections_show_messages(app_models: Path, monkeypatch) -> 
 
 
 def test_predict_with_a_sumeval_only_predictor(sumeval_only: Path, monkeypatch) -> None:
-    from predictor.api import load_predictor
     api = load_predictor(sumeval_only / "predictor")
     at = run_page("pages/1_Predict.py", sumeval_only, monkeypatch)
     labels = at.selectbox(key="pr_model").options
@@ -303,7 +303,6 @@ def test_predict_without_predictor_names_the_fit_command(measurements_only: Path
 
 def test_tampered_predictor_is_refused_with_a_message(app_models: Path, tmp_path: Path,
                                                       monkeypatch) -> None:
-    import shutil
     shutil.copytree(app_models / "predictor", tmp_path / "predictor")
     skops = tmp_path / "predictor" / "predictor.skops"
     skops.write_bytes(skops.read_bytes()[:-10] + b"0123456789")
@@ -315,8 +314,6 @@ def test_tampered_predictor_is_refused_with_a_message(app_models: Path, tmp_path
 # -- Recommend -------------------------------------------------------------------------------
 def test_recommend_ranks_sets_like_a_brute_force_search(app_models: Path, monkeypatch,
                                                         api) -> None:
-    from itertools import combinations
-
     at = run_page("pages/2_Recommend.py", app_models, monkeypatch)
     at.multiselect(key="rc_targets").set_value(["sw", "aym"]).run()
     at.multiselect(key="rc_pool").set_value(["de", "en", "fr", "zh", "sw"]).run()
@@ -329,7 +326,6 @@ def test_recommend_ranks_sets_like_a_brute_force_search(app_models: Path, monkey
         scores[pair] = (np.mean(preds), np.min(preds))
     best = max(scores, key=lambda p: scores[p][0])
     table = frame_of(at, "source set")
-    from app.data import label_of
     assert table.loc[0, "source set"] == " + ".join(label_of(c) for c in best)
     assert table.loc[0, "mean"] == pytest.approx(round(scores[best][0], 2))
     assert len(table) == 5
@@ -374,8 +370,6 @@ def test_recommend_bad_selections_show_messages(app_models: Path, monkeypatch) -
 
 # -- Scaling ---------------------------------------------------------------------------------
 def test_scaling_shows_the_report_estimates(app_models: Path, monkeypatch) -> None:
-    import json
-    from predictor.analysis import headline_markdown
     summary = json.loads((app_models / "report" / "summary.json").read_text())
     at = run_page("pages/3_Scaling.py", app_models, monkeypatch)
     text = texts(at.markdown)
@@ -424,7 +418,6 @@ def is_blocked(seq: list[str]) -> bool:
 def test_transfer_grid_orders_by_family_and_shows_single_source_scores(app_models: Path,
                                                                        monkeypatch) -> None:
     at = run_page("pages/4_Transfer_grid.py", app_models, monkeypatch)
-    from app.data import family_order, families, label_of
     fam = frame_of(at, "family")
     sources = fam.iloc[:len(TRAIN_LANGS)]
     assert sorted(sources["language"]) == sorted(label_of(c) for c in TRAIN_LANGS)
@@ -463,7 +456,6 @@ def test_features_page_shows_cv_pd_correlations_and_importance(app_models: Path,
 
 
 def test_features_partial_dependence_of_k_matches_the_model(app_models: Path, api) -> None:
-    from app.services import PredictorService
     svc = PredictorService(api, app_models / "predictor")
     choice = [c for c in svc.models if c.model == "me5-small"][0]
     rows = [{"model": "me5-small", "method": "probe", "train_config": {"en": 2490}, "target": t}
@@ -503,86 +495,7 @@ def test_measurements_download_is_the_filtered_table(app_models: Path, monkeypat
     assert buttons and "Download 74 rows as CSV" in buttons[0].proto.label
 
 
-# -- data layer ------------------------------------------------------------------------------
-def test_target_classes_are_the_meta_analysis_ones() -> None:
-    from app import data
-    from measure.knowledge.coverage import resource_class
-    from predictor.analysis import LOW_RESOURCE_XNLI
-    groups = data.resource_groups()
-    assert set(groups) == set(XNLI) | set(ANLI)
-    assert all(groups[c] == resource_class(c) for c in groups)
-    assert {c for c, g in groups.items() if g == data.ABSENT} == set(ANLI)
-    assert {c for c, g in groups.items() if g == data.LOW} == set(LOW_RESOURCE_XNLI) == {"sw", "ur"}
-
-
-def test_language_options_cover_lang2vec_with_names() -> None:
-    from app import data
-    opts = data.language_options()
-    assert opts["code"].is_unique and len(opts) > 3900
-    assert data.label_of("quy") == "Ayacucho Quechua (quy)"
-    assert data.label_of("aym") == "Aymara (aym)"
-
-
-def test_unreadable_measurement_file_is_reported_not_raised(tmp_path: Path) -> None:
-    from app import data
-    (tmp_path / "broken.parquet").write_bytes(b"not parquet")
-    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
-    m = data.read_measurement_files(tmp_path)
-    assert m.empty and len(m.problems) == 2
-    assert "missing columns" in m.problems[1]
-
-
-def test_model_method_default_is_the_scaling_grid() -> None:
-    """A single-source table (the GPU fine-tuning one) sorts first but is not the default."""
-    import pandas as pd
-
-    from app import data
-    df = pd.DataFrame({"model": ["me5-small"] * 5, "method": ["finetune"] * 2 + ["probe"] * 3,
-                       "k": [1, 1, 1, 2, 3]})
-    combos, default = data.model_method_choices(df)
-    assert combos == [("me5-small", "finetune"), ("me5-small", "probe")] and default == 1
-
-
-def test_canonical_config_strict_and_tolerant() -> None:
-    """One implementation (predictor.dataset): strict for the predictor, tolerant for the app."""
-    from predictor.dataset import DataValidationError, canonical_config
-
-    # both modes: zeros dropped, sorted, whole floats to int
-    assert canonical_config({"en": 0, "de": 5}) == {"de": 5}
-    assert canonical_config({"sw": 10.0, "en": 3}, strict=False) == {"en": 3, "sw": 10}
-    # strict: anything malformed raises, naming where it came from
-    for bad in ('{"en": 1}', {"en": 0}, {"en": -1}, {"en": 1.5}, {"en": "x"}, {3: 1},
-                {"xx-not-a-language": 5}, None):
-        with pytest.raises(DataValidationError, match="row 7"):
-            canonical_config(bad, where="row 7")
-    # tolerant: the store's JSON text is read; nothing raises; no language is looked up
-    assert canonical_config('{"es":2490,"en":2490,"de":0}', strict=False) == \
-        {"en": 2490, "es": 2490}
-    assert canonical_config({"xx-not-a-language": 5}, strict=False) == {"xx-not-a-language": 5}
-    assert canonical_config({"en": 0}, strict=False) == {}
-    for bad in ("{not json", "[1, 2]", {"en": -1}, {"en": 1.5}, {"en": "x"}, {3: 1}, None,
-                float("nan")):
-        assert canonical_config(bad, strict=False) is None
-
-
-def test_measured_table_tolerates_an_unreadable_train_config() -> None:
-    import pandas as pd
-
-    from app import data
-    row = {"cell_hash": "h", "model": "me5-small", "method": "probe", "train_dataset": "xnli",
-           "train_split": "validation", "regime": "per_language", "k": 1,
-           "total_examples": 10, "seed": 0, "target_dataset": "xnli",
-           "target_language": "sw", "target_split": "test", "macro_f1": 50.0,
-           "accuracy": 50.0, "n": 10, "zero_shot": True}
-    df = pd.DataFrame([{**row, "train_config": '{"en":10,"de":0}'},
-                       {**row, "cell_hash": "g", "train_config": "{broken"}])
-    out = data.enrich(df)
-    assert out["config_key"].tolist() == ['{"en":10}', "{broken"]
-    assert out["sources"].tolist() == ["en", ""]
-    assert out["source_language"].iloc[0] == "en" and pd.isna(out["source_language"].iloc[1])
-    assert data.config_key({"en": 10, "de": 0}) == '{"en":10}'
-
-
+# -- the shipped models ------------------------------------------------------------------
 def test_predict_compares_with_the_pool_the_predictor_was_fitted_on(monkeypatch) -> None:
     """The shipped table holds {en: 2490} in two training pools; the predictor is fitted on
     xnli/validation, so the table's 'measured' beside the prediction is that pool's (the
@@ -602,8 +515,6 @@ def test_recommend_explains_the_within_target_stage_of_the_shipped_model(monkeyp
     """The shipped unseen-target model has a within-target stage: for unmeasured targets the
     'why' table carries its points beside the first stage's per-feature contributions, and
     the Recommend page renders with it."""
-    from app.services import WITHIN_STAGE_COLUMN, PredictorService
-    from predictor.api import load_predictor
     models = Path(__file__).resolve().parents[1] / "models"
     svc = PredictorService(load_predictor(str(models / "predictor")), models / "predictor")
     choice = [c for c in svc.models if c.model == "me5-small"][0]

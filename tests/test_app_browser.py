@@ -48,7 +48,7 @@ def test_predict_in_a_real_browser(chromium: str, browser_models: Path) -> None:
         from playwright.sync_api import sync_playwright
     except ImportError:  # a declared test dependency: never skipped silently
         pytest.fail("playwright is not installed: pip install '.[test]'")
-    from predictor.api import load_predictor
+    from predictor.serving import load_predictor
 
     expected = load_predictor(browser_models / "predictor").predict_one(
         "me5-small", "probe", {"en": 2490}, "bzd")

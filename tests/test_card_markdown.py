@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from predictor.card_markdown import card_markdown
+from predictor.card import card_markdown
 from predictor.cli import main
 
 CARD = Path(__file__).resolve().parents[1] / "models" / "predictor" / "model_card.json"

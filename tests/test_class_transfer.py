@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from predictor.class_transfer import CHANCE, MIN_TARGETS, design_levels, fit_transfers
+from measure.knowledge.nli import CHANCE
+from predictor.models.class_transfer import MIN_TARGETS, design_levels, fit_transfers
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,7 +58,7 @@ def test_design_levels_group_targets_by_class() -> None:
 
 @pytest.fixture(scope="module")
 def shipped():
-    from predictor.api import load_predictor
+    from predictor.serving import load_predictor
     return load_predictor(REPO / "models" / "predictor")
 
 
@@ -73,7 +74,7 @@ def test_absent_targets_of_a_present_only_design_borrow_the_class(shipped, model
     lowest_measured = rows.groupby("target")["score"].mean().min()
     out = shipped.predict([{"model": model, "train_config": config, "target": t}
                            for t in ("quy", "yo", "ha")])
-    transfers, level_of, _ = shipped._class_transfers()
+    transfers, level_of = shipped.class_policy.transfers, shipped.class_policy.level_of
     absent = transfers["absent"]
     assert "me5-small|probe" in absent.donors
     for i in (0, 1):   # Quechua, Yoruba: absent from XLM-R's CC-100 list

@@ -1,5 +1,5 @@
-"""Issue #13: ``xlt-predict batch`` answers every input line, in order, and a bad line never
-stops the batch (exit 0, output always written); only unusable files exit non-zero."""
+"""``xlt-predict batch`` answers every input line, in order, and a bad line never stops the
+batch (exit 0, output always written); only unusable files exit non-zero."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
-"""Quick-start fixes (commit ab6e6fb): one default-path rule for every command, resolved the
-same from any working directory, with the paths tried in the error; and ``xlt-app`` serving
-HTTP with stdin closed and no first-run prompt."""
+"""The quick start: one default-path rule for every command, resolved the same from any
+working directory, with the paths tried in the error; and ``xlt-app`` serving HTTP with
+stdin closed and no first-run prompt."""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -14,8 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from app.cli import default_models_dir
+from app.ui import favicon
+from measure.data import DataError, resolve_data_dir
 from measure.knowledge import paths
 from measure.knowledge.paths import DATA, MODELS, PUBLISHED, DefaultPathNotFound
+from predictor.dataset import default_published_dir
+from predictor.serving import default_predictor_dir
 
 REPO = Path(__file__).resolve().parent.parent
 ENV_VARS = ("XLT_DATA_DIR", "XLT_PUBLISHED_DIR", "XLT_MODELS_DIR")
@@ -29,10 +35,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def _defaults() -> dict[str, Path]:
-    from app.cli import default_models_dir
-    from measure.data import resolve_data_dir
-    from predictor.api import default_predictor_dir
-    from predictor.dataset import default_published_dir
     return {"data": resolve_data_dir(None), "published": default_published_dir(),
             "models": default_models_dir(), "predictor": default_predictor_dir().parent}
 
@@ -74,7 +76,6 @@ def test_errors_name_the_paths_tried(clean_env: pytest.MonkeyPatch, tmp_path: Pa
             paths.resolve_default(kind)
         msg = str(info.value)
         assert f"${kind.env}" in msg and str(work / kind.relative) in msg and kind.flag in msg
-    from measure.data import DataError, resolve_data_dir
     with pytest.raises(DataError, match="tried"):
         resolve_data_dir(None)
 
@@ -142,9 +143,6 @@ def test_xlt_app_busy_port_and_bad_models_dir(tmp_path: Path) -> None:
 def test_no_page_fetches_its_icon_from_a_font_host() -> None:
     """Streamlit loads a ``:material/...:`` favicon from fonts.gstatic.com; every page's tab
     icon must be an emoji (inline SVG) or Streamlit's bundled default."""
-    import re
-
-    from app.ui import favicon
     icons = set()
     for page in [REPO / "app" / "Home.py", *sorted((REPO / "app" / "pages").glob("*.py"))]:
         icons |= set(re.findall(r'ui\.setup\([^)]*?"(:material/[a-z_]+:)"', page.read_text(), re.S))

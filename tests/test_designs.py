@@ -1,4 +1,4 @@
-"""The issue #12 measurement designs: generated configs, add-one pairs, Shapley subsets, greedy.
+"""The measurement designs: generated configs, add-one pairs, Shapley subsets, greedy.
 
 Nothing here runs a model: the greedy tests drive the real round/store/resume logic with a
 fake engine that writes deterministic scores into a real results store.
@@ -110,6 +110,18 @@ def test_shapley_values_are_exact() -> None:
     phi = designs.shapley_values(v, w, empty=0.0)
     assert phi == pytest.approx({"a": 2.5, "b": 3.5, "c": 4.0})
     assert sum(designs.shapley_values(v, w, empty=1.0).values()) == pytest.approx(v(("a", "b", "c")) - 1.0)
+
+
+def test_greedy_objectives_average_their_own_target_rows() -> None:
+    import pandas as pd
+    rows = pd.DataFrame({"target_dataset": ["americas_nli", "americas_nli", "xnli", "xnli"],
+                         "zero_shot": [True, True, True, False],
+                         "macro_f1": [30.0, 40.0, 50.0, 90.0]})
+    assert designs.OBJECTIVES["americas"](rows) == 35.0
+    assert designs.OBJECTIVES["xnli-zs"](rows) == 50.0     # a target that was a source is out
+    assert designs.OBJECTIVES["xnli-zs"].rows(rows).tolist() == [False, False, True, False]
+    assert all(o.description.startswith("mean macro-F1 over the")
+               for o in designs.OBJECTIVES.values())
 
 
 def test_greedy_forward_round_logic() -> None:

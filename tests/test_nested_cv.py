@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from predictor.dataset import load_sumeval
-from predictor.intervals import (calibrate_groups, quantile_for, target_weighted_quantile)
+from predictor.intervals import calibrate_groups, quantile_for, target_weighted_quantile
 from predictor.models import GroupMean
-from predictor.validation import (BASIS, LeakError, Spec, assert_no_leak, bootstrap_diff, dedupe,
-                                  inner_splits, nested_cv, prepare, protocol_report,
-                                  protocol_splits, specs_for)
+from predictor.selection import (BASIS, LeakError, SelectionSettings, Spec, assert_no_leak,
+                                 bootstrap_diff, dedupe, inner_splits, nested_cv, prepare,
+                                 protocol_report, protocol_splits, specs_for)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_grid_has_both_bases_and_scopes_for_ridge_only() -> None:
 
 def test_seen_target_memory_uses_the_targets_own_rows(prepared: pd.DataFrame) -> None:
     from predictor.models import SeenTargetModel
-    from predictor.validation import feature_matrix, meta_of
+    from predictor.selection import feature_matrix, meta_of
     d = prepared[prepared.model == "xlmr"].reset_index(drop=True)
     tf, X = feature_matrix(d, np.arange(len(d)))
     meta = meta_of(d)
@@ -247,7 +247,7 @@ def test_complexity_order_simplest_first() -> None:
 
 
 def test_one_standard_error_rule_prefers_the_simpler_spec_within_one_se() -> None:
-    from predictor.validation import choose_per_design, tw_mae
+    from predictor.selection import choose_per_design, tw_mae
     specs = specs_for("unseen-target")
     rng = np.random.default_rng(0)
     hgb = next(s.name for s in specs if s.family == "hgb")
@@ -273,7 +273,7 @@ def test_one_standard_error_rule_prefers_the_simpler_spec_within_one_se() -> Non
 
 
 def test_one_standard_error_rule_keeps_a_clearly_better_complex_spec() -> None:
-    from predictor.validation import choose_per_design
+    from predictor.selection import choose_per_design
     specs = specs_for("unseen-target")
     rng = np.random.default_rng(1)
     hgb = next(s.name for s in specs if s.family == "hgb")
@@ -289,11 +289,12 @@ def test_one_standard_error_rule_keeps_a_clearly_better_complex_spec() -> None:
 
 
 def test_rules_share_the_inner_predictions(prepared: pd.DataFrame) -> None:
-    from predictor.validation import nested_cv_rules
+    from predictor.selection import nested_cv_rules
     d = prepared[prepared.target_iso3.isin(prepared.target_iso3.unique()[:6])] \
         .reset_index(drop=True)
     both = nested_cv_rules(d, "unseen_target", families=("ridge",))
-    one = nested_cv(d, "unseen_target", families=("ridge",), rule="min")
+    one = nested_cv(d, "unseen_target", families=("ridge",),
+                    settings=SelectionSettings(unseen_rule="min"))
     assert set(both) == {"min", "1se"} and one.rule == "min"
     assert both["min"].choices == one.choices
     assert np.allclose(both["min"].oof["model"], one.oof["model"])

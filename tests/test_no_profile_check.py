@@ -1,10 +1,8 @@
-"""predictor.no_profile_check: unprofiled AmericasNLI languages sit at their class's level."""
+"""predictor.studies.no_profile_check: unprofiled AmericasNLI languages sit at their class."""
 
 from pathlib import Path
 
-import pytest
-
-from predictor.no_profile_check import check
+from predictor.studies.no_profile_check import check
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,11 +1,11 @@
-"""predictor.noise_floor: configuration features explain what they should, and nothing more."""
+"""predictor.studies.noise_floor: configuration features explain what they should, no more."""
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 
 from predictor.dataset import config_id
-from predictor.noise_floor import design_floor, noise_floor
+from predictor.studies.noise_floor import design_floor, noise_floor
 
 LANGS = ["en", "de", "fr", "es", "ru", "zh"]
 
@@ -59,7 +59,7 @@ def test_designs_are_never_pooled():
 
 
 def test_within_set_spread_per_k_band():
-    from predictor.noise_floor import within_set_spread
+    from predictor.studies.noise_floor import within_set_spread
     rows = []
     for t in ("de", "fr"):
         for j, score in enumerate([40.0, 50.0, 60.0]):           # k = 1: spread 10
@@ -75,7 +75,7 @@ def test_within_set_spread_per_k_band():
 
 def test_unseen_target_scatter_reports_every_target_and_the_needed_gain(published_dir):
     from predictor.dataset import load_sumeval
-    from predictor.noise_floor import unseen_target_scatter
+    from predictor.studies.noise_floor import unseen_target_scatter
     s = load_sumeval(published_dir)
     keep = ["en", "de", "fr", "sw", "ur", "zh"]
     frame = s[(s["model"] == "xlmr") & s["target"].isin(keep)].reset_index(drop=True)
@@ -92,7 +92,7 @@ def test_unseen_target_scatter_reports_every_target_and_the_needed_gain(publishe
 
 
 def test_seed_reliability_is_one_for_repeatable_and_near_zero_for_noise():
-    from predictor.noise_floor import seed_reliability
+    from predictor.studies.noise_floor import seed_reliability
     rng = np.random.default_rng(0)
     rows = []
     for t in ("de", "fr", "ru"):

@@ -1,5 +1,6 @@
-"""Issue #13: the model card is sealed with the model file, and model_file stays inside the
-model directory (no ../, absolute paths or symlinks out)."""
+"""The model card is sealed with the model file, and model_file stays inside the model
+directory (no ../, absolute paths or symlinks out): a downloaded model directory is loaded
+automatically, so an edited card or a path out of it must be refused."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from predictor.api import load_predictor
+from predictor.serving import load_predictor
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "models"

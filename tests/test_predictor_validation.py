@@ -10,8 +10,8 @@ import pytest
 
 from predictor.dataset import load_sumeval
 from predictor.intervals import calibrate_groups, conformal_quantile, intervals
-from predictor.validation import (LeakError, Spec, assert_no_leak, nested_cv, prepare,
-                                  protocol_splits)
+from predictor.selection import (LeakError, Spec, assert_no_leak, nested_cv, prepare,
+                                 protocol_splits)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,8 @@ def test_ranking_report_splits_fixed_k_by_k_band():
     import numpy as np
     import pandas as pd
 
-    from predictor.validation import format_ranking, ranking_report
+    from predictor.card import format_ranking
+    from predictor.selection import ranking_report
     rng = np.random.default_rng(0)
     rows, oof, dist = [], [], []
     for t in ("deu", "fra", "spa", "rus"):

@@ -1,4 +1,4 @@
-"""A user's profile of a language xlt has no data for, read with ``--profiles DIR`` (issue #11).
+"""A user's profile of a language xlt has no data for, read with ``--profiles DIR``.
 
 Why: ``xlt-measure profile --text FILE`` without ``--pairs`` writes a profile with no
 label-free estimates, while every shipped training target's profile has them. Left as
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from predictor.api import load_predictor
 from predictor.cli import main as predict_main
+from predictor.serving import load_predictor
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "models"

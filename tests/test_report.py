@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictor.analysis import headline, headline_markdown
+from predictor.metaanalysis.summary import headline, headline_markdown
 from predictor.dataset import build_dataset
+from predictor.metaanalysis.report import build_report
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "models" / "report" / "summary.json"
@@ -48,7 +49,6 @@ LANGS = ["ar", "bg", "el", "en", "es", "hi", "th", "tr", "vi", "zh"]
 
 
 def test_report_with_designs(tmp_path: Path) -> None:
-    from predictor.report import build_report
     rng = np.random.default_rng(0)
     grid = [(x,) for x in LANGS] + [tuple(sorted(rng.choice(LANGS, k, replace=False)))
                                     for k in (2, 3, 4, 6, 8) for _ in range(6)]
@@ -93,7 +93,6 @@ def test_report_with_designs(tmp_path: Path) -> None:
 
 
 def test_report_on_published_data(tmp_path: Path, published_dir: Path) -> None:
-    from predictor.report import build_report
     frame = build_dataset([], include_published=True, published_dir=published_dir)
     summary = build_report(frame, tmp_path, reps=100)
     assert {(e["model"], e["target_class"]) for e in summary["published"]} == {
@@ -103,6 +102,20 @@ def test_report_on_published_data(tmp_path: Path, published_dir: Path) -> None:
         assert -1 <= e["spearman_k_config_mean"] <= 1
     text = (tmp_path / "report.md").read_text()
     assert "SumEval" in text and "Pearson" in text
+
+
+def test_metaanalysis_command_line(tmp_path: Path, capsys) -> None:
+    from predictor.metaanalysis.answer import readme_section
+    from predictor.metaanalysis.cli import main
+    summary = {"command": "xlt-predict report", "classes": {"rule": "a rule"}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    assert main(["readme-section", str(tmp_path / "summary.json")]) == 0
+    out = capsys.readouterr().out
+    assert out == readme_section(summary)
+    assert "python -m predictor.metaanalysis readme-section" in out
+    # the report is the default command; with no data at all it is a usage error
+    assert main(["--no-include-published", "--out", str(tmp_path / "r")]) == 2
+    assert "no data" in capsys.readouterr().err and not (tmp_path / "r").exists()
 
 
 # -- one answer everywhere ---------------------------------------------------------------------

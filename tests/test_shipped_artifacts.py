@@ -22,6 +22,7 @@ from measure.build_languages import OUT as LANGUAGES_CSV
 from measure.build_languages import build as build_languages
 from measure.cell import CellSpec
 from measure.methods.sampling import eval_indices, sample_training
+from predictor.serving import load_predictor
 
 REPO = Path(__file__).resolve().parent.parent
 MEASUREMENTS = sorted(p for p in (REPO / "models" / "measurements").glob("*.parquet")
@@ -44,8 +45,6 @@ def test_measured_tables_have_what_the_app_reads(path: Path) -> None:
 
 
 def test_shipped_predictor_loads_with_its_checksum() -> None:
-    from predictor.api import load_predictor
-
     p = load_predictor(REPO / "models" / "predictor")
     out = p.predict_one("me5-small", "probe", {"en": 2490}, "sw")
     assert 0 <= out["lower"] <= out["prediction"] <= out["upper"] <= 100

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictor.api import load_predictor
+from predictor.serving import load_predictor
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "predictor"
 COLUMNS = ["prediction", "lower", "upper", "basis", "out_of_support", "reason",

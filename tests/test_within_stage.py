@@ -15,8 +15,7 @@ from scipy.stats import spearmanr
 from predictor import persist
 from predictor.dataset import load_sumeval
 from predictor.models import WITHIN_HGB, ZModel
-from predictor.validation import (Spec, choose_within, feature_matrix, meta_of, prepare,
-                                  protocol_splits)
+from predictor.selection import Spec, choose_within, feature_matrix, prepare, protocol_splits
 
 
 def _synthetic(n_targets: int = 12, n_configs: int = 80, seed: int = 0
@@ -63,17 +62,14 @@ def test_the_stage_is_limited_to_the_designs_it_is_chosen_for() -> None:
     assert set(m.within_regs_) == {"b|p"}
 
 
-def test_the_stage_round_trips_and_old_files_still_load(tmp_path: Path) -> None:
+def test_the_stage_round_trips(tmp_path: Path) -> None:
     X, y, meta = _synthetic(n_targets=5, n_configs=30)
     est = ZModel("lasso", {"alpha": 0.01}, within=WITHIN_HGB).fit(X, y, meta)
     persist.save({"model": est.to_state()}, tmp_path / "m", {"selected_model": "x"})
     loaded, _ = persist.load(tmp_path / "m")
     back = ZModel.from_state(loaded["model"])
     assert back.predict(X, meta) == pytest.approx(est.predict(X, meta))
-    # a state written before the stage existed has neither key
-    old = {k: v for k, v in est.to_state().items() if k not in ("within", "within_regs")}
-    assert ZModel.from_state(old).predict(X, meta) == pytest.approx(
-        est.predict(X, meta, within=False))
+    assert back.predict(X, meta, within=False) == pytest.approx(est.predict(X, meta, within=False))
 
 
 def test_the_decision_never_reads_the_outer_test_rows(published_dir: Path) -> None:
@@ -101,7 +97,7 @@ def test_explanations_add_up_with_the_within_stage() -> None:
     """The shipped unseen-target model (a Lasso plus the within-target stage): per-feature
     contributions of the first stage plus the stage's points are the whole deviation from
     the base, so the Recommend page's 'why' table adds up to the gap it explains."""
-    from predictor.api import load_predictor
+    from predictor.serving import load_predictor
     p = load_predictor(str(Path(__file__).resolve().parents[1] / "models" / "predictor"))
     fm = p.feature_model()
     rows = pd.DataFrame([{"model": "me5-small", "method": "probe", "task": "xnli",

@@ -25,8 +25,9 @@ import streamlit as st  # noqa: E402
 
 from app import data, ui  # noqa: E402
 from app.services import ModelChoice, PredictorService, ServiceError  # noqa: E402
-
 from measure.knowledge.nli import XNLI_15  # noqa: E402
+from predictor.formatting import signed  # noqa: E402
+
 DEFAULT_TARGETS = ["sw", "ur", "aym", "nah", "quy"]
 
 models = ui.setup("Predict", ":material/online_prediction:",
@@ -275,8 +276,8 @@ def marginal_gains(service: PredictorService, choice: ModelChoice, config: dict[
         width="stretch")
     best = gains.iloc[0]
     st.caption(f"Adding {best['language']} with {n_new:,} examples changes the mean over the "
-               f"{len(predicted)} targets by {best['mean_gain']:+.2f} points (worst target "
-               f"{best['worst_gain']:+.2f}).")
+               f"{len(predicted)} targets by {signed(best['mean_gain'])} points (worst target "
+               f"{signed(best['worst_gain'])}).")
 
 
 marginal_gains(service, choice, config, targets, table["target"].tolist())

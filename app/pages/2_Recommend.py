@@ -23,8 +23,9 @@ import streamlit as st  # noqa: E402
 
 from app import ui  # noqa: E402
 from app.services import MAIN_FEATURES, ServiceError  # noqa: E402
-
 from measure.knowledge.nli import XNLI_15  # noqa: E402
+from predictor.formatting import signed  # noqa: E402
+
 MAX_ROWS = 250_000  # (source sets x targets) predicted per request; keeps a click interactive
 
 models = ui.setup("Recommend source languages", ":material/explore:",
@@ -104,7 +105,7 @@ st.success(f"**Best:** {best['set']} ({int(best['n_per_language']):,} examples e
 if len(rec) > 1:
     second = rec.iloc[1]
     st.caption(f"Runner-up: {second['set']} — {obj_name} {second['objective']:.1f} "
-               f"({second['objective'] - best['objective']:+.2f}).")
+               f"({signed(second['objective'] - best['objective'])}).")
     tied = int(rec["within_noise_of_best"].sum()) if "within_noise_of_best" in rec else 0
     margin = float(rec["noise_margin"].max()) if "noise_margin" in rec else 0.0
     if tied > 1:
@@ -162,10 +163,7 @@ try:
 except Exception as exc:  # noqa: BLE001 - explanation is optional, never fatal
     why = None
     st.info(f"No explanation available: {exc}")
-if why is None:
-    st.info("The selected predictor is a baseline without features; it ranks sets by "
-            "averages only.")
-else:
+if why is not None:
     main = [f for f in MAIN_FEATURES if f in why.columns]
     varying = [f for f in main if why[f].nunique() > 1]
     constant = [f for f in main if f not in varying]

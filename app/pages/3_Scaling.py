@@ -22,17 +22,15 @@ import streamlit as st  # noqa: E402
 
 from app import analysis, data, ui  # noqa: E402
 from measure.knowledge.coverage import CLASS_LABELS  # noqa: E402
-from predictor.analysis import headline_markdown  # noqa: E402
-from predictor.report import answer_text  # noqa: E402
+from predictor.formatting import CLASS_COLOURS, interval  # noqa: E402
+from predictor.metaanalysis.answer import answer_text  # noqa: E402
+from predictor.metaanalysis.summary import headline_markdown  # noqa: E402
 
-GROUP_COLORS = alt.Scale(domain=list(data.GROUPS), range=["#7570b3", "#d95f02", "#1b6ca8"])
+CLASS_SCALE = alt.Scale(domain=list(data.TARGET_CLASSES),
+                        range=[CLASS_COLOURS[c] for c in data.TARGET_CLASSES])
 REGIME_TITLES = {"per_language": "Per-language budget (each language brings the same n)",
                  "fixed_total": "Fixed total budget (n split over the k languages)"}
 METRIC_LABELS = {"macro_f1": "macro-F1", "kappa": "Cohen's kappa ×100"}
-
-
-def _ci(lo, hi) -> str:
-    return "–" if lo is None or hi is None else f"[{lo:+.2f}, {hi:+.2f}]"
 
 
 models = ui.setup("Scaling with the number of supervised languages", ":material/trending_up:",
@@ -77,7 +75,7 @@ regimes = [r for r in ("per_language", "fixed_total") if r in set(sub["regime"])
 chosen_regimes = c3.multiselect("Budget regimes", regimes, default=regimes, key="sc_regimes",
                                 format_func=lambda r: REGIME_TITLES.get(r, r).split(" (")[0])
 
-order = {g: i for i, g in enumerate(data.GROUPS)}
+order = {c: i for i, c in enumerate(data.TARGET_CLASSES)}
 all_targets = sorted(sub["target_language"].unique(),
                      key=lambda c: (order.get(data.resource_groups().get(c, ""), 9), c))
 c4, c5 = st.columns([5, 2])
@@ -112,7 +110,7 @@ xaxis = alt.Axis(values=ks, format="d", title="supervised languages k (log scale
 def regime_chart(regime: str) -> alt.LayerChart:
     pts = points[points["regime"] == regime]
     summ = kq[kq["regime"] == regime]
-    color = alt.Color("target_group:N", scale=GROUP_COLORS, title="targets",
+    color = alt.Color("target_group:N", scale=CLASS_SCALE, title="targets",
                       legend=alt.Legend(orient="bottom", direction="horizontal"))
     base_pts = alt.Chart(pts).mark_circle(size=30, opacity=0.3).encode(
         x=alt.X("k:Q", scale=xscale, axis=xaxis), y=alt.Y("macro_f1:Q", scale=yscale,
@@ -159,8 +157,8 @@ if summary and "scaling" in summary:
         st.dataframe(pd.DataFrame([{
             "regime": e["regime"], "metric": e["metric"], "targets": e["target_class"],
             "slope per doubling (mixed)": e.get("slope"),
-            "95% CI (mixed)": _ci(e.get("ci_low"), e.get("ci_high")),
-            "95% CI (bootstrap)": _ci(e.get("boot_ci_low"), e.get("boot_ci_high")),
+            "95% CI (mixed)": interval(e.get("ci_low"), e.get("ci_high")),
+            "95% CI (bootstrap)": interval(e.get("boot_ci_low"), e.get("boot_ci_high")),
             "saturation k": e.get("saturation_k"),
             "segments": "; ".join(f"{g['k_from']}–{g['k_to']}: {g['gain_per_doubling']:+.2f}"
                                   for g in e.get("segments", [])),
@@ -176,8 +174,8 @@ if summary and "scaling" in summary:
         st.dataframe(pd.DataFrame([{
             "design": g["design"], "regime": g["regime"], "metric": g["metric"],
             "targets": g["target_class"], "set − best member": g["gap_best"],
-            "95% CI": _ci(*g["gap_best_ci"]), "set − mean member": g["gap_mean"],
-            "95% CI ": _ci(*g["gap_mean_ci"]), "rows": g["n_rows"]} for g in gaps]).round(2),
+            "95% CI": interval(*g["gap_best_ci"]), "set − mean member": g["gap_mean"],
+            "95% CI ": interval(*g["gap_mean_ci"]), "rows": g["n_rows"]} for g in gaps]).round(2),
             hide_index=True, width="stretch")
     adds = [a for a in summary.get("add_one", []) if a["model"] == mm[0] and a["pool"] == pool
             and a["regime"] in chosen_regimes]
@@ -186,7 +184,7 @@ if summary and "scaling" in summary:
         st.dataframe(pd.DataFrame([{
             "regime": a["regime"], "metric": a["metric"], "targets": a["target_class"],
             "base size": "all" if a["base_size"] is None else str(a["base_size"]),
-            "mean gain": a["gain"], "95% CI": _ci(*a["ci"]),
+            "mean gain": a["gain"], "95% CI": interval(*a["ci"]),
             "share > 0": a["share_positive"], "pairs": a["n_pairs"]} for a in adds]).round(2),
             hide_index=True, width="stretch")
     shap = [r for r in summary.get("shapley", []) if r["model"] == mm[0] and r["pool"] == pool]

@@ -3,7 +3,8 @@
 * What each feature family adds: the drop-one-family ablation that ``xlt-predict fit``
   writes to the model card (outer-fold MAE per protocol and dataset). ``fit`` writes no
   permutation importance; it can be computed here on demand on the measured table
-  (in-sample, labelled as such) -- prediction only, nothing is refitted.
+  (scikit-learn's ``permutation_importance``, in-sample, labelled as such) -- prediction
+  only, nothing is refitted.
 * Partial dependence on k and the main URIEL distances, computed with the loaded
   model on background rows (the measured configurations of the chosen model).
 * The report's correlation table (``models/report``), if present.
@@ -20,16 +21,15 @@ if _ROOT not in sys.path:
     sys.path.append(_ROOT)
 
 import altair as alt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from app import data, ui  # noqa: E402
 from app.services import (MAIN_FEATURES, ModelChoice, PredictorService,  # noqa: E402
                           load_service)
-
 from measure.knowledge.nli import XNLI_15  # noqa: E402
 from predictor.dataset import canonical_config  # noqa: E402
+from predictor.formatting import interval, signed  # noqa: E402
 
 PD_DEFAULT = ["k", "dist_genetic_min", "dist_syntactic_min", "dist_geographic_min"]
 MAX_BACKGROUND = 400
@@ -73,29 +73,17 @@ def cached_pd(_svc: PredictorService, key: str, choice: ModelChoice, feature: st
 @st.cache_data(show_spinner="Permuting features on the measured table…", max_entries=8)
 def cached_in_sample_importance(_svc: PredictorService, key: str, choice: ModelChoice,
                                 repeats: int = 3) -> pd.DataFrame:
-    """MAE increase when one feature column is shuffled (in-sample; prediction only)."""
+    """MAE increase when one feature column is shuffled, on this model's measured rows
+    (in-sample; prediction only): :meth:`PredictorService.permutation_importance`."""
     sub = measured[(measured["model"] == choice.model) & (measured["method"] == choice.method)]
-    configs = [canonical_config(tc, strict=False) for tc in sub["train_config"]]
-    sub = sub[[bool(c) for c in configs]]  # an unreadable row is left out
-    rows = [{"model": choice.model, "method": choice.method, "train_config": c,
-             "target": t} for c, t in zip(filter(None, configs), sub["target_language"])]
-    y = sub["macro_f1"].to_numpy(float)
-    feats = _svc.features(rows)
-    rest = _svc._pipeline_parts()[1]
-    X = feats.to_numpy(float)
-    base = np.mean(np.abs(rest.predict(X) - y))
-    rng = np.random.default_rng(0)
-    out = []
-    for j, name in enumerate(feats.columns):
-        if np.ptp(X[:, j]) == 0:
-            continue
-        inc = []
-        for _ in range(repeats):
-            Xp = X.copy()
-            Xp[:, j] = rng.permutation(Xp[:, j])
-            inc.append(np.mean(np.abs(rest.predict(Xp) - y)) - base)
-        out.append({"feature": name, "importance": float(np.mean(inc)), "std": float(np.std(inc))})
-    return pd.DataFrame(out).sort_values("importance", ascending=False).reset_index(drop=True)
+    rows, scores = [], []
+    for tc, target, score in zip(sub["train_config"], sub["target_language"], sub["macro_f1"]):
+        config = canonical_config(tc, strict=False)
+        if config:  # an unreadable row is left out
+            rows.append({"model": choice.model, "method": choice.method,
+                         "train_config": config, "target": target})
+            scores.append(score)
+    return _svc.permutation_importance(rows, scores, repeats=repeats)
 
 
 if service is None:
@@ -128,9 +116,7 @@ else:
             "with the loaded unseen-target model, nothing is refitted.")
     sub = measured if measured.empty else measured[
         (measured["model"] == choice.model) & (measured["method"] == choice.method)]
-    if service._pipeline_parts() is None:
-        st.caption("The selected predictor is a baseline without features.")
-    elif sub.empty:
+    if sub.empty:
         st.caption(f"No measured rows for {choice.model} · {choice.method} in "
                    f"`{models / data.MEASUREMENTS_SUBDIR}`.")
     elif st.button("Compute in-sample permutation importance", key="ft_perm"):
@@ -140,53 +126,54 @@ else:
     if imp is not None and not imp.empty:
         top = imp.head(15).copy()
         top["label"] = [MAIN_FEATURES.get(f, f) for f in top["feature"]]
+        top["low"], top["high"] = top["importance"] - top["std"], top["importance"] + top["std"]
+        y = alt.Y("label:N", sort=top["label"].tolist(), title=None,
+                  axis=alt.Axis(labelLimit=300, labelOverlap=False))
+        tooltip = ["feature", alt.Tooltip("importance:Q", format=".3f"),
+                   alt.Tooltip("std:Q", format=".3f", title="SD over shuffles")]
         bar = alt.Chart(top).mark_bar(color="#1b6ca8").encode(
-            x=alt.X("importance:Q", title="importance (error increase)"),
-            y=alt.Y("label:N", sort=top["label"].tolist(), title=None,
-                    axis=alt.Axis(labelLimit=300, labelOverlap=False)),
-            tooltip=["feature", alt.Tooltip("importance:Q", format=".3f")])
-        st.altair_chart(bar.properties(height=26 * len(top)), width="stretch")
+            x=alt.X("importance:Q", title="importance (MAE increase, points)"), y=y,
+            tooltip=tooltip)
+        spread = alt.Chart(top).mark_rule(color="#333").encode(x="low:Q", x2="high:Q", y=y)
+        st.altair_chart((bar + spread).properties(height=26 * len(top)), width="stretch")
+        st.caption("Bars: mean over the shuffles; lines: ± one SD over them.")
 
     st.subheader("Partial dependence")
     names = service.feature_names
-    if not names:
-        st.info("The selected predictor is a baseline without features; partial dependence "
-                "needs a feature-based model (refit with the learned candidates).")
-    else:
-        options = [f for f in MAIN_FEATURES if f in names] + \
-            [f for f in names if f not in MAIN_FEATURES and "=" not in f]
-        chosen = st.multiselect("Features", options, default=[f for f in PD_DEFAULT if f in names],
-                                key="ft_pd", format_func=lambda f: MAIN_FEATURES.get(f, f))
-        st.caption("Mean prediction of the loaded model when one feature is set to each value "
-                   "on every background row (the measured configurations of this model, or single "
-                   "sources × its targets); the spread over rows is in the tooltip.")
-        if not chosen:
-            st.info("Choose at least one feature.")
-        cols = st.columns(2)
-        for i, feat in enumerate(chosen):
-            grid = tuple(float(v) for v in range(1, max(choice.max_k, 2) + 1)) \
-                if feat == "k" else None
-            try:
-                pdf = cached_pd(service, card_key, choice, feat, grid)
-            except Exception as exc:  # noqa: BLE001 - one bad feature must not hide the rest
-                cols[i % 2].warning(f"{feat}: {exc}")
-                continue
-            lo, hi = float(pdf["prediction"].min()), float(pdf["prediction"].max())
-            pad = max(0.5, 0.15 * (hi - lo))
-            xaxis = alt.Axis(format="d", tickMinStep=1) if feat == "k" else alt.Axis()
-            line = alt.Chart(pdf).mark_line(point=True, color="#1b6ca8").encode(
-                x=alt.X("value:Q", title=MAIN_FEATURES.get(feat, feat),
-                        scale=alt.Scale(zero=False), axis=xaxis),
-                y=alt.Y("prediction:Q", title=f"mean predicted {choice.metric_label}",
-                        scale=alt.Scale(domain=[lo - pad, hi + pad], zero=False)),
-                tooltip=[alt.Tooltip("value:Q", format=".3g"),
-                         alt.Tooltip("prediction:Q", format=".2f", title="mean prediction"),
-                         alt.Tooltip("p10:Q", format=".1f", title="10th percentile"),
-                         alt.Tooltip("p90:Q", format=".1f", title="90th percentile")])
-            with cols[i % 2]:
-                st.markdown(f"**{MAIN_FEATURES.get(feat, feat)}** — changes the mean prediction "
-                            f"by {hi - lo:.2f} points over its range")
-                st.altair_chart(line.properties(height=220), width="stretch")
+    options = [f for f in MAIN_FEATURES if f in names] + \
+        [f for f in names if f not in MAIN_FEATURES and "=" not in f]
+    chosen = st.multiselect("Features", options, default=[f for f in PD_DEFAULT if f in names],
+                            key="ft_pd", format_func=lambda f: MAIN_FEATURES.get(f, f))
+    st.caption("Mean prediction of the loaded model when one feature is set to each value "
+               "on every background row (the measured configurations of this model, or single "
+               "sources × its targets); the spread over rows is in the tooltip.")
+    if not chosen:
+        st.info("Choose at least one feature.")
+    cols = st.columns(2)
+    for i, feat in enumerate(chosen):
+        grid = tuple(float(v) for v in range(1, max(choice.max_k, 2) + 1)) \
+            if feat == "k" else None
+        try:
+            pdf = cached_pd(service, card_key, choice, feat, grid)
+        except Exception as exc:  # noqa: BLE001 - one bad feature must not hide the rest
+            cols[i % 2].warning(f"{feat}: {exc}")
+            continue
+        lo, hi = float(pdf["prediction"].min()), float(pdf["prediction"].max())
+        pad = max(0.5, 0.15 * (hi - lo))
+        xaxis = alt.Axis(format="d", tickMinStep=1) if feat == "k" else alt.Axis()
+        line = alt.Chart(pdf).mark_line(point=True, color="#1b6ca8").encode(
+            x=alt.X("value:Q", title=MAIN_FEATURES.get(feat, feat),
+                    scale=alt.Scale(zero=False), axis=xaxis),
+            y=alt.Y("prediction:Q", title=f"mean predicted {choice.metric_label}",
+                    scale=alt.Scale(domain=[lo - pad, hi + pad], zero=False)),
+            tooltip=[alt.Tooltip("value:Q", format=".3g"),
+                     alt.Tooltip("prediction:Q", format=".2f", title="mean prediction"),
+                     alt.Tooltip("p10:Q", format=".1f", title="10th percentile"),
+                     alt.Tooltip("p90:Q", format=".1f", title="90th percentile")])
+        with cols[i % 2]:
+            st.markdown(f"**{MAIN_FEATURES.get(feat, feat)}** — changes the mean prediction "
+                        f"by {hi - lo:.2f} points over its range")
+            st.altair_chart(line.properties(height=220), width="stretch")
 
 st.subheader("Correlations with the measured score")
 table, source = data.read_correlations(models / data.REPORT_SUBDIR)
@@ -228,8 +215,7 @@ if service is not None:
             show = by_ds[["protocol", "basis", "dataset", "targets", "mae", "best_baseline"]].copy()
             show["baseline MAE"] = [r[f"mae_{r['best_baseline']}"] for r in
                                     service.card["cv_by_dataset"]]
-            show["difference [95% CI]"] = [f"{r['diff']:+.2f} [{r['diff_ci'][0]:+.2f}, "
-                                           f"{r['diff_ci'][1]:+.2f}]"
+            show["difference [95% CI]"] = [f"{signed(r['diff'])} {interval(*r['diff_ci'])}"
                                            for r in service.card["cv_by_dataset"]]
             st.dataframe(show.round(3), hide_index=True, width="stretch")
         rk = service.card.get("ranking", [])
@@ -240,10 +226,10 @@ if service is not None:
             st.dataframe(pd.DataFrame([{
                 "dataset": r["dataset"], "kind": r["kind"], "targets": r["targets"],
                 "predictor ρ": r["spearman"]["model"],
-                f"best distance ρ": r["spearman"][r["best_distance"]],
+                "best distance ρ": r["spearman"][r["best_distance"]],
                 "best distance": r["best_distance"], "random ρ": r["spearman"]["random"],
-                "Δρ [95% CI]": f"{r['spearman_diff']:+.3f} [{r['spearman_diff_ci'][0]:+.3f}, "
-                               f"{r['spearman_diff_ci'][1]:+.3f}]",
+                "Δρ [95% CI]": f"{signed(r['spearman_diff'], 3)} "
+                               f"{interval(*r['spearman_diff_ci'], 3)}",
                 "NDCG@3 predictor": r["ndcg3"]["model"],
                 "NDCG@3 distance": r["ndcg3"][r["best_distance"]]} for r in rk]).round(3),
                 hide_index=True, width="stretch")

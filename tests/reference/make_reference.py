@@ -110,7 +110,7 @@ RECOMMEND = [
 
 
 def api_outputs() -> dict[str, Any]:
-    from predictor.api import load_predictor
+    from predictor.serving import load_predictor
     p = load_predictor(MODELS / "predictor")
     rows = predictor_rows()
     out: dict[str, Any] = {"rows": rows, "predict": _frame(p.predict(rows))}
@@ -159,7 +159,7 @@ def cli_outputs(tmp: Path) -> dict[str, Any]:
 
 def app_outputs() -> dict[str, Any]:
     from app.services import ModelChoice, PredictorService
-    from predictor.api import load_predictor
+    from predictor.serving import load_predictor
     svc = PredictorService(load_predictor(MODELS / "predictor"), MODELS / "predictor")
     me5 = next(c for c in svc.models if c.model == "me5-small")
     xlmr = next(c for c in svc.models if c.model == "xlmr")

@@ -6,7 +6,7 @@ for measured source configurations, their predictions should sit where the *meas
 AmericasNLI targets of the same configurations sit (the same class: absent from
 pretraining, low-resource, a related script), and their intervals should cover that level.
 
-    python -m predictor.no_profile_check [--n 60] [--seed 0]
+    python -m predictor.studies.no_profile_check [--n 60] [--seed 0]
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import sys
 import numpy as np
 import pandas as pd
 
+from predictor.serving import load_predictor
+
 UNPROFILED = ("gn", "quy", "shp")
 MEASUREMENTS = "models/measurements/me5-small-probe.parquet"
 
@@ -27,7 +29,6 @@ def check(measurements: str = MEASUREMENTS, n: int = 60, seed: int = 0,
     """Mean prediction for the unprofiled languages over ``n`` measured configurations, the
     measured AmericasNLI mean of the same configurations, and how many intervals (all three
     languages') cover it."""
-    from predictor.api import load_predictor
     p = load_predictor(predictor_dir) if predictor_dir else load_predictor()
     m = pd.read_parquet(measurements)
     a = m[(m.target_dataset == "americas_nli") & (m.train_dataset == "xnli")
@@ -47,7 +48,7 @@ def check(measurements: str = MEASUREMENTS, n: int = 60, seed: int = 0,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m predictor.no_profile_check",
+    ap = argparse.ArgumentParser(prog="python -m predictor.studies.no_profile_check",
                                  description=__doc__.splitlines()[0])
     ap.add_argument("--measurements", default=MEASUREMENTS)
     ap.add_argument("--n", type=int, default=60, help="configurations to draw (default 60)")

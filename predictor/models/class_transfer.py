@@ -1,4 +1,4 @@
-"""Borrowing the effect of a pretraining class from designs that measured it.
+"""Borrowing the effect of a pretraining class from systems that measured it.
 
 Why: every SumEval target (XLM-R, T-ULRv6) is present in its model's pretraining corpus, so
 those designs have never seen a language the model was not pretrained on. Asked about

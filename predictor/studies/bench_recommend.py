@@ -4,7 +4,7 @@ Why one process and alternation: these machines are shared and noisy; two predic
 call by call see the same load, so their ratio means something where their absolute times
 may not.
 
-    python -m predictor.bench_recommend --old OLD_DIR --new models/predictor \\
+    python -m predictor.studies.bench_recommend --old OLD_DIR --new models/predictor \\
         [--targets quy,yo,eu] [--repeats 3]
 """
 
@@ -15,7 +15,7 @@ import sys
 import time
 
 from measure.knowledge.nli import XNLI_15
-from predictor.api import load_predictor
+from predictor.serving import load_predictor
 
 
 def bench(old_dir: str, new_dir: str, targets: list[str], ks: list[int], repeats: int = 3,
@@ -37,7 +37,7 @@ def bench(old_dir: str, new_dir: str, targets: list[str], ks: list[int], repeats
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m predictor.bench_recommend",
+    ap = argparse.ArgumentParser(prog="python -m predictor.studies.bench_recommend",
                                  description=__doc__.splitlines()[0])
     ap.add_argument("--old", required=True, help="fitted predictor directory (baseline)")
     ap.add_argument("--new", required=True, help="fitted predictor directory (compared)")

@@ -1,10 +1,10 @@
 """How much of a design's within-target variation can any configuration feature explain?
 
-Why: the seen-target goal of issue #11 asks for an MAE 30% below the per-target mean on
-every dataset. Whether that is reachable depends on how much of the variation around a
-target's mean comes from the configuration (which languages, how much data) and how much
-is run noise that no feature of the configuration can predict. This module measures it
-directly, before any predictor is involved:
+Why: whether a goal for the measured-target model (say, an MAE 30% below the per-target
+mean on every dataset) is reachable depends on how much of the variation around a target's
+mean comes from the configuration (which languages, how much data) and how much is run
+noise that no feature of the configuration can predict. This module measures it directly,
+before any predictor is involved:
 
 * ``within_target_sd`` -- sd of the scores around each target's mean (what a seen-target
   model can at most remove);
@@ -28,8 +28,9 @@ directly, before any predictor is involved:
 
 Targets are weighted equally (mean over targets of the per-target MAE).
 
-    python -m predictor.noise_floor [--measurements models/measurements/me5-small-probe.parquet]
-    python -m predictor.noise_floor --unseen-targets      # SumEval's per-target errors
+    python -m predictor.studies.noise_floor \
+        [--measurements models/measurements/me5-small-probe.parquet]
+    python -m predictor.studies.noise_floor --unseen-targets      # SumEval's per-target errors
 """
 
 from __future__ import annotations
@@ -37,15 +38,19 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable, Sequence
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
-from predictor.validation import K_BANDS, dedupe, per_target_mae
+from predictor.dataset import DataValidationError, build_dataset
+from predictor.selection import (K_BANDS, SelectionSettings, bootstrap_diff, dedupe, nested_cv,
+                                 per_target_mae, prepare)
 
 ALPHAS = np.logspace(-2, 4, 13)
 LOCO_MAX_CONFIGS = 60      # more configurations: 10 grouped outer folds instead of one per config
@@ -217,9 +222,6 @@ def seed_reliability(frame: pd.DataFrame) -> pd.DataFrame:
     exceed the measured scores' correlation with themselves. When two runs of the same
     source sets rank them with rho 0.04, a ranking goal at that k tests seed noise.
     """
-    from itertools import combinations
-
-    from scipy.stats import spearmanr
     f = frame[frame["zero_shot"].astype(bool)]
     keys = DESIGN + [c for c in ("pool", "regime") if c in f.columns]
     rows = []
@@ -256,17 +258,10 @@ def unseen_target_scatter(frame: pd.DataFrame, *, seed: int = 0) -> tuple[pd.Dat
     +-1.96 * sd(per-target differences) / sqrt(T) wide, so at the observed scatter the
     improvement must exceed that half-width, whatever the point estimate. Returns
     (per-target table, per-design summary). ``frame`` as for :func:`noise_floor`; the
-    inner CV is the default (4 target-grouped folds above 25 targets, else leave one out).
+    inner CV leaves one target out up to 25 targets (above: 4 target-grouped folds).
     """
-    from predictor import validation
-    from predictor.validation import bootstrap_diff, nested_cv, per_target_mae, prepare
-    old = validation.INNER_LOGO_MAX
-    validation.INNER_LOGO_MAX = max(old, 25)
-    try:
-        d, _ = prepare(frame)
-        res = nested_cv(d, "unseen_target", seed=seed)
-    finally:
-        validation.INNER_LOGO_MAX = old
+    d, _ = prepare(frame)
+    res = nested_cv(d, "unseen_target", settings=SelectionSettings(inner_logo_max=25), seed=seed)
     y = d["score"].to_numpy(float)
     rows, summary = [], []
     for design in sorted(d["mm"].astype(str).unique()):
@@ -292,9 +287,7 @@ def unseen_target_scatter(frame: pd.DataFrame, *, seed: int = 0) -> tuple[pd.Dat
 
 
 def main(argv: list[str] | None = None) -> int:
-    from predictor.dataset import DataValidationError, build_dataset
-
-    p = argparse.ArgumentParser(prog="python -m predictor.noise_floor",
+    p = argparse.ArgumentParser(prog="python -m predictor.studies.noise_floor",
                                 description="How much within-target variation configuration "
                                             "features can explain, per design (leave one "
                                             "configuration out).")

@@ -1,0 +1,196 @@
+"""The model card's validation tables, as plain text (``xlt-predict fit`` / ``evaluate``)
+and as Markdown (``xlt-predict evaluate --markdown``).
+
+Why one renderer: docs/results.md and the README quote these numbers; printing both forms
+from the card, with the same number formats (:mod:`predictor.formatting`), keeps every
+quoted figure one command away from its source instead of copied by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from predictor.formatting import interval, number, signed
+
+BASELINE_COLUMNS = (("mae_mm_mean", "design mean"), ("mae_mm_class_mean", "+ pretraining class"),
+                    ("mae_target_mean", "target mean"))
+
+
+# -- plain text ---------------------------------------------------------------------------------
+def format_table(table: pd.DataFrame) -> str:
+    """The CV summary as aligned text, one block per protocol."""
+    cols = [c for c in ["protocol", "model", "folds", "mae", "rmse", "spearman",
+                        "spearman_within_target"] if c in table.columns]
+    t = table[cols].copy()
+    for c in ("mae", "rmse", "spearman", "spearman_within_target"):
+        if c in t:
+            t[c] = t[c].map(lambda v: "nan" if pd.isna(v) else f"{v:.3f}")
+    return t.to_string(index=False)
+
+
+def format_report(records: Sequence[Mapping[str, Any]]) -> str:
+    """The per-protocol, per-dataset table as aligned text."""
+    lines = [f"{'protocol':<14} {'dataset':<32} {'tgts':>4} {'MAE':>6} {'mm':>6} {'mm+cls':>6} "
+             f"{'tgt':>6}  {'vs best baseline (95% CI over targets)':<44}"]
+    for r in records:
+        tm = r.get("mae_target_mean")
+        ci = r["diff_ci"]
+        lines.append(
+            f"{r['protocol']:<14} {r['dataset']:<32} {r['targets']:>4} {r['mae']:>6.2f} "
+            f"{r['mae_mm_mean']:>6.2f} {r['mae_mm_class_mean']:>6.2f} "
+            f"{'' if tm is None else f'{tm:.2f}':>6}  {r['diff']:+.2f} "
+            f"[{ci[0]:+.2f}, {ci[1]:+.2f}] "
+            f"vs {r['best_baseline']} ({100 * r['rel_improvement']:+.0f}%, "
+            f"{r['targets_better']}/{r['targets']} targets better)")
+    return "\n".join(lines)
+
+
+def format_ranking(records: Sequence[Mapping[str, Any]]) -> str:
+    """The within-target ranking table as aligned text, fixed-k rows split by k."""
+    lines = [f"{'dataset':<32} {'kind':<12} {'tgts':>4} {'sets':>5} {'model ρ':>8} "
+             f"{'best dist ρ':>16} {'random ρ':>8}  {'Δρ (95% CI)':<24} "
+             "NDCG@3 model/dist/rand"]
+    for r in records:
+        b = r["best_distance"]
+        ci = r["spearman_diff_ci"]
+        lines.append(
+            f"{r['dataset']:<32} {r['kind']:<12} {r['targets']:>4} {r['sets']:>5} "
+            f"{r['spearman']['model']:>8.3f} {b[:9]:>9} {r['spearman'][b]:>6.3f} "
+            f"{r['spearman']['random']:>8.3f}  {r['spearman_diff']:+.3f} "
+            f"[{ci[0]:+.3f}, {ci[1]:+.3f}]"
+            f"   {r['ndcg3']['model']:.3f}/{r['ndcg3'][b]:.3f}/{r['ndcg3']['random']:.3f}")
+        for band in r.get("by_k", []):
+            ci = band["spearman_diff_ci"]
+            lines.append(f"{'':<32} {'  k = ' + band['k']:<12} {band['targets']:>4} "
+                         f"{band['sets']:>5} {band['spearman_model']:>8.3f} "
+                         f"{band['best_distance'][:9]:>9} {band['spearman_best_distance']:>6.3f} "
+                         f"{'':>8}  {band['spearman_diff']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]")
+    return "\n".join(lines)
+
+
+def _ablation_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """MAE with all features and its change per dropped family, one row per (protocol,
+    dataset)."""
+    ab = pd.DataFrame(rows)
+    t = ab.pivot_table(index=["protocol", "dataset"], columns="dropped",
+                       values="delta_vs_all").round(3)
+    t.insert(0, "MAE all", ab[ab.dropped == "none"].set_index(["protocol", "dataset"])["mae"]
+             .round(3))
+    return t.drop(columns=["none"], errors="ignore").to_string()
+
+
+def card_text(card: Mapping[str, Any]) -> str:
+    """The whole card as ``xlt-predict evaluate`` prints it."""
+    lines = ["== cross-validation summary (MAE: each dataset and each target weighted equally)",
+             format_table(pd.DataFrame(card["cv"])),
+             "\n== per dataset, vs the best fair baseline (95% CI over target languages)",
+             format_report(card.get("cv_by_dataset", []))]
+    if card.get("ranking"):
+        lines += ["\n== within-target ranking of source sets (unseen-target protocol)",
+                  format_ranking(card["ranking"])]
+    iv = card["intervals"]
+    lines.append(f"\n== {1 - iv['alpha']:.0%} intervals: held-out coverage per group "
+                 "(target-weighted; each target of the group left out in turn)")
+    for basis, recs in iv.get("coverage", {}).items():
+        for r in recs:
+            lines.append(f"  {basis:<15} {r['group']:<30} {r['targets']:>2} targets  "
+                         f"+-{r['half_width']:6.2f}  coverage {r['coverage']:.3f}  "
+                         f"(worst {r['worst_target']}: {r['worst_target_coverage']:.3f})")
+    if card.get("ablation"):
+        lines += ["\n== ablation: MAE change when a feature family is dropped (fixed "
+                  "hyper-parameters)", _ablation_text(card["ablation"])]
+    lines.append(f"\nselected: {card['selected_model']} (unseen targets), "
+                 f"{card.get('seen_target_model')} (measured targets); {card['selection']}")
+    return "\n".join(lines)
+
+
+# -- Markdown -----------------------------------------------------------------------------------
+def _header(head: Sequence[str]) -> list[str]:
+    """A Markdown table's header row and separator."""
+    return ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+
+
+def cv_table(card: Mapping[str, Any]) -> str:
+    """Per protocol and dataset: the predictor's target-weighted MAE, each baseline, and the
+    difference to the best fair baseline with its target-bootstrap CI."""
+    head = ["protocol", "dataset", "targets", "predictor MAE", *(n for _, n in BASELINE_COLUMNS),
+            "vs best baseline [95% CI]", "change"]
+    lines = _header(head)
+    for r in card.get("cv_by_dataset", []):
+        base = [number(r.get(k)) for k, _ in BASELINE_COLUMNS]
+        lines.append(f"| {r['protocol']} | {r['dataset']} | {r['targets']} | "
+                     f"**{number(r['mae'])}** | " + " | ".join(base)
+                     + f" | {signed(r['diff'])} {interval(*r['diff_ci'])} "
+                       f"({r['best_baseline']}) | {-100 * r['rel_improvement']:+.0f}% |")
+    return "\n".join(lines)
+
+
+def ranking_table(card: Mapping[str, Any]) -> str:
+    """Within-target ranking of source sets, with the fixed-k rows split by k."""
+    head = ["dataset", "sets", "targets", "predictor ρ", "best URIEL distance ρ", "random ρ",
+            "Δρ [95% CI]"]
+    lines = _header(head)
+    for r in card.get("ranking", []):
+        b = r["best_distance"]
+        lines.append(f"| {r['dataset']} | {r['kind']} ({r['sets']}) | {r['targets']} | "
+                     f"**{number(r['spearman']['model'], 3)}** | "
+                     f"{number(r['spearman'][b], 3)} ({b}) | "
+                     f"{number(r['spearman']['random'], 3)} | "
+                     f"{signed(r['spearman_diff'], 3)} {interval(*r['spearman_diff_ci'], 3)} |")
+        for band in r.get("by_k", []):
+            lines.append(f"| ↳ | k = {band['k']} ({band['sets']}, {band['members_per_set']:.1f} "
+                         f"configs each) | {band['targets']} | "
+                         f"{number(band['spearman_model'], 3)} | "
+                         f"{number(band['spearman_best_distance'], 3)} "
+                         f"({band['best_distance']}) | – | "
+                         f"{signed(band['spearman_diff'], 3)} "
+                         f"{interval(*band['spearman_diff_ci'], 3)} |")
+    return "\n".join(lines)
+
+
+def intervals_table(card: Mapping[str, Any]) -> str:
+    """Held-out coverage of the 90% intervals per (basis, system, pretraining class)."""
+    head = ["basis", "group", "targets", "± half-width", "held-out coverage", "worst target"]
+    lines = _header(head)
+    iv = card.get("intervals", {})
+    for basis in ("unseen-target", "measured-target"):
+        for group, g in (iv.get(basis) or {}).get("groups", {}).items():
+            lines.append(f"| {basis} | {group.replace('|', ' · ')} | {g['targets']} | "
+                         f"{number(g['quantile'])} | {number(g['coverage'], 3)} | "
+                         f"{g.get('worst_target', '–')} "
+                         f"{number(g.get('worst_target_coverage'))} |")
+    return "\n".join(lines)
+
+
+def ablation_table(card: Mapping[str, Any]) -> str:
+    """MAE with every feature family and its change when one family is dropped."""
+    rows = card.get("ablation", [])
+    fams = sorted({r["dropped"] for r in rows} - {"none"})
+    head = ["protocol", "dataset", "MAE, all features", *(f"− {f}" for f in fams)]
+    lines = _header(head)
+    keys = sorted({(r["protocol"], r["dataset"]) for r in rows})
+    by = {(r["protocol"], r["dataset"], r["dropped"]): r for r in rows}
+    for p, d in keys:
+        allf = by.get((p, d, "none"))
+        if allf is None:
+            continue
+        cells = [signed(by[(p, d, f)]["mae"] - allf["mae"]) if (p, d, f) in by else "–"
+                 for f in fams]
+        lines.append(f"| {p} | {d} | {number(allf['mae'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def card_markdown(card: Mapping[str, Any]) -> str:
+    """The card's validation tables as one Markdown section."""
+    td = card.get("training_data", {})
+    parts = [f"Training rows: {td.get('rows')} ({td.get('duplicates_dropped')} exact duplicates "
+             f"dropped → {td.get('rows_after_dedup')}); pools: {td.get('pools', '–')} "
+             f"({td.get('rows_other_pools_excluded', 0)} rows of other pools excluded).",
+             "", "### Cross-validation per dataset", "", cv_table(card),
+             "", "### Ranking source sets within a target", "", ranking_table(card),
+             "", "### Intervals", "", intervals_table(card),
+             "", "### Ablation (fixed hyper-parameters, not nested)", "", ablation_table(card)]
+    return "\n".join(parts)

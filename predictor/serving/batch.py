@@ -1,0 +1,155 @@
+"""Answer a JSONL batch: one output line per input line, in order, whatever the line holds.
+
+Why the per-line rules live here, not in the CLI: ``xlt-predict batch`` and the coming HTTP
+API must reject the same lines with the same words. A bad line (not UTF-8, blank, malformed
+JSON, an absurd size, a language listed twice) gets ``{"id", "error"}`` and never stops
+the batch; a size far beyond the training data gets a ``warning`` beside its answer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from measure.knowledge.languages import resolve_target
+from predictor.serving.predictor import Predictor
+
+#: train_config sizes above this are refused per line (MultiNLI, the largest NLI training set
+#: in the data, has ~393k pairs); above BATCH_WARN_EXAMPLES a line gets a "warning" field.
+BATCH_MAX_EXAMPLES = 10_000_000
+BATCH_WARN_EXAMPLES = 1_000_000
+
+
+@dataclass(frozen=True)
+class BatchLine:
+    """One input line: its number, the parsed record (None when unreadable), the error that
+    answers it instead of a prediction, and a warning to add to its answer."""
+
+    lineno: int
+    record: Any
+    error: str | None
+    warning: str | None
+
+
+@dataclass(frozen=True)
+class BatchAnswer:
+    """The output lines (JSON text, one per input line) and how many of them are errors."""
+
+    lines: list[str]
+    n_errors: int
+
+
+def answer_batch(p: Predictor, data: bytes) -> BatchAnswer:
+    """Every line of the JSONL ``data`` answered by ``p``: ``{"id", ...prediction}`` or
+    ``{"id", "error"}``, errors prefixed with their line number."""
+    lines = read_lines(data)
+    results: dict[int, dict[str, Any]] = {}
+    todo = [i for i, line in enumerate(lines) if line.error is None]
+    try:
+        for i, res in zip(todo, p.predict_records([lines[i].record for i in todo])):
+            results[i] = res
+    except Exception:  # noqa: BLE001 - isolate the line the vectorised path cannot take
+        for i in todo:
+            try:
+                results[i] = p.predict_records([lines[i].record])[0]
+            except Exception as exc:  # noqa: BLE001 - that line's error, the rest go on
+                results[i] = {"error": f"{type(exc).__name__}: {exc}"}
+    out = []
+    for i, line in enumerate(lines):
+        res = {"error": line.error} if line.error is not None else dict(results[i])
+        if "error" in res and not str(res["error"]).startswith("line "):
+            res["error"] = f"line {line.lineno}: {res['error']}"
+        if line.warning and "error" not in res:
+            res["warning"] = line.warning
+        out.append(json.dumps({"id": line_id(line.record), **res}, ensure_ascii=False,
+                              default=str))
+    n_err = sum(1 for line in lines if line.error) \
+        + sum(1 for r in results.values() if "error" in r)
+    return BatchAnswer(out, n_err)
+
+
+def line_id(rec: Any) -> Any:
+    """The request's own ``id`` (None when the line is not an object)."""
+    return rec.get("id") if isinstance(rec, dict) else None
+
+
+def read_lines(data: bytes) -> list[BatchLine]:
+    """Every input line, blank lines included, parsed and prechecked."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the final newline ends the last line, it does not start a new one
+    out = []
+    for lineno, raw in enumerate(lines, 1):
+        raw = raw.rstrip(b"\r")
+        if raw.startswith(b"\xef\xbb\xbf") and lineno == 1:
+            raw = raw[3:]  # a UTF-8 byte-order mark
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            out.append(BatchLine(lineno, None, f"line {lineno}: not UTF-8 text (byte "
+                                 f"{exc.start}); save the file as UTF-8", None))
+            continue
+        if not text.strip():
+            out.append(BatchLine(lineno, None, f"line {lineno}: blank line (no request); the "
+                                 "line is kept so output line N answers input line N", None))
+            continue
+        try:
+            rec = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        except (ValueError, RecursionError) as exc:
+            msg = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            out.append(BatchLine(lineno, None, f"line {lineno}: malformed JSON ({msg})", None))
+            continue
+        try:
+            warning = precheck(rec)
+        except (ValueError, OverflowError, TypeError) as exc:
+            out.append(BatchLine(lineno, rec, f"line {lineno}: {exc}", None))
+            continue
+        out.append(BatchLine(lineno, rec, None, warning))
+    return out
+
+
+def precheck(rec: Any) -> str | None:
+    """Problems ``predict_records`` would not catch cleanly: a warning text, or raises
+    ValueError (not an object, a non-finite or absurd size, one language listed twice)."""
+    if not isinstance(rec, dict):
+        raise ValueError(f"a line must be a JSON object, got {type(rec).__name__}")
+    tc = rec.get("train_config")
+    if not isinstance(tc, dict):
+        return None  # the predictor's own validation names the problem
+    seen: dict[str, str] = {}
+    warning = None
+    for lang, n in tc.items():
+        if isinstance(n, (int, float)) and not isinstance(n, bool):
+            if isinstance(n, float) and not math.isfinite(n):
+                raise ValueError(f"train_config: n for {lang!r} must be a whole number >= 0, "
+                                 f"got {n!r}")
+            if abs(n) > BATCH_MAX_EXAMPLES:
+                shown = f"{n:.3g}" if abs(n) < 1e300 else "a number too large to show"
+                raise ValueError(f"train_config: n = {shown} for {lang!r} is beyond any "
+                                 f"training set (max {BATCH_MAX_EXAMPLES:,} examples per "
+                                 "language)")
+            if n > BATCH_WARN_EXAMPLES:
+                warning = (f"train_config: {n:,.0f} examples for {lang!r} is far beyond the "
+                           "training data's sizes; the prediction is an extrapolation")
+        try:
+            iso = resolve_target(lang).iso639_3
+        except Exception:  # noqa: BLE001 - an unknown code: the predictor's message names it
+            continue
+        if iso in seen:
+            raise ValueError(f"train_config: {seen[iso]!r} and {lang!r} are the same language "
+                             f"({iso}); list each language once")
+        seen[iso] = lang
+    return warning
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:20]} is too large")
+    return value
