@@ -17,11 +17,14 @@ from measure.benchmarks.seq2seq_bench import run_seq2seq_bench
 from measure.cell import cell_hash
 from measure.data import DataError, available_splits, load_parquet_split, resolve_data_dir
 from measure.designs import add_greedy_arguments
+from measure.encoders.embcache import EmbeddingCacheError, default_cache_path
 from measure.knowledge.languages import UnknownLanguageError, registry_table, resolve_target
+from measure.outputs import OutputError
 from measure.profile import add_profile_arguments
 from measure.running.config import ConfigError, check_model, load_batch
-from measure.running.engine import run_local
-from measure.store import ResultStore, StoreError, export_results
+from measure.running.engine import check_cache_dir, run_local
+from measure.stack import install_hint, measure_stack_problem
+from measure.store import ResultStore, StoreError, check_export_target, export_results
 
 DEFAULT_STORE = Path("results/xlt.sqlite")
 
@@ -69,17 +72,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     try:  # exporting onto the store (or its WAL/lock files) would destroy the results
-        out_real, store_real = args.out.resolve(), args.store.resolve()
-    except OSError as exc:
-        return _fail(str(exc))
-    if out_real.parent == store_real.parent and out_real.name in {
-            store_real.name + s for s in ("", "-wal", "-shm", "-journal", ".lock")}:
-        return _fail(f"--out {args.out} is the results store itself (or one of its files); "
-                     "export to another file, e.g. results/table.parquet")
-    try:
+        check_export_target(args.out, args.store)
         with ResultStore(args.store, readonly=True) as store:
-            out = export_results(store, args.out)
-    except (StoreError, ValueError) as exc:
+            out = export_results(store, args.out)   # atomic: a killed export keeps the old file
+    except (StoreError, ValueError) as exc:          # OutputError is a ValueError
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"cannot write {args.out} ({exc.strerror or exc})")
@@ -153,7 +149,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             from measure.running.ray_engine import run_ray
         except ImportError as exc:
-            return _fail(f"the Ray engine is not available: {exc}")
+            return _fail(f"the Ray engine is not available ({exc}); Ray comes with the "
+                         f"measure extra: {install_hint()}")
+    try:  # a cache directory that is a file, read-only or full fails now, not after embedding
+        check_cache_dir(default_cache_path())
+    except OutputError as exc:
+        return _fail(str(exc))
     try:  # the lock file keeps a second run off a busy store (exit 2)
         store = ResultStore(args.store, lock=True)
     except StoreError as exc:
@@ -168,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     return _fail(str(exc))
             else:
                 summary = run_local(batch, store, workers=args.workers)
-        except StoreError as exc:
+        except (StoreError, OutputError, EmbeddingCacheError) as exc:
             return _fail(str(exc))
     print(f"planned {summary.planned}, skipped {summary.skipped}, done {summary.done}, "
           f"failed {summary.failed} in {summary.seconds:.0f} s; store {args.store}")
@@ -185,8 +186,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     try:  # a bad --model fails now, not after a network timeout inside transformers
         check_model(args.model, "probe")
+        check_cache_dir(default_cache_path())   # the model and its exports are written there
     except ConfigError as exc:
         return _fail(str(exc).replace("model = ", "--model "))
+    except OutputError as exc:
+        return _fail(str(exc))
     try:
         run_bench(args.model, args.data_dir, n_texts=args.texts or 2000, eval_cap=args.eval_cap,
                   train_cap=args.train_cap, rounds=args.rounds)
@@ -209,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="NLI data root (default $XLT_DATA_DIR, else ../shared/data/nli)")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="where cells run: local worker processes, or a Ray cluster "
-                        "(--address; pip install 'xlt[ray]') (default local)")
+                        "(--address; Ray comes with the measure extra) (default local)")
     p.add_argument("--workers", type=_int_at_least(1), default=None,
                    help="local worker processes, >= 1 (default: CPUs for probe batches, 1 for "
                         "finetune/seq2seq)")
@@ -266,9 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: commands that embed, train or evaluate: they need the ``measure`` extra (torch, ...)
+NEEDS_MEASURE_STACK = {"run", "bench", "greedy", "profile"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in NEEDS_MEASURE_STACK:   # one line with the install command, no traceback
+        problem = measure_stack_problem()
+        if problem:
+            return _fail(problem.replace("this command", f"xlt-measure {args.command}", 1))
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `xlt-measure data | head`: the reader left, not an error

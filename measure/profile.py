@@ -8,7 +8,8 @@ distances), and -- given unlabelled NLI pairs -- how an English-trained classifi
 on it, which is a label-free estimate of transfer (Garg et al. 2022, ATC; Guillory et al.
 2021, DoC). Nothing here reads a target label.
 
-Files (``models/profiles/<model>/`` by default, or ``--profiles DIR``):
+Files (shipped: ``models/profiles/<model>/``; a user's go to ``--profiles DIR``, else
+``measure.knowledge.paths.user_profiles_dir()``; a shipped profile is never replaced):
 
 * ``_reference.npz`` -- per model: the reference centroids of the 15 XNLI languages
   (mean embedding of XNLI *validation premises*), the reference probe (logistic regression
@@ -21,7 +22,9 @@ Files (``models/profiles/<model>/`` by default, or ``--profiles DIR``):
 * ``<code>.json`` -- one profile per (model, language) with its provenance (lines, file
   sha256, model fingerprint, backend, xlt version). Schema 2 adds ``label_free_by_source``
   ({source: atc, doc, mean_confidence, label_entropy} of each per-source probe on the
-  target's pairs; null without pairs); schema-1 files (without it) are still read.
+  target's pairs; null without pairs); schema-1 files (without it) are still read. Optional
+  within schema 2: ``pairs_check`` and ``provenance.text_sample``/``pairs_sample``
+  (:mod:`measure.profile_inputs`: do the pairs look like NLI pairs; how much was read).
 
 Why per source: on the 22 measured targets, the entropy of the per-source probe's
 predicted-label distribution on the target's unlabelled pairs ranks single sources by their
@@ -39,7 +42,7 @@ XNLI language measures language, not shared content.
 
 Commands::
 
-    xlt-measure profile --language quy --text quy.txt [--pairs quy.tsv] [--profiles DIR]
+    xlt-measure profile --language quy --text quy.txt [--pairs quy.tsv] [--profiles DIR] [--force]
     python -m measure.profile build-shipped [--data-dir ../shared/data/nli] [--profiles DIR]
     python -m measure.profile check [--profiles DIR]   # label-free estimates vs measured F1
 """
@@ -47,15 +50,12 @@ Commands::
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
 import json
 import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,91 +66,29 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
 from measure.data import DataError, load_parquet_split, resolve_data_dir
-from measure.encoders.encoder import make_encoder, model_fingerprint, resolve_model
+from measure.encoders.encoder import (BACKENDS, check_cache_root, make_encoder, model_fingerprint,
+                                      resolve_model)
 from measure.knowledge.languages import UnknownLanguageError, resolve_target
-from measure.knowledge.nli import LABELS
-from measure.knowledge.paths import MODELS, DefaultPathNotFound, find_default, resolve_default
+from measure.knowledge.paths import DefaultPathNotFound, shipped_profiles_dir, user_profiles_dir
 from measure.methods.probe import DEFAULT_PROBE, make_classifier, pair_features
+from measure.outputs import (OutputError, atomic_write_text, check_writable_dir,
+                             refuse_input_as_output, same_file)
+from measure.profile_inputs import (MAX_TEXT_LINES, MIN_LINES, MIN_PAIRS, ProfileInputError,
+                                    describe_sample, pairs_check, read_pairs_sample,
+                                    read_text_sample)
+from measure.profile_reference import (REFERENCE_FILE, SOURCE_STATS, Reference, find_reference,
+                                       label_free, label_free_by_source)
+from measure.stack import measure_stack_problem
 from measure.store import code_version
 
-REFERENCE_FILE = "_reference.npz"
 REFERENCE_LANGUAGES = tuple("ar bg de el en es fr hi ru sw th tr ur vi zh".split())
 AMERICAS = tuple("aym bzd cni hch nah oto tar".split())
 SUPPORTED_MODELS = ("me5-small",)
 DEFAULT_BACKEND = "ort-int8-s8"
-MIN_LINES = 10          # below this a centroid or a fertility is noise: refuse
-WARN_LINES = 100        # below this: warn (a few hundred lines suffice)
-MIN_PAIRS = 10
-WARN_PAIRS = 100
 SHIPPED_TEXT_LINES = 300
 SHIPPED_PAIRS = 600
 SHIPPED_SEED = 0
 PROFILE_SCHEMA = 2      # 2: label_free_by_source (schema-1 files are still read)
-
-
-class ProfileInputError(ValueError):
-    """An input file or argument the profile cannot use; the message names the fix."""
-
-
-# -- input files ---------------------------------------------------------------------------
-def _read_utf8(path: Path, what: str) -> str:
-    if not path.exists():
-        raise ProfileInputError(f"{what} file {path} does not exist")
-    if not path.is_file():
-        raise ProfileInputError(f"{what} {path} is not a file")
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise ProfileInputError(f"{what} file {path} is not UTF-8 (byte {exc.start}, line "
-                                f"{line}); re-save it as UTF-8") from None
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def read_text_lines(path: Path, *, min_lines: int = MIN_LINES) -> list[str]:
-    """Non-blank lines of a UTF-8 file (one sentence per line), stripped."""
-    lines = [ln.strip() for ln in _read_utf8(path, "--text").splitlines()]
-    lines = [ln for ln in lines if ln]
-    if not lines:
-        raise ProfileInputError(f"--text file {path} has no non-blank line: give one sentence "
-                                "per line (a few hundred lines suffice)")
-    _check_count(f"--text file {path} has {len(lines)} non-blank lines", len(lines), min_lines,
-                 " (a few hundred give stable values)", WARN_LINES,
-                 f"--text has only {len(lines)} lines: the profile will be noisy "
-                 "(a few hundred lines are recommended)")
-    return lines
-
-
-def _check_count(have: str, n: int, minimum: int, why: str, recommended: int, noisy: str) -> None:
-    """Fewer than ``minimum`` inputs is an error naming the file; fewer than
-    ``recommended`` a warning (the estimates would be noisy), raised at the caller's caller."""
-    if n < minimum:
-        raise ProfileInputError(f"{have}; at least {minimum} are needed{why}")
-    if n < recommended:
-        warnings.warn(noisy, stacklevel=3)
-
-
-def read_pairs(path: Path, *, min_pairs: int = MIN_PAIRS) -> list[tuple[str, str]]:
-    """``premise<TAB>hypothesis`` lines (blank lines skipped); a bad line is named."""
-    pairs: list[tuple[str, str]] = []
-    for no, raw in enumerate(_read_utf8(path, "--pairs").splitlines(), start=1):
-        if not raw.strip():
-            continue
-        parts = raw.split("\t")
-        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
-            raise ProfileInputError(
-                f"--pairs file {path}, line {no}: expected 'premise<TAB>hypothesis' (two "
-                f"non-empty fields separated by one tab), got {len(parts)} field(s): "
-                f"{raw[:60]!r}")
-        pairs.append((parts[0].strip(), parts[1].strip()))
-    _check_count(f"--pairs file {path} has {len(pairs)} pairs", len(pairs), min_pairs,
-                 " for label-free estimates", WARN_PAIRS,
-                 f"--pairs has only {len(pairs)} pairs: label-free estimates will be noisy")
-    return pairs
 
 
 # -- tokenizer statistics -------------------------------------------------------------------
@@ -212,76 +150,6 @@ def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-# -- reference -------------------------------------------------------------------------------
-@dataclass
-class Reference:
-    """Reference centroids and the English-trained probe of one model."""
-
-    languages: list[str]
-    centroids: np.ndarray          # len(languages) x dim
-    coef: np.ndarray               # 3 x 4*dim
-    intercept: np.ndarray          # 3
-    atc_threshold: float           # confidence threshold (Garg et al. 2022)
-    source_accuracy: float         # out-of-fold accuracy on English, 0-1
-    source_confidence: float       # out-of-fold mean max-softmax on English, 0-1
-    meta: dict[str, Any]
-    # the same probe trained on each source language (empty for a reference built before)
-    src_languages: list[str] = dataclasses.field(default_factory=list)
-    src_coef: np.ndarray | None = None        # len(src_languages) x 3 x 4*dim (float32)
-    src_intercept: np.ndarray | None = None   # len(src_languages) x 3
-    src_scalars: np.ndarray | None = None     # len(src_languages) x 3: threshold, acc, conf
-
-    def probabilities(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        return self.probabilities_of(pair_features(u, v).astype(np.float64))
-
-    def probabilities_of(self, X: np.ndarray) -> np.ndarray:
-        """Class probabilities of pair features ``X`` (computed once for many probes)."""
-        return _softmax(X @ self.coef.T + self.intercept)
-
-    def source_probe(self, i: int) -> "Reference":
-        """The probe trained on ``src_languages[i]`` as a centroid-less Reference (so
-        ``label_free`` and ``probabilities`` apply to it unchanged)."""
-        assert self.src_coef is not None and self.src_intercept is not None \
-            and self.src_scalars is not None
-        t, a, c = (float(x) for x in self.src_scalars[i])
-        return Reference([], np.zeros((0, self.centroids.shape[1])),
-                         self.src_coef[i].astype(np.float64),
-                         self.src_intercept[i].astype(np.float64), t, a, c,
-                         {"train": f"xnli/{self.src_languages[i]}/validation"})
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, languages=np.array(self.languages), centroids=self.centroids,
-                            coef=self.coef, intercept=self.intercept,
-                            scalars=np.array([self.atc_threshold, self.source_accuracy,
-                                              self.source_confidence]),
-                            meta=np.array(json.dumps(self.meta, sort_keys=True)),
-                            **({} if not self.src_languages else {
-                                "src_languages": np.array(self.src_languages),
-                                "src_coef": np.asarray(self.src_coef, dtype=np.float32),
-                                "src_intercept": np.asarray(self.src_intercept, np.float64),
-                                "src_scalars": np.asarray(self.src_scalars, np.float64)}))
-
-    @classmethod
-    def load(cls, path: Path) -> "Reference":
-        with np.load(path, allow_pickle=False) as z:
-            s = z["scalars"]
-            per_src: dict[str, Any] = {}
-            if "src_languages" in z.files:      # references built before have none
-                per_src = {"src_languages": [str(x) for x in z["src_languages"]],
-                           "src_coef": z["src_coef"], "src_intercept": z["src_intercept"],
-                           "src_scalars": z["src_scalars"]}
-            return cls([str(x) for x in z["languages"]], z["centroids"], z["coef"],
-                       z["intercept"], float(s[0]), float(s[1]), float(s[2]),
-                       json.loads(str(z["meta"])), **per_src)
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def reference_premises(frame: Any) -> tuple[list[str], list[str]]:
     """(reference half, profile half) of a validation split's unique premises, by pair_id.
 
@@ -334,59 +202,13 @@ def build_reference(enc: MemoEncoder, data_dir: Path, *, seed: int = SHIPPED_SEE
                               "coef_dtype": "float32"},
             "centroids_from": "xnli/<lang>/validation: first half of the unique premises by "
                               "pair_id", "n_centroid_premises": len(ref),
-            "xlt_version": _xlt_version(), "created_utc": _now()}
+            "xlt_version": code_version(), "created_utc": _now()}
     srcs = list(REFERENCE_LANGUAGES)
     return Reference(srcs, np.stack(cents), coef, intercept, threshold, acc, conf_mean, meta,
                      src_languages=srcs,
                      src_coef=np.stack([probes[s][0] for s in srcs]).astype(np.float32),
                      src_intercept=np.stack([probes[s][1] for s in srcs]),
                      src_scalars=np.array([probes[s][2:] for s in srcs], dtype=np.float64))
-
-
-def find_reference(profiles: Path, model: str) -> Path:
-    """``profiles/model/_reference.npz``, else the shipped one (``models/profiles``)."""
-    cand = profiles / model / REFERENCE_FILE
-    if cand.is_file():
-        return cand
-    shipped = default_profiles_dir(required=False)
-    if shipped is not None and (shipped / model / REFERENCE_FILE).is_file():
-        return shipped / model / REFERENCE_FILE
-    raise ProfileInputError(f"no reference for {model!r} in {profiles / model} or the shipped "
-                            "models/profiles: build it with 'python -m measure.profile "
-                            "build-shipped --data-dir DIR'")
-
-
-# -- label-free estimates -------------------------------------------------------------------
-def label_free(ref: Reference, probs: np.ndarray) -> dict[str, Any]:
-    """Confidence, predicted-label distribution, its entropy, ATC and DoC of target pairs."""
-    conf = probs.max(axis=1)
-    pred = probs.argmax(axis=1)
-    dist = np.bincount(pred, minlength=3) / len(pred)
-    nz = dist[dist > 0]
-    entropy = float(-(nz * np.log2(nz)).sum()) + 0.0   # no "-0.000" for one label
-    doc = ref.source_accuracy - (ref.source_confidence - float(conf.mean()))
-    return {"n_pairs": int(len(pred)), "mean_confidence": float(conf.mean()),
-            "label_distribution": {k: float(p) for k, p in zip(LABELS, dist)},
-            "label_entropy": entropy, "atc": 100.0 * float((conf > ref.atc_threshold).mean()),
-            "doc": 100.0 * doc}
-
-
-SOURCE_STATS = ("atc", "doc", "mean_confidence", "label_entropy")
-
-
-def label_free_by_source(ref: Reference, u: np.ndarray, v: np.ndarray
-                         ) -> dict[str, dict[str, float]] | None:
-    """{source: atc, doc, mean_confidence, label_entropy} of each per-source probe on the
-    target pairs (embeddings ``u``, ``v``); None for a reference without per-source probes."""
-    if not ref.src_languages:
-        return None
-    X = pair_features(u, v).astype(np.float64)
-    out = {}
-    for i, src in enumerate(ref.src_languages):
-        probe = ref.source_probe(i)
-        lf = label_free(probe, probe.probabilities_of(X))
-        out[src] = {k: lf[k] for k in SOURCE_STATS}
-    return out
 
 
 # -- the profile ------------------------------------------------------------------------------
@@ -398,72 +220,102 @@ def compute_profile(language: str, lines: Sequence[str], enc: MemoEncoder, ref: 
     tok = tokenizer_stats(enc.tokenizer, lines)
     c = centroid(enc.encode(list(lines), desc=f"text {language}"))
     dists = {code: cosine_distance(c, ref.centroids[i]) for i, code in enumerate(ref.languages)}
-    lf = by_src = None
+    lf = by_src = check = None
     if pairs:
         u = enc.encode([p for p, _ in pairs], desc=f"pairs {language} (premises)")
         v = enc.encode([h for _, h in pairs], desc=f"pairs {language} (hypotheses)")
         lf = label_free(ref, ref.probabilities(u, v))
         by_src = label_free_by_source(ref, u, v)
+        check = pairs_check(pairs, u, v)
     return {"schema": PROFILE_SCHEMA, "model": enc.model, "language": lang.code,
             "iso639_3": lang.iso639_3, "name": lang.name,
             "tokenizer": tok, "centroid_distance": dists, "label_free": lf,
-            "label_free_by_source": by_src,
+            "label_free_by_source": by_src, "pairs_check": check,
             "provenance": {"backend": enc.backend, "model_fingerprint": enc.fingerprint,
                            "reference_fingerprint": ref.meta.get("model_fingerprint"),
-                           "xlt_version": _xlt_version(), "created_utc": _now(),
+                           "xlt_version": code_version(), "created_utc": _now(),
                            "n_lines": len(lines), **(provenance or {})}}
 
 
 def write_profile(profile: dict[str, Any], profiles: Path) -> Path:
+    """Write ``profiles/<model>/<code>.json`` atomically (a unique temporary file, then
+    ``os.replace``): concurrent writers of one language never collide, the last one wins,
+    and a killed or failed write leaves the previous file intact."""
     out = profiles / profile["model"] / f"{profile['language']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(profile, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
-                   encoding="utf-8")
-    tmp.replace(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the profiles directory {out.parent} "
+                          f"({exc.strerror or exc}); pass --profiles DIR") from None
+    return atomic_write_text(out, json.dumps(profile, indent=1, sort_keys=True,
+                                             ensure_ascii=False) + "\n")
+
+
+def profile_target(profiles: Path, model: str, code: str, *, force: bool = False) -> Path:
+    """The file a profile of ``code`` goes to, checked before any work: ``--profiles``
+    must be a directory; a shipped profile is never replaced, and another existing
+    profile only with ``force``."""
+    if profiles.exists() and not profiles.is_dir():
+        raise ProfileInputError(f"--profiles {profiles} is a file, not a directory; pass a "
+                                f"directory (profiles go to DIR/{model}/<code>.json)")
+    out = profiles / model / f"{code}.json"
+    shipped = shipped_profiles_dir(required=False)
+    if shipped is not None and out.exists() and same_file(out.parent, shipped / model):
+        raise ProfileInputError(
+            f"{out} is a shipped profile (the shipped predictor was fitted with it); "
+            "xlt-measure profile never replaces one, even with --force: leave out --profiles "
+            f"to write to your profiles directory ({user_profiles_dir()}, or $XLT_PROFILES_DIR)"
+            ", or pass another --profiles DIR (rebuild shipped profiles with "
+            "python -m measure.profile build-shipped)")
+    if out.exists() and not force:
+        raise ProfileInputError(f"{out} exists; pass --force to replace it, or --profiles DIR "
+                                "to write elsewhere")
     return out
 
 
 def profile_files(language: str, text: Path, pairs: Path | None = None, *,
                   model: str = "me5-small", profiles: Path | None = None,
                   backend: str = DEFAULT_BACKEND, min_lines: int = MIN_LINES,
-                  min_pairs: int = MIN_PAIRS, encoder: MemoEncoder | None = None) -> Path:
-    """Validate the inputs, compute the profile and write it; returns the JSON path."""
+                  min_pairs: int = MIN_PAIRS, encoder: MemoEncoder | None = None,
+                  force: bool = False) -> Path:
+    """Validate the inputs and the output, compute the profile and write it; returns the
+    JSON path. ``profiles``: default :func:`measure.knowledge.paths.user_profiles_dir`.
+    Every check that can fail runs before the model is loaded."""
     if model not in SUPPORTED_MODELS:
         raise ProfileInputError(f"--model {model!r}: profiles exist for {', '.join(SUPPORTED_MODELS)} "
                                 "only (the reference centroids and probe are per model)")
-    resolve_target(language)              # UnknownLanguageError names close codes
-    lines = read_text_lines(text, min_lines=min_lines)
-    pair_list = read_pairs(pairs, min_pairs=min_pairs) if pairs is not None else None
-    profiles = profiles if profiles is not None else default_profiles_dir(required=True)
+    if backend not in BACKENDS:
+        raise ProfileInputError(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    lang = resolve_target(language)       # UnknownLanguageError names close codes
+    profiles = Path(profiles) if profiles is not None else user_profiles_dir()
+    out = profile_target(profiles, model, lang.code, force=force)
+    text_s = read_text_sample(text, min_lines=min_lines)
+    pairs_s = read_pairs_sample(pairs, min_pairs=min_pairs) if pairs is not None else None
+    refuse_input_as_output(out, {"the --text file": text, "the --pairs file": pairs},
+                           "the profile")
+    check_writable_dir(out.parent, "profiles directory",
+                       "pass --profiles DIR (a writable directory) or set XLT_PROFILES_DIR")
     ref = Reference.load(find_reference(profiles, model))
+    if encoder is None:
+        check_cache_root()
     enc = encoder or MemoEncoder(model, backend)
     if ref.meta.get("model_fingerprint") != enc.fingerprint:
         raise ProfileInputError(f"the reference in {profiles / model} was built with another "
                                 f"checkpoint ({ref.meta.get('model_fingerprint')} != "
                                 f"{enc.fingerprint}): rebuild it with build-shipped")
-    prov: dict[str, Any] = {"text_file": text.name, "text_sha256": sha256_file(text)}
-    if pairs is not None:
-        prov.update({"pairs_file": pairs.name, "pairs_sha256": sha256_file(pairs)})
-    return write_profile(compute_profile(language, lines, enc, ref, pair_list, provenance=prov),
+    prov: dict[str, Any] = {"text_file": text.name, "text_sha256": text_s.sha256,
+                            "text_sample": text_s.info}
+    if pairs is not None and pairs_s is not None:
+        prov.update({"pairs_file": pairs.name, "pairs_sha256": pairs_s.sha256,
+                     "pairs_sample": pairs_s.info})
+    return write_profile(compute_profile(language, text_s.items, enc, ref,
+                                         pairs_s.items if pairs_s else None, provenance=prov),
                          profiles)
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _xlt_version() -> str:
-    return code_version()
-
-
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def default_profiles_dir(required: bool = True) -> Path | None:
-    """``<models>/profiles`` where ``<models>`` is found like every default (measure.knowledge.paths)."""
-    if required:
-        return resolve_default(MODELS) / "profiles"
-    found = find_default(MODELS)
-    return None if found is None else found / "profiles"
 
 
 # -- shipped profiles ------------------------------------------------------------------------
@@ -489,10 +341,10 @@ def shipped_inputs(data_dir: Path, dataset: str, language: str, out_dir: Path, *
     out_dir.mkdir(parents=True, exist_ok=True)
     text, pairs = out_dir / f"{language}.txt", out_dir / f"{language}.tsv"
     clean = [ln.replace("\t", " ").replace("\n", " ") for ln in lines[:n_lines]]
-    text.write_text("\n".join(clean) + "\n", encoding="utf-8")
+    atomic_write_text(text, "\n".join(clean) + "\n")
     rows = test.iloc[idx]
-    pairs.write_text("".join(f"{_one_line(p)}\t{_one_line(h)}\n" for p, h in
-                             zip(rows["premise"], rows["hypothesis"])), encoding="utf-8")
+    atomic_write_text(pairs, "".join(f"{_one_line(p)}\t{_one_line(h)}\n" for p, h in
+                                     zip(rows["premise"], rows["hypothesis"])))
     return text, pairs
 
 
@@ -532,13 +384,13 @@ def build_shipped(data_dir: Path, profiles: Path, *, backend: str = DEFAULT_BACK
                 if only and lang not in only:
                     continue
                 text, pairs = shipped_inputs(data_dir, dataset, lang, base / dataset)
-                lines, plist = read_text_lines(text), read_pairs(pairs)
+                text_s, pairs_s = read_text_sample(text), read_pairs_sample(pairs)
                 prov = {"text_file": f"{dataset}/{lang}/validation premises",
-                        "text_sha256": sha256_file(text),
-                        "pairs_file": f"{dataset}/{lang}/test (labels dropped, {len(plist)} "
-                                      f"pairs, seed {SHIPPED_SEED})",
-                        "pairs_sha256": sha256_file(pairs)}
-                path = write_profile(compute_profile(lang, lines, enc, ref, plist,
+                        "text_sha256": text_s.sha256, "text_sample": text_s.info,
+                        "pairs_file": f"{dataset}/{lang}/test (labels dropped, "
+                                      f"{len(pairs_s.items)} pairs, seed {SHIPPED_SEED})",
+                        "pairs_sha256": pairs_s.sha256, "pairs_sample": pairs_s.info}
+                path = write_profile(compute_profile(lang, text_s.items, enc, ref, pairs_s.items,
                                                      provenance=prov), profiles)
                 out.append(path)
                 log(f"{lang}: {path}")
@@ -604,27 +456,78 @@ def add_profile_arguments(p: argparse.ArgumentParser) -> None:
     """``xlt-measure profile`` (registered by measure.cli; the logic lives here)."""
     p.add_argument("--language", required=True, help="language code (ISO 639-1/3 or dataset code)")
     p.add_argument("--text", type=Path, required=True,
-                   help="UTF-8 text, one sentence per line (a few hundred lines suffice)")
+                   help="UTF-8 text, one sentence per line (a few hundred lines suffice; a "
+                        f"larger file is sampled: its first {MAX_TEXT_LINES:,} lines)")
     p.add_argument("--pairs", type=Path, default=None,
-                   help="optional unlabelled NLI pairs, 'premise<TAB>hypothesis' per line")
+                   help="optional unlabelled NLI pairs, 'premise<TAB>hypothesis' per line "
+                        "(the label-free estimates need them)")
     p.add_argument("--model", default="me5-small", help="model id (default me5-small)")
-    p.add_argument("--backend", default=DEFAULT_BACKEND, help=f"encoder backend (default {DEFAULT_BACKEND})")
-    p.add_argument("--profiles", type=Path, default=None,
-                   help="profiles directory (default: profiles/ in the models directory)")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS, metavar="BACKEND",
+                   help=f"encoder backend: {', '.join(BACKENDS)} (default {DEFAULT_BACKEND})")
+    p.add_argument("--profiles", type=Path, default=None, metavar="DIR",
+                   help="write DIR/<model>/<code>.json (default $XLT_PROFILES_DIR, else "
+                        f"your user data directory, {user_profiles_dir()}); a shipped "
+                        "profile is never replaced")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing profile of this language in that directory")
     p.set_defaults(func=cmd_profile)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    try:
-        path = profile_files(args.language, args.text, args.pairs, model=args.model,
-                             profiles=args.profiles, backend=args.backend)
-    except (ProfileInputError, UnknownLanguageError, DefaultPathNotFound) as exc:
-        print(f"xlt-measure profile: error: {exc}", file=sys.stderr)
+    prog = "xlt-measure profile"
+    problem = measure_stack_problem()
+    if problem:
+        print(f"{prog}: error: {problem}", file=sys.stderr)
+        return 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            path = profile_files(args.language, args.text, args.pairs, model=args.model,
+                                 profiles=args.profiles, backend=args.backend, force=args.force)
+        except (ProfileInputError, UnknownLanguageError, DefaultPathNotFound,
+                OutputError) as exc:
+            error: str | None = str(exc)
+        else:
+            error = None
+    for w in caught:      # one line each, not the warnings module's file:line format
+        print(f"{prog}: warning: {w.message}", file=sys.stderr)
+    if error is not None:
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     prof = json.loads(path.read_text(encoding="utf-8"))
     print(summary(prof))
     print(f"wrote {path}")
     return 0
+
+
+def what_it_measured(prof: dict[str, Any]) -> list[str]:
+    """What a profile was measured from and what the predictor can use it for (the
+    command's output; the same words for every profile, shipped or user)."""
+    prov = prof.get("provenance") or {}
+    lf, by_src = prof.get("label_free"), prof.get("label_free_by_source")
+    check = prof.get("pairs_check")
+    text = describe_sample(int(prov.get("n_lines", 0)), prov.get("text_sample"), "lines")
+    out = [f"measured: {text} of text -> tokenizer statistics and centroid distances"]
+    if not lf:
+        out.append("no --pairs: the predictor can use this profile's tokenizer and centroid "
+                   "features only; the label-free estimates (label entropy, ATC, DoC, "
+                   "per-source probes), which carry most of a profile's weight, need "
+                   "unlabelled NLI pairs: rerun with --pairs FILE (premise<TAB>hypothesis)")
+        return out
+    pairs = describe_sample(int(lf["n_pairs"]), prov.get("pairs_sample"), "pairs")
+    probes = "the English probe" + (f" and {len(by_src)} per-source probes" if by_src else "")
+    out.append(f"          {pairs} -> label-free estimates of {probes}")
+    if (prov.get("pairs_sample") or {}).get("header_line_skipped"):
+        out.append(f"          (line {prov['pairs_sample']['header_line_skipped']} of the "
+                   "pairs file is a header row: skipped)")
+    if check and check.get("looks_like_nli") is False:
+        out.append(f"WARNING: the pairs do not look like NLI pairs: {check['why']}. The "
+                   "predictor can use the tokenizer and centroid features; give real "
+                   "premise/hypothesis pairs (e.g. translated NLI pairs) or leave out --pairs")
+    else:
+        out.append("the predictor can use every profile feature (tokenizer, centroids, "
+                   "label-free estimates)")
+    return out
 
 
 def summary(prof: dict[str, Any]) -> str:
@@ -646,7 +549,7 @@ def summary(prof: dict[str, Any]) -> str:
         top = sorted(by_src, key=lambda c: -by_src[c]["label_entropy"])[:3]
         s += ("\n  per-source probes, highest predicted-label entropy (likely best sources): "
               + ", ".join(f"{c} {by_src[c]['label_entropy']:.2f}" for c in top))
-    return s
+    return s + "".join(f"\n{line}" for line in what_it_measured(prof))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -656,8 +559,10 @@ def main(argv: list[str] | None = None) -> int:
     add_profile_arguments(sub.add_parser("profile", help="profile one language (= xlt-measure profile)"))
     b = sub.add_parser("build-shipped", help="rebuild the reference and the 22 shipped profiles")
     b.add_argument("--data-dir", type=Path, default=None, help="NLI data root (default as xlt-measure)")
-    b.add_argument("--profiles", type=Path, default=None)
-    b.add_argument("--backend", default=DEFAULT_BACKEND)
+    b.add_argument("--profiles", type=Path, default=None,
+                   help="default: the shipped profiles/ in the models directory")
+    b.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS, metavar="BACKEND",
+                   help=f"one of {', '.join(BACKENDS)} (default {DEFAULT_BACKEND})")
     b.add_argument("--inputs-dir", type=Path, default=None,
                    help="keep the generated unlabelled text/pairs files here")
     b.add_argument("--languages", default=None,
@@ -671,8 +576,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "profile":
         return cmd_profile(args)
     try:
-        profiles = args.profiles or default_profiles_dir(required=True)
+        profiles = args.profiles or shipped_profiles_dir(required=True)
         if args.command == "build-shipped":
+            problem = measure_stack_problem()
+            if problem:
+                raise ProfileInputError(problem)
             build_shipped(resolve_data_dir(args.data_dir), profiles, backend=args.backend,
                           inputs_dir=args.inputs_dir,
                           only=args.languages.split(",") if args.languages else None)
@@ -681,7 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in check(profiles, meas).items():
             print(f"{k:<28} {v:.3f}")
         return 0
-    except (DataError, DefaultPathNotFound, ProfileInputError, FileNotFoundError) as exc:
+    except (DataError, DefaultPathNotFound, ProfileInputError, FileNotFoundError,
+            OutputError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
 

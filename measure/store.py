@@ -36,6 +36,7 @@ import pandas as pd
 # CellRecord, TargetResult and cell_hash are defined in measure.cell; they are importable from
 # here too, as the records this store files.
 from measure.cell import CellRecord, TargetResult, canonical_json, cell_dict, cell_hash  # noqa: F401
+from measure.outputs import OutputError, atomic_path, same_file
 
 SCHEMA_VERSION = 1
 
@@ -181,6 +182,8 @@ class ResultStore:
         try:
             tables = {r[0] for r in con.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "meta" in tables:
+                self._refuse_newer(con)
             if tables and "meta" not in tables:
                 raise StoreError(
                     f"{self.path} is an SQLite database but not an xlt results store (its tables: "
@@ -196,6 +199,19 @@ class ResultStore:
                              "from a copy or pass another --store") from None
         finally:
             con.close()
+
+    def _refuse_newer(self, con: sqlite3.Connection) -> None:
+        """A store written by a newer xlt (a schema version above ours) is refused before
+        anything is opened for writing: no table is created, the journal mode is untouched."""
+        row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        try:
+            version = int(row[0]) if row is not None else None
+        except (TypeError, ValueError):
+            version = None
+        if version is not None and version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer xlt (store schema {version}; "
+                             f"this xlt reads schema {SCHEMA_VERSION}); it was not touched: "
+                             "upgrade xlt, or pass another --store")
 
     def _connect_ro(self, path: Path) -> sqlite3.Connection:
         con = sqlite3.connect(self._uri(path), uri=True, timeout=60, isolation_level=None,
@@ -272,6 +288,7 @@ class ResultStore:
         if not XLT_TABLES <= tables:
             raise StoreError(f"{self.path}: not an xlt results store (tables: "
                              f"{', '.join(sorted(tables)) or 'none'}); pass another --store")
+        self._refuse_newer(self._con)
         row = self._con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None or str(row[0]) != str(SCHEMA_VERSION):
             raise StoreError(f"{self.path}: schema version {row and row[0]} != {SCHEMA_VERSION}")
@@ -384,19 +401,42 @@ class ResultStore:
                                  "WHERE status='failed'", self._con)
 
 
+#: files SQLite and the run lock keep beside a store: an export must never land on one
+STORE_SIDE_FILES = ("", "-wal", "-shm", "-journal", ".lock")
+
+
+def check_export_target(out: str | Path, store_path: str | Path) -> None:
+    """Refuse (:class:`measure.outputs.OutputError`) an export path that is the store or one
+    of its side files (links and relative paths resolved): exporting there destroys the
+    results. Cheap: call it before opening the store."""
+    store_path = Path(store_path)
+    for suffix in STORE_SIDE_FILES:
+        if same_file(out, store_path.with_name(store_path.name + suffix)):
+            raise OutputError(f"--out {out} is the results store itself"
+                              f"{f' (its {suffix} file)' if suffix else ''}; exporting there "
+                              "would destroy the results: export to another file, e.g. "
+                              "results/table.parquet")
+
+
 def export_results(store: ResultStore, out: str | Path) -> Path:
-    """Write the tidy table as Parquet (``.parquet``) or CSV (``.csv``)."""
+    """Write the tidy table as Parquet (``.parquet``) or CSV (``.csv``), atomically: a
+    killed or failed export leaves the previous file intact. An ``out`` that is the store
+    or one of its side files is refused (:class:`measure.outputs.OutputError`)."""
     out = Path(out)
     if out.suffix not in (".parquet", ".csv"):
         raise ValueError(f"unsupported export format {out.suffix!r}: use .parquet or .csv")
+    check_export_target(out, store.path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out.parent} ({exc.strerror or exc}); "
+                          "export elsewhere") from None
     df = store.results_frame()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
-        df.to_parquet(out, index=False)
-    elif out.suffix == ".csv":
-        df.to_csv(out, index=False)
-    else:
-        raise ValueError(f"unsupported export format {out.suffix!r}: use .parquet or .csv")
+    with atomic_path(out) as tmp:
+        if out.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
     return out
 
 

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from measure.knowledge.languages import UnknownLanguageError
-from measure.profile import (REFERENCE_FILE, ProfileInputError, Reference, label_free,
-                             profile_files, read_pairs, read_text_lines, tokenizer_stats)
+from measure.profile import profile_files, tokenizer_stats
+from measure.profile_inputs import ProfileInputError, read_pairs, read_text_lines
+from measure.profile_reference import REFERENCE_FILE, Reference, label_free
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "models" / "profiles"
@@ -155,7 +156,8 @@ def test_reference_with_source_probes_round_trips_without_pickle(tmp_path: Path)
 
 
 def test_profile_has_per_source_estimates_from_a_few_pairs() -> None:
-    from measure.profile import PROFILE_SCHEMA, compute_profile, label_free_by_source, summary
+    from measure.profile import PROFILE_SCHEMA, compute_profile, summary
+    from measure.profile_reference import label_free_by_source
     ref = _toy_reference_with_sources()
     enc = _FakeEncoder()
     lines = [f"una frase corta numero {i}" for i in range(12)]

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +34,7 @@ from tqdm.auto import tqdm
 
 from measure.encoders import me5
 from measure.encoders.onnxtools import optimum_export, quantise_dynamic
+from measure.outputs import OutputError
 
 PRECISIONS = ("fp32", "int8", "int8-s8")
 # every method (probe encoder, fine-tuned classifier, seq2seq scorer) runs through these
@@ -50,6 +52,21 @@ S8_BATCH_SIZE = 32
 def cache_root() -> Path:
     """``$XLT_CACHE_DIR``, else the user cache directory (models, ONNX exports, embeddings)."""
     return me5.default_cache_dir()
+
+
+def check_cache_root() -> None:
+    """Refuse (:class:`measure.outputs.OutputError`) a cache directory that is a file or
+    cannot be created: the model build would fail deep inside with a traceback. A
+    read-only one is not refused: it serves a model that is built and exported already."""
+    root = cache_root()
+    fix = "set XLT_CACHE_DIR to a directory (it holds the model and its ONNX export)"
+    if root.exists() and not root.is_dir():
+        raise OutputError(f"the cache directory {root} is a file, not a directory; {fix}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the cache directory {root} "
+                          f"({exc.strerror or exc}); {fix}") from None
 
 
 def resolve_model(name_or_path: str) -> str:
@@ -342,9 +359,55 @@ def onnx_model_path(model_dir: str, precision: str = "int8") -> Path:
     return target / name
 
 
+#: marks the working directory of an export or quantisation (``<target>.tmp-XXXX``)
+EXPORT_TMP_MARK = ".tmp-"
+#: a working directory untouched for this long belongs to a killed process: removed
+STALE_EXPORT_SECONDS = 3600.0
+
+
+def _newest_mtime(path: Path) -> float:
+    """The latest modification time of ``path`` and everything below it (an exporter that
+    is still writing one large file keeps its directory "young")."""
+    newest = path.lstat().st_mtime
+    for root, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+    return newest
+
+
+def remove_stale_dirs(parent: Path, match: Callable[[str], bool],
+                      max_age_s: float = STALE_EXPORT_SECONDS) -> list[Path]:
+    """Delete the directories in ``parent`` whose name ``match``es and whose newest file is
+    older than ``max_age_s``: working directories of killed processes (a live export writes
+    continuously, so it is never that old). Returns what was removed."""
+    removed = []
+    now = time.time()
+    try:
+        candidates = [d for d in parent.iterdir()
+                      if match(d.name) and d.is_dir() and not d.is_symlink()]
+    except OSError:
+        return removed
+    for d in candidates:
+        try:
+            if now - _newest_mtime(d) > max_age_s:
+                shutil.rmtree(d)
+                removed.append(d)
+        except OSError:      # removed by another process meanwhile, or not ours to remove
+            continue
+    return removed
+
+
+def remove_stale_exports(onnx_root: Path, max_age_s: float = STALE_EXPORT_SECONDS) -> list[Path]:
+    """Export working directories (``<target>.tmp-*``) left in the ONNX cache by a killed
+    process (a killed me5-small export once left 455 MB)."""
+    return remove_stale_dirs(onnx_root, lambda name: EXPORT_TMP_MARK in name, max_age_s)
+
+
 def _atomic_dir(target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    remove_stale_exports(target.parent)
+    return Path(tempfile.mkdtemp(prefix=target.name + EXPORT_TMP_MARK, dir=target.parent))
 
 
 def _publish(tmp: Path, target: Path) -> None:
@@ -352,6 +415,20 @@ def _publish(tmp: Path, target: Path) -> None:
         os.rename(tmp, target)
     except OSError:  # another process published first: keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def export_working_dir(target: Path) -> Iterator[Path]:
+    """A fresh working directory beside ``target``, published as ``target`` when the block
+    succeeds and removed when it fails (a killed process leaves it to
+    :func:`remove_stale_exports`)."""
+    tmp = _atomic_dir(target)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _publish(tmp, target)
 
 
 #: Messages the one-time export and quantisation print that need no action: the exporter
@@ -460,18 +537,16 @@ def export_progress(desc: str) -> Iterator[None]:
 
 def _export_fp32(model_dir: str, target: Path) -> None:
     """optimum's exporter, feature-extraction task (last_hidden_state output)."""
-    tmp = _atomic_dir(target)
-    with export_progress(f"exporting {Path(model_dir).name} to ONNX (fp32)"):
+    with export_working_dir(target) as tmp, \
+            export_progress(f"exporting {Path(model_dir).name} to ONNX (fp32)"):
         optimum_export(model_dir, tmp, task="feature-extraction", opset=17)
-    _publish(tmp, target)
 
 
 def _quantise_int8(fp32_dir: Path, target: Path, scheme: str) -> None:
     """Dynamic int8 quantisation (weights int8, activations quantised at run time)."""
-    tmp = _atomic_dir(target)
-    with export_progress(f"quantising the ONNX model to int8 ({scheme} weights)"):
+    with export_working_dir(target) as tmp, \
+            export_progress(f"quantising the ONNX model to int8 ({scheme} weights)"):
         quantise_dynamic(fp32_dir, tmp, scheme)
-    _publish(tmp, target)
 
 
 def make_encoder(model: str, backend: str = DEFAULT_BACKEND, **kw: object) -> _BaseEncoder:

@@ -7,6 +7,10 @@ directory and each of its parents, then the checkout this file lives in (editabl
 installs). A normal ``pip install .`` copies the code into site-packages, so "next to the
 package" means nothing there: the working directory is what finds the checkout's
 ``models/`` and its sibling ``../shared/``.
+
+User profiles (``xlt-measure profile``) have a default of their own, outside the checkout:
+``$XLT_PROFILES_DIR``, else the per-user data directory (``platformdirs``), so measuring a
+language never writes into the shipped ``models/profiles/``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import platformdirs
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,9 @@ PUBLISHED = DefaultPath("published results directory", "XLT_PUBLISHED_DIR",
 MODELS = DefaultPath("models directory", "XLT_MODELS_DIR", "models", "predictor", "--models-dir")
 
 _CHECKOUT = Path(__file__).resolve().parents[2]
+
+#: the environment variable naming the directory ``xlt-measure profile`` writes to
+PROFILES_ENV = "XLT_PROFILES_DIR"
 
 
 class DefaultPathNotFound(FileNotFoundError):
@@ -74,3 +83,38 @@ def resolve_default(kind: DefaultPath) -> Path:
                                                     if len(tried) > 4 else "")
     how = f"pass {kind.flag} DIR or set {kind.env}" if kind.flag else f"set {kind.env}"
     raise DefaultPathNotFound(f"no {kind.what} found: tried ${kind.env} (unset), {shown}; {how}")
+
+
+def user_profiles_dir() -> Path:
+    """Where ``xlt-measure profile`` writes a user's profiles unless ``--profiles`` is given:
+    ``$XLT_PROFILES_DIR``, else ``platformdirs.user_data_dir("xlt")/profiles`` (on Linux
+    ``~/.local/share/xlt/profiles``), laid out ``<dir>/<model>/<code>.json`` like the
+    shipped ``models/profiles``. Outside the checkout on purpose: the shipped profiles are
+    what the shipped predictor was fitted with."""
+    env = os.environ.get(PROFILES_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("xlt")) / "profiles"
+
+
+def find_checkout() -> Path | None:
+    """The xlt source checkout (a directory whose ``pyproject.toml`` names the project
+    ``xlt``): the working directory or a parent, else the directory above this package
+    (editable installs); None for an installed copy run from elsewhere."""
+    for base in _bases():
+        project = base / "pyproject.toml"
+        try:
+            if project.is_file() and 'name = "xlt"' in project.read_text(encoding="utf-8"):
+                return base
+        except (OSError, UnicodeDecodeError):
+            continue
+    return None
+
+
+def shipped_profiles_dir(required: bool = True) -> Path | None:
+    """The shipped language profiles, ``<models>/profiles`` (``<models>`` found like every
+    default above); with ``required=False`` None when there is no models directory."""
+    if required:
+        return resolve_default(MODELS) / "profiles"
+    found = find_default(MODELS)
+    return None if found is None else found / "profiles"

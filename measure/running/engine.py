@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,8 +26,10 @@ from tqdm.auto import tqdm
 
 from measure.cell import CellRecord, CellSpec, cell_hash
 from measure.encoders.embcache import default_cache_path
+from measure.encoders.encoder import remove_stale_dirs, remove_stale_exports
 from measure.methods.base import RunContext
 from measure.methods.registry import METHODS, get_method, run_cell
+from measure.outputs import check_writable_dir
 from measure.running.config import Batch
 from measure.store import ResultStore
 
@@ -81,6 +84,25 @@ def plan(batch: Batch, store: ResultStore, *, progress: bool = True,
     return todo, skipped
 
 
+#: a training cell's scratch directory (``measure.methods.trainloop``) untouched this long
+#: belongs to a killed run: removed when a run starts
+STALE_CELL_DIR_SECONDS = 6 * 3600.0
+
+
+def check_cache_dir(cache_path: Path) -> None:
+    """Fail in a second, before any embedding, when the embedding cache's directory
+    (``$XLT_CACHE_DIR``, also home of the model checkpoint and ONNX exports) is a file, is
+    read-only or is full (:class:`measure.outputs.OutputError`); then remove the working
+    directories of exports and training cells that killed runs left behind."""
+    check_writable_dir(cache_path.parent, "cache directory",
+                       "set XLT_CACHE_DIR to a writable directory with free space (it holds "
+                       "the model, its ONNX exports and the embedding cache)")
+    remove_stale_exports(cache_path.parent / "onnx")
+    remove_stale_dirs(Path(tempfile.gettempdir()),
+                      lambda name: name.startswith(("xlt-finetune-", "xlt-seq2seq-")),
+                      STALE_CELL_DIR_SECONDS)
+
+
 def prepare_cells(batch: Batch, cells: list[CellSpec], cache_path: Path, *,
                   progress: bool = True) -> dict[str, str]:
     """Run each method's preparation for its cells (the probe embeds every text its cells
@@ -99,6 +121,7 @@ def run_local(batch: Batch, store: ResultStore, *, workers: int | None = None,
     todo, skipped = plan(batch, store, progress=progress)
     if not todo:
         return RunSummary(len(batch.cells), skipped, 0, 0, time.time() - t0)
+    check_cache_dir(cache_path)
     keys = prepare_cells(batch, todo, cache_path, progress=progress)
     if workers is None and any(get_method(c.method).needs_gpu for c in todo):
         workers = 1  # a training cell takes the GPU or every CPU thread by itself

@@ -2,7 +2,7 @@
 
 Same contract as :func:`measure.running.engine.run_local`: cells already in the store are
 skipped, every text the remaining cells need is embedded once in the driver (reusing
-:func:`measure.running.engine.prepare_embeddings`), and the driver writes each finished cell to
+:func:`measure.running.engine.prepare_cells`), and the driver writes each finished cell to
 the store as it arrives (``put_cell`` is idempotent by cell hash). A cell is a pure
 function of its config, so the rows are identical to the local engine's.
 
@@ -35,14 +35,15 @@ import sys
 import time
 from pathlib import Path
 
-import ray  # an ImportError here is reported by the CLI as "the Ray engine is not available"
+import ray  # an ImportError here is reported by the CLI with the install command
 
 from measure.cell import CellRecord, CellSpec
 from measure.encoders.embcache import default_cache_path
 from measure.methods.base import RunContext
 from measure.methods.registry import get_method, run_cell
 from measure.running.config import Batch
-from measure.running.engine import Recorder, RunSummary, cheap_first, plan, prepare_cells
+from measure.running.engine import (Recorder, RunSummary, check_cache_dir, cheap_first, plan,
+                                    prepare_cells)
 from measure.store import ResultStore
 
 
@@ -188,6 +189,7 @@ def run_ray(batch: Batch, store: ResultStore, *, address: str | None = None,
     todo, skipped = plan(batch, store, progress=progress, engine=" (Ray)")
     if not todo:
         return RunSummary(len(batch.cells), skipped, 0, 0, time.time() - t0)
+    check_cache_dir(cache_path)   # a bad XLT_CACHE_DIR fails now, not after the embedding
     # embed in the driver before starting Ray: the encoder gets every core
     keys = prepare_cells(batch, todo, cache_path, progress=progress)
     started = _connect(address, num_cpus)
