@@ -28,7 +28,7 @@ from measure.knowledge.languages import (UnknownLanguageError, import_lang2vec,
                                          lang2vec_languages, registry_table, resolve_target)
 from measure.knowledge.nli import pool_name
 from measure.knowledge.paths import MODELS, resolve_default
-from predictor.dataset import canonical_config
+from measure.knowledge.train_config import TrainConfig
 from predictor.metaanalysis.prepare import CLASS_RULE
 
 # Commands that produce each input (shown when the input is missing).
@@ -84,11 +84,11 @@ class Measurements:
 def config_key(tc: Any) -> str:
     """A stable string for an exact training configuration (matches measured to predicted).
 
-    The configuration is ``predictor.dataset.canonical_config`` in its tolerant mode (the
-    app reads tables and must not fail on one bad row); an unreadable one gives ``null``.
+    The configuration is read with :meth:`TrainConfig.read` (the app reads tables and must
+    not fail on one bad row); an unreadable one gives ``null``.
     """
-    return json.dumps(canonical_config(tc, strict=False), separators=(",", ":"),
-                      sort_keys=True)
+    config = TrainConfig.read(tc)
+    return "null" if config is None else config.json
 
 
 def read_measurement_files(directory: Path) -> Measurements:
@@ -136,9 +136,9 @@ def enrich(df: pd.DataFrame) -> pd.DataFrame:
     df["zero_shot"] = df["zero_shot"].astype(bool)
     # one implementation of "the same configuration" (the predictor's), tolerant here: a row
     # whose train_config cannot be read keeps its raw text as its key and matches nothing
-    configs = [canonical_config(tc, strict=False) for tc in df["train_config"]]
-    df["config_key"] = [json.dumps(c, separators=(",", ":"), sort_keys=True) if c is not None
-                        else str(tc) for c, tc in zip(configs, df["train_config"])]
+    configs = [TrainConfig.read(tc) for tc in df["train_config"]]
+    df["config_key"] = [c.json if c is not None else str(tc)
+                        for c, tc in zip(configs, df["train_config"])]
     df["sources"] = ["+".join(c) if c else "" for c in configs]
     df["source_language"] = [next(iter(c)) if c and len(c) == 1 else None for c in configs]
     names = language_names()

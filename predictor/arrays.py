@@ -1,5 +1,5 @@
-"""Array helpers the predictor's packages share: distinct keys found by hashing, and one
-thread for native libraries during a prediction.
+"""Array helpers the predictor's packages share: distinct keys and configurations found by
+hashing, and one thread for native libraries during a prediction.
 
 Why shared: a Recommend request featurises thousands of source sets for a few targets, and
 every stage (features, the measured-target memory, support reasons, profile imputation,
@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import ThreadpoolController
 
+from measure.knowledge.train_config import TrainConfig
+
 
 def first_seen(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(code of each key, numbered in order of first appearance; the position of each code's
@@ -27,16 +29,26 @@ def first_seen(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, steps
 
 
-def distinct_objects(items: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(index of each item's distinct object, the first position of each distinct object),
-    by identity: ``items`` holds every object while this runs, so ids are stable.
+def distinct(items: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(index of each item's distinct value, numbered in order of first appearance; the
+    position of each distinct value's first appearance), for hashable items.
 
-    Why identity: ``recommend`` shares one configuration object between a source set's
-    targets, so an object seen before needs no hashing of its contents."""
-    codes, uniq = pd.factorize(np.fromiter(map(id, items), dtype=np.uint64, count=len(items)))
-    first = np.full(len(uniq), len(items), dtype=np.int64)
+    Why: a Recommend request holds thousands of source sets, each once per target; a
+    :class:`~measure.knowledge.train_config.TrainConfig` hashes once, so every stage finds a
+    batch's distinct configurations in one pass."""
+    index: dict[Any, int] = {}
+    codes = np.fromiter((index.setdefault(x, len(index)) for x in items), dtype=np.int64,
+                        count=len(items))
+    first = np.full(len(index), len(items), dtype=np.int64)
     np.minimum.at(first, codes, np.arange(len(items)))
-    return codes.astype(np.int64), first
+    return codes, first
+
+
+def configs_of(values: Any) -> list[TrainConfig]:
+    """The ``train_config`` column of a model's input as :class:`TrainConfig` objects (those
+    made where a request entered come back as they are; a plain mapping from an internal
+    table is read without a language look-up)."""
+    return [TrainConfig.coerce(v) for v in values]
 
 
 _CONTROLLER: ThreadpoolController | None = None

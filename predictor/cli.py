@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from measure.knowledge.train_config import TrainConfig, TrainConfigError
+
 DEFAULT_PREDICTOR_HELP = "predictor/ in the models directory: $XLT_MODELS_DIR, else ./models or a parent's"
 
 
@@ -28,29 +30,13 @@ class UsageError(ValueError):
     """Bad user input detected after parsing (exit 2)."""
 
 
-def parse_train_config(text: str) -> dict[str, int]:
-    """'en:2490,de:2490' -> {'en': 2490, 'de': 2490} (argparse type; raises on bad input)."""
-    out: dict[str, int] = {}
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        lang, sep, n = part.partition(":")
-        if not sep or not lang.strip():
-            raise argparse.ArgumentTypeError(
-                f"bad --train-config item {part!r}: use LANG:N pairs, e.g. en:2490,de:2490")
-        try:
-            value = int(n)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"bad --train-config item {part!r}: N must be a whole number") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"bad --train-config item {part!r}: N must be >= 0")
-        if lang.strip() in out:
-            raise argparse.ArgumentTypeError(f"--train-config names {lang.strip()!r} twice")
-        out[lang.strip()] = value
-    if not any(v > 0 for v in out.values()):
-        raise argparse.ArgumentTypeError("--train-config needs at least one LANG:N with N > 0")
-    return out
+def parse_train_config(text: str) -> TrainConfig:
+    """'en:2490,de:2490' -> a validated TrainConfig (argparse type: a bad one is a usage error
+    naming the item and the fix, before anything is loaded)."""
+    try:
+        return TrainConfig.from_text(text)
+    except TrainConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--train-config: ")) from None
 
 
 def _codes(text: str) -> list[str]:
@@ -157,7 +143,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     metric = next(m["metric"] for m in p.models if m["model"] == args.model and m["method"] == method)
     if args.json:
         _emit({"model": args.model, "method": method, "target": args.target,
-               "train_config": args.train_config, "metric": metric,
+               "train_config": args.train_config.as_dict(), "metric": metric,
                **{k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()}})
         return 0
     nominal = 1 - p.card["intervals"]["alpha"]

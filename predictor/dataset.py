@@ -36,15 +36,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from measure.knowledge.languages import UnknownLanguageError, resolve_target
+from measure.knowledge.nli import is_zero_shot
 from measure.knowledge.paths import PUBLISHED, DefaultPathNotFound, resolve_default
+from measure.knowledge.train_config import TrainConfig, TrainConfigError
 
 COLUMNS = ["origin", "model", "method", "task", "metric", "regime", "train_config", "k",
            "total_examples", "target", "target_iso3", "target_dataset", "score", "zero_shot",
@@ -76,80 +78,23 @@ def default_published_dir() -> Path:
         raise DataValidationError(str(exc)) from None
 
 
-class _NothingTrained(DataValidationError):
-    """A configuration whose every count is 0 (strict mode raises it as DataValidationError)."""
-
-
-@overload
-def canonical_config(train_config: Any, *, where: str = ...,
-                     strict: Literal[True] = ...) -> dict[str, int]: ...
-@overload
-def canonical_config(train_config: Any, *, where: str = ...,
-                     strict: bool) -> dict[str, int] | None: ...
-def canonical_config(train_config: Any, *, where: str = "train_config",
-                     strict: bool = True) -> dict[str, int] | None:
-    """``{language: n}`` with the languages with n == 0 dropped, sorted by language.
-
-    Why drop zeros: SumEval lists every language with 0 for "not used"; the predictor
-    must see ``{'en': 0, 'de': 5}`` and ``{'de': 5}`` as the same configuration.
-
-    ``strict=True`` (the predictor's inputs): ``train_config`` must be a mapping of
-    language codes the registry or lang2vec knows to whole numbers >= 0, at least one of
-    them positive; anything else raises :class:`DataValidationError` naming ``where``.
-
-    ``strict=False`` (measured tables read for display, e.g. by the app, which must not
-    fail on one bad row): also takes the JSON text the results store exports, looks no
-    language up and never raises. A configuration that cannot be read (bad JSON, not a
-    mapping, a key that is not a string, a count that is not a whole number >= 0) gives
-    None; one whose every count is 0 gives ``{}``.
-    """
-    if strict:
-        return _canonical(train_config, where, check_languages=True)
-    if isinstance(train_config, (str, bytes)):
-        try:
-            train_config = json.loads(train_config)
-        except ValueError:
-            return None
+def train_config(value: Any, where: str) -> TrainConfig:
+    """A training row's configuration, validated once (:class:`TrainConfig`); a bad one is a
+    data problem naming ``where``. Zeros are dropped: SumEval lists every language with 0
+    for "not used", and ``{'en': 0, 'de': 5}`` is the configuration ``{'de': 5}``."""
     try:
-        return _canonical(train_config, where, check_languages=False)
-    except _NothingTrained:
-        return {}
-    except DataValidationError:
-        return None
+        return TrainConfig.parse(value, where=where)
+    except TrainConfigError as exc:
+        raise DataValidationError(str(exc)) from None
 
 
-def _canonical(train_config: Any, where: str, *, check_languages: bool) -> dict[str, int]:
-    if not isinstance(train_config, Mapping):
-        raise DataValidationError(f"{where}: expected a mapping {{language: n}}, got "
-                                  f"{type(train_config).__name__}")
-    out: dict[str, int] = {}
-    for lang, n in train_config.items():
-        if not isinstance(lang, str):
-            raise DataValidationError(f"{where}: language keys must be strings, got {lang!r}")
-        if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) \
-                or n < 0 or n != int(n):
-            raise DataValidationError(f"{where}: n for {lang!r} must be a whole number >= 0, "
-                                      f"got {n!r}")
-        if check_languages:
-            try:
-                resolve_target(lang)
-            except UnknownLanguageError as exc:
-                raise DataValidationError(f"{where}: {exc}") from None
-        if int(n) > 0:
-            out[lang] = int(n)
-    if not out:
-        raise _NothingTrained(f"{where}: no language with n > 0 (nothing was trained on)")
-    return dict(sorted(out.items()))
-
-
-def config_id(model: str, method: str, train_config: Mapping[str, int]) -> str:
+def config_id(model: str, method: str, train_config: TrainConfig) -> str:
     """Stable group id of a (model, method, training configuration)."""
-    return f"{model}|{method}|" + json.dumps(dict(sorted(train_config.items())),
-                                             separators=(",", ":"))
+    return f"{model}|{method}|{train_config.json}"
 
 
 def _row(origin: str, model: str, method: str, metric: str, regime: str,
-         train_config: dict[str, int], target: str, target_dataset: str, score: float,
+         train_config: TrainConfig, target: str, target_dataset: str, score: float,
          seed: int, where: str, pool: str = PUBLISHED_POOL) -> dict[str, Any]:
     try:
         lang = resolve_target(target)
@@ -159,10 +104,11 @@ def _row(origin: str, model: str, method: str, metric: str, regime: str,
         raise DataValidationError(f"{where}: score {score!r} for target {target!r} is not in "
                                   "0-100")
     return {"origin": origin, "model": model, "method": method, "task": "xnli", "metric": metric,
-            "regime": regime, "train_config": train_config, "k": len(train_config),
-            "total_examples": int(sum(train_config.values())), "target": target,
+            "regime": regime, "train_config": train_config, "k": train_config.k,
+            "total_examples": train_config.total, "target": target,
             "target_iso3": lang.iso639_3, "target_dataset": target_dataset,
-            "score": float(score), "zero_shot": target not in train_config, "seed": int(seed),
+            "score": float(score), "zero_shot": is_zero_shot(train_config, target),
+            "seed": int(seed),
             "config_id": config_id(model, method, train_config), "pool": pool}
 
 
@@ -189,7 +135,7 @@ def load_sumeval(published_dir: str | Path) -> pd.DataFrame:
             if not isinstance(rec, dict) or "train_config" not in rec or "eval_results" not in rec:
                 raise DataValidationError(f"{where}: expected keys 'train_config' and "
                                           "'eval_results'")
-            tc = canonical_config(rec["train_config"], where=where)
+            tc = train_config(rec["train_config"], where)
             if not isinstance(rec["eval_results"], Mapping):
                 raise DataValidationError(f"{where}: eval_results must be a mapping")
             for target, frac in rec["eval_results"].items():
@@ -236,7 +182,7 @@ def tidy_own(frame: pd.DataFrame, source: str = "measurements") -> pd.DataFrame:
             except json.JSONDecodeError as exc:
                 raise DataValidationError(f"{where}: train_config is not valid JSON ({exc}): "
                                           f"{tc_raw[:80]!r}") from None
-        tc = canonical_config(tc_raw, where=where)
+        tc = train_config(tc_raw, where)
         seed = rec["seed"]
         rows.append(_row("own", str(rec["model"]), str(rec["method"]), OWN_METRIC,
                          str(rec["regime"]), tc, str(rec["target_language"]),
@@ -294,7 +240,7 @@ def fingerprint(frame: pd.DataFrame) -> str:
     """sha256 of the training rows in canonical order (recorded in the model card)."""
     cols = ["origin", "model", "method", "regime", "target", "target_dataset", "seed", "score"]
     lines = sorted(json.dumps([*(str(r[c]) if c != "score" else round(float(r[c]), 6)
-                                 for c in cols), r["train_config"]], sort_keys=True)
+                                 for c in cols), dict(r["train_config"])], sort_keys=True)
                    for r in frame.to_dict("records"))
     h = hashlib.sha256()
     for line in lines:
@@ -315,8 +261,3 @@ def model_catalogue(frame: pd.DataFrame) -> list[dict[str, Any]]:
                     "typical_n_per_language": int(max(pd.Series(ns).mode())),
                     "max_k": int(g["k"].max())})
     return out
-
-
-def rows_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Minimal prediction rows (model, method, train_config, target) -> a frame."""
-    return pd.DataFrame(list(records), columns=["model", "method", "train_config", "target"])

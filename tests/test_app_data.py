@@ -17,7 +17,8 @@ from app import data
 from app.services import ModelChoice, PredictorService
 from measure.knowledge.coverage import RESOURCE_CLASSES, resource_class
 from measure.knowledge.nli import AMERICAS_NLI, XNLI_15
-from predictor.dataset import DataValidationError, canonical_config
+from measure.knowledge.train_config import TrainConfig
+from predictor.dataset import DataValidationError, train_config
 from predictor.metaanalysis.prepare import LOW_RESOURCE_XNLI
 from predictor.serving import load_predictor
 
@@ -62,24 +63,23 @@ def test_model_method_default_is_the_scaling_grid() -> None:
     assert combos == [("me5-small", "finetune"), ("me5-small", "probe")] and default == 1
 
 
-def test_canonical_config_strict_and_tolerant() -> None:
-    """One implementation (predictor.dataset): strict for the predictor, tolerant for the app."""
+def test_train_config_strict_for_training_rows_and_tolerant_for_tables() -> None:
+    """One type (TrainConfig): strict for the predictor's rows, tolerant for the app."""
     # both modes: zeros dropped, sorted, whole floats to int
-    assert canonical_config({"en": 0, "de": 5}) == {"de": 5}
-    assert canonical_config({"sw": 10.0, "en": 3}, strict=False) == {"en": 3, "sw": 10}
+    assert train_config({"en": 0, "de": 5}, "row 1") == {"de": 5}
+    assert TrainConfig.read({"sw": 10.0, "en": 3}) == {"en": 3, "sw": 10}
     # strict: anything malformed raises, naming where it came from
     for bad in ('{"en": 1}', {"en": 0}, {"en": -1}, {"en": 1.5}, {"en": "x"}, {3: 1},
                 {"xx-not-a-language": 5}, None):
         with pytest.raises(DataValidationError, match="row 7"):
-            canonical_config(bad, where="row 7")
+            train_config(bad, "row 7")
     # tolerant: the store's JSON text is read; nothing raises; no language is looked up
-    assert canonical_config('{"es":2490,"en":2490,"de":0}', strict=False) == \
-        {"en": 2490, "es": 2490}
-    assert canonical_config({"xx-not-a-language": 5}, strict=False) == {"xx-not-a-language": 5}
-    assert canonical_config({"en": 0}, strict=False) == {}
+    assert TrainConfig.read('{"es":2490,"en":2490,"de":0}') == {"en": 2490, "es": 2490}
+    assert TrainConfig.read({"xx-not-a-language": 5}) == {"xx-not-a-language": 5}
+    assert TrainConfig.read({"en": 0}) == {}
     for bad in ("{not json", "[1, 2]", {"en": -1}, {"en": 1.5}, {"en": "x"}, {3: 1}, None,
                 float("nan")):
-        assert canonical_config(bad, strict=False) is None
+        assert TrainConfig.read(bad) is None
 
 
 def test_measured_table_tolerates_an_unreadable_train_config() -> None:

@@ -150,8 +150,9 @@ def test_cli_usage_errors_exit_2(model_dir: Path, capsys: pytest.CaptureFixture)
             main([*base, "--train-config", bad])
         assert exc.value.code == 2
         assert "--train-config" in capsys.readouterr().err
-    assert main([*base, "--train-config", "xx:10"]) == 2
-    assert "unknown language code 'xx'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:       # the configuration is checked at parse time
+        main([*base, "--train-config", "xx:10"])
+    assert exc.value.code == 2 and "unknown language code 'xx'" in capsys.readouterr().err
     assert main(["query", "--predictor", str(model_dir), "--model", "gpt", "--target", "sw",
                  "--train-config", "en:10"]) == 2
     with pytest.raises(SystemExit) as exc:

@@ -28,7 +28,7 @@ from app import data, ui  # noqa: E402
 from app.services import (MAIN_FEATURES, ModelChoice, PredictorService,  # noqa: E402
                           load_service)
 from measure.knowledge.nli import XNLI_15  # noqa: E402
-from predictor.dataset import canonical_config  # noqa: E402
+from measure.knowledge.train_config import TrainConfig  # noqa: E402
 from predictor.formatting import interval, signed  # noqa: E402
 
 PD_DEFAULT = ["k", "dist_genetic_min", "dist_syntactic_min", "dist_geographic_min"]
@@ -52,7 +52,7 @@ def background_rows(svc: PredictorService, choice: ModelChoice) -> list[dict]:
         if len(pairs) > MAX_BACKGROUND:
             pairs = pairs.sample(MAX_BACKGROUND, random_state=0)
         rows = [{"model": choice.model, "method": choice.method,
-                 "train_config": canonical_config(r.train_config, strict=False),
+                 "train_config": TrainConfig.read(r.train_config),
                  "target": r.target_language} for r in pairs.itertuples()]
         rows = [r for r in rows if r["train_config"]]  # an unreadable row is left out
         if rows:
@@ -78,7 +78,7 @@ def cached_in_sample_importance(_svc: PredictorService, key: str, choice: ModelC
     sub = measured[(measured["model"] == choice.model) & (measured["method"] == choice.method)]
     rows, scores = [], []
     for tc, target, score in zip(sub["train_config"], sub["target_language"], sub["macro_f1"]):
-        config = canonical_config(tc, strict=False)
+        config = TrainConfig.read(tc)
         if config:  # an unreadable row is left out
             rows.append({"model": choice.model, "method": choice.method,
                          "train_config": config, "target": target})

@@ -26,6 +26,9 @@ from types import ModuleType
 import pandas as pd
 
 TABLE_FILE = "languages.csv"
+#: longer "codes" are refused without searching for close matches (the longest dataset or
+#: ISO code is a few characters)
+MAX_CODE_LENGTH = 16
 
 class UnknownLanguageError(ValueError):
     """A code that is neither in the registry nor known to lang2vec."""
@@ -138,7 +141,12 @@ def resolve_target(code: str) -> Language:
     """
     if not isinstance(code, str) or not code.strip():
         raise UnknownLanguageError("empty language code: pass a code such as 'sw' or 'swh'")
-    return _resolve(code.strip())
+    code = code.strip()
+    if len(code) > MAX_CODE_LENGTH:
+        # no search for close matches: nothing that long is a language code
+        raise UnknownLanguageError(f"unknown language code {_shown(code)}: language codes are "
+                                   "ISO 639-1 or 639-3 codes such as 'sw' or 'swh'")
+    return _resolve(code)
 
 
 @lru_cache(maxsize=16384)
@@ -191,6 +199,11 @@ def likely_script(code: str) -> str | None:
     return None
 
 
+def _shown(code: object) -> str:
+    text = repr(code)
+    return text if len(text) <= 40 else text[:35] + "...'"
+
+
 def _unknown_message(code: object, candidates: list[str]) -> str:
     close = difflib.get_close_matches(str(code), candidates, n=5, cutoff=0.5)
     # A macrolanguage code (e.g. 'swa') whose ISO 639-1 twin is in the registry: point
@@ -203,7 +216,7 @@ def _unknown_message(code: object, candidates: list[str]) -> str:
     close = list(dict.fromkeys(close))[:5]
     hint = f"closest known codes: {', '.join(close)}" if close else \
         "use an ISO 639-1 code (e.g. 'sw') or an ISO 639-3 code that lang2vec knows (e.g. 'swh')"
-    return f"unknown language code {code!r}; {hint}"
+    return f"unknown language code {_shown(code)}; {hint}"
 
 
 def search_languages(query: str, limit: int = 20) -> list[Language]:

@@ -11,7 +11,6 @@ matrices without warnings for rows that have nothing to reduce.
 from __future__ import annotations
 
 import itertools
-import json
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from measure.knowledge.languages import Language, resolve_target
-from predictor.arrays import distinct_objects
+from predictor.arrays import configs_of, distinct
 
 #: A training configuration as a key: its (language as written, n) pairs with n > 0, sorted.
 ConfigKey = tuple[tuple[str, float], ...]
@@ -38,33 +37,12 @@ def as_rows(X: Any) -> pd.DataFrame:
     raise TypeError(f"expected a DataFrame or rows (dicts), got {type(X).__name__}")
 
 
-def _config_key(tc: Any) -> ConfigKey:
-    if type(tc) is dict:
-        # the common case, without the generic conversions' overhead (same result)
-        items = [(k if type(k) is str else str(k), v if type(v) is float else float(v))
-                 for k, v in tc.items() if v and v > 0]
-        items.sort()
-        return tuple(items)
-    if isinstance(tc, str):
-        tc = json.loads(tc)
-    if not isinstance(tc, Mapping):
-        raise ValueError(f"train_config must be a mapping {{language: n}}, got {tc!r}")
-    return tuple(sorted((str(k), float(v)) for k, v in tc.items() if v and v > 0))
-
-
-def config_index(tcs: list[Any]) -> tuple[np.ndarray, list[ConfigKey]]:
+def config_index(values: Any) -> tuple[np.ndarray, list[ConfigKey]]:
     """(index of each row's distinct configuration, the distinct ``ConfigKey`` tuples in
-    order of first appearance). A configuration object seen before (``recommend`` shares
-    one dict between a source set's targets) is not keyed again."""
-    cfg_index: dict[ConfigKey, int] = {}
-    obj_idx, first = distinct_objects(tcs)
-    of_obj = np.empty(len(first), dtype=np.int64)
-    for j, i in enumerate(first.tolist()):
-        key = _config_key(tcs[i])
-        if not key:
-            raise ValueError(f"row {i}: train_config has no language with n > 0")
-        of_obj[j] = cfg_index.setdefault(key, len(cfg_index))
-    return of_obj[obj_idx], list(cfg_index)
+    order of first appearance)."""
+    configs = configs_of(values)
+    codes, first = distinct(configs)
+    return codes, [configs[i].key for i in first.tolist()]
 
 
 @dataclass(frozen=True)
@@ -109,7 +87,7 @@ def index_rows(rows: pd.DataFrame) -> RowIndex:
         if col not in rows.columns:
             raise ValueError(f"prediction rows need a {col!r} column")
     n = len(rows)
-    c_idx, configs = config_index(rows["train_config"].tolist())
+    c_idx, configs = config_index(rows["train_config"])
     tgt_str = [str(t) for t in rows["target"].tolist()]
     t_idx, tgt_uniq = pd.factorize(np.array(tgt_str, dtype=object))
     t_idx = t_idx.astype(np.int64)

@@ -18,14 +18,16 @@ import pandas as pd
 
 from measure.knowledge.coverage import pretraining_class
 from measure.knowledge.languages import resolve_target
-from predictor.arrays import distinct_objects
+from measure.knowledge.train_config import TrainConfig
+from predictor.arrays import configs_of, distinct
 
 
 def row_meta(rows: pd.DataFrame) -> pd.DataFrame:
     """Keys every model groups by: mm ('model|method'), pclass, target (ISO 639-3), config
-    ({ISO 639-3: n}, one dict per row) and cfg_id (rows with equal configurations share it:
-    what the measured-target memory computes once per configuration)."""
-    configs, cfg_id = iso_configs(rows["train_config"].tolist(), with_ids=True)
+    ({ISO 639-3: n}) and cfg_id (rows with equal configurations share it: what the
+    measured-target memory, the support reasons and the class policy work out once per
+    configuration)."""
+    configs, cfg_id = iso_configs(rows["train_config"])
     # (model, method, target[, ISO]) is per target, not per row: each distinct one once
     cols = [rows[c].astype(str) for c in ("model", "method", "target", "target_iso3")
             if c in rows] if len(rows) > 256 else []     # a few rows: row by row costs less
@@ -70,51 +72,19 @@ def row_meta_rows(rows: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
     return mm, pcl, iso
 
 
-def iso_configs(configs: list[Any], with_ids: bool = False) -> Any:
-    """:func:`iso_config` of each configuration, each distinct one converted once
-    (``recommend`` repeats every source set once per target). Each row gets its own dict.
-    ``with_ids``: also the index of each row's distinct configuration (an int array)."""
-    memo: dict[tuple, tuple[int, dict[str, float]]] = {}
-    iso_of: dict[str, str] = {}
-    # each distinct object once (recommend shares a source set's dict between its targets)
-    obj_idx, first = distinct_objects(configs)
-    of_obj = []
-    for i in first.tolist():
-        tc = configs[i]
-        key = tuple(sorted(dict(tc).items()))
-        hit = memo.get(key)
-        if hit is None:
-            hit = memo[key] = (len(memo), iso_config(tc, iso_of))
-        of_obj.append(hit)
-    ids = np.array([h[0] for h in of_obj], dtype=np.int64)[obj_idx] if configs else \
-        np.zeros(0, dtype=np.int64)
-    out = [dict(of_obj[j][1]) for j in obj_idx.tolist()]
-    return (out, ids) if with_ids else out
+def iso_configs(values: Any) -> tuple[list[dict[str, float]], np.ndarray]:
+    """(each row's {ISO 639-3: n}, the index of each row's distinct configuration): each
+    distinct configuration converted once (``recommend`` repeats every source set once per
+    target); rows with one configuration share its dict (read-only)."""
+    configs = configs_of(values)
+    cfg_id, first = distinct(configs)
+    iso = [configs[i].iso for i in first.tolist()]
+    return [iso[j] for j in cfg_id.tolist()], cfg_id
 
 
-def iso_config(tc: Any, iso_of: dict[str, str] | None = None) -> dict[str, float]:
-    """{ISO 639-3: n} (so 'sw' and 'swh' are one source language). ``iso_of``: a code ->
-    ISO 639-3 memo shared between calls."""
-    if iso_of is not None and type(tc) is dict:
-        # the common case: every n > 0 and no two codes of one language, so each entry is
-        # its own (the loop below would give the same dict, in the same order)
-        try:
-            fast = {iso_of[lang]: float(n) for lang, n in tc.items() if n and n > 0}
-        except (KeyError, TypeError):
-            fast = None
-        if fast is not None and len(fast) == len(tc):
-            return fast
-    out: dict[str, float] = {}
-    for lang, n in dict(tc).items():
-        if n and n > 0:
-            if iso_of is None:
-                iso = resolve_target(str(lang)).iso639_3
-            else:
-                iso = iso_of.get(str(lang))
-                if iso is None:
-                    iso = iso_of[str(lang)] = resolve_target(str(lang)).iso639_3
-            out[iso] = out.get(iso, 0.0) + float(n)
-    return out
+def iso_config(tc: Any) -> dict[str, float]:
+    """{ISO 639-3: n} of one configuration ('sw' and 'swh' are one source language)."""
+    return TrainConfig.coerce(tc).iso
 
 
 def group_key(meta: pd.DataFrame, keys: Sequence[str]) -> pd.Series:

@@ -2,23 +2,22 @@
 
 Why the per-line rules live here, not in the CLI: ``xlt-predict batch`` and the coming HTTP
 API must reject the same lines with the same words. A bad line (not UTF-8, blank, malformed
-JSON, an absurd size, a language listed twice) gets ``{"id", "error"}`` and never stops
-the batch; a size far beyond the training data gets a ``warning`` beside its answer.
+JSON, or a request the one validator refuses) gets ``{"id", "error"}`` and never stops the
+batch; a size far beyond the training data gets a ``warning`` beside its answer.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from measure.knowledge.languages import resolve_target
+from measure.knowledge.train_config import MAX_EXAMPLES, shown
 from predictor.serving.predictor import Predictor
 
-#: train_config sizes above this are refused per line (MultiNLI, the largest NLI training set
-#: in the data, has ~393k pairs); above BATCH_WARN_EXAMPLES a line gets a "warning" field.
-BATCH_MAX_EXAMPLES = 10_000_000
+#: a line whose train_config has more examples than this in a language gets a "warning" field
+#: (MultiNLI, the largest NLI training set, has ~393k pairs); TrainConfig refuses sizes beyond
+#: MAX_EXAMPLES
 BATCH_WARN_EXAMPLES = 1_000_000
 
 
@@ -111,37 +110,20 @@ def read_lines(data: bytes) -> list[BatchLine]:
 
 
 def precheck(rec: Any) -> str | None:
-    """Problems ``predict_records`` would not catch cleanly: a warning text, or raises
-    ValueError (not an object, a non-finite or absurd size, one language listed twice)."""
+    """A line that is not a JSON object raises ValueError; a size far beyond the training
+    data gives a warning text. Everything else about the request is the predictor's one
+    validator's job (:func:`predictor.serving.requests.validate_record`)."""
     if not isinstance(rec, dict):
         raise ValueError(f"a line must be a JSON object, got {type(rec).__name__}")
     tc = rec.get("train_config")
     if not isinstance(tc, dict):
-        return None  # the predictor's own validation names the problem
-    seen: dict[str, str] = {}
-    warning = None
+        return None
     for lang, n in tc.items():
-        if isinstance(n, (int, float)) and not isinstance(n, bool):
-            if isinstance(n, float) and not math.isfinite(n):
-                raise ValueError(f"train_config: n for {lang!r} must be a whole number >= 0, "
-                                 f"got {n!r}")
-            if abs(n) > BATCH_MAX_EXAMPLES:
-                shown = f"{n:.3g}" if abs(n) < 1e300 else "a number too large to show"
-                raise ValueError(f"train_config: n = {shown} for {lang!r} is beyond any "
-                                 f"training set (max {BATCH_MAX_EXAMPLES:,} examples per "
-                                 "language)")
-            if n > BATCH_WARN_EXAMPLES:
-                warning = (f"train_config: {n:,.0f} examples for {lang!r} is far beyond the "
-                           "training data's sizes; the prediction is an extrapolation")
-        try:
-            iso = resolve_target(lang).iso639_3
-        except Exception:  # noqa: BLE001 - an unknown code: the predictor's message names it
-            continue
-        if iso in seen:
-            raise ValueError(f"train_config: {seen[iso]!r} and {lang!r} are the same language "
-                             f"({iso}); list each language once")
-        seen[iso] = lang
-    return warning
+        if isinstance(n, (int, float)) and not isinstance(n, bool) \
+                and BATCH_WARN_EXAMPLES < n <= MAX_EXAMPLES:
+            return (f"train_config: {n:,.0f} examples for {shown(lang)} is far beyond the "
+                    "training data's sizes; the prediction is an extrapolation")
+    return None
 
 
 def _reject_constant(name: str) -> Any:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from measure.knowledge.coverage import pretraining_class
 from measure.knowledge.nli import CHANCE
-from predictor.arrays import distinct_objects, first_seen
+from predictor.arrays import first_seen
 from predictor.models import SeenTargetModel
 from predictor.models.class_transfer import design_levels, fit_transfers, present_level
 from predictor.serving.support import add_reason
@@ -131,9 +131,9 @@ class ClassPolicy:
         if not len(rows):
             return
         tcs = rows["train_config"].tolist()
-        obj_idx, _ = distinct_objects(tcs)
+        cfg_id = meta["cfg_id"].to_numpy(dtype=np.int64)
         mm_code, mm_uniq = pd.factorize(meta["mm"].astype(str).to_numpy(dtype=object))
-        combo, first = first_seen(obj_idx * len(mm_uniq) + mm_code)
+        combo, first = first_seen(cfg_id * len(mm_uniq) + mm_code)
         firsts = first.tolist()
         odd_of = self._odd_sources({str(m) for m in mm_uniq.tolist()},
                                    set().union(*(tcs[i].keys() for i in firsts)))

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from measure.knowledge.coverage import pretraining_class
-from predictor.arrays import distinct_objects
 from predictor.features import GROUPS
 
 #: the profile columns that only unlabelled pairs (``xlt-measure profile --pairs``) give
@@ -103,7 +102,7 @@ class ProfileImputer:
         (recommend asks for thousands of source sets per target)."""
         mm_all = meta["mm"].astype(str).to_numpy()
         pcl_all = meta["pclass"].tolist()
-        obj_idx, _ = distinct_objects(rows["train_config"].tolist())
+        cfg_id = meta["cfg_id"].to_numpy(dtype=np.int64)
         other = [c for c in rows.columns if c not in ("target", "target_iso3")]
         values = {c: rows[c].tolist() for c in other}
         peers_of = self.peers()
@@ -115,7 +114,7 @@ class ProfileImputer:
             mm = mm_all[i]
             if mm not in self.imputed:
                 continue
-            key = (int(obj_idx[i]), mm, str(pcl_all[i]))
+            key = (int(cfg_id[i]), mm, str(pcl_all[i]))
             kid = key_of.get(key)
             if kid is None:
                 peers = peers_of.get((mm, key[2])) or peers_of.get((mm, "*"), [])

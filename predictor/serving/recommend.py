@@ -2,8 +2,8 @@
 
 Why here and vectorised: the app asks for k = 3..6 over the 15 XNLI languages while the user
 moves a slider (a 300 ms budget), so all source sets go through the predictor in one batch,
-with one configuration object per set shared by its targets (the featurisation and the
-measured-target memory key each configuration once, by object).
+one :class:`TrainConfig` per set shared by its targets (every stage works once per distinct
+configuration).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from measure.knowledge.train_config import MAX_EXAMPLES, MAX_LANGUAGES, TrainConfig
 from predictor.serving.requests import PredictionInputError, Systems, known_language
 
 MAX_COMBINATIONS = 50_000
@@ -57,10 +58,14 @@ def recommend(p: Answering, model: str, targets: Sequence[str], pool: Sequence[s
             f"{max_combinations:,}: shrink the pool, lower k or raise max_combinations")
     if n_per_language is None:
         n_per_language = int(p.systems.info(model, method)["typical_n_per_language"])
-    if n_per_language < 1:
-        raise PredictionInputError(f"n_per_language must be >= 1, got {n_per_language}")
+    if isinstance(n_per_language, bool) or not isinstance(n_per_language, int) \
+            or not 1 <= n_per_language <= MAX_EXAMPLES:
+        raise PredictionInputError(f"n_per_language must be a whole number in 1..{MAX_EXAMPLES:,}"
+                                   f", got {str(n_per_language)[:30]}")
+    if not isinstance(top, int) or isinstance(top, bool) or top < 1:
+        raise PredictionInputError(f"top must be a whole number >= 1, got {top!r}")
     combos = list(itertools.combinations(pool, k))
-    configs = [{c: n_per_language for c in combo} for combo in combos]
+    configs = [TrainConfig.of(combo, n_per_language) for combo in combos]
     n_rows = len(combos) * len(targets)
     rows = pd.DataFrame({"model": [model] * n_rows, "method": [method] * n_rows,
                          "train_config": [cfg for cfg in configs for _ in targets],
@@ -77,14 +82,18 @@ def recommend(p: Answering, model: str, targets: Sequence[str], pool: Sequence[s
 
 def _targets_and_pool(targets: Sequence[str], pool: Sequence[str], include_targets: bool
                       ) -> tuple[list[str], list[str], list[str]]:
-    """(targets, pool, languages dropped from the pool): codes stripped, deduplicated and
-    checked; the targets' languages leave the pool unless ``include_targets``."""
+    """(targets, pool, languages dropped from the pool): codes stripped, checked and
+    deduplicated by language (``sw`` and ``swh`` are one target; ``en`` and ``eng`` one source:
+    a set of both would be one language counted twice); the targets' languages leave the pool
+    unless ``include_targets``."""
     targets = _dedupe([str(t) for t in targets])
     pool = _dedupe([str(p) for p in pool])
     if not targets:
         raise PredictionInputError("no targets given")
-    for code in targets + pool:
-        known_language(code)
+    for what, codes in (("targets", targets), ("pool", pool)):
+        if len(codes) > MAX_LANGUAGES:
+            raise PredictionInputError(f"{len(codes):,} {what}; at most {MAX_LANGUAGES}")
+    targets, pool = _one_per_language(targets), _one_per_language(pool)
     dropped: list[str] = []
     if not include_targets:
         tiso = {known_language(t) for t in targets}
@@ -125,3 +134,11 @@ def _ranking(pred: dict[str, Any], combos: list[tuple[str, ...]], targets: list[
 
 def _dedupe(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(i.strip() for i in items if i.strip()))
+
+
+def _one_per_language(codes: list[str]) -> list[str]:
+    """``codes`` checked (the first unknown one raises), the first code of each language kept."""
+    seen: dict[str, str] = {}
+    for code in codes:
+        seen.setdefault(known_language(code), code)
+    return list(seen.values())

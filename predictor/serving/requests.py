@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from measure.knowledge.languages import UnknownLanguageError, resolve_target
-from predictor.dataset import DataValidationError, canonical_config
+from measure.knowledge.train_config import TrainConfig, TrainConfigError
 
 
 class PredictionInputError(ValueError):
@@ -71,9 +71,9 @@ def validate_record(rec: Any, systems: Systems) -> dict[str, Any]:
                                    f"{target!r}")
     target = target.strip()
     try:
-        tc = canonical_config(rec["train_config"])
+        tc = TrainConfig.parse(rec["train_config"])
         resolve_target(target)
-    except (DataValidationError, UnknownLanguageError) as exc:
+    except (TrainConfigError, UnknownLanguageError) as exc:
         raise PredictionInputError(str(exc)) from None
     return {"model": rec["model"], "method": method, "train_config": tc, "target": target}
 

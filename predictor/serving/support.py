@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from measure.knowledge.coverage import coverage, script_in_pretraining
-from predictor.arrays import distinct_objects, first_seen
+from predictor.arrays import first_seen
 from predictor.features import pair_distances
 from predictor.models import key_codes
 
@@ -106,9 +106,9 @@ class SupportChecker:
         share = np.array([(x or {}).get("profile_share", 0) >= FULL_PROFILE_SHARE
                           for x in sups], dtype=bool)[mm_code]
         seen = np.asarray(seen, bool)
-        # the configuration's part, per (configuration object, system)
-        obj_idx, _ = distinct_objects(tcs)
-        cfg_code, first = first_seen(obj_idx * len(mm_uniq) + mm_code)
+        # the configuration's part, per (configuration, system)
+        cfg_id = meta["cfg_id"].to_numpy(dtype=np.int64)
+        cfg_code, first = first_seen(cfg_id * len(mm_uniq) + mm_code)
         cfg_parts = [config_reasons(tcs[i], sups[mm_code[i]]) if sups[mm_code[i]] else []
                      for i in first.tolist()]
         cfg_code = np.where(has_s, cfg_code, -1)

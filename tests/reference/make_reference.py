@@ -158,7 +158,7 @@ def cli_outputs(tmp: Path) -> dict[str, Any]:
 
 
 def app_outputs() -> dict[str, Any]:
-    from app.services import ModelChoice, PredictorService
+    from app.services import PredictorService
     from predictor.serving import load_predictor
     svc = PredictorService(load_predictor(MODELS / "predictor"), MODELS / "predictor")
     me5 = next(c for c in svc.models if c.model == "me5-small")
