@@ -18,6 +18,7 @@ import pandas as pd
 
 from measure.knowledge.languages import import_lang2vec
 from measure.knowledge.nli import XNLI_15
+from measure.outputs import atomic_path
 
 OUT = Path(__file__).resolve().parent / "resources" / "languages.csv"
 
@@ -181,10 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.shared / "published").is_dir():
         parser.error(f"{args.shared}/published not found: pass --shared DIR")
     df = build(args.shared)
-    df.to_csv(args.out, index=False)
+    with atomic_path(args.out) as tmp:
+        df.to_csv(tmp, index=False)
     cov = build_coverage(args.shared, df)
     cov_out = args.out.with_name(COVERAGE_OUT.name)
-    cov.to_csv(cov_out, index=False)
+    with atomic_path(cov_out) as tmp:
+        cov.to_csv(tmp, index=False)
     print(f"wrote {len(cov)} (corpus, language) rows to {cov_out}", file=sys.stderr)
     missing = df.loc[~df["in_uriel"], "code"].tolist()
     print(f"wrote {len(df)} languages to {args.out}; not in URIEL: {missing}", file=sys.stderr)

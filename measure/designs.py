@@ -43,6 +43,7 @@ from typing import Any
 
 from measure.cell import cell_hash
 from measure.knowledge.nli import XNLI_15
+from measure.outputs import atomic_path, atomic_write_text
 from measure.running.config import ConfigError, build_batch, load_toml
 from measure.running.engine import run_local
 from measure.store import ResultStore
@@ -222,7 +223,7 @@ def add_one_config(bases_per_size: int = 5) -> str:
         blocks.append((f"k={len(a.base)} base {'+'.join(a.base)}, then + {', + '.join(a.added)}",
                        [a.base] + a.extended()))
     return _config_text("design-add-one", [
-        "Issue #12 design 1: add one language at a matched budget.",
+        "Meta-analysis design 1: add one language at a matched budget.",
         f"{bases_per_size} bases per size k = 1..7 sampled with random.Random({DESIGN_SEED}), each followed",
         "by the base plus one sampled language it lacks (3 per base), plus all 15 singles.",
         "  xlt-measure run measure/configs/design-add-one.toml --store results/design-add-one.sqlite --workers 2",
@@ -235,7 +236,7 @@ def shapley_config() -> str:
     blocks = [(f"{name}: all 31 non-empty subsets of {'+'.join(langs)}", all_subsets(langs))
               for name, langs in shapley_sets().items()]
     return _config_text("design-shapley", [
-        "Issue #12 design 2: selection vs synergy, exact Shapley values over three five-language sets",
+        "Meta-analysis design 2: selection vs synergy, exact Shapley values over three five-language sets",
         "(english: en + 4 high-resource European; diverse: 5 families / 4 scripts; random: seed "
         f"{DESIGN_SEED}).",
         "Sets shared between blocks are run once (build_batch deduplicates cells).",
@@ -247,7 +248,7 @@ def shapley_config() -> str:
 
 def greedy_config() -> str:
     return _config_text("design-greedy", [
-        "Issue #12 design 3: greedy forward selection (oracle: the objective is measured on the test",
+        "Meta-analysis design 3: greedy forward selection (oracle: the objective is measured on the test",
         "targets). This file fixes the cell settings and round 1 (all singles, fixed total, seed 0);",
         "`xlt-measure greedy` adds the later rounds' explicit sets itself:",
         "  xlt-measure greedy measure/configs/design-greedy.toml --store results/design-greedy.sqlite --workers 2 \\",
@@ -274,7 +275,7 @@ def write_configs(out_dir: Path = CONFIG_DIR, check: bool = False) -> list[Path]
             if not path.is_file() or path.read_text(encoding="utf-8") != text:
                 differ.append(path)
         else:
-            path.write_text(text, encoding="utf-8")
+            atomic_write_text(path, text)
     return differ
 
 
@@ -423,10 +424,11 @@ def cmd_greedy(args: argparse.Namespace) -> int:
             print(f"{c.objective:<9} k={c.k}  {'+'.join(c.languages):<22} {c.value:6.2f}")
     if args.path_out:
         args.path_out.parent.mkdir(parents=True, exist_ok=True)
-        if args.path_out.suffix == ".csv":
-            df.to_csv(args.path_out, index=False)
-        else:
-            df.to_parquet(args.path_out, index=False)
+        with atomic_path(args.path_out) as tmp:
+            if args.path_out.suffix == ".csv":
+                df.to_csv(tmp, index=False)
+            else:
+                df.to_parquet(tmp, index=False)
         print(args.path_out)
     return 0
 

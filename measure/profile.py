@@ -1,7 +1,7 @@
 """Language profiles measured in a model's own space, from unlabelled text.
 
 Why: URIEL distances describe languages, not what a model does with them, and they add
-almost nothing for unseen targets (issue #11). A few hundred sentences of a language say
+almost nothing for unseen targets. A few hundred sentences of a language say
 how the model's tokenizer cuts it (fertility, ``<unk>`` rate: does the vocabulary cover
 the script?), where its sentences land relative to the source languages (centroid
 distances), and -- given unlabelled NLI pairs -- how an English-trained classifier behaves

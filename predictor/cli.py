@@ -14,16 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from measure.knowledge.paths import models_subdir
 from measure.knowledge.train_config import TrainConfig, TrainConfigError
+from predictor.metaanalysis.cli import add_data_arguments, add_output_arguments
 
 DEFAULT_PREDICTOR_HELP = "predictor/ in the models directory: $XLT_MODELS_DIR, else ./models or a parent's"
-
-
-def _models_subdir(name: str) -> Path:
-    """Where an output goes by default: ``name`` in the models directory every command finds
-    (:mod:`measure.knowledge.paths`), or ``./models/name`` when there is none yet."""
-    from measure.knowledge.paths import MODELS, find_default
-    return (find_default(MODELS) or Path("models")) / name
 
 
 class UsageError(ValueError):
@@ -66,7 +61,7 @@ def _load_frame(args: argparse.Namespace):
                                  published_dir=args.published_dir)
 
 
-def _pool_choice(text: str) -> tuple[str, str]:
+def pool_choice(text: str) -> tuple[str, str]:
     design, sep, pool = text.partition("=")
     if not sep or design.count("|") != 1 or not pool:
         raise argparse.ArgumentTypeError(f"expected MODEL|METHOD=POOL (e.g. "
@@ -74,7 +69,7 @@ def _pool_choice(text: str) -> tuple[str, str]:
     return design, pool
 
 
-def _training_frame(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+def training_frame(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The fit's rows: one training pool per (model, method) (``--pool``, else the largest),
     and what was kept and excluded, for the card."""
     from predictor import dataset
@@ -94,7 +89,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from predictor.selection import SelectionSettings
     from predictor.training import fit_predictor
 
-    frame, pool_info = _training_frame(args)
+    frame, pool_info = training_frame(args)
     settings = SelectionSettings(inner_logo_max=25 if args.inner_loto else 0,
                                  within_stage=bool(args.within_stage))
     print(f"training rows: {len(frame)} ({frame['origin'].value_counts().to_dict()}); "
@@ -119,7 +114,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         import tempfile
 
         from predictor.training import fit_predictor
-        frame, _ = _training_frame(args)
+        frame, _ = training_frame(args)
         with tempfile.TemporaryDirectory() as tmp:
             card = fit_predictor(frame, tmp, candidates=args.candidates, seed=args.seed,
                                  ablation=False, log=lambda m: None)
@@ -163,7 +158,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     p = load_predictor(args.predictor, profiles=args.profiles)
     df = p.recommend(args.model, args.targets, args.pool, args.k, method=args.method,
                      objective=args.objective, n_per_language=args.n_per_language, top=args.top,
-                     include_targets=args.include_targets, max_combinations=args.max_combinations)
+                     include_targets=args.include_targets,
+                     **({} if args.max_combinations is None
+                        else {"max_combinations": args.max_combinations}))
     a = df.attrs
     if args.json:
         _emit({**{k: a[k] for k in ("model", "method", "objective", "k", "n_per_language",
@@ -250,19 +247,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # -- parser --------------------------------------------------------------------------------
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--measurements", nargs="+", action="extend", type=Path, metavar="PATH",
-                   help="own results: a results store (.sqlite) or exports (.parquet/.csv); "
-                        "repeatable")
-    p.add_argument("--include-published", action=argparse.BooleanOptionalAction, default=True,
-                   help="add the SumEval 2022 XNLI results (XLM-R, T-ULRv6) (default: yes)")
-    p.add_argument("--published-dir", type=Path, default=None,
-                   help="directory holding sumeval2022/ (default: $XLT_PUBLISHED_DIR, else "
-                        "shared/data/published beside the working directory or a parent)")
+    add_data_arguments(p)
     p.add_argument("--candidates", type=_codes, default=None,
                    help="comma-separated learners for the nested CV (default: ridge,lasso,hgb); "
                         "the baselines mm_mean, mm_class_mean, target_mean always run")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pool", type=_pool_choice, action="append", metavar="MODEL|METHOD=POOL",
+    p.add_argument("--pool", type=pool_choice, action="append", metavar="MODEL|METHOD=POOL",
                    help="fit/evaluate: the training pool of a design, e.g. "
                         "'me5-small|probe=xnli_mt9k/train' (default: its largest pool; other "
                         "pools are excluded, never pooled)")
@@ -351,8 +341,9 @@ def _add_recommend_parser(sub: Any) -> None:
     p.add_argument("--top", type=int, default=5, help="how many sets to list (default 5)")
     p.add_argument("--include-targets", action="store_true",
                    help="allow targets in the source sets (few-shot instead of zero-shot)")
-    p.add_argument("--max-combinations", type=int, default=50_000,
-                   help="refuse pools with more k-subsets than this (default 50000)")
+    p.add_argument("--max-combinations", type=int, default=None,
+                   help="refuse pools with more k-subsets than this (default: the predictor's "
+                        "cap, predictor.serving.recommend.MAX_COMBINATIONS = 50,000)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_recommend)
 
@@ -381,7 +372,6 @@ def _add_report_parser(sub: Any) -> None:
                                    "CIs, per model, regime and resource group; correlations; "
                                    "scaling curves; the predictor's CV table.")
     _add_data_options(p)
-    from predictor.metaanalysis.cli import add_output_arguments
     add_output_arguments(p)
     p.set_defaults(func=cmd_report)
 
@@ -402,9 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "out", "unset") is None:
-        args.out = _models_subdir("predictor" if args.command == "fit" else "report")
-    if args.command == "report" and args.predictor is None:
-        args.predictor = _models_subdir("predictor")
+        args.out = models_subdir("predictor" if args.command == "fit" else "report")
     from predictor.dataset import DataValidationError
     from predictor.features import ProfileError
     from predictor.persist import ModelIntegrityError

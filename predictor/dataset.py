@@ -88,9 +88,9 @@ def train_config(value: Any, where: str) -> TrainConfig:
         raise DataValidationError(str(exc)) from None
 
 
-def config_id(model: str, method: str, train_config: TrainConfig) -> str:
+def config_id(model: str, method: str, train_config: Mapping[str, int]) -> str:
     """Stable group id of a (model, method, training configuration)."""
-    return f"{model}|{method}|{train_config.json}"
+    return f"{model}|{method}|{TrainConfig.coerce(train_config).json}"
 
 
 def _row(origin: str, model: str, method: str, metric: str, regime: str,

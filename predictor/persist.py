@@ -35,11 +35,9 @@ CARD_HASH_KEY = "card_sha256"
 # The types beyond skops' built-in safe set (numpy, builtins, sklearn estimators) that a
 # fitted predictor holds: the feature transformer and HistGradientBoosting's trees (the
 # learners are stored as plain state, see predictor.models); found with
-# skops.io.get_untrusted_types on every candidate. Anything else in a model file is refused.
-# The transformer under two names: the shipped models/predictor was written when it lived
-# in predictor/features.py (skops records the class's module), a fit now writes its new home.
+# skops.io.get_untrusted_types on every candidate. Anything else in a model file is refused
+# (skops records the class's own module, so a class that moves is a new name here).
 TRUSTED_TYPES: frozenset[str] = frozenset({
-    "predictor.features.TransferFeatures",
     "predictor.features.transformer.TransferFeatures",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
 })

@@ -133,18 +133,18 @@ def test_fit_rows_use_one_pool_per_design(capsys):
     unless --pool says otherwise, and the card's training_data will say so."""
     import argparse
 
-    from predictor.cli import _pool_choice, _training_frame
+    from predictor.cli import pool_choice, training_frame
     repo = Path(__file__).resolve().parents[1]
     args = argparse.Namespace(measurements=[repo / "models/measurements/me5-small-probe.parquet"],
                               include_published=False, published_dir=None, candidates=None,
                               pool=None)
-    frame, info = _training_frame(args)
+    frame, info = training_frame(args)
     assert set(frame["pool"]) == {"xnli/validation"}
     assert info["pools"] == {"me5-small|probe": "xnli/validation"}
     assert info["rows_other_pools_excluded"] > 0
     assert "never pooled" in capsys.readouterr().err
-    args.pool = [_pool_choice("me5-small|probe=xnli_mt9k/train")]
-    frame, info = _training_frame(args)
+    args.pool = [pool_choice("me5-small|probe=xnli_mt9k/train")]
+    frame, info = training_frame(args)
     assert set(frame["pool"]) == {"xnli_mt9k/train"}
     with pytest.raises(argparse.ArgumentTypeError):
-        _pool_choice("me5-small=xnli")
+        pool_choice("me5-small=xnli")

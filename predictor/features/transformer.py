@@ -35,7 +35,6 @@ Distances: the typological kinds use lang2vec's kNN-imputed URIEL vectors by def
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -406,32 +405,3 @@ def _source_profile(out: dict[str, np.ndarray], idx: np.ndarray, prof: dict,
     aggregate_rows(out, idx[has_e], "prof_src_entropy", e, known_e[has_e],
                    weight[has_e], "max")
     out["prof_src_unknown"][idx] = (n_unknown > 0).astype(float)
-
-
-def use_profiles(estimator: Any, profiles_dir: str | Path | None) -> int:
-    """Point every ``TransferFeatures`` inside a (fitted) estimator at ``profiles_dir``.
-
-    Why: a pipeline is fitted once with the default profiles, while ``xlt-predict batch
-    --profiles DIR`` (or the app) must read a user's profiles at prediction time without
-    refitting. Walks Pipelines, ColumnTransformers, meta-estimators and lists of them.
-    Returns how many transformers were updated; fails early on a missing directory.
-    """
-    profiles_root(profiles_dir)   # raises for a directory that does not exist
-    seen: set[int] = set()
-
-    def walk(obj: Any) -> int:
-        if id(obj) in seen:
-            return 0
-        seen.add(id(obj))
-        if isinstance(obj, TransferFeatures):
-            obj.profiles_dir = None if profiles_dir is None else str(profiles_dir)
-            return 1
-        if isinstance(obj, (list, tuple)):
-            return sum(walk(x) for x in obj)
-        if isinstance(obj, dict):
-            return sum(walk(x) for x in obj.values())
-        if isinstance(obj, BaseEstimator):
-            return sum(walk(v) for k, v in vars(obj).items() if not k.startswith("__"))
-        return 0
-
-    return walk(estimator)

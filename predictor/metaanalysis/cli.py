@@ -19,14 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from measure.knowledge.paths import models_subdir
+
 PROG = "python -m predictor.metaanalysis"
 COMMANDS = ("report", "readme-section")
-
-
-def _models_subdir(name: str) -> Path:
-    """``name`` in the models directory every command finds, else ``./models/name``."""
-    from measure.knowledge.paths import MODELS, find_default
-    return (find_default(MODELS) or Path("models")) / name
 
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,7 +35,8 @@ def add_output_arguments(p: argparse.ArgumentParser) -> None:
                    help="output directory (default: models/report, found like --predictor)")
 
 
-def _add_data_arguments(p: argparse.ArgumentParser) -> None:
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the measured and published results come from (shared with xlt-predict fit)."""
     p.add_argument("--measurements", nargs="+", action="extend", type=Path, metavar="PATH",
                    help="own results: a results store (.sqlite) or exports (.parquet/.csv); "
                         "repeatable")
@@ -82,9 +79,9 @@ def run_report(args: argparse.Namespace, command: str, frame: Any = None) -> int
     from predictor.metaanalysis.report import build_report
 
     if args.out is None:
-        args.out = _models_subdir("report")
+        args.out = models_subdir("report")
     if args.predictor is None:
-        args.predictor = _models_subdir("predictor")
+        args.predictor = models_subdir("predictor")
     if frame is None:
         frame = _load_frame(args)
     card = None
@@ -107,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "languages grows? Effects per doubling of k with grouped "
                                    "95% CIs, per model, regime and target class; the designs; "
                                    "correlations; scaling curves.")
-    _add_data_arguments(p)
+    add_data_arguments(p)
     add_output_arguments(p)
     p = sub.add_parser("readme-section", help="README's meta-analysis section from summary.json")
     p.add_argument("summary", type=Path, help="summary.json of a report (models/report/)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -29,94 +29,90 @@ from predictor.metaanalysis.prepare import METRICS, STRATA, cell_means, deduplic
 
 
 # -- the designs, per stratum and class -------------------------------------------------------
-def _summarise_gaps(gaps: pd.DataFrame, metric: str, reps: int) -> list[dict]:
-    out = []
-    if gaps.empty:
-        return out
-    for st_, g in gaps.groupby(STRATA):
+def _by_stratum_and_class(frame: pd.DataFrame, extra: tuple[str, ...] = ()
+                          ) -> Iterator[tuple[dict[str, Any], str, pd.DataFrame]]:
+    """(the stratum's keys, plus ``extra``; the target class; its rows) for every stratum and
+    class that has rows: the unit every design is summarised in."""
+    if frame.empty:
+        return
+    keys = [*STRATA, *extra]
+    for key, g in frame.groupby(keys):
         for cls in RESOURCE_CLASSES:
             gc = g[g["target_class"] == cls]
-            if gc.empty:
-                continue
-            rec = {**dict(zip(STRATA, st_)), "metric": metric, "target_class": cls,
-                   "n_rows": int(len(gc)), "n_sets": int(gc["set_id"].nunique()),
-                   "n_targets": int(gc["target"].nunique())}
-            ti, si = cluster_index(gc["target"]), cluster_index(gc["set_id"])
-            for col in ("gap_best", "gap_mean"):
-                mean, lo, hi = boot_mean(gc[col].to_numpy(float), ti, si, reps)
-                rec[col] = mean
-                rec[col + "_ci"] = [lo, hi]
-            rec["share_beating_best"] = float((gc["gap_best"] > 0).mean())
-            rec["by_k"] = [{"k": int(k), "gap_best": float(h["gap_best"].mean()),
-                            "gap_mean": float(h["gap_mean"].mean()), "n_rows": int(len(h))}
-                           for k, h in gc.groupby("k")]
-            out.append(rec)
+            if len(gc):
+                yield dict(zip(keys, key)), cls, gc
+
+
+def _summarise_gaps(gaps: pd.DataFrame, metric: str, reps: int) -> list[dict]:
+    out = []
+    for st_, cls, gc in _by_stratum_and_class(gaps):
+        rec = {**st_, "metric": metric, "target_class": cls,
+               "n_rows": int(len(gc)), "n_sets": int(gc["set_id"].nunique()),
+               "n_targets": int(gc["target"].nunique())}
+        ti, si = cluster_index(gc["target"]), cluster_index(gc["set_id"])
+        for col in ("gap_best", "gap_mean"):
+            mean, lo, hi = boot_mean(gc[col].to_numpy(float), ti, si, reps)
+            rec[col] = mean
+            rec[col + "_ci"] = [lo, hi]
+        rec["share_beating_best"] = float((gc["gap_best"] > 0).mean())
+        rec["by_k"] = [{"k": int(k), "gap_best": float(h["gap_best"].mean()),
+                        "gap_mean": float(h["gap_mean"].mean()), "n_rows": int(len(h))}
+                       for k, h in gc.groupby("k")]
+        out.append(rec)
     return out
 
 
 def _summarise_add_one(pairs: pd.DataFrame, metric: str, reps: int) -> list[dict]:
     out = []
-    if pairs.empty:
-        return out
-    for st_, g in pairs.groupby(STRATA):
-        for cls in RESOURCE_CLASSES:
-            gc = g[g["target_class"] == cls]
-            groups = list(gc.groupby("base_size"))
-            if len(gc):
-                groups.append((None, gc))       # every base size together
-            for size, h in groups:
-                mean, lo, hi = boot_mean(h["gain"].to_numpy(float), cluster_index(h["target"]),
-                                         cluster_index(h["base"]), reps)
-                out.append({**dict(zip(STRATA, st_)), "metric": metric, "target_class": cls,
-                            "base_size": None if size is None else int(size),
-                            "gain": mean, "ci": [lo, hi],
-                            "share_positive": float((h["gain"] > 0).mean()),
-                            "n_pairs": int(len(h)), "n_bases": int(h["base"].nunique()),
-                            "n_targets": int(h["target"].nunique())})
+    for st_, cls, gc in _by_stratum_and_class(pairs):
+        groups = [*gc.groupby("base_size"), (None, gc)]     # each base size, then all together
+        for size, h in groups:
+            mean, lo, hi = boot_mean(h["gain"].to_numpy(float), cluster_index(h["target"]),
+                                     cluster_index(h["base"]), reps)
+            out.append({**st_, "metric": metric, "target_class": cls,
+                        "base_size": None if size is None else int(size),
+                        "gain": mean, "ci": [lo, hi],
+                        "share_positive": float((h["gain"] > 0).mean()),
+                        "n_pairs": int(len(h)), "n_bases": int(h["base"].nunique()),
+                        "n_targets": int(h["target"].nunique())})
     return out
 
 
 def _summarise_shapley(tab: pd.DataFrame, metric: str, reps: int) -> list[dict]:
     out = []
-    if tab.empty:
-        return out
     rng = np.random.default_rng(0)
     chance = CHANCE_LEVEL[metric]
-    for key, g in tab.groupby([*STRATA, "full_set"]):
-        st_, full = key[:5], key[5]
-        for cls in RESOURCE_CLASSES:
-            gc = g[g["target_class"] == cls]
-            if gc.empty:
-                continue
-            targets = sorted(gc["target"].unique())
-            piv = gc.pivot_table(index="target", columns="language", values="phi")
-            draws = rng.integers(0, len(targets), (reps, len(targets)))
-            langs = []
-            for lang in piv.columns:
-                vals = piv[lang].to_numpy(float)
-                lo, hi = percentile_ci(vals[draws].mean(axis=1))
-                langs.append({"language": lang, "phi": float(vals.mean()), "ci": [lo, hi],
-                              "single": float(gc[gc["language"] == lang]["single"].mean())})
-            langs.sort(key=lambda r: -r["phi"])
-            per_t = gc.drop_duplicates("target").set_index("target")
-            inter = per_t["interaction"].to_numpy(float)
-            lo, hi = percentile_ci(inter[draws].mean(axis=1))
-            singles_gain = (gc.groupby("target")["single"].sum() - chance * len(
-                gc["language"].unique())).reindex(per_t.index).to_numpy(float)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                additivity = (per_t["v_full"].to_numpy(float) - chance) / singles_gain
-            gap = (per_t["v_full"] - per_t["best_single"]).to_numpy(float)
-            glo, ghi = percentile_ci(gap[draws].mean(axis=1))
-            tot = sum(r["phi"] for r in langs)
-            out.append({**dict(zip(STRATA, st_)), "metric": metric, "full_set": full,
-                        "target_class": cls, "n_targets": len(targets), "languages": langs,
-                        "top_language": langs[0]["language"],
-                        "top_share": langs[0]["phi"] / tot if tot else math.nan,
-                        "v_full": float(per_t["v_full"].mean()),
-                        "interaction": float(inter.mean()), "interaction_ci": [lo, hi],
-                        "additivity": float(np.median(additivity)),
-                        "full_minus_best_single": float(gap.mean()),
-                        "full_minus_best_single_ci": [glo, ghi]})
+    for keys, cls, gc in _by_stratum_and_class(tab, ("full_set",)):
+        full = keys.pop("full_set")
+        targets = sorted(gc["target"].unique())
+        piv = gc.pivot_table(index="target", columns="language", values="phi")
+        draws = rng.integers(0, len(targets), (reps, len(targets)))
+        langs = []
+        for lang in piv.columns:
+            vals = piv[lang].to_numpy(float)
+            lo, hi = percentile_ci(vals[draws].mean(axis=1))
+            langs.append({"language": lang, "phi": float(vals.mean()), "ci": [lo, hi],
+                          "single": float(gc[gc["language"] == lang]["single"].mean())})
+        langs.sort(key=lambda r: -r["phi"])
+        per_t = gc.drop_duplicates("target").set_index("target")
+        inter = per_t["interaction"].to_numpy(float)
+        lo, hi = percentile_ci(inter[draws].mean(axis=1))
+        singles_gain = (gc.groupby("target")["single"].sum() - chance * len(
+            gc["language"].unique())).reindex(per_t.index).to_numpy(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            additivity = (per_t["v_full"].to_numpy(float) - chance) / singles_gain
+        gap = (per_t["v_full"] - per_t["best_single"]).to_numpy(float)
+        glo, ghi = percentile_ci(gap[draws].mean(axis=1))
+        tot = sum(r["phi"] for r in langs)
+        out.append({**keys, "metric": metric, "full_set": full,
+                    "target_class": cls, "n_targets": len(targets), "languages": langs,
+                    "top_language": langs[0]["language"],
+                    "top_share": langs[0]["phi"] / tot if tot else math.nan,
+                    "v_full": float(per_t["v_full"].mean()),
+                    "interaction": float(inter.mean()), "interaction_ci": [lo, hi],
+                    "additivity": float(np.median(additivity)),
+                    "full_minus_best_single": float(gap.mean()),
+                    "full_minus_best_single_ci": [glo, ghi]})
     return out
 
 

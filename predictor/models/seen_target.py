@@ -78,7 +78,7 @@ class SeenTargetModel:
         self.scope = scope
         self.pair_memory = pair_memory
 
-    def _memory(self, meta: pd.DataFrame) -> np.ndarray:
+    def memory(self, meta: pd.DataFrame) -> np.ndarray:
         """(pair memory, share of sources with one) per row: :func:`_pairs` in array ops.
 
         Each distinct configuration's sources are listed once (``cfg_id``), each distinct
@@ -134,19 +134,29 @@ class SeenTargetModel:
             self.pairs_ = {str(k): float(v) for k, v in
                            pd.Series(dev[p["row"].to_numpy()]).groupby(p["key"].to_numpy())
                            .mean().items()}
-        Xm = np.column_stack([X, self._memory(meta)])
+        Xm = np.column_stack([X, self.memory(meta)])
         self.within_ = ZModel(self.family, self.params, self.random_state,
                               scope=self.scope).fit(Xm, dev, meta)
         k = group_key(meta, ("mm", "target"))
         self.counts_ = {str(a): int(b) for a, b in k.value_counts().items()}
         return self
 
+    def target_means(self, mm: str) -> dict[str, float]:
+        """System ``mm``'s mean score per measured target (ISO 639-3)."""
+        table = next((t for keys, t in self.means_.tables_ if tuple(keys) == ("mm", "target")),
+                     {})
+        return {k[len(mm) + 1:]: float(v) for k, v in table.items() if k.startswith(f"{mm}|")}
+
+    def source_languages(self) -> set[str]:
+        """The source languages the training rows used (the keys of the pair memory)."""
+        return {k.rsplit("|", 1)[-1] for k in self.pairs_}
+
     def is_seen(self, meta: pd.DataFrame) -> np.ndarray:
         codes, names = key_codes(meta, ("mm", "target"))
         return np.array([k in self.counts_ for k in names], dtype=bool)[codes]
 
     def predict(self, X: np.ndarray, meta: pd.DataFrame) -> np.ndarray:
-        Xm = np.column_stack([X, self._memory(meta)])
+        Xm = np.column_stack([X, self.memory(meta)])
         return self.means_.predict(None, meta) + self.within_.predict(Xm, meta)
 
     def to_state(self) -> dict[str, Any]:

@@ -33,12 +33,6 @@ def system_class_codes(meta: pd.DataFrame) -> tuple[np.ndarray, list[tuple[str, 
     return codes, [(str(mu[mc[i]]), str(pu[pc[i]])) for i in first.tolist()]
 
 
-def _target_means(mm: str, m: SeenTargetModel) -> dict[str, float]:
-    """The measured-target model's mean score per target (ISO 639-3) of system ``mm``."""
-    table = next((t for keys, t in m.means_.tables_ if tuple(keys) == ("mm", "target")), {})
-    return {k[len(mm) + 1:]: float(v) for k, v in table.items() if k.startswith(f"{mm}|")}
-
-
 def _class_of(model: str) -> Callable[[str], str]:
     """The pretraining class of a target language for ``model``."""
     return lambda target: pretraining_class(target, model)
@@ -51,7 +45,7 @@ class ClassPolicy:
     def __init__(self, seen: Mapping[str, SeenTargetModel],
                  support: Mapping[str, Any]) -> None:
         self.support = support
-        self.target_means = {mm: _target_means(mm, m) for mm, m in seen.items()}
+        self.target_means = {mm: m.target_means(mm) for mm, m in seen.items()}
         levels = {mm: design_levels(means, _class_of(mm.split("|")[0]))
                   for mm, means in self.target_means.items()}
         #: borrowed effects by pretraining class (:func:`fit_transfers`)
@@ -61,8 +55,7 @@ class ClassPolicy:
         self.classes_of = {mm: sorted(lv) for mm, lv in levels.items()}
         #: the pretraining classes of each system's training source languages
         self.source_classes = {
-            mm: {pretraining_class(x, mm.split("|")[0])
-                 for x in {k.rsplit("|", 1)[-1] for k in m.pairs_}}
+            mm: {pretraining_class(x, mm.split("|")[0]) for x in m.source_languages()}
             for mm, m in seen.items()}
 
     def never_measured(self, mm: str, pcl: str) -> bool:
