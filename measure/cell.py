@@ -8,7 +8,9 @@ cell is.
 A cell's identity is the SHA-256 of its canonical JSON (sorted keys, no spaces). The
 JSON of a ``CellSpec`` (``to_dict``) is exactly the plain dict the batch config built
 before the type existed, so every stored cell hash and every shipped table stays valid
-(``tests/test_cell.py`` recomputes the hashes of the committed tables).
+(``tests/test_cell.py`` recomputes the hashes of the committed tables). Fields added since
+(a target's ``parts``, a cell's ``target_shots``) enter the JSON only when set, so a cell
+that does not use them keeps the hash it always had.
 """
 
 from __future__ import annotations
@@ -26,16 +28,58 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+#: how a part of a split is named in the results (``target_split``): ``test/A-of-2``. A
+#: split file is ``{split}.parquet`` in one directory, so a name with a ``/`` can never be
+#: a real split (and ``dataset/split`` in a config rejects it).
+PART_NAME = "{split}/{part}-of-{n_parts}"
+PART_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def part_split_name(split: str, part: str, n_parts: int) -> str:
+    """The ``target_split`` of part ``part`` (a letter) of ``split`` cut in ``n_parts``."""
+    return PART_NAME.format(split=split, part=part, n_parts=n_parts)
+
+
 @dataclass(frozen=True)
 class Target:
-    """One evaluated split: every listed language of ``dataset/split``."""
+    """One evaluated split: every listed language of ``dataset/split``.
+
+    ``parts`` > 1 scores each language on each of ``parts`` disjoint, label-stratified
+    parts of the split separately (``measure.methods.sampling.part_indices``), reported as
+    the splits ``part_split_name(split, letter, parts)``; 0 scores the split whole.
+    """
 
     dataset: str
     split: str
     languages: tuple[str, ...]
+    parts: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "split": self.split, "languages": list(self.languages)}
+        out: dict[str, Any] = {"dataset": self.dataset, "split": self.split,
+                               "languages": list(self.languages)}
+        if self.parts:
+            out["parts"] = self.parts
+        return out
+
+    @property
+    def part_letters(self) -> tuple[str, ...]:
+        """The parts' letters (A, B, ...); empty when the split is scored whole."""
+        return tuple(PART_LETTERS[:self.parts]) if self.parts else ()
+
+
+def shot_key(dataset: str, split: str, language: str) -> str:
+    """How a cell names the labelled target pairs it trains on: ``dataset/split:language``."""
+    return f"{dataset}/{split}:{language}"
+
+
+def parse_shot_key(key: str) -> tuple[str, str, str]:
+    """(dataset, split, language) of a :func:`shot_key`; ValueError names the form."""
+    ref, sep, language = key.partition(":")
+    if not sep or ref.count("/") != 1 or not language or not all(ref.split("/")):
+        raise ValueError(f"target shots {key!r}: expected 'dataset/split:language', "
+                         "e.g. 'americas_nli/validation:aym'")
+    dataset, split = ref.split("/")
+    return dataset, split, language
 
 
 @dataclass(frozen=True)
@@ -45,7 +89,10 @@ class CellSpec:
     ``train_config`` maps each source language to its number of training examples;
     ``params`` is the method's settings table (``[probe]`` or ``[train]``) as written in
     the config (validated by the method's params class); ``eval_cap`` > 0 caps each
-    target at a fixed, label-stratified subset of that many rows.
+    target at a fixed, label-stratified subset of that many rows (of each part, for a
+    target cut in parts). ``target_shots`` maps :func:`shot_key` -> n: n labelled pairs of
+    that language drawn from that split, trained on together with the sources (few-shot
+    target data; a split that is never scored).
     """
 
     model: str
@@ -59,10 +106,12 @@ class CellSpec:
     params: Mapping[str, Any]
     targets: tuple[Target, ...]
     eval_cap: int = 0
+    target_shots: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:  # read-only views: a frozen cell is never edited
         object.__setattr__(self, "train_config", MappingProxyType(dict(self.train_config)))
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+        object.__setattr__(self, "target_shots", MappingProxyType(dict(self.target_shots)))
 
     def __reduce__(self) -> tuple[Any, ...]:  # worker processes and Ray get the JSON form
         return (CellSpec.from_dict, (self.to_dict(),))
@@ -74,17 +123,22 @@ class CellSpec:
                    train_dataset=raw["train_dataset"], train_split=raw["train_split"],
                    regime=raw["regime"], train_config=raw["train_config"], seed=raw["seed"],
                    params=raw["params"],
-                   targets=tuple(Target(t["dataset"], t["split"], tuple(t["languages"]))
+                   targets=tuple(Target(t["dataset"], t["split"], tuple(t["languages"]),
+                                        t.get("parts", 0))
                                  for t in raw["targets"]),
-                   eval_cap=raw["eval_cap"])
+                   eval_cap=raw["eval_cap"], target_shots=raw.get("target_shots", {}))
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form: exactly the keys and values the hash has always been taken over."""
-        return {"model": self.model, "method": self.method, "backend": self.backend,
-                "train_dataset": self.train_dataset, "train_split": self.train_split,
-                "regime": self.regime, "train_config": dict(self.train_config),
-                "seed": self.seed, "params": _plain(self.params),
-                "targets": [t.to_dict() for t in self.targets], "eval_cap": self.eval_cap}
+        """The JSON form: exactly the keys and values the hash has always been taken over
+        (``target_shots`` only when the cell has any)."""
+        out = {"model": self.model, "method": self.method, "backend": self.backend,
+               "train_dataset": self.train_dataset, "train_split": self.train_split,
+               "regime": self.regime, "train_config": dict(self.train_config),
+               "seed": self.seed, "params": _plain(self.params),
+               "targets": [t.to_dict() for t in self.targets], "eval_cap": self.eval_cap}
+        if self.target_shots:
+            out["target_shots"] = dict(self.target_shots)
+        return out
 
     @property
     def hash(self) -> str:
@@ -97,7 +151,13 @@ class CellSpec:
 
     @property
     def total_examples(self) -> int:
+        """Source examples (what the store's ``total_examples`` holds; shots not counted)."""
         return int(sum(self.train_config.values()))
+
+    @property
+    def n_shots(self) -> int:
+        """Labelled target pairs trained on besides the sources."""
+        return int(sum(self.target_shots.values()))
 
 
 def _plain(value: Any) -> Any:

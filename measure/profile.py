@@ -35,8 +35,10 @@ within-target Spearman of 0.71 on XNLI targets and 0.93 on AmericasNLI targets
 entropy) has a low macro-F1 there. Per-source confidence, ATC and DoC rank *inversely*
 (-0.48, -0.34, -0.23 on XNLI): an over-confident probe is a collapsed one.
 
-Reference centroids and the shipped profiles' text use *disjoint* premises (XNLI is
-15-way parallel: the first half of the unique validation premises, by pair_id, makes the
+Which pairs a shipped target's profile reads is its protocol
+(:mod:`measure.profile_protocols`: the scored test pairs, pairs never scored, shifted
+validation pairs, or none), recorded in its provenance. Reference centroids and the
+shipped profiles' text use *disjoint* premises (XNLI is 15-way parallel: the first half of the unique validation premises, by pair_id, makes the
 references; profiles read the second half), so a shipped XNLI target's distance to another
 XNLI language measures language, not shared content.
 
@@ -44,6 +46,8 @@ Commands::
 
     xlt-measure profile --language quy --text quy.txt [--pairs quy.tsv] [--profiles DIR] [--force]
     python -m measure.profile build-shipped [--data-dir ../shared/data/nli] [--profiles DIR]
+        [--protocol scored-pairs|disjoint-pairs|text-only] [--part A|B]
+        [--pairs-source test|validation] [--bootstrap-seed S] [--reference FILE]
     python -m measure.profile check [--profiles DIR]   # label-free estimates vs measured F1
 """
 
@@ -60,8 +64,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from scipy.stats import spearmanr
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
@@ -73,21 +75,22 @@ from measure.knowledge.paths import DefaultPathNotFound, shipped_profiles_dir, u
 from measure.methods.probe import DEFAULT_PROBE, make_classifier, pair_features
 from measure.outputs import (OutputError, atomic_write_text, check_writable_dir,
                              refuse_input_as_output, same_file)
+from measure.profile_check import check
 from measure.profile_inputs import (MAX_TEXT_LINES, MIN_LINES, MIN_PAIRS, ProfileInputError,
                                     describe_sample, pairs_check, read_pairs_sample,
                                     read_text_sample)
-from measure.profile_reference import (REFERENCE_FILE, SOURCE_STATS, Reference, find_reference,
-                                       label_free, label_free_by_source)
+from measure.profile_protocols import (AMERICAS, PAIRS_SOURCES, PROTOCOLS, SCORED_PAIRS,
+                                       SHIPPED_SEED, XNLI_TARGETS, ProfileProtocol, check_directory,
+                                       reference_premises, shipped_inputs)
+from measure.profile_reference import (REFERENCE_FILE, Reference, find_reference, label_free,
+                                       label_free_by_source)
 from measure.stack import measure_stack_problem
 from measure.store import code_version
 
-REFERENCE_LANGUAGES = tuple("ar bg de el en es fr hi ru sw th tr ur vi zh".split())
-AMERICAS = tuple("aym bzd cni hch nah oto tar".split())
+#: the reference's 15 XNLI languages, which are also the shipped XNLI targets
+REFERENCE_LANGUAGES = XNLI_TARGETS
 SUPPORTED_MODELS = ("me5-small",)
 DEFAULT_BACKEND = "ort-int8-s8"
-SHIPPED_TEXT_LINES = 300
-SHIPPED_PAIRS = 600
-SHIPPED_SEED = 0
 PROFILE_SCHEMA = 2      # 2: label_free_by_source (schema-1 files are still read)
 
 
@@ -148,18 +151,6 @@ def centroid(vectors: np.ndarray) -> np.ndarray:
 
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
-def reference_premises(frame: Any) -> tuple[list[str], list[str]]:
-    """(reference half, profile half) of a validation split's unique premises, by pair_id.
-
-    XNLI validation is 15-way parallel, so the same split of pair_ids separates content
-    in every language.
-    """
-    order = frame.sort_values("pair_id")["premise"].astype(str).str.strip()
-    uniq = list(dict.fromkeys(p for p in order if p))
-    half = len(uniq) // 2
-    return uniq[:half], uniq[half:]
 
 
 def train_probe(X: np.ndarray, y: np.ndarray, seed: int = SHIPPED_SEED
@@ -319,136 +310,78 @@ def _now() -> str:
 
 
 # -- shipped profiles ------------------------------------------------------------------------
-def shipped_inputs(data_dir: Path, dataset: str, language: str, out_dir: Path, *,
-                   n_lines: int = SHIPPED_TEXT_LINES, n_pairs: int = SHIPPED_PAIRS,
-                   seed: int = SHIPPED_SEED) -> tuple[Path, Path]:
-    """Write the unlabelled inputs of one shipped target: text = premises of the validation
-    split (the half not used by the reference centroids for XNLI; de-duplicated, first
-    ``n_lines``), pairs = ``n_pairs`` test pairs drawn with ``seed``, labels dropped."""
-    val = load_parquet_split(data_dir, dataset, language, "validation")
-    if dataset == "xnli":
-        _, lines = reference_premises(val)
-    else:
-        order = val.sort_values("pair_id")["premise"].astype(str).str.strip()
-        lines = list(dict.fromkeys(p for p in order if p))
-    test = load_parquet_split(data_dir, dataset, language, "test")
-    # a few AmericasNLI rows have an empty premise or hypothesis: not a pair, left out
-    keep = (test["premise"].astype(str).str.strip() != "") & \
-        (test["hypothesis"].astype(str).str.strip() != "")
-    test = test[keep.to_numpy()].reset_index(drop=True)
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(test), min(n_pairs, len(test)), replace=False))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    text, pairs = out_dir / f"{language}.txt", out_dir / f"{language}.tsv"
-    clean = [ln.replace("\t", " ").replace("\n", " ") for ln in lines[:n_lines]]
-    atomic_write_text(text, "\n".join(clean) + "\n")
-    rows = test.iloc[idx]
-    atomic_write_text(pairs, "".join(f"{_one_line(p)}\t{_one_line(h)}\n" for p, h in
-                                     zip(rows["premise"], rows["hypothesis"])))
-    return text, pairs
+def shipped_targets(only: Sequence[str] | None) -> list[tuple[str, str]]:
+    """[(dataset, code)] of the shipped targets to build (``only``: a subset, checked)."""
+    unknown = sorted(set(only or ()) - set(REFERENCE_LANGUAGES) - set(AMERICAS))
+    if unknown:
+        raise ProfileInputError(f"--languages: {unknown} are not shipped targets; choose from "
+                                f"{' '.join(REFERENCE_LANGUAGES + AMERICAS)}")
+    return [(ds, lang) for ds, langs in (("xnli", REFERENCE_LANGUAGES), ("americas_nli", AMERICAS))
+            for lang in langs if not only or lang in only]
 
 
-def _one_line(s: Any) -> str:
-    return " ".join(str(s).split())
+def shipped_reference(enc: MemoEncoder, data_dir: Path, ref_path: Path, *, rebuild: bool,
+                      reference: Path | None = None) -> Reference:
+    """The reference a build measures against: ``reference`` (an existing file, copied to
+    ``ref_path``), else the one at ``ref_path`` unless ``rebuild``, else built afresh."""
+    source = reference if reference is not None else None if rebuild else ref_path
+    if source is None or not source.is_file():
+        if reference is not None:
+            raise ProfileInputError(f"--reference {reference}: no such file")
+        ref = build_reference(enc, data_dir)
+        ref.save(ref_path)
+        return ref
+    ref = Reference.load(source)
+    if ref.meta.get("model_fingerprint") != enc.fingerprint:
+        raise ProfileInputError(f"{source} was built with another checkpoint: rebuild "
+                                "everything (build-shipped without --languages or --reference)")
+    if not (ref_path.is_file() and same_file(source, ref_path)):
+        ref.save(ref_path)
+    return ref
 
 
 def build_shipped(data_dir: Path, profiles: Path, *, backend: str = DEFAULT_BACKEND,
                   inputs_dir: Path | None = None, model: str = "me5-small",
                   only: Sequence[str] | None = None,
+                  protocol: ProfileProtocol = SCORED_PAIRS, reference: Path | None = None,
                   log: Callable[[str], None] = print) -> list[Path]:
-    """Reference + profiles of the 22 measured targets, from unlabelled text only.
+    """Reference + profiles of the 22 measured targets under ``protocol``
+    (:mod:`measure.profile_protocols`), from unlabelled text only.
 
     ``only``: rebuild just these targets' profiles against the existing reference (it is
-    built when missing)."""
-    unknown = sorted(set(only or ()) - set(REFERENCE_LANGUAGES) - set(AMERICAS))
-    if unknown:
-        raise ProfileInputError(f"--languages: {unknown} are not shipped targets; choose from "
-                                f"{' '.join(REFERENCE_LANGUAGES + AMERICAS)}")
+    built when missing); ``reference``: measure against this reference file (copied into
+    ``profiles``) instead of building one. Every check runs before the model loads."""
+    targets = shipped_targets(only)
+    protocol.check(tuple(lang for _, lang in targets))
+    check_directory(profiles / model, protocol, [lang for _, lang in targets])
+    t0 = time.time()
     enc = MemoEncoder(model, backend)
     ref_path = profiles / model / REFERENCE_FILE
-    if only and ref_path.is_file():
-        ref = Reference.load(ref_path)
-        if ref.meta.get("model_fingerprint") != enc.fingerprint:
-            raise ProfileInputError(f"{ref_path} was built with another checkpoint: rebuild "
-                                    "everything (build-shipped without --languages)")
-    else:
-        ref = build_reference(enc, data_dir)
-        ref.save(ref_path)
+    ref = shipped_reference(enc, data_dir, ref_path, rebuild=not only, reference=reference)
     log(f"reference: {ref_path} (English probe out-of-fold accuracy "
-        f"{100 * ref.source_accuracy:.1f}, ATC threshold {ref.atc_threshold:.3f})")
+        f"{100 * ref.source_accuracy:.1f}, ATC threshold {ref.atc_threshold:.3f}; "
+        f"{time.time() - t0:.0f} s)")
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         base = inputs_dir or Path(tmp)
-        for dataset, langs in (("xnli", REFERENCE_LANGUAGES), ("americas_nli", AMERICAS)):
-            for lang in langs:
-                if only and lang not in only:
-                    continue
-                text, pairs = shipped_inputs(data_dir, dataset, lang, base / dataset)
-                text_s, pairs_s = read_text_sample(text), read_pairs_sample(pairs)
-                prov = {"text_file": f"{dataset}/{lang}/validation premises",
-                        "text_sha256": text_s.sha256, "text_sample": text_s.info,
-                        "pairs_file": f"{dataset}/{lang}/test (labels dropped, "
-                                      f"{len(pairs_s.items)} pairs, seed {SHIPPED_SEED})",
-                        "pairs_sha256": pairs_s.sha256, "pairs_sample": pairs_s.info}
-                path = write_profile(compute_profile(lang, text_s.items, enc, ref, pairs_s.items,
-                                                     provenance=prov), profiles)
-                out.append(path)
-                log(f"{lang}: {path}")
+        for dataset, lang in targets:
+            t1, info = time.time(), {}
+            text, pairs = shipped_inputs(data_dir, dataset, lang, base / dataset,
+                                         protocol=protocol, info=info)
+            text_s = read_text_sample(text)
+            pairs_s = read_pairs_sample(pairs) if pairs is not None else None
+            prov = {"text_file": f"{dataset}/{lang}/validation premises",
+                    "text_sha256": text_s.sha256, "text_sample": text_s.info,
+                    **protocol.provenance(dataset), **info}
+            if pairs_s is not None:
+                prov.update({"pairs_sha256": pairs_s.sha256, "pairs_sample": pairs_s.info})
+            path = write_profile(compute_profile(lang, text_s.items, enc, ref,
+                                                 pairs_s.items if pairs_s else None,
+                                                 provenance=prov), profiles)
+            out.append(path)
+            log(f"{lang}: {path} ({time.time() - t1:.0f} s)")
+    log(f"built {len(out)} profiles ({protocol.label}) in {time.time() - t0:.0f} s")
     return out
-
-
-def check(profiles: Path, measurements: Path, model: str = "me5-small") -> dict[str, float]:
-    """Spearman between each label-free estimate and the measured English->target macro-F1
-    (mean over seeds of the {"en": 2490} XNLI-validation probe rows)."""
-    m = pd.read_parquet(measurements)
-    m = m[(m["train_config"] == '{"en":2490}') & (m["train_dataset"] == "xnli")]
-    f1 = m.groupby("target_language")["macro_f1"].mean()
-    rows = []
-    for code in f1.index:
-        p = profiles / model / f"{code}.json"
-        if p.is_file():
-            prof = json.loads(p.read_text(encoding="utf-8"))
-            lf = prof.get("label_free") or {}
-            rows.append({"target": code, "f1": f1[code], **{k: lf.get(k) for k in
-                         ("label_entropy", "mean_confidence", "atc", "doc")},
-                         "fertility": prof["tokenizer"]["fertility"],
-                         "unk_rate": prof["tokenizer"]["unk_rate"],
-                         "dist_en": prof["centroid_distance"].get("en")})
-    df = pd.DataFrame(rows).set_index("target")
-    res = {c: float(spearmanr(df[c], df["f1"]).statistic) for c in df.columns if c != "f1"}
-    res["n_targets"] = float(len(df))
-    res.update(check_by_source(profiles, measurements, model))
-    return res
-
-
-def check_by_source(profiles: Path, measurements: Path | pd.DataFrame,
-                    model: str = "me5-small") -> dict[str, float]:
-    """Per-source label-free statistics vs measured single-source F1: for each target, the
-    Spearman over its zero-shot sources (k=1 XNLI-validation rows, mean over seeds) between
-    ``label_free_by_source[src][stat]`` and F1(src -> target), averaged over the XNLI and
-    the AmericasNLI targets separately (keys ``src_<stat>_<xnli|americas>``)."""
-    m = measurements if isinstance(measurements, pd.DataFrame) else pd.read_parquet(measurements)
-    m = m[(m["k"] == 1) & (m["train_dataset"] == "xnli") & (m["train_split"] == "validation")]
-    if "regime" in m:      # at k=1 both regimes are the same cells; count them once
-        m = m[m["regime"] == m["regime"].min()]
-    m = m.assign(src=m["train_config"].map(lambda c: next(iter(json.loads(c)))))
-    f1 = m.groupby(["target_language", "src"])["macro_f1"].mean()
-    per: dict[str, list[float]] = {}
-    for code in f1.index.get_level_values(0).unique():
-        p = profiles / model / f"{code}.json"
-        if not p.is_file():
-            continue
-        by_src = json.loads(p.read_text(encoding="utf-8")).get("label_free_by_source") or {}
-        y = f1[code]
-        srcs = [s for s in y.index if s in by_src and s != code]
-        if len(srcs) < 3:
-            continue
-        group = "americas" if code in AMERICAS else "xnli"
-        for stat in SOURCE_STATS:
-            r = spearmanr([by_src[s][stat] for s in srcs], y[srcs].to_numpy()).statistic
-            if np.isfinite(r):
-                per.setdefault(f"src_{stat}_{group}", []).append(float(r))
-    return {k: float(np.mean(v)) for k, v in sorted(per.items())}
 
 
 # -- command line -------------------------------------------------------------------------------
@@ -552,15 +485,14 @@ def summary(prof: dict[str, Any]) -> str:
     return s + "".join(f"\n{line}" for line in what_it_measured(prof))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m measure.profile",
-                                     description="language profiles in a model's own space")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_profile_arguments(sub.add_parser("profile", help="profile one language (= xlt-measure profile)"))
-    b = sub.add_parser("build-shipped", help="rebuild the reference and the 22 shipped profiles")
+def add_build_arguments(b: argparse.ArgumentParser) -> None:
+    """``python -m measure.profile build-shipped``: the reference and the shipped targets'
+    profiles under a protocol (:mod:`measure.profile_protocols`)."""
     b.add_argument("--data-dir", type=Path, default=None, help="NLI data root (default as xlt-measure)")
     b.add_argument("--profiles", type=Path, default=None,
-                   help="default: the shipped profiles/ in the models directory")
+                   help="default: the shipped profiles/ in the models directory for "
+                        "scored-pairs, else models/profiles-<tag> beside it (e.g. "
+                        "profiles-disjoint-A)")
     b.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS, metavar="BACKEND",
                    help=f"one of {', '.join(BACKENDS)} (default {DEFAULT_BACKEND})")
     b.add_argument("--inputs-dir", type=Path, default=None,
@@ -568,6 +500,48 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--languages", default=None,
                    help="comma-separated shipped targets to rebuild against the existing "
                         "reference (default: the reference and all 22)")
+    b.add_argument("--protocol", default="scored-pairs", choices=PROTOCOLS,
+                   help="where the pairs come from: scored-pairs (the test pairs scored, as "
+                        "shipped so far), disjoint-pairs (pairs never scored), text-only "
+                        "(no pairs); default scored-pairs")
+    b.add_argument("--part", default=None, choices=("A", "B"),
+                   help="disjoint-pairs: build the AmericasNLI profiles from this half of the "
+                        "test set (to be scored on the other; required with AmericasNLI targets)")
+    b.add_argument("--pairs-source", default="test", choices=PAIRS_SOURCES,
+                   help="disjoint-pairs: 'validation' reads the target's validation pairs "
+                        "instead (shifted: translations of the probes' training items)")
+    b.add_argument("--bootstrap-seed", type=int, default=None, metavar="S",
+                   help="resample the chosen pairs with replacement with seed S (profile noise)")
+    b.add_argument("--reference", type=Path, default=None, metavar="FILE",
+                   help="measure against this _reference.npz (copied into --profiles) instead "
+                        "of building one (saves its embedding time)")
+
+
+def cmd_build_shipped(args: argparse.Namespace) -> None:
+    """Validate the protocol and the directories, then :func:`build_shipped`."""
+    protocol = ProfileProtocol(args.protocol, args.part, args.pairs_source, args.bootstrap_seed)
+    only = args.languages.split(",") if args.languages else None
+    protocol.check(tuple(lang for _, lang in shipped_targets(only)))
+    profiles = args.profiles
+    if profiles is None:
+        shipped = shipped_profiles_dir(required=True)
+        profiles = (shipped if protocol.tag == "scored"
+                    else shipped.parent / f"profiles-{protocol.tag}")
+    problem = measure_stack_problem()
+    if problem:
+        raise ProfileInputError(problem)
+    build_shipped(resolve_data_dir(args.data_dir), profiles, backend=args.backend,
+                  inputs_dir=args.inputs_dir, only=only, protocol=protocol,
+                  reference=args.reference)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m measure.profile",
+                                     description="language profiles in a model's own space")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_profile_arguments(sub.add_parser("profile", help="profile one language (= xlt-measure profile)"))
+    add_build_arguments(sub.add_parser("build-shipped", help="rebuild the reference and the 22 "
+                                       "shipped profiles (under a protocol)"))
     c = sub.add_parser("check", help="label-free estimates vs measured English->target F1, "
                        "and per-source estimates vs measured single-source F1 within targets")
     c.add_argument("--profiles", type=Path, default=None)
@@ -576,15 +550,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "profile":
         return cmd_profile(args)
     try:
-        profiles = args.profiles or shipped_profiles_dir(required=True)
         if args.command == "build-shipped":
-            problem = measure_stack_problem()
-            if problem:
-                raise ProfileInputError(problem)
-            build_shipped(resolve_data_dir(args.data_dir), profiles, backend=args.backend,
-                          inputs_dir=args.inputs_dir,
-                          only=args.languages.split(",") if args.languages else None)
+            cmd_build_shipped(args)
             return 0
+        profiles = args.profiles or shipped_profiles_dir(required=True)
         meas = args.measurements or (profiles.parent / "measurements" / "me5-small-probe.parquet")
         for k, v in check(profiles, meas).items():
             print(f"{k:<28} {v:.3f}")

@@ -184,3 +184,82 @@ def test_run_greedy_resumes_from_the_store(nli_dir: Path, tmp_path: Path, monkey
     assert set(df["regime"]) == {"fixed_total"} and set(df["seed"]) == {0}
     frame = designs.candidates_frame(first)
     assert list(frame.columns) == ["objective", "k", "languages", "added", "value", "chosen"]
+
+
+# -- the #22 designs: dilution control, few-shot arms, centred re-measure ----------------------
+def _batch(name: str, nli_dir: Path):
+    return build_batch(load_toml(CONFIGS / name), nli_dir, check_data=False)
+
+
+def test_dilution_design_measures_every_member_at_its_share_beside_the_sets(nli_dir: Path) -> None:
+    batch = _batch("design-dilution.toml", nli_dir)
+    singles = Counter((c.sources[0], c.total_examples) for c in batch.cells if len(c.sources) == 1)
+    assert set(singles.values()) == {3}                              # seeds 0, 1, 2
+    for k in range(2, 16):
+        assert {lang for lang, n in singles if n == 2490 // k} == set(designs.XNLI_LANGS)
+    sets = _sets_by(batch, "fixed_total")
+    multi = {s for s in sets if len(s) > 1}
+    assert {len(s) for s in multi} == set(range(2, 16))
+    default = build_batch(load_toml(CONFIGS / "default.toml"), nli_dir, check_data=False)
+    grid = {tuple(c.sources) for c in default.cells if c.regime == "fixed_total"
+            and c.train_dataset == "xnli" and 3 <= len(c.sources)}
+    assert {s for s in multi if len(s) >= 3} == grid                 # the shipped grid's sets
+    for c in batch.cells:
+        assert c.regime == "fixed_total" and c.backend == "ort-int8-s8" and not c.target_shots
+        if len(c.sources) > 1:
+            assert c.total_examples == 2490
+        # every member of a k-set has a single measured at (at most one example under) its share
+        for lang, n in c.train_config.items():
+            assert len(c.sources) == 1 or (lang, 2490 // len(c.sources)) in singles
+            assert len(c.sources) == 1 or n - 2490 // len(c.sources) in (0, 1)
+    assert len(batch.cells) == 1023
+
+
+def test_few_shot_design_adds_target_pairs_within_the_fixed_total(nli_dir: Path) -> None:
+    batch = _batch("design-few-shot.toml", nli_dir)
+    assert len(batch.cells) == 570
+    seen = Counter()
+    for c in batch.cells:
+        assert c.regime == "fixed_total" and c.seed in (0, 1)
+        assert c.total_examples + c.n_shots == 2490
+        assert len(c.sources) in (1, 2, 4, 8)
+        for key, n in c.target_shots.items():
+            ds, split, lang = key.split("/")[0], *key.split("/")[1].split(":")
+            assert split == "validation" and n in (25, 100, 400)
+            assert lang not in c.sources                              # never its own source
+            seen[(ds, lang, n)] += 1
+    langs = {(ds, lang) for ds, lang, _ in seen}
+    assert langs == {("xnli", t) for t in ("sw", "ur", "hi", "de")} | \
+        {("americas_nli", t) for t in ("aym", "bzd", "hch", "tar")}
+    assert set(seen.values()) == {20}                                 # 10 sets x 2 seeds
+
+
+def test_centred_configs_are_the_plain_designs_with_centring(nli_dir: Path) -> None:
+    for plain, centred in (("design-dilution.toml", "design-dilution-centred.toml"),
+                           ("design-add-one.toml", "design-add-one-centred.toml"),
+                           ("design-few-shot.toml", "design-few-shot-centred.toml")):
+        a, b = _batch(plain, nli_dir).cells, _batch(centred, nli_dir).cells
+        assert all(c.params.get("centre") == "language" for c in b)
+        assert all("centre" not in c.params for c in a)
+        strip = [{**c.to_dict(), "params": {k: v for k, v in c.params.items() if k != "centre"}}
+                 for c in b]
+        assert sorted(map(str, strip)) == sorted(str(c.to_dict()) for c in a)
+        assert not {c.hash for c in a} & {c.hash for c in b}
+
+
+def test_americas_parts_config_rescores_the_default_grids_probes(nli_dir: Path) -> None:
+    parts = build_batch(load_toml(CONFIGS / "default-americas-parts.toml"), nli_dir,
+                        check_data=False).cells
+    default = build_batch(load_toml(CONFIGS / "default.toml"), nli_dir, check_data=False).cells
+    key = lambda c: (c.regime, tuple(sorted(c.train_config.items())), c.seed, c.backend)  # noqa: E731
+    assert sorted(map(key, parts)) == sorted(key(c) for c in default if c.train_dataset == "xnli")
+    assert {(t.dataset, t.parts) for c in parts for t in c.targets} == {("americas_nli", 2)}
+
+
+def test_plan_prints_cells_and_cpu_time(capsys: pytest.CaptureFixture, nli_dir: Path) -> None:
+    assert designs.main(["plan", "design-few-shot.toml", "--data-dir", str(nli_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("design-few-shot.toml: 570 cells (480 with target shots), about ")
+    assert "CPU-minutes" in out
+    assert designs.main(["plan", "nope.toml"]) == 2
+    assert "no config file nope.toml" in capsys.readouterr().err

@@ -19,29 +19,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from measure.cell import CellSpec, Target, cell_hash
-from measure.data import (DataError, SplitRef, available_splits, languages_with_split,
-                          resolve_data_dir, validate_splits)
+from measure.data import DataError, SplitRef, resolve_data_dir
 from measure.encoders.encoder import BACKENDS, DEFAULT_BACKEND
 from measure.encoders.me5 import ME5_MODEL_ID
-from measure.knowledge.languages import UnknownLanguageError, resolve_target
 from measure.methods.registry import METHODS
 from measure.methods.seq2seq import MODEL_ALIASES
+from measure.running.checks import (ConfigError, Pools, check_langs, int_list, is_int, split_ref,
+                                    table)
+from measure.running.options import (NO_SHOTS, check_centring, check_shots_fit, group_shots,
+                                     source_budget, target_parts)
 from measure.stack import install_hint
+
 TOP_KEYS = {"name", "model", "method", "backend", "data_dir", "seeds", "budget", "eval_cap",
             "probe", "train", "targets", "sources"}
 SOURCE_KEYS = {"pool", "languages", "singles", "pairs_from", "sets", "sample", "seeds",
-               "regimes", "budget"}
-TARGET_KEYS = {"split", "languages"}
+               "regimes", "budget", "shots"}
+TARGET_KEYS = {"split", "languages", "parts"}
 SAMPLE_KEYS = {"k", "sets_per_k", "seed", "languages"}
 BUDGET_KEYS = {"per_language": "per_language", "total": "fixed_total"}  # key -> regime
 REGIMES = tuple(BUDGET_KEYS.values())
-
-
-class ConfigError(ValueError):
-    """A batch config problem; the message names the key and the fix."""
 
 
 @dataclass
@@ -74,44 +71,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: malformed TOML: {exc}") from None
 
 
-def _split_ref(value: Any, key: str) -> tuple[str, str]:
-    if not isinstance(value, str) or value.count("/") != 1:
-        raise ConfigError(f"{key} = {value!r}: expected 'dataset/split', e.g. 'xnli/validation'")
-    ds, split = value.split("/")
-    return ds, split
-
-
-def _is_int(value: Any) -> bool:
-    """TOML integers only: a bool is not an int here (``seeds = [true]`` is a mistake)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-MAX_SEED = 2**32 - 1  # numpy / scikit-learn random_state range
 MIN_EXAMPLES = 10     # per source language and cell: fewer and a sample can miss labels
 MIN_EVAL_CAP = 10     # eval_cap > 0 below this rounds some label's share to no pairs
-
-
-def _int_list(value: Any, key: str) -> list[int]:
-    """Seeds: a non-empty list of integers in 0..2**32-1 (a bare integer is one seed)."""
-    if _is_int(value):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(_is_int(v) for v in value):
-        raise ConfigError(f"{key} must be a non-empty list of integers, e.g. {key.split('.')[-1]} = [0, 1, 2]; "
-                          f"got {value!r}")
-    bad = [v for v in value if not 0 <= v <= MAX_SEED]
-    if bad:
-        raise ConfigError(f"{key}: seed {bad[0]} is out of range; seeds are integers 0..{MAX_SEED}")
-    return value
-
-
-def _table(value: Any, key: str, allowed: set[str], example: str) -> dict[str, Any]:
-    """A TOML table with only known keys (a typo is an error, never silently ignored)."""
-    if not isinstance(value, dict):
-        raise ConfigError(f"{key} must be a table, e.g. {example}; got {value!r}")
-    unknown = set(value) - allowed
-    if unknown:
-        raise ConfigError(f"{key}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-    return value
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -178,72 +139,6 @@ def check_model(model: Any, method: str) -> None:
         raise ConfigError(f"model = {model!r}: {why}{hint}; {usage}") from None
 
 
-class _Pools:
-    """Which languages each dataset/split has, and how many examples (read lazily)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.avail = available_splits(root)
-        self._sizes: dict[tuple[str, str, str], int] = {}
-        self._checked: set[SplitRef] = set()
-
-    def languages(self, ds: str, split: str, key: str) -> list[str]:
-        try:
-            return languages_with_split(self.root, ds, split, self.avail)
-        except DataError as exc:
-            raise ConfigError(f"{key}: {exc}") from None
-
-    def size(self, ds: str, lang: str, split: str) -> int:
-        k = (ds, lang, split)
-        if k not in self._sizes:
-            path = self.root / ds / lang / f"{split}.parquet"
-            try:
-                self._sizes[k] = pq.ParquetFile(path).metadata.num_rows
-            except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad files
-                raise ConfigError(f"bad data file: {path}: not a readable parquet file "
-                                  f"({type(exc).__name__}: {exc})") from None
-        return self._sizes[k]
-
-    def validate(self, refs: set[SplitRef]) -> None:
-        """Load and check each file once, as ``xlt-measure data`` does (exit 2 naming it)."""
-        todo = refs - self._checked
-        try:
-            sizes = validate_splits(self.root, todo)
-        except DataError as exc:
-            raise ConfigError(f"bad data file: {exc}") from None
-        self._checked |= todo
-        self._sizes.update({(r.dataset, r.language, r.split): n for r, n in sizes.items()})
-
-
-def _check_langs(langs: Any, allowed: list[str], key: str, where: str = "this pool") -> list[str]:
-    if langs == "*":
-        return list(allowed)
-    if not isinstance(langs, list) or not all(isinstance(x, str) for x in langs):
-        raise ConfigError(f"{key} must be '*' or a list of language codes, e.g. [\"en\", \"de\"]; "
-                          f"got {langs!r}")
-    if not langs:
-        raise ConfigError(f"{key} is empty: list at least one language or use '*'")
-    for lang in langs:
-        if lang not in allowed:
-            raise ConfigError(f"{key}: {_no_data_message(lang, allowed, where)}")
-    if len(set(langs)) != len(langs):
-        raise ConfigError(f"{key}: duplicate languages in {langs}")
-    return list(langs)
-
-
-def _no_data_message(lang: str, allowed: list[str], where: str) -> str:
-    """Why ``lang`` cannot be used here: an unknown code, or a known language without data."""
-    with_data = f"languages with data in {where}: {', '.join(sorted(allowed))}"
-    try:
-        known = resolve_target(lang)
-    except UnknownLanguageError as exc:
-        return f"{exc}; {with_data}"
-    if known.code != lang and known.code in allowed:
-        return (f"language {lang!r} ({known.name}) is spelled {known.code!r} in the data: "
-                f"use {known.code!r}")
-    return f"language {lang!r} ({known.name}) has no data in {where}; {with_data}"
-
-
 def _source_sets(group: dict[str, Any], langs: list[str], key: str,
                  where: str) -> list[tuple[str, ...]]:
     sets: list[tuple[str, ...]] = []
@@ -253,7 +148,7 @@ def _source_sets(group: dict[str, Any], langs: list[str], key: str,
     if singles:
         sets += [(lang,) for lang in langs]
     if "pairs_from" in group:
-        pf = _check_langs(group["pairs_from"], langs, f"{key}.pairs_from", where)
+        pf = check_langs(group["pairs_from"], langs, f"{key}.pairs_from", where)
         if len(pf) < 2:
             raise ConfigError(f"{key}.pairs_from: pairs need at least 2 languages, got {pf}")
         sets += list(itertools.combinations(sorted(pf), 2))
@@ -266,7 +161,7 @@ def _source_sets(group: dict[str, Any], langs: list[str], key: str,
             raise ConfigError(f"{key}.sets[{i}] is an empty source set: list at least one language")
         if not isinstance(s, list):
             raise ConfigError(f"{key}.sets[{i}] must be a list of language codes, got {s!r}")
-        sets.append(tuple(sorted(_check_langs(s, langs, f"{key}.sets[{i}]", where))))
+        sets.append(tuple(sorted(check_langs(s, langs, f"{key}.sets[{i}]", where))))
     if "sample" in group:
         sets += _sample_sets(group["sample"], langs, f"{key}.sample", where)
     if not sets:
@@ -277,22 +172,22 @@ def _source_sets(group: dict[str, Any], langs: list[str], key: str,
 def _sample_sets(spec: Any, langs: list[str], key: str, where: str) -> list[tuple[str, ...]]:
     """Reproducible sampler: for each k, ``sets_per_k`` distinct sets (all of them if fewer exist)."""
     example = "sample = { k = [3, 15], sets_per_k = 10, seed = 0 }"
-    spec = _table(spec, key, SAMPLE_KEYS, example)
+    spec = table(spec, key, SAMPLE_KEYS, example)
     if "k" not in spec or "sets_per_k" not in spec:
         raise ConfigError(f"{key} needs k = [lo, hi] (inclusive) and sets_per_k = N, e.g. {example}")
     k = spec["k"]
-    if _is_int(k):
+    if is_int(k):
         k = [k, k]
-    if (not isinstance(k, list) or len(k) != 2 or not all(_is_int(x) for x in k)
+    if (not isinstance(k, list) or len(k) != 2 or not all(is_int(x) for x in k)
             or not 1 <= k[0] <= k[1]):
         raise ConfigError(f"{key}.k = {spec['k']!r}: expected [lo, hi] with 1 <= lo <= hi")
     per_k = spec["sets_per_k"]
-    if not _is_int(per_k) or per_k < 1:
+    if not is_int(per_k) or per_k < 1:
         raise ConfigError(f"{key}.sets_per_k = {per_k!r}: expected an integer >= 1")
     seed = spec.get("seed", 0)
-    if not _is_int(seed):
+    if not is_int(seed):
         raise ConfigError(f"{key}.seed = {seed!r}: expected an integer")
-    pool = _check_langs(spec.get("languages", "*"), langs, f"{key}.languages", where)
+    pool = check_langs(spec.get("languages", "*"), langs, f"{key}.languages", where)
     if k[1] > len(pool):
         raise ConfigError(f"{key}.k: k = {k[1]} exceeds the {len(pool)} languages in the pool")
     rng = random.Random(seed)
@@ -314,7 +209,7 @@ def _budgets(budget: Any, key: str) -> dict[str, int]:
     for name, regime in BUDGET_KEYS.items():
         if name in budget:
             v = budget[name]
-            if not _is_int(v) or v <= 0:
+            if not is_int(v) or v <= 0:
                 raise ConfigError(f"{key}.{name} must be a positive integer (examples), got {v!r}")
             out[regime] = v
     return out
@@ -422,12 +317,12 @@ def _settings(raw: Any, resolve_model: bool) -> _Settings:
         raise ConfigError(f"backend = {backend!r} is not available for {method}: use one of "
                           f"{BACKENDS} ({DEFAULT_BACKEND} is the fast default)")
     eval_cap = raw.get("eval_cap", 0)
-    if not _is_int(eval_cap) or eval_cap < 0:
+    if not is_int(eval_cap) or eval_cap < 0:
         raise ConfigError(f"eval_cap must be a non-negative integer (0 = all), got {eval_cap!r}")
     if 0 < eval_cap < MIN_EVAL_CAP:
         raise ConfigError(f"eval_cap = {eval_cap} leaves too few test pairs for a macro-F1 over 3 "
                           f"labels: use 0 (all pairs) or at least {MIN_EVAL_CAP}")
-    seeds = _int_list(raw.get("seeds", [0]), "seeds")
+    seeds = int_list(raw.get("seeds", [0]), "seeds")
     budget = raw.get("budget")
     if budget is not None:
         _budgets(budget, "[budget]")
@@ -440,26 +335,27 @@ def _settings(raw: Any, resolve_model: bool) -> _Settings:
                      eval_cap=eval_cap, seeds=seeds, budget=budget, params=params)
 
 
-def _targets(raw_targets: Any, pools: _Pools) -> list[Target]:
+def _targets(raw_targets: Any, pools: Pools) -> list[Target]:
     """``[[targets]]``: one :class:`Target` per split, its languages checked against the data."""
     if not isinstance(raw_targets, list) or not raw_targets:
         raise ConfigError("targets must be a non-empty array of tables: [[targets]] split = 'xnli/test'")
     targets: list[Target] = []
     for i, t in enumerate(raw_targets):
-        t = _table(t, f"targets[{i}]", TARGET_KEYS, "[[targets]] split = 'xnli/test'")
-        ds, split = _split_ref(t.get("split"), f"targets[{i}].split")
+        t = table(t, f"targets[{i}]", TARGET_KEYS, "[[targets]] split = 'xnli/test'")
+        ds, split = split_ref(t.get("split"), f"targets[{i}].split")
         allowed = pools.languages(ds, split, f"targets[{i}]")
-        langs = _check_langs(t.get("languages", "*"), allowed, f"targets[{i}].languages",
+        langs = check_langs(t.get("languages", "*"), allowed, f"targets[{i}].languages",
                              f"{ds}/{split}")
         if any(t.dataset == ds and t.split == split for t in targets):
             raise ConfigError(f"targets[{i}]: split '{ds}/{split}' is listed twice; list its "
                               "languages in one [[targets]] table")
-        targets.append(Target(ds, split, tuple(sorted(langs))))
+        targets.append(Target(ds, split, tuple(sorted(langs)),
+                              target_parts(t.get("parts"), f"targets[{i}].parts")))
     return targets
 
 
 def _check_budget(key: str, ds: str, split: str, langs: tuple[str, ...], regime: str,
-                  total: int, tc: dict[str, int], pools: _Pools) -> None:
+                  total: int, tc: dict[str, int], pools: Pools) -> None:
     """Each source language's share of the budget: no more than the pool holds, and enough
     examples for a classifier (:data:`MIN_EXAMPLES`)."""
     for lang, n in tc.items():
@@ -477,42 +373,49 @@ def _check_budget(key: str, ds: str, split: str, langs: tuple[str, ...], regime:
 
 
 def _group_cells(gi: int, group: Any, settings: _Settings, targets: list[Target],
-                 pools: _Pools, check_data: bool) -> list[CellSpec]:
-    """One ``[[sources]]`` group expanded into cells: source sets x regimes x seeds."""
+                 pools: Pools, check_data: bool) -> list[CellSpec]:
+    """One ``[[sources]]`` group expanded into cells: source sets x regimes x shots x seeds."""
     key = f"sources[{gi}]"
-    group = _table(group, key, SOURCE_KEYS, "[[sources]] pool = 'xnli/validation'")
-    ds, split = _split_ref(group.get("pool"), f"{key}.pool")
+    group = table(group, key, SOURCE_KEYS, "[[sources]] pool = 'xnli/validation'")
+    ds, split = split_ref(group.get("pool"), f"{key}.pool")
     where = f"{ds}/{split}"
-    pool_langs = _check_langs(group.get("languages", "*"),
+    pool_langs = check_langs(group.get("languages", "*"),
                               pools.languages(ds, split, key), f"{key}.languages", where)
     sets = _source_sets(group, pool_langs, key, where)
     budgets = _budgets(group.get("budget", settings.budget), f"{key}.budget")
     regimes = _regimes(group.get("regimes", list(budgets)), budgets, key)
-    seeds = _int_list(group.get("seeds", settings.seeds), f"{key}.seeds")
+    seeds = int_list(group.get("seeds", settings.seeds), f"{key}.seeds")
+    shots = group_shots(group.get("shots"), f"{key}.shots", pools, targets)
     if check_data:  # every file this group reads, exactly as `xlt-measure data` checks it
-        pools.validate({SplitRef(ds, lang, split) for s in sets for lang in s})
+        pools.validate({SplitRef(ds, lang, split) for s in sets for lang in s}
+                       | {SplitRef(shots.dataset, lang, shots.split)
+                          for lang in (shots.languages if shots else ())})
     cells: list[CellSpec] = []
     for regime in regimes:
         for s in sets:
-            tc = train_config_for(s, regime, budgets[regime])
-            _check_budget(key, ds, split, s, regime, budgets[regime], tc, pools)
-            cells += [CellSpec(model=settings.model, method=settings.method,
-                               backend=settings.backend, train_dataset=ds, train_split=split,
-                               regime=regime, train_config=tc, seed=seed,
-                               params=settings.params, targets=tuple(targets),
-                               eval_cap=settings.eval_cap)
-                      for seed in seeds]
+            for shot_map, n in (shots.variants() if shots else NO_SHOTS):
+                total = source_budget(key, regime, budgets[regime], n)
+                tc = train_config_for(s, regime, total)
+                _check_budget(key, ds, split, s, regime, total, tc, pools)
+                if shots:
+                    check_shots_fit(key, shots, (ds, split), regime, tc, n, pools)
+                cells += [CellSpec(model=settings.model, method=settings.method,
+                                   backend=settings.backend, train_dataset=ds,
+                                   train_split=split, regime=regime, train_config=tc,
+                                   seed=seed, params=settings.params, targets=tuple(targets),
+                                   eval_cap=settings.eval_cap, target_shots=shot_map)
+                          for seed in seeds]
     return cells
 
 
-def _check_val_split(settings: _Settings, cells: list[CellSpec], pools: _Pools,
+def _check_val_split(settings: _Settings, cells: list[CellSpec], pools: Pools,
                      check_data: bool) -> None:
     """``[train].val_split``: every source language of every cell has rows there."""
     params = settings.params
     val_split = params.get("val_split", "") if settings.method != "probe" else ""
     if not val_split or params.get("val_size", 1) == 0:  # no source-language validation rows
         return
-    vds, vsplit = _split_ref(val_split, "[train].val_split")
+    vds, vsplit = split_ref(val_split, "[train].val_split")
     have = pools.languages(vds, vsplit, "[train].val_split")
     for lang in sorted({lang for c in cells for lang in c.train_config}):
         if lang not in have:
@@ -539,13 +442,14 @@ def build_batch(raw: dict[str, Any], data_dir: str | Path | None = None, *,
         root = resolve_data_dir(data_dir or raw.get("data_dir"))
     except DataError as exc:
         raise ConfigError(str(exc)) from None
-    pools = _Pools(root)
+    pools = Pools(root)
     targets = _targets(raw["targets"], pools)
     if not isinstance(raw["sources"], list) or not raw["sources"]:
         raise ConfigError("sources must be a non-empty array of tables: [[sources]] pool = ...")
     cells = [cell for gi, group in enumerate(raw["sources"])
              for cell in _group_cells(gi, group, settings, targets, pools, check_data)]
     _check_val_split(settings, cells, pools, check_data)
+    check_centring(cells, pools, check_data)
     if check_data:
         pools.validate({SplitRef(t.dataset, lang, t.split)
                         for t in targets for lang in t.languages})
