@@ -20,12 +20,15 @@ import streamlit as st  # noqa: E402
 from app import data, ui  # noqa: E402
 from app.services import load_service  # noqa: E402
 from predictor.metaanalysis.answer import answer_text  # noqa: E402
+from predictor.formatting import spec_label  # noqa: E402
 from predictor.metaanalysis.summary import headline_markdown  # noqa: E402
 
 models = ui.setup("xlt: zero-shot cross-lingual transfer", ":material/translate:",
-                  "If you fine-tune a multilingual model on labelled NLI data in k languages, "
-                  "what macro-F1 will you get on your target language — and does adding more "
-                  "supervised languages help, especially low-resource targets?")
+                  "If you train an NLI classifier on a multilingual model with labelled data "
+                  "in k languages (by default a probe on its frozen sentence embeddings; "
+                  "fine-tuning is measured too), what macro-F1 will you get on your target "
+                  "language — and does adding more supervised languages help, especially "
+                  "low-resource targets?")
 st.caption(f"Serving `{models}`")
 
 m = data.measurements(models)
@@ -54,9 +57,12 @@ with c2:
         mae = f"{float(row['mae'].iloc[0]):.2f}" if len(row) else "–"
         st.metric("Error on unseen languages (MAE)", mae,
                   help="Leave-one-target-language-out cross-validation, from the model card.")
-        st.caption(f"Regressor {sel}, trained for: "
-                   + ", ".join(c.label for c in service.models) + ". "
-                   + service.coverage_text)
+        st.caption("Trained for: " + ", ".join(c.label for c in service.models) + ". "
+                   + (f"{service.coverage_text}." if service.coverage_text else ""),
+                   help=f"Chosen by nested cross-validation: {spec_label(str(sel))}.")
+        if service.profiles:
+            st.caption(f"Your language profiles are read beside the shipped ones: "
+                       f"`{service.profiles}`.")
 with c3:
     st.markdown("#### Report")
     if report_table is None:

@@ -11,7 +11,7 @@ import time
 import webbrowser
 from pathlib import Path
 
-from measure.knowledge.paths import MODELS, DefaultPathNotFound, resolve_default
+from measure.knowledge.paths import MODELS, PROFILES_ENV, DefaultPathNotFound, resolve_default
 
 APP_DIR = Path(__file__).resolve().parent
 
@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models-dir", type=Path, default=None,
                         help="fitted models and measured tables (default: $XLT_MODELS_DIR, else "
                              "models/ in the working directory or a parent)")
+    parser.add_argument("--profiles", type=Path, default=None, metavar="DIR",
+                        help="your language profiles (xlt-measure profile --profiles DIR), read "
+                             "beside the shipped ones: an unmeasured target DIR has a profile "
+                             "for uses it (default: $XLT_PROFILES_DIR, else the per-user data "
+                             "directory xlt-measure profile writes to, when it exists)")
     parser.add_argument("--headless", action="store_true",
                         help="do not try to open a browser tab (servers, CI, SSH sessions)")
     return parser
@@ -72,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xlt-app: error: models directory {models_dir} not found; pass --models-dir",
               file=sys.stderr)
         return 2
+    if args.profiles is not None and not args.profiles.is_dir():
+        print(f"xlt-app: error: --profiles {args.profiles} is not a directory; pass the "
+              "directory xlt-measure profile wrote to (its <model>/<code>.json files)",
+              file=sys.stderr)
+        return 2
     if not 0 < args.port < 65536:
         print(f"xlt-app: error: invalid port {args.port}", file=sys.stderr)
         return 2
@@ -83,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                   "pass --port N (another xlt-app may already be serving there)", file=sys.stderr)
             return 2
     os.environ["XLT_MODELS_DIR"] = str(models_dir)
+    if args.profiles is not None:   # read by app.services through default_profiles_dir()
+        os.environ[PROFILES_ENV] = str(args.profiles.resolve())
     from streamlit.web import cli as stcli
     # Streamlit's own non-headless mode asks for an e-mail address on first run (and exits 255
     # when stdin is closed), so the server always runs headless and xlt opens the tab itself.

@@ -24,7 +24,7 @@ import pandas as pd
 import streamlit as st
 
 from measure.knowledge.coverage import RESOURCE_CLASSES, resource_class
-from measure.knowledge.languages import (UnknownLanguageError, import_lang2vec,
+from measure.knowledge.languages import (UnknownLanguageError, lang2vec_data_dir,
                                          lang2vec_languages, registry_table, resolve_target)
 from measure.knowledge.nli import pool_name
 from measure.knowledge.paths import MODELS, resolve_default
@@ -268,8 +268,16 @@ def label_formatter() -> Any:
 
 
 def label_of(code: str) -> str:
-    """'Swahili (sw)' for any code the options know; the code itself otherwise."""
-    return _labels().get(code, code)
+    """'Swahili (sw)' for any code the options know, also written another way ('swh',
+    'swa': the registry's code is shown); the code itself otherwise. Why: every page names a
+    language the same way, whichever code a table (the card's ISO 639-3 codes) holds."""
+    labels = _labels()
+    if code in labels:
+        return labels[code]
+    try:
+        return labels.get(resolve_target(code).code, code)
+    except (UnknownLanguageError, ValueError):
+        return code
 
 
 # -- families (URIEL genetic features) ------------------------------------------------------
@@ -281,8 +289,10 @@ def _family_table() -> tuple[dict[str, int], np.ndarray, np.ndarray, np.ndarray]
     top-level family is its node with the most member languages (a parent contains all
     of its children's members), its branch the next largest: no tree order is assumed.
     """
-    path = Path(import_lang2vec().__file__).parent / "data" / "family_features.npz"
-    with np.load(path, allow_pickle=True) as npz:
+    # plain arrays (unicode names, float32 data): read without pickle, so a tampered file
+    # cannot run code (lang2vec's own loader passes allow_pickle=True, which no array needs),
+    # and found without importing lang2vec (seconds)
+    with np.load(lang2vec_data_dir() / "family_features.npz", allow_pickle=False) as npz:
         langs = [str(x) for x in npz["langs"]]
         feats = np.array([str(f).removeprefix("F_").replace("_", " ") for f in npz["feats"]])
         member = npz["data"][:, :, 0] == 1

@@ -71,16 +71,24 @@ def app_command() -> list[str]:
 
 
 @contextmanager
-def running_app(models_dir: Path, port: int | None = None) -> Iterator[str]:
-    """Run ``xlt-app --headless --port P --models-dir DIR`` and yield its base URL."""
+def running_app(models_dir: Path, port: int | None = None,
+                profiles: Path | None = None) -> Iterator[str]:
+    """Run ``xlt-app --headless --port P --models-dir DIR`` and yield its base URL.
+
+    ``profiles``: a user profiles directory for the app to read (``--profiles``); None
+    reads none, whatever this machine's own profiles directory holds (screenshots and
+    tests show the models directory's answers)."""
     port = port or free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("XLT_MODELS_DIR", None)  # --models-dir decides
+    env["XLT_PROFILES_DIR"] = str(Path(models_dir) / ".no-user-profiles")
+    extra = [] if profiles is None else ["--profiles", str(profiles)]
     env.setdefault("STREAMLIT_CLIENT_TOOLBAR_MODE", "viewer")  # no developer menu/Deploy button
     root = Path(__file__).resolve().parent.parent
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
-        [*app_command(), "--headless", "--port", str(port), "--models-dir", str(models_dir)],
+        [*app_command(), "--headless", "--port", str(port), "--models-dir", str(models_dir),
+         *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=root)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -19,30 +19,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import streamlit as st
-from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.inspection import permutation_importance
 
 from app.data import PREDICTOR_SUBDIR, config_key
+from measure.knowledge.coverage import resource_class
+from measure.knowledge.train_config import TrainConfig
 from measure.store import repeated_scores
-from predictor.serving import FeatureModel, Predictor, load_predictor
+from predictor.formatting import FEATURE_LABELS
+from predictor.serving import FeatureModel, Predictor, default_profiles_dir, load_predictor
 
-# The inputs a person can reason about, with readable names (the Recommend "why" table,
-# the Features page's partial dependence choices).
-MAIN_FEATURES = {
-    "dist_genetic_min": "genetic distance to nearest source",
-    "dist_syntactic_min": "syntactic distance to nearest source",
-    "dist_geographic_min": "geographic distance to nearest source",
-    "dist_featural_min": "typological (featural) distance to nearest source",
-    "dist_phonological_min": "phonological distance to nearest source",
-    "dist_inventory_min": "inventory distance to nearest source",
-    "diversity_genetic": "genetic diversity of the source set",
-    "diversity_syntactic": "syntactic diversity of the source set",
-    "script_shared": "a source shares the target's script",
-    "k": "supervised languages k",
-    "log_total_examples": "log10 total training examples",
-    "log_target_examples": "log10 examples in the target itself",
-    "target_log_pretrain": "log10 target pretraining bytes",
-}
+# The inputs a person can reason about (the Recommend "why" table, the Features page's
+# partial dependence choices), in words from predictor.formatting (one mapping for the app
+# and the CLI).
+MAIN_FEATURES = {f: FEATURE_LABELS[f] for f in (
+    "dist_genetic_min", "dist_syntactic_min", "dist_geographic_min", "dist_featural_min",
+    "dist_phonological_min", "dist_inventory_min", "diversity_genetic", "diversity_syntactic",
+    "script_shared", "k", "log_total_examples", "log_target_examples", "target_log_pretrain")}
+
+#: permutation importance on the Features page: rows sampled and shuffles per feature,
+#: bounded so one click costs seconds (all 21,692 measured rows x 3 shuffles took 124 s)
+IMPORTANCE_ROWS = 1000
+IMPORTANCE_REPEATS = 2
 
 ORIGIN_LABELS = {"own": "own measurements", "sumeval2022": "SumEval 2022 (published)"}
 # the unseen-target model's within-target stage (trees): one column beside the linear
@@ -84,23 +80,6 @@ class ModelChoice:
         return METRIC_LABELS.get(self.metric, self.metric)
 
 
-class FittedRegressor(RegressorMixin, BaseEstimator):
-    """The loaded unseen-target model as a scikit-learn regressor on the feature matrix.
-
-    Why: scikit-learn's model-inspection tools (``permutation_importance``) take an
-    estimator; this one is fitted already, so ``fit`` changes nothing."""
-
-    def __init__(self, model: FeatureModel | None = None) -> None:
-        self.model = model
-
-    def fit(self, X: Any, y: Any = None) -> "FittedRegressor":
-        return self
-
-    def predict(self, X: Any) -> np.ndarray:
-        assert self.model is not None
-        return self.model.predict(np.asarray(X, float))
-
-
 class PredictorService:
     """Page-level questions answered with one loaded ``predictor.serving.Predictor``."""
 
@@ -108,6 +87,8 @@ class PredictorService:
         self.predictor = predictor
         self.path = path
         self.card: dict[str, Any] = dict(predictor.card)
+        #: the user's profiles directory read beside the shipped profiles (None: none)
+        self.profiles: str | None = None
         #: names this fitted model in ``st.cache_data`` keys (a refit changes the checksums)
         self.cache_key = (f"{path}:{self.card.get('card_sha256', '')}:"
                           f"{self.card.get('model_sha256', '')}")
@@ -334,6 +315,23 @@ class PredictorService:
         df.attrs = {}
         return df
 
+    def set_support(self, choice: ModelChoice, rec: pd.DataFrame,
+                    targets: Sequence[str]) -> pd.DataFrame:
+        """Per listed source set (``rec`` from :meth:`recommend`) and target: the basis,
+        the support flag and its reason, from the same predictions (the ranking keeps only
+        the numbers). Columns: rank, target, basis, out_of_support, reason."""
+        cols = ["rank", "target", "basis", "out_of_support", "reason"]
+        keys = [(int(r["rank"]), t) for _, r in rec.iterrows() for t in targets]
+        rows = [self._row(choice, TrainConfig.of(r["sources"], int(r["n_per_language"])), t)
+                for _, r in rec.iterrows() for t in targets]
+        if not rows:
+            return pd.DataFrame(columns=cols)
+        pred = self.predictor.predict(rows)
+        return pd.DataFrame({"rank": [k[0] for k in keys], "target": [k[1] for k in keys],
+                             "basis": pred["basis"].to_numpy(),
+                             "out_of_support": pred["out_of_support"].to_numpy(bool),
+                             "reason": pred["reason"].fillna("").to_numpy()})[cols]
+
     # -- explanation --------------------------------------------------------------------
     @cached_property
     def feature_model(self) -> FeatureModel:
@@ -367,22 +365,73 @@ class PredictorService:
         return out
 
     def permutation_importance(self, rows: Sequence[dict[str, Any]], y: Sequence[float],
-                               repeats: int = 3, seed: int = 0) -> pd.DataFrame:
+                               repeats: int = IMPORTANCE_REPEATS, seed: int = 0,
+                               max_rows: int = IMPORTANCE_ROWS,
+                               progress: Any = None) -> pd.DataFrame:
         """How much the MAE on ``rows`` grows when one feature column is shuffled, in points
-        (scikit-learn's ``permutation_importance``, scoring = negative MAE): in-sample when
-        the rows are training rows; prediction only, nothing is refitted.
+        (scoring = MAE, as scikit-learn's ``permutation_importance``): in-sample when the
+        rows are training rows; prediction only, nothing is refitted.
 
-        Columns: feature, importance (mean over ``repeats`` shuffles), std (their SD);
-        columns constant over the rows are left out (shuffling them changes nothing).
-        """
+        Bounded: at most ``max_rows`` rows (a seeded random sample) and ``repeats`` shuffles
+        per column, each column's shuffles predicted in one call; ``progress(done, total)``
+        is called after each column. Columns: feature, importance (mean over the shuffles),
+        std (their SD); columns constant over the rows are left out (shuffling them changes
+        nothing)."""
+        rng = np.random.default_rng(seed)
+        y = np.asarray(y, float)
+        if len(rows) > max_rows:
+            pick = np.sort(rng.choice(len(rows), max_rows, replace=False))
+            rows, y = [rows[i] for i in pick], y[pick]
         feats = self.features(rows)
         X = feats.to_numpy(float)
-        result = permutation_importance(
-            FittedRegressor(self.feature_model), X, np.asarray(y, float),
-            scoring="neg_mean_absolute_error", n_repeats=repeats, random_state=seed)
-        out = pd.DataFrame({"feature": feats.columns, "importance": result.importances_mean,
-                            "std": result.importances_std})[np.ptp(X, axis=0) > 0]
+        n = len(X)
+        base = float(np.abs(self.feature_model.predict(X) - y).mean())
+        cols = np.flatnonzero(np.ptp(X, axis=0) > 0)
+        imps = np.zeros((len(cols), repeats))
+        for j, c in enumerate(cols.tolist()):
+            block = np.tile(X, (repeats, 1))
+            block[:, c] = np.concatenate([X[rng.permutation(n), c] for _ in range(repeats)])
+            pred = self.feature_model.predict(block).reshape(repeats, n)
+            imps[j] = np.abs(pred - y).mean(axis=1) - base
+            if progress is not None:
+                progress(j + 1, len(cols))
+        out = pd.DataFrame({"feature": feats.columns[cols], "importance": imps.mean(axis=1),
+                            "std": imps.std(axis=1)})
         return out.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
+
+    def k_scaling(self, choice: "ModelChoice", targets: Sequence[str], pool: Sequence[str],
+                  total: int, ks: Sequence[int], sets_per_k: int = 24,
+                  seed: int = 0) -> pd.DataFrame:
+        """The predictor's answer to the Scaling page's question: mean predicted score of
+        random source sets of each size k drawn from ``pool`` at a fixed ``total`` of
+        examples (split evenly), zero-shot (a set holding the target is not scored for it),
+        per target class.
+
+        Why beside partial dependence: partial dependence moves the k column alone, holding
+        every other feature of a row fixed, while a larger set also changes its distances,
+        diversity and probe entropies; this moves the whole set, as the measurements do.
+        Columns: k, target_class, prediction, targets, sets."""
+        rng = np.random.default_rng(seed)
+        rows, meta = [], []
+        for k in ks:
+            if not 1 <= k <= len(pool) or total // k < 1:
+                continue
+            for _ in range(sets_per_k):
+                langs = [str(x) for x in rng.choice(list(pool), k, replace=False)]
+                cfg = TrainConfig.of(langs, total // k)
+                for t in targets:
+                    if t not in langs:
+                        rows.append(self._row(choice, cfg, t))
+                        meta.append((k, resource_class(t), t))
+        cols = ["k", "target_class", "prediction", "targets", "sets"]
+        if not rows:
+            return pd.DataFrame(columns=cols)
+        pred = self.predictor.predict(rows)["prediction"].to_numpy()
+        df = pd.DataFrame(meta, columns=["k", "target_class", "target"]).assign(prediction=pred)
+        per_target = df.groupby(["k", "target_class", "target"], as_index=False)["prediction"].mean()
+        out = per_target.groupby(["k", "target_class"], as_index=False).agg(
+            prediction=("prediction", "mean"), targets=("target", "nunique"))
+        return out.assign(sets=sets_per_k)[cols]
 
     def training_pool(self, choice: "ModelChoice") -> str | None:
         """The training pool the predictor was fitted on for this system (the card's
@@ -459,6 +508,18 @@ class PredictorService:
         return pd.DataFrame(out)
 
 
+def slope_per_doubling(curve: pd.DataFrame) -> dict[str, float]:
+    """Least-squares slope of the mean prediction on log2 k, per target class, from
+    :meth:`PredictorService.k_scaling`: the unit the report's headline uses (points per
+    doubling of k)."""
+    out = {}
+    for cls, g in curve.groupby("target_class"):
+        if g["k"].nunique() >= 2:
+            out[str(cls)] = float(np.polyfit(np.log2(g["k"].to_numpy(float)),
+                                             g["prediction"].to_numpy(float), 1)[0])
+    return out
+
+
 # The service itself is not hashed (``_svc``): ``key`` (its cache_key) names it.
 @st.cache_data(show_spinner=False, max_entries=512)
 def _cached_gains(_svc: PredictorService, key: str, choice: ModelChoice,
@@ -497,9 +558,12 @@ def _card_stamp(directory: Path) -> tuple:
 
 
 @st.cache_resource(show_spinner="Loading the predictor…", max_entries=4)
-def _load(directory: str, stamp: tuple) -> tuple[PredictorService | None, str | None]:
+def _load(directory: str, stamp: tuple, profiles: str
+          ) -> tuple[PredictorService | None, str | None]:
     try:
-        service = PredictorService(load_predictor(directory), Path(directory))
+        service = PredictorService(load_predictor(directory, profiles=profiles or None),
+                                   Path(directory))
+        service.profiles = profiles or None
         service.warm_up()
         _freeze_heap()
         return service, None
@@ -522,8 +586,12 @@ def _freeze_heap() -> None:
 
 
 def load_service(models: Path) -> tuple[PredictorService | None, str | None]:
-    """(service, None) or (None, why) for ``models/predictor`` (cached per file version)."""
+    """(service, None) or (None, why) for ``models/predictor`` (cached per file version),
+    reading the user's profiles beside the shipped ones (``xlt-app --profiles DIR`` sets
+    ``$XLT_PROFILES_DIR``; :func:`predictor.serving.default_profiles_dir`): a directory
+    made after the app started is read from the next page load on."""
     directory = predictor_dir(models)
     if not (directory / "model_card.json").is_file():
         return None, f"no fitted predictor in {directory}"
-    return _load(str(directory), _card_stamp(directory))
+    profiles = default_profiles_dir()
+    return _load(str(directory), _card_stamp(directory), str(profiles or ""))

@@ -13,18 +13,34 @@ from typing import Any
 
 import pandas as pd
 
-from predictor.formatting import interval, number, signed
+from predictor.formatting import (BASELINE_LABELS, baseline_label, dataset_label, interval,
+                                  number, protocol_label, signed, spec_label)
 
 BASELINE_COLUMNS = (("mae_mm_mean", "design mean"), ("mae_mm_class_mean", "+ pretraining class"),
                     ("mae_target_mean", "target mean"))
 
+#: the one sign convention of every table comparing the predictor with a baseline
+CHANGE_HEAD = "change vs best baseline (negative = better)"
+
+
+def change(r: Mapping[str, Any]) -> str:
+    """The predictor's MAE change against the best baseline in percent, '-47%' = 47% lower
+    (better): the same sign as the difference beside it."""
+    return f"{-100 * r['rel_improvement']:+.0f}%"
+
 
 # -- plain text ---------------------------------------------------------------------------------
 def format_table(table: pd.DataFrame) -> str:
-    """The CV summary as aligned text, one block per protocol."""
+    """The CV summary as aligned text, one block per protocol; the fitted specs are named
+    "predictor" (``selected:`` below the tables says what they are), baselines in words."""
     cols = [c for c in ["protocol", "model", "folds", "mae", "rmse", "spearman",
                         "spearman_within_target"] if c in table.columns]
     t = table[cols].copy()
+    if "protocol" in t:
+        t["protocol"] = t["protocol"].map(protocol_label)
+    if "model" in t:
+        t["model"] = t["model"].map(lambda m: baseline_label(m) if m in BASELINE_LABELS
+                                    else "predictor")
     for c in ("mae", "rmse", "spearman", "spearman_within_target"):
         if c in t:
             t[c] = t[c].map(lambda v: "nan" if pd.isna(v) else f"{v:.3f}")
@@ -32,18 +48,20 @@ def format_table(table: pd.DataFrame) -> str:
 
 
 def format_report(records: Sequence[Mapping[str, Any]]) -> str:
-    """The per-protocol, per-dataset table as aligned text."""
-    lines = [f"{'protocol':<14} {'dataset':<32} {'tgts':>4} {'MAE':>6} {'mm':>6} {'mm+cls':>6} "
-             f"{'tgt':>6}  {'vs best baseline (95% CI over targets)':<44}"]
+    """The per-protocol, per-dataset table as aligned text (the change against the best
+    baseline with the sign of the difference: negative = the predictor is better)."""
+    lines = [f"{'protocol':<34} {'dataset':<30} {'tgts':>4} {'MAE':>6} {'design':>6} "
+             f"{'+class':>6} {'target':>6}  {'vs best baseline [95% CI over targets]; ' + CHANGE_HEAD}"]
     for r in records:
         tm = r.get("mae_target_mean")
         ci = r["diff_ci"]
         lines.append(
-            f"{r['protocol']:<14} {r['dataset']:<32} {r['targets']:>4} {r['mae']:>6.2f} "
+            f"{protocol_label(r['protocol']):<34} {dataset_label(r['dataset']):<30} "
+            f"{r['targets']:>4} {r['mae']:>6.2f} "
             f"{r['mae_mm_mean']:>6.2f} {r['mae_mm_class_mean']:>6.2f} "
             f"{'' if tm is None else f'{tm:.2f}':>6}  {r['diff']:+.2f} "
             f"[{ci[0]:+.2f}, {ci[1]:+.2f}] "
-            f"vs {r['best_baseline']} ({100 * r['rel_improvement']:+.0f}%, "
+            f"vs {baseline_label(r['best_baseline'])} ({change(r)}, "
             f"{r['targets_better']}/{r['targets']} targets better)")
     return "\n".join(lines)
 
@@ -57,7 +75,7 @@ def format_ranking(records: Sequence[Mapping[str, Any]]) -> str:
         b = r["best_distance"]
         ci = r["spearman_diff_ci"]
         lines.append(
-            f"{r['dataset']:<32} {r['kind']:<12} {r['targets']:>4} {r['sets']:>5} "
+            f"{dataset_label(r['dataset']):<32} {r['kind']:<12} {r['targets']:>4} {r['sets']:>5} "
             f"{r['spearman']['model']:>8.3f} {b[:9]:>9} {r['spearman'][b]:>6.3f} "
             f"{r['spearman']['random']:>8.3f}  {r['spearman_diff']:+.3f} "
             f"[{ci[0]:+.3f}, {ci[1]:+.3f}]"
@@ -75,6 +93,8 @@ def _ablation_text(rows: Sequence[Mapping[str, Any]]) -> str:
     """MAE with all features and its change per dropped family, one row per (protocol,
     dataset)."""
     ab = pd.DataFrame(rows)
+    ab = ab.assign(protocol=ab["protocol"].map(protocol_label),
+                   dataset=ab["dataset"].map(dataset_label))
     t = ab.pivot_table(index=["protocol", "dataset"], columns="dropped",
                        values="delta_vs_all").round(3)
     t.insert(0, "MAE all", ab[ab.dropped == "none"].set_index(["protocol", "dataset"])["mae"]
@@ -96,14 +116,17 @@ def card_text(card: Mapping[str, Any]) -> str:
                  "(target-weighted; each target of the group left out in turn)")
     for basis, recs in iv.get("coverage", {}).items():
         for r in recs:
-            lines.append(f"  {basis:<15} {r['group']:<30} {r['targets']:>2} targets  "
+            lines.append(f"  {basis:<15} {r['group'].replace('|', ' · '):<34} "
+                         f"{r['targets']:>2} targets  "
                          f"+-{r['half_width']:6.2f}  coverage {r['coverage']:.3f}  "
                          f"(worst {r['worst_target']}: {r['worst_target_coverage']:.3f})")
     if card.get("ablation"):
         lines += ["\n== ablation: MAE change when a feature family is dropped (fixed "
                   "hyper-parameters)", _ablation_text(card["ablation"])]
-    lines.append(f"\nselected: {card['selected_model']} (unseen targets), "
-                 f"{card.get('seen_target_model')} (measured targets); {card['selection']}")
+    lines.append(f"\nselected for unseen targets: {spec_label(card['selected_model'])}\n"
+                 f"selected for measured targets: "
+                 f"{spec_label(str(card.get('seen_target_model')))}\n"
+                 f"how: {card['selection']}")
     return "\n".join(lines)
 
 
@@ -117,14 +140,14 @@ def cv_table(card: Mapping[str, Any]) -> str:
     """Per protocol and dataset: the predictor's target-weighted MAE, each baseline, and the
     difference to the best fair baseline with its target-bootstrap CI."""
     head = ["protocol", "dataset", "targets", "predictor MAE", *(n for _, n in BASELINE_COLUMNS),
-            "vs best baseline [95% CI]", "change"]
+            "vs best baseline [95% CI]", CHANGE_HEAD]
     lines = _header(head)
     for r in card.get("cv_by_dataset", []):
         base = [number(r.get(k)) for k, _ in BASELINE_COLUMNS]
-        lines.append(f"| {r['protocol']} | {r['dataset']} | {r['targets']} | "
-                     f"**{number(r['mae'])}** | " + " | ".join(base)
+        lines.append(f"| {protocol_label(r['protocol'])} | {dataset_label(r['dataset'])} | "
+                     f"{r['targets']} | **{number(r['mae'])}** | " + " | ".join(base)
                      + f" | {signed(r['diff'])} {interval(*r['diff_ci'])} "
-                       f"({r['best_baseline']}) | {-100 * r['rel_improvement']:+.0f}% |")
+                       f"({baseline_label(r['best_baseline'])}) | {change(r)} |")
     return "\n".join(lines)
 
 
@@ -135,7 +158,8 @@ def ranking_table(card: Mapping[str, Any]) -> str:
     lines = _header(head)
     for r in card.get("ranking", []):
         b = r["best_distance"]
-        lines.append(f"| {r['dataset']} | {r['kind']} ({r['sets']}) | {r['targets']} | "
+        lines.append(f"| {dataset_label(r['dataset'])} | {r['kind']} ({r['sets']}) | "
+                     f"{r['targets']} | "
                      f"**{number(r['spearman']['model'], 3)}** | "
                      f"{number(r['spearman'][b], 3)} ({b}) | "
                      f"{number(r['spearman']['random'], 3)} | "
@@ -179,15 +203,19 @@ def ablation_table(card: Mapping[str, Any]) -> str:
             continue
         cells = [signed(by[(p, d, f)]["mae"] - allf["mae"]) if (p, d, f) in by else "–"
                  for f in fams]
-        lines.append(f"| {p} | {d} | {number(allf['mae'])} | " + " | ".join(cells) + " |")
+        lines.append(f"| {protocol_label(p)} | {dataset_label(d)} | {number(allf['mae'])} | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def card_markdown(card: Mapping[str, Any]) -> str:
     """The card's validation tables as one Markdown section."""
     td = card.get("training_data", {})
+    pools = td.get("pools")
+    pools = ("; ".join(f"{d.replace('|', ' · ')}: {pl}" for d, pl in pools.items())
+             if isinstance(pools, Mapping) else pools or "–")
     parts = [f"Training rows: {td.get('rows')} ({td.get('duplicates_dropped')} exact duplicates "
-             f"dropped → {td.get('rows_after_dedup')}); pools: {td.get('pools', '–')} "
+             f"dropped → {td.get('rows_after_dedup')}); training pools: {pools} "
              f"({td.get('rows_other_pools_excluded', 0)} rows of other pools excluded).",
              "", "### Cross-validation per dataset", "", cv_table(card),
              "", "### Ranking source sets within a target", "", ranking_table(card),

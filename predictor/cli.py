@@ -41,6 +41,22 @@ def _codes(text: str) -> list[str]:
     return codes
 
 
+def language_arg(text: str) -> str:
+    """A language by code or by name ('Welsh' -> 'cy'; argparse type: an unknown one is a
+    usage error naming close names, :func:`predictor.serving.wording.language_code`)."""
+    from measure.knowledge.languages import UnknownLanguageError
+    from predictor.serving.wording import language_code
+    try:
+        return language_code(text)
+    except UnknownLanguageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _languages(text: str) -> list[str]:
+    """Comma-separated languages, each a code or a name (:func:`language_arg`)."""
+    return [language_arg(c) for c in _codes(text)]
+
+
 def _emit(obj: Any) -> None:
     print(json.dumps(obj, ensure_ascii=False, default=float))
 
@@ -86,9 +102,11 @@ def training_frame(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from predictor.card import card_text
+    from predictor.persist import signing_key
     from predictor.selection import SelectionSettings
     from predictor.training import fit_predictor
 
+    signing_key()  # an empty $XLT_MODEL_KEY fails now, not after the fit
     frame, pool_info = training_frame(args)
     settings = SelectionSettings(inner_logo_max=25 if args.inner_loto else 0,
                                  within_stage=bool(args.within_stage))
@@ -139,17 +157,12 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.json:
         _emit({"model": args.model, "method": method, "target": args.target,
                "train_config": args.train_config.as_dict(), "metric": metric,
+               "interval_level": round(1 - p.card["intervals"]["alpha"], 4),
                **{k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()}})
         return 0
-    nominal = 1 - p.card["intervals"]["alpha"]
-    basis = ("from this target's own measurements" if res["basis"] == "measured-target"
-             else "target not measured: predicted from its features")
-    print(f"{args.model}/{method} -> {args.target}: {res['prediction']:.1f} {metric} "
-          f"[{res['lower']:.1f}, {res['upper']:.1f}] ({nominal:.0%} interval; basis "
-          f"{res['basis']}: {basis}; pretraining: {res['pretraining']}; profile: "
-          f"{'yes' if res['profile'] else 'none'})")
-    if res["out_of_support"]:
-        print(f"outside the training support, interval widened: {res['reason']}")
+    from predictor.serving.wording import query_text
+    print("\n".join(query_text(args.model, method, args.target, metric, res,
+                               1 - p.card["intervals"]["alpha"])))
     return 0
 
 
@@ -161,36 +174,13 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                      include_targets=args.include_targets,
                      **({} if args.max_combinations is None
                         else {"max_combinations": args.max_combinations}))
-    a = df.attrs
+    from predictor.serving.answers import ranked_details, ranking_json
     if args.json:
-        _emit({**{k: a[k] for k in ("model", "method", "objective", "k", "n_per_language",
-                                    "targets", "dropped_from_pool", "n_combinations",
-                                    "noise_margin", "n_within_noise_of_best")},
-               "ranking": [{"rank": int(r["rank"]), "sources": r["sources"],
-                            "objective": round(r["objective"], 2),
-                            "within_noise_of_best": bool(r["within_noise_of_best"]),
-                            "basis": r["basis"], "out_of_support": bool(r["out_of_support"]),
-                            "per_target": {t: {"prediction": round(r[t], 2),
-                                               "lower": round(r[f"{t}_lower"], 2),
-                                               "upper": round(r[f"{t}_upper"], 2)}
-                                           for t in a["targets"]}}
-                           for r in df.to_dict("records")]})
+        _emit(ranking_json(p, df))
         return 0
-    print(f"{a['model']}/{a['method']}: best {a['k']}-language source sets for "
-          f"{','.join(a['targets'])} by {a['objective']} predicted score "
-          f"({a['n_combinations']} sets, {a['n_per_language']} examples per language)")
-    if a["dropped_from_pool"]:
-        print(f"(targets removed from the pool: {','.join(a['dropped_from_pool'])}; "
-              "--include-targets keeps them)")
-    for r in df.to_dict("records"):
-        per = "  ".join(f"{t} {r[t]:.1f} [{r[f'{t}_lower']:.1f}, {r[f'{t}_upper']:.1f}]"
-                        for t in a["targets"])
-        print(f"{r['rank']:>3}. {'+'.join(r['sources']):<30} {a['objective']} "
-              f"{r['objective']:.1f}{' ~' if r['within_noise_of_best'] else '  '} {per}")
-    if a["n_within_noise_of_best"] > 1:
-        print(f"~ {a['n_within_noise_of_best']} of these sets are within the predictor's ranking "
-              f"noise of the best ({a['noise_margin']:.2f} points, from held-out targets): "
-              "their order is not reliable")
+    from predictor.serving.wording import recommend_text
+    print("\n".join(recommend_text(df, ranked_details(p, df),
+                                   1 - p.card["intervals"]["alpha"])))
     return 0
 
 
@@ -202,38 +192,61 @@ def cmd_batch(args: argparse.Namespace) -> int:
     (:mod:`predictor.serving.batch` holds the per-line rules).
     """
     from predictor.serving import answer_batch, load_predictor
+    from predictor.serving.batch import (BatchFileError, output_target, read_input,
+                                         write_output)
     t0 = time.perf_counter()
     try:
-        if args.input == "-":
-            data = sys.stdin.buffer.read()
-        else:
-            path = Path(args.input)
-            if path.is_dir():
-                raise UsageError(f"--input {path} is a directory, not a JSONL file")
-            data = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"--input {args.input}: no such file") from None
-    except OSError as exc:
-        raise UsageError(f"--input {args.input}: cannot read ({exc.strerror or exc})") from None
-    if args.output != "-":
-        out_path = Path(args.output)
-        if out_path.is_dir():
-            raise UsageError(f"--output {out_path} is a directory; give a file name")
-        if not out_path.parent.is_dir():
-            raise UsageError(f"--output {out_path}: directory {out_path.parent} does not exist")
+        out_path = output_target(args.output, args.input)   # before stdin is read
+        data = read_input(args.input)
+    except BatchFileError as exc:
+        raise UsageError(str(exc)) from None
     p = load_predictor(args.predictor, profiles=getattr(args, "profiles", None))
     answer = answer_batch(p, data)
     text = "".join(r + "\n" for r in answer.lines)
-    if args.output == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+    if out_path is None:
+        flush_stdout(text)
     else:
-        try:
-            out_path.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"--output {out_path}: cannot write ({exc.strerror or exc})") from None
+        write_output(out_path, text)      # OutputError (exit 1): the previous file is intact
     print(f"{len(answer.lines)} lines, {answer.n_errors} errors, "
           f"{time.perf_counter() - t0:.2f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The JSON HTTP API (:mod:`predictor.serving.http`): the address is bound before the
+    predictor loads (a port in use fails at once), a non-loopback address is warned about,
+    and the process serves until Ctrl-C."""
+    try:
+        from predictor.serving.http import (BindError, bind_socket, create_app, is_loopback,
+                                            run_server, url_of)
+    except ImportError as exc:
+        raise UsageError(f"serve needs FastAPI and uvicorn ({exc.name} is not installed): "
+                         "reinstall xlt from its checkout (`pip install .`), or `pip install "
+                         "fastapi uvicorn`") from None
+    from predictor.serving import default_predictor_dir, load_predictor
+    for name, value in (("--max-items", args.max_items), ("--max-body-kb", args.max_body_kb)):
+        if value < 1:
+            raise UsageError(f"{name} must be at least 1, got {value}")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    directory = (args.models_dir / "predictor" if args.models_dir is not None
+                 else args.serve_predictor or default_predictor_dir())
+    try:
+        sock = bind_socket(args.host, args.port)
+    except BindError as exc:
+        raise UsageError(str(exc)) from None
+    t0 = time.perf_counter()
+    p = load_predictor(directory, profiles=args.profiles)
+    app = create_app(p, max_body_bytes=args.max_body_kb * 1024, max_items=args.max_items,
+                     source=str(directory))
+    if not is_loopback(sock):
+        print(f"xlt-predict serve: warning: listening on {url_of(sock)}, reachable from other "
+              "machines; the API has no authentication or TLS (put a proxy that has them in "
+              "front, or keep the default --host 127.0.0.1)", file=sys.stderr)
+    print(f"xlt-predict serve: {directory} loaded in {time.perf_counter() - t0:.1f} s; "
+          f"listening on {url_of(sock)} (API docs at /docs; Ctrl-C stops)", file=sys.stderr,
+          flush=True)
+    run_server(app, sock)
     return 0
 
 
@@ -263,10 +276,12 @@ def _add_predictor_option(p: argparse.ArgumentParser) -> None:
                    metavar="DIR", help="fitted predictor directory (skops file + model card; "
                                        f"default: {DEFAULT_PREDICTOR_HELP})")
     p.add_argument("--profiles", type=Path, default=None, metavar="DIR",
-                   help="language profiles (xlt-measure profile --profiles DIR) read before "
-                        "the predictor's own (models/profiles): a language DIR has uses DIR's "
-                        "profile, any other keeps the shipped one; a target with none is "
-                        "flagged")
+                   help="language profiles (xlt-measure profile --profiles DIR) read beside "
+                        "the predictor's own (models/profiles): an unmeasured target DIR has "
+                        "a profile for uses it, any other keeps the shipped one; a target "
+                        "with none is flagged (default: your profiles directory, "
+                        "$XLT_PROFILES_DIR else the per-user data directory, where "
+                        "xlt-measure profile writes, when it exists)")
 
 
 def _add_fit_parser(sub: Any) -> None:
@@ -316,7 +331,8 @@ def _add_query_parser(sub: Any) -> None:
     p.add_argument("--method", default=None, help="training method (default: the model's only one)")
     p.add_argument("--train-config", required=True, type=parse_train_config, metavar="LANG:N,...",
                    help="supervised languages and examples, e.g. en:2490,de:2490")
-    p.add_argument("--target", required=True, help="target language code (ISO 639-1/3)")
+    p.add_argument("--target", required=True, type=language_arg,
+                   help="target language: a code (ISO 639-1/3) or a name, e.g. sw or Swahili")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_query)
 
@@ -328,10 +344,10 @@ def _add_recommend_parser(sub: Any) -> None:
                    help="multilingual model id the predictor knows, e.g. xlmr, me5-small")
     p.add_argument("--method", default=None,
                    help="training method (default: the model's only one)")
-    p.add_argument("--targets", required=True, type=_codes, metavar="L1,L2",
-                   help="target language codes (ISO 639-1/3), comma-separated")
-    p.add_argument("--pool", required=True, type=_codes, metavar="L1,L2,...",
-                   help="candidate source languages")
+    p.add_argument("--targets", required=True, type=_languages, metavar="L1,L2",
+                   help="target languages, comma-separated: codes (ISO 639-1/3) or names")
+    p.add_argument("--pool", required=True, type=_languages, metavar="L1,L2,...",
+                   help="candidate source languages: codes or names, comma-separated")
     p.add_argument("--k", required=True, type=int, help="languages per source set")
     p.add_argument("--objective", choices=["mean", "worst"], default="mean",
                    help="rank sets by the mean predicted score over the targets, or by the "
@@ -357,11 +373,14 @@ def _add_batch_parser(sub: Any) -> None:
                                    'far beyond the training data) or {"id", "error"}. Blank, '
                                    'non-UTF-8 or malformed lines get an error line, so positions '
                                    'are kept; a bad line never stops the batch (exit 0). Exit 2 '
-                                   'only for an unusable --input/--output file.')
+                                   'for an unusable --input/--output file (checked before any '
+                                   'work), 1 when the answers cannot be written (a full disk: '
+                                   'the previous --output file is left intact).')
     _add_predictor_option(p)
     p.add_argument("--input", required=True, help="JSONL file, one request per line ('-' = stdin)")
     p.add_argument("--output", required=True,
-                   help="JSONL file, one answer per input line ('-' = stdout); overwritten")
+                   help="JSONL file, one answer per input line ('-' = stdout); replaced "
+                        "atomically once every line is answered; never the --input file")
     p.set_defaults(func=cmd_batch)
 
 
@@ -376,6 +395,31 @@ def _add_report_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _add_serve_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="a JSON HTTP API (the predictor loaded once)",
+                       description="Serve the predictor over HTTP: POST /predict (one request "
+                                   "object or a list, batch's fields and per-item errors), POST "
+                                   "/recommend, GET /languages, /model, /health; OpenAPI docs at "
+                                   "/docs. Listens on 127.0.0.1 unless --host says otherwise.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; another "
+                        "address is reachable from the network, with no authentication)")
+    p.add_argument("--port", type=int, default=8600, help="port (default 8600; 0: a free one)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--models-dir", type=Path, default=None, metavar="DIR",
+                       help="a models directory (its predictor/ and profiles/)")
+    where.add_argument("--predictor", dest="serve_predictor", type=Path, default=None,
+                       metavar="DIR", help=f"a fitted predictor directory (default: "
+                                           f"{DEFAULT_PREDICTOR_HELP})")
+    p.add_argument("--profiles", type=Path, default=None, metavar="DIR",
+                   help="language profiles read before the predictor's own (as for query)")
+    p.add_argument("--max-items", type=int, default=1000, metavar="N",
+                   help="most request objects in one POST /predict (default 1000)")
+    p.add_argument("--max-body-kb", type=int, default=1024, metavar="KB",
+                   help="largest request body in KiB (default 1024)")
+    p.set_defaults(func=cmd_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xlt-predict",
@@ -383,9 +427,92 @@ def build_parser() -> argparse.ArgumentParser:
                     "of supervised languages, data sizes and pretraining coverage.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_fit_parser, _add_evaluate_parser, _add_query_parser, _add_recommend_parser,
-                _add_batch_parser, _add_report_parser):
+                _add_batch_parser, _add_report_parser, _add_serve_parser):
         add(sub)
     return parser
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null: what is still buffered cannot fail again at exit."""
+    import os
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):   # no real file descriptor (a test's captured stdout)
+        pass
+
+
+class GuardedStdout:
+    """``sys.stdout`` while a command runs: a write that fails (a full device, ENOSPC) is
+    one OutputError line naming standard output (exit 1), wherever the command printed;
+    a closed pipe stays a BrokenPipeError (exit 0)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+    def write(self, text: str) -> int:
+        return self._guard(self.stream.write, text)
+
+    def flush(self) -> None:
+        self._guard(self.stream.flush)
+
+    @staticmethod
+    def _guard(call: Any, *a: Any) -> Any:
+        from measure.outputs import OutputError
+        try:
+            return call(*a)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            _stdout_to_devnull()
+            raise OutputError(f"cannot write to standard output ({exc.strerror or exc}): free "
+                              "space, or write to a file (batch: --output FILE)") from None
+
+
+def flush_stdout(text: str = "") -> None:
+    """Write ``text`` to stdout and flush it now (failures: :class:`GuardedStdout`)."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _input_problem(path: Path) -> str | None:
+    """Why a ``--measurements`` path cannot be read as one (None: it can, or it is missing,
+    which the data layer reports): a FIFO would block the read forever."""
+    import stat
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or (stat.S_ISDIR(mode) and path.suffix == ".parquet"):
+        return None
+    what = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)"
+    return (f"is {what}: pass a results store (.sqlite) or an export from "
+            "`xlt-measure export` (.parquet/.csv)")
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Paths on the command line that cannot work, refused (UsageError, exit 2) before the
+    predictor or the data loads: a ``--profiles`` that is not a directory, a
+    ``--measurements`` FIFO or directory, an ``--out`` (fit, report) that is a file or is
+    not writable."""
+    from measure.outputs import OutputError, check_writable_dir
+    from predictor.features.profiles import profiles_dir_problem
+    if getattr(args, "profiles", None) is not None:
+        problem = profiles_dir_problem(args.profiles)
+        if problem:
+            raise UsageError(problem)
+    for path in getattr(args, "measurements", None) or ():
+        problem = _input_problem(Path(path))
+        if problem:
+            raise UsageError(f"--measurements {path} {problem}")
+    if args.command in ("fit", "report") and getattr(args, "out", None) is not None:
+        try:
+            check_writable_dir(args.out, "--out directory", "pass --out DIR, a writable "
+                               "directory")
+        except OutputError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -393,25 +520,39 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "out", "unset") is None:
         args.out = models_subdir("predictor" if args.command == "fit" else "report")
+    from measure.outputs import OutputError
     from predictor.dataset import DataValidationError
     from predictor.features import ProfileError
     from predictor.persist import ModelIntegrityError
     from predictor.serving import PredictionInputError
+    real_stdout, sys.stdout = sys.stdout, GuardedStdout(sys.stdout)
     try:
         if getattr(args, "predictor", "unset") is None:
             from predictor.serving import default_predictor_dir
             args.predictor = default_predictor_dir()
-        return int(args.func(args) or 0)
+        check_paths(args)                 # before any long work
+        if getattr(args, "profiles", "unset") is None and args.command != "evaluate":
+            from predictor.serving import default_profiles_dir
+            args.profiles = default_profiles_dir()
+        rc = int(args.func(args) or 0)
+        flush_stdout()                    # a full device fails here, not at exit
+        return rc
     except (PredictionInputError, UsageError, ProfileError) as exc:
         print(f"xlt-predict {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (ModelIntegrityError, DataValidationError, FileNotFoundError) as exc:
+    except (ModelIntegrityError, DataValidationError, FileNotFoundError, OutputError) as exc:
         print(f"xlt-predict {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `xlt-predict query ... | head`: the reader left, not an error
-        import os
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _stdout_to_devnull()
         return 0
+    except OSError as exc:   # unreadable or vanished files: one line, not a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"xlt-predict {args.command}: error: {exc.strerror or exc}{where} (check the "
+              "path and its permissions)", file=sys.stderr)
+        return 1
+    finally:
+        sys.stdout = real_stdout
 
 
 if __name__ == "__main__":

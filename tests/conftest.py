@@ -53,3 +53,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_profiles(tmp_path_factory: pytest.TempPathFactory):
+    """No test reads the machine's own user profiles (``xlt-measure profile`` writes them to a
+    per-user directory that every command reads by default): a tester's profile of some
+    language must not move the recorded answers. Tests that exercise the user directory
+    set ``XLT_PROFILES_DIR`` themselves."""
+    if "XLT_PROFILES_DIR" in os.environ:
+        yield
+        return
+    os.environ["XLT_PROFILES_DIR"] = str(tmp_path_factory.mktemp("no-user-profiles") / "none")
+    yield
+    os.environ.pop("XLT_PROFILES_DIR", None)

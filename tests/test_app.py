@@ -152,6 +152,8 @@ def api(app_models: Path):
 def run_page(page: str, models: Path, monkeypatch: pytest.MonkeyPatch, timeout: float = 120):
     """Run one page (``Home.py`` or ``pages/N_Name.py``) under AppTest against ``models``."""
     monkeypatch.setenv("XLT_MODELS_DIR", str(models))
+    # the machine's own user profiles are not read (the app reads them by default)
+    monkeypatch.setenv("XLT_PROFILES_DIR", str(models / "no-user-profiles-here"))
     at = AppTest.from_file(str(APP / page), default_timeout=timeout)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -221,12 +223,15 @@ def test_predict_shows_predictions_intervals_and_measured_values(app_models: Pat
         assert table.loc[label, "lower"] == pytest.approx(round(p["lower"], 1))
         assert table.loc[label, "upper"] == pytest.approx(round(p["upper"], 1))
     # measured beside predicted: exactly {en: 2490} was run 3 seeds x 2 regimes
-    assert table.loc["Swahili (sw)", "measured"] == pytest.approx(
+    assert float(table.loc["Swahili (sw)", "measured"]) == pytest.approx(
         round(expected_measured("sw", ("en",)), 1)) == 53.8
-    assert table.loc["Aymara (aym)", "measured"] == pytest.approx(36.0)
+    assert float(table.loc["Aymara (aym)", "measured"]) == pytest.approx(36.0)
     # k = 1 cells are identical across the two regimes: 3 distinct runs, not 6 (issue #11)
-    assert table.loc["Swahili (sw)", "runs"] == 3
-    assert np.isnan(table.loc["Ayacucho Quechua (quy)", "measured"])
+    assert table.loc["Swahili (sw)", "runs"] == "3"
+    # an unmeasured target shows dashes, never a literal None
+    assert table.loc["Ayacucho Quechua (quy)", "measured"] == "–"
+    assert table.loc["Ayacucho Quechua (quy)", "pool"] == "–"
+    assert not table.isna().any().any()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Measured targets"] == "2 of 3"
     assert at.get("vega_lite_chart"), "the prediction chart is missing"
@@ -304,8 +309,9 @@ def test_predict_without_predictor_names_the_fit_command(measurements_only: Path
 def test_tampered_predictor_is_refused_with_a_message(app_models: Path, tmp_path: Path,
                                                       monkeypatch) -> None:
     shutil.copytree(app_models / "predictor", tmp_path / "predictor")
-    skops = tmp_path / "predictor" / "predictor.skops"
-    skops.write_bytes(skops.read_bytes()[:-10] + b"0123456789")
+    card = json.loads((tmp_path / "predictor" / "model_card.json").read_text("utf-8"))
+    model_file = tmp_path / "predictor" / card["model_file"]    # skops or npz: the card says
+    model_file.write_bytes(model_file.read_bytes()[:-10] + b"0123456789")
     at = run_page("pages/1_Predict.py", tmp_path, monkeypatch)
     info = texts(at.info)
     assert "No usable fitted predictor" in info and "sha256" in info
@@ -449,9 +455,22 @@ def test_features_page_shows_cv_pd_correlations_and_importance(app_models: Path,
     charts = at.get("vega_lite_chart")
     assert len(charts) >= 4  # k + three distances
     corr = frame_of(at, "spearman")
-    assert set(corr["origin"]) == {"own"} and "k" in set(corr["feature"])
+    assert set(corr["origin"]) == {"own"} and "supervised languages k" in set(corr["feature"])
+    # the partial dependence of k beside the predictor's gain per doubling of whole sets
+    assert any("Why k alone moves the prediction so little" in m.value for m in at.markdown)
+    gain = frame_of(at, "predicted gain per doubling of k (whole sets)")
+    assert set(gain["target class"]) <= {"absent", "xnli-low", "high"} and len(gain)
+    # words, not internal names, in every table and caption
+    shown = texts(at.markdown) + texts(at.caption) + "\n".join(
+        df.value.to_csv() for df in at.dataframe)
+    for name in ("mm_mean", "mm_class_mean", "unseen_family", "unseen_target", "lasso(",
+                 "ridge(", "base=mm", "prof_src_entropy_mean"):
+        assert name not in shown, name
     at.button(key="ft_perm").click().run()
     assert not at.exception
+    assert any("In-sample MAE increase on a random sample" in c.value for c in at.caption)
+    # computed once: a rerun shows it without the button
+    at.run()
     assert any("In-sample MAE increase" in c.value for c in at.caption)
 
 

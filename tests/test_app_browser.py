@@ -90,3 +90,92 @@ def test_predict_in_a_real_browser(chromium: str, browser_models: Path) -> None:
         finally:
             browser.close()
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+SHIPPED = REPO / "models"
+INTERNAL_NAMES = ("mm_mean", "mm_class_mean", "unseen_family", "unseen_target", "lasso(",
+                  "base=mm", "prof_src_entropy_mean", "Regressor ")
+
+
+def _user_profiles(base: Path) -> Path:
+    """A user profiles directory with one Basque profile whose pairs did not look like NLI
+    pairs (Swahili's numbers relabelled: no encoder runs)."""
+    import json
+    prof = json.loads((SHIPPED / "profiles" / "me5-small" / "sw.json").read_text("utf-8"))
+    prof.update({"language": "eu", "iso639_3": "eus", "name": "Basque",
+                 "pairs_check": {"looks_like_nli": False, "pairing": 0.5,
+                                 "why": "premises and hypotheses are unrelated"}})
+    out = base / "profiles" / "me5-small"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eu.json").write_text(json.dumps(prof), encoding="utf-8")
+    return base / "profiles"
+
+
+def _main_text(page) -> str:
+    """Everything the page shows, table cells included (the grids keep an accessible copy
+    of their visible cells in the DOM)."""
+    return page.locator('[data-testid="stMainBlockContainer"]').text_content() or ""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_first_use_pages_in_a_real_browser(chromium: str, tmp_path: Path) -> None:
+    """The pages issue #24 touched, on the shipped models with a user profiles directory
+    (``xlt-app --profiles``): Home names the profiles and the probe; Predict reads the
+    user's Basque profile, flags its pairs and shows no literal None; Recommend shows the
+    basis and the interval level; Features computes permutation importance in seconds with
+    a progress bar, explains the partial dependence of k, and names nothing internal."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: pip install '.[test]'")
+    profiles = _user_profiles(tmp_path)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with running_app(SHIPPED, profiles=profiles) as url, sync_playwright() as pw:
+        browser = launch_browser(pw, chromium)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, wait_until="domcontentloaded")
+            wait_idle(page)
+            home = _main_text(page)
+            assert "probe on its frozen sentence embeddings" in home
+            assert str(profiles) in home and "Regressor" not in home
+
+            page.goto(f"{url}/Predict", wait_until="domcontentloaded")
+            wait_idle(page)
+            targets = page.locator('[data-testid="stMultiSelect"]').filter(
+                has_text="Target languages")
+            box = targets.locator("input")
+            box.click()
+            box.fill("Basque")
+            page.get_by_role("option", name="Basque (eu)").click()
+            page.keyboard.press("Escape")
+            wait_idle(page)
+            warning = page.locator('[data-testid="stAlert"]').filter(has_text="Basque").first
+            assert "do not look like NLI pairs" in warning.inner_text()
+            cells = page.locator('[data-testid="stDataFrame"]').first.locator(
+                '[role="gridcell"]').all_text_contents()
+            assert "Ayacucho Quechua (quy)" in cells and "None" not in cells
+            capture(page, ARTIFACTS / "browser_predict_profile.png")
+
+            page.goto(f"{url}/Recommend", wait_until="domcontentloaded")
+            wait_idle(page)
+            text = _main_text(page)
+            assert "Basis:" in text and "90% intervals" in text and "Best:" in text
+
+            page.goto(f"{url}/Features", wait_until="domcontentloaded")
+            wait_idle(page)
+            page.get_by_role("button", name="Compute in-sample permutation importance").click()
+            page.get_by_text("In-sample MAE increase on a random sample").wait_for(
+                timeout=60_000)
+            wait_idle(page)
+            text = _main_text(page)
+            assert "Why k alone moves the prediction so little" in text
+            assert "predicted gain per doubling of k (whole sets)" in text
+            assert "design × pretraining-class mean" in text and "unseen target" in text
+            for name in INTERNAL_NAMES:
+                assert name not in text, name
+            assert not page.locator('[data-testid="stException"]').count()
+            capture(page, ARTIFACTS / "browser_features.png")
+        finally:
+            browser.close()

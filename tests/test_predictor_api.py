@@ -170,7 +170,7 @@ def test_cli_query_evaluate_recommend(model_dir: Path, capsys: pytest.CaptureFix
     assert "ridge(" in ev["selected_model"] and len(ev["cv"]) == 12
     assert main(["evaluate", "--predictor", str(model_dir)]) == 0
     text = capsys.readouterr().out
-    assert "unseen_target" in text and "vs best baseline" in text and "coverage" in text
+    assert "unseen target" in text and "vs best baseline" in text and "coverage" in text
     assert main(["recommend", "--predictor", str(model_dir), "--model", "xlmr", "--targets",
                  "sw", "--pool", "en,de,hi", "--k", "2", "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
@@ -204,7 +204,7 @@ def test_cli_batch_per_line_results_and_errors(model_dir: Path, tmp_path: Path) 
     out = out[:3] + out[4:]
     for o in out[:2]:
         assert set(o) == {"id", "prediction", "lower", "upper", "basis", "out_of_support",
-                          "reason", "pretraining", "profile"}
+                          "reason", "pretraining", "profile", "interval_level"}
         assert 0 <= o["lower"] <= o["prediction"] <= o["upper"] <= 100
     assert out[0]["basis"] == "unseen-target" and out[1]["basis"] == "unseen-target"
     assert out[1]["pretraining"] == "absent" and out[1]["out_of_support"] \

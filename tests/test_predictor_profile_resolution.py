@@ -55,3 +55,16 @@ def test_an_unprofiled_absent_language_is_placed_with_its_pretraining_class() ->
     assert quy["upper"] - quy["lower"] > max(
         p.predict_one("me5-small", "probe", config, t)["upper"]
         - p.predict_one("me5-small", "probe", config, t)["lower"] for t in ("aym", "sw"))
+
+
+@pytest.mark.parametrize("kind", ["file", "missing"])
+def test_a_profiles_path_that_is_not_a_directory_says_what_it_is(tmp_path: Path,
+                                                                 kind: str) -> None:
+    """``--profiles <file>`` used to say "does not exist"; the API and the CLI now say it
+    is a file (the CLI exits 2: tests/test_hardening_predictor.py)."""
+    path = tmp_path / "profiles.json"
+    if kind == "file":
+        path.write_text("{}", encoding="utf-8")
+    words = "is a file, not a directory" if kind == "file" else "does not exist"
+    with pytest.raises(FileNotFoundError, match=words):
+        load_predictor(SHIPPED / "predictor", profiles=path)

@@ -26,7 +26,7 @@ COLUMNS = ["prediction", "lower", "upper", "basis", "out_of_support", "reason",
 
 @pytest.fixture(scope="module")
 def shipped():
-    if not (SHIPPED / "predictor.skops").is_file():
+    if not (SHIPPED / "model_card.json").is_file():
         pytest.skip("no shipped predictor in models/predictor")
     return load_predictor(SHIPPED)
 

@@ -22,7 +22,13 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
+import os
+import pickle
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -323,3 +329,86 @@ def test_known_languages_cover_lang2vec_and_its_macrolanguages() -> None:
     from measure.knowledge.languages import import_lang2vec
 
     assert set(import_lang2vec().LANGUAGES) <= known
+
+
+# -- the disk cache holds no code (#23.1) ------------------------------------------------------
+# a fresh process: its distances, the cache file, and whether anything was unpickled (the
+# audit event "pickle.find_class" fires on every global a pickle names, e.g. os.system)
+_PROBE = ("import json, sys; found = []\n"
+          "sys.addaudithook(lambda e, a: found.append(a) if e == 'pickle.find_class' else None)\n"
+          "from measure.knowledge import uriel\n"
+          "print(json.dumps([uriel.distance('eng', 'fra', 'syntactic'), "
+          "uriel.distance('eng', 'deu', 'genetic'), str(uriel.cache_file()), "
+          "'joblib' in sys.modules or bool(found)]))")
+
+
+class _Payload:
+    """Unpickling this runs ``open(marker, 'w')``: the proof that a pickle was loaded."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _distances_in_a_fresh_process(cache: Path) -> tuple[float, float, Path, bool]:
+    """(syntactic eng-fra, genetic eng-deu, cache file, joblib imported or a pickle read)."""
+    env = {**os.environ, "XLT_CACHE_DIR": str(cache)}
+    proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
+                          env=env, cwd=Path(__file__).resolve().parent.parent, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    syn, gen, path, joblib_loaded = json.loads(proc.stdout)
+    return syn, gen, Path(path), joblib_loaded
+
+
+def test_the_cache_is_an_npz_without_pickles_and_a_planted_pickle_never_runs(
+        tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    syn, gen, path, unpickled = _distances_in_a_fresh_process(cache)
+    assert not unpickled
+    assert path.parent == cache / "lang2vec" and path.suffix == ".npz" and path.is_file()
+    with np.load(path, allow_pickle=False) as z:       # every array loads without pickle
+        assert all(z[k].dtype != object for k in z.files)
+    marker = tmp_path / "PWNED"
+    bomb = pickle.dumps(_Payload(str(marker)))
+    # where joblib.Memory kept the tables, and the new cache file itself replaced by a pickle
+    old = cache / "lang2vec" / "joblib" / "measure" / "knowledge" / "uriel" / "_build_tables"
+    for d in (old / ("0" * 32), old / ("f" * 32)):
+        d.mkdir(parents=True)
+        (d / "output.pkl").write_bytes(bomb)
+    path.write_bytes(bomb)
+    again = _distances_in_a_fresh_process(cache)
+    assert again[:2] == (syn, gen) and not again[3]
+    assert not marker.exists(), "a pickle in the cache was loaded"
+    with np.load(path, allow_pickle=False) as z:       # rebuilt over the planted file
+        assert "meta" in z.files
+
+
+@pytest.mark.parametrize("damage", ["truncated", "tampered", "other_arrays", "not_a_zip"])
+def test_a_corrupt_or_altered_cache_file_is_rebuilt(tmp_path: Path, damage: str) -> None:
+    cache = tmp_path / "cache"
+    syn, gen, path, _ = _distances_in_a_fresh_process(cache)
+    good = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif damage == "not_a_zip":
+        path.write_bytes(b"\x93NUMPY garbage")
+    else:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        if damage == "tampered":                       # plausible numbers, wrong checksum
+            arrays["geo_unit"] = arrays["geo_unit"][::-1].copy()
+        else:
+            arrays["extra"] = np.zeros(3)
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+    assert _distances_in_a_fresh_process(cache)[:2] == (syn, gen)
+    assert path.read_bytes() == good                   # rewritten as it was built
+
+
+def test_an_unwritable_cache_directory_computes_in_memory(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a directory\n", encoding="utf-8")
+    syn, _, _, _ = _distances_in_a_fresh_process(blocker)
+    assert syn == pytest.approx(0.4508, abs=1e-3) and blocker.read_text(encoding="utf-8")

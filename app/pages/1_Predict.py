@@ -26,7 +26,7 @@ import streamlit as st  # noqa: E402
 from app import data, ui  # noqa: E402
 from app.services import ModelChoice, PredictorService, ServiceError  # noqa: E402
 from measure.knowledge.nli import XNLI_15  # noqa: E402
-from predictor.formatting import signed  # noqa: E402
+from predictor.formatting import MISSING, signed  # noqa: E402
 
 DEFAULT_TARGETS = ["sw", "ur", "aym", "nah", "quy"]
 
@@ -204,17 +204,23 @@ if fitted_pool:
     legend += f" · predictions are for the training pool the predictor was fitted on: {fitted_pool}"
 st.caption(legend + f" · computed in {elapsed_ms:.0f} ms")
 
+def shown(values: pd.Series, fmt: str = "{:.1f}") -> list[str]:
+    """Numbers as text, a dash where a target was not measured (an empty cell reads as a
+    literal 'None' in the table)."""
+    return [MISSING if pd.isna(v) else fmt.format(v) for v in values]
+
+
 show = pd.DataFrame({
     "target": table["language"], "predicted": table["prediction"].round(1),
     "lower": table["lower"].round(1), "upper": table["upper"].round(1),
     "basis": table["basis_label"],
-    "measured": table["measured"].round(1), "runs": table["measured_runs"],
-    "pool": table["pool"],
-    "measured − predicted": (table["measured"] - table["prediction"]).round(1),
-    "all pools": table["per_pool"],
+    "measured": shown(table["measured"]), "runs": shown(table["measured_runs"], "{:.0f}"),
+    "pool": table["pool"].fillna(MISSING),
+    "measured − predicted": shown(table["measured"] - table["prediction"], "{:+.1f}"),
+    "all pools": table["per_pool"].fillna(MISSING),
     "pretraining": table["pretraining"],
     "profile": table["profile"].map({True: "yes", False: "none"}),
-    "outside support": table["reason"].where(table["out_of_support"], "")})
+    "outside support": table["reason"].where(table["out_of_support"], "").fillna("")})
 st.dataframe(show, hide_index=True, width="stretch")
 cov = service.coverage_for(choice)
 if not cov.empty:

@@ -24,9 +24,11 @@ import streamlit as st  # noqa: E402
 from app import ui  # noqa: E402
 from app.services import MAIN_FEATURES, ServiceError  # noqa: E402
 from measure.knowledge.nli import XNLI_15  # noqa: E402
-from predictor.formatting import signed  # noqa: E402
+from predictor.formatting import feature_label, signed  # noqa: E402
 
 MAX_ROWS = 250_000  # (source sets x targets) predicted per request; keeps a click interactive
+BASIS_WORDS = {"measured-target": "from its own measurements",
+               "unseen-target": "not measured: predicted from its features"}
 
 models = ui.setup("Recommend source languages", ":material/explore:",
                   "Which languages should you label data in? Give the target languages and a "
@@ -113,9 +115,20 @@ if len(rec) > 1:
                    f"({margin:.2f} points: 1.645·√2 × the within-target residual SD on "
                    "held-out targets): their order is not reliable — treat them as equally good, or "
                    "measure them.")
-    if "out_of_support" in rec and rec["out_of_support"].any():
-        st.caption("Some of these predictions are outside the training support (k, sizes or "
-                   "the target): see the Predict page for the reasons.")
+
+shown_targets = [t for t in targets if t in rec.columns]
+support = service.set_support(choice, rec, shown_targets)
+level = 100 * (1 - float(service.interval_info().get("alpha", 0.1)))
+basis = support.drop_duplicates("target")
+st.caption("Basis: " + "; ".join(
+    f"{ui.lang_label(r.target)} {BASIS_WORDS.get(r.basis, r.basis)}"
+    for r in basis.itertuples()) + f". Bars: {level:.0f}% intervals.")
+flagged = support[support["out_of_support"]]
+if not flagged.empty:
+    reasons = flagged.groupby("reason", sort=False)["target"].apply(
+        lambda ts: ", ".join(dict.fromkeys(ui.lang_label(t) for t in ts)))
+    st.warning("Outside the predictor's training support (wider intervals): " + "; ".join(
+        f"{who}: {why}" for why, who in reasons.items()))
 
 per_target = []
 for _, r in rec.iterrows():
@@ -151,9 +164,11 @@ if not pt.empty:
 show = pd.DataFrame({"rank": rec["rank"], "source set": rec["set"], "k": rec["k"],
                      "n / language": rec["n_per_language"], "mean": rec["mean"].round(2),
                      "worst": rec["worst"].round(2)})
-for t in targets:
-    if t in rec.columns:
-        show[ui.lang_label(t)] = rec[t].round(1)
+for t in shown_targets:
+    show[ui.lang_label(t)] = rec[t].round(1)
+out_of = flagged.groupby("rank")["target"].apply(lambda ts: ", ".join(ui.lang_label(t)
+                                                                         for t in ts))
+show["outside support"] = [out_of.get(r, "") for r in rec["rank"]]
 st.dataframe(show, hide_index=True, width="stretch")
 
 st.subheader("Why these sets")
@@ -167,13 +182,18 @@ if why is not None:
     main = [f for f in MAIN_FEATURES if f in why.columns]
     varying = [f for f in main if why[f].nunique() > 1]
     constant = [f for f in main if f not in varying]
-    table = why[varying].copy()
-    table.columns = [MAIN_FEATURES[f] for f in varying]
-    table.insert(0, "source set", rec["set"].to_numpy())
     contrib_cols = [c for c in why.columns if c.startswith("contrib:")]
-    st.caption("What the model sees for each set, averaged over the targets (distances are "
-               "URIEL distances in [0, 1]; smaller = closer).")
-    st.dataframe(table.round(3), hide_index=True, width="stretch")
+    st.caption("What the model sees for each set (columns: the sets by rank, as in the table "
+               "above), averaged over the targets; distances are URIEL distances in [0, 1] "
+               "from the target to the nearest source (smaller = closer).")
+    # one row per input, one narrow column per set: a column per input was cut off at the
+    # page's edge (six long names side by side)
+    table = pd.DataFrame({"input": [MAIN_FEATURES[f] for f in varying],
+                          **{f"#{int(r)}": why.loc[i, varying].to_numpy(float).round(3)
+                             for i, r in enumerate(rec["rank"])}})
+    if varying:
+        st.dataframe(table, hide_index=True, width="stretch", column_config={
+            "input": st.column_config.TextColumn(width="large")})
     if constant:
         st.caption("The same for every listed set: " + "; ".join(
             f"{MAIN_FEATURES[f]} = {why.loc[0, f]:.3g}" for f in constant) + ".")
@@ -185,10 +205,12 @@ if why is not None:
                     "runner-up** (linear first stage per feature, plus the within-target "
                     "stage where the model has one; points):")
         names = [c.removeprefix("contrib:") for c in top_diff.index]
-        st.dataframe(pd.DataFrame({"feature": [MAIN_FEATURES.get(n, n) for n in names],
+        st.dataframe(pd.DataFrame({"feature": [feature_label(n) for n in names],
                                    "points": top_diff.to_numpy().round(3),
                                    "meaning": [service.describe(n) for n in names]}),
-                     hide_index=True, width="stretch")
+                     hide_index=True, width="stretch", column_config={
+                         "feature": st.column_config.TextColumn(width="medium"),
+                         "meaning": st.column_config.TextColumn(width="large")})
     elif len(rec) > 1:
         d = why.loc[0, main] - why.loc[1, main]
         notes = []

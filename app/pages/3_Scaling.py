@@ -33,6 +33,11 @@ REGIME_TITLES = {"per_language": "Per-language budget (each language brings the 
 METRIC_LABELS = {"macro_f1": "macro-F1", "kappa": "Cohen's kappa ×100"}
 
 
+def set_label(code_set: str) -> str:
+    """'ar+hi+sw' -> 'Arabic (ar) + Hindi (hi) + Swahili (sw)': the app's one language style."""
+    return " + ".join(ui.lang_label(c) for c in str(code_set).split("+"))
+
+
 models = ui.setup("Scaling with the number of supervised languages", ":material/trending_up:",
                   "Does adding supervised languages help zero-shot transfer, and does it help "
                   "targets that are absent from pretraining or low-resource? The estimates "
@@ -191,17 +196,27 @@ if summary and "scaling" in summary:
     if shap:
         st.markdown("**Shapley values** on all subsets of 5-language sets")
         st.dataframe(pd.DataFrame([{
-            "set": r["full_set"], "regime": r["regime"], "metric": r["metric"],
+            "set": set_label(r["full_set"]), "regime": r["regime"], "metric": r["metric"],
             "targets": r["target_class"],
-            "φ per language": ", ".join(f"{x['language']} {x['phi']:+.2f}" for x in r["languages"]),
-            "interaction": r["interaction"], "full − best single": r["full_minus_best_single"]}
+            "φ per language": ", ".join(f"{ui.lang_label(x['language'])} {x['phi']:+.2f}"
+                                        for x in r["languages"]),
+            "additivity": r.get("additivity"),
+            "full − best single": r["full_minus_best_single"]}
             for r in shap]).round(2), hide_index=True, width="stretch")
+        st.caption("φ: each language's Shapley value (its average marginal gain over all "
+                   "orders in which the set can be built, from chance level). Additivity: "
+                   "what the full set gains over chance divided by the sum of what each "
+                   "member gains alone (1 = the members' gains add up; 0.2 = the set is "
+                   "worth about one member). Full − best single: the set against its best "
+                   "member alone.")
     bvr = [r for r in summary.get("best_vs_random", []) if r["model"] == mm[0]
            and r["pool"] == pool]
     if bvr:
         st.markdown("**Choosing well vs adding more**: greedy (oracle) set against random sets")
-        st.dataframe(pd.DataFrame(bvr)[[c for c in ["regime", "objective", "k", "best_set", "best",
-                                                    "random_median", "random_p10", "random_p90",
-                                                    "share_random_beaten"]
-                                        if c in pd.DataFrame(bvr)]].round(2),
+        bvr_df = pd.DataFrame(bvr)
+        if "best_set" in bvr_df:
+            bvr_df["best_set"] = bvr_df["best_set"].map(set_label)
+        st.dataframe(bvr_df[[c for c in ["regime", "objective", "k", "best_set", "best",
+                                         "random_median", "random_p10", "random_p90",
+                                         "share_random_beaten"] if c in bvr_df]].round(2),
                      hide_index=True, width="stretch")

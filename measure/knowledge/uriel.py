@@ -39,9 +39,19 @@ language and itself are at distance 0 for every kind.
 
 Speed: lang2vec's ``get_features`` re-reads its ``.npz`` files on every call and returns
 Python lists, far too slow for feature building. The same files are read once here into
-compact arrays for all 7,970 languages, cached on disk with ``joblib.Memory`` under
+compact arrays for all 7,970 languages, cached on disk under
 ``platformdirs.user_cache_dir("xlt")/lang2vec`` (or ``$XLT_CACHE_DIR/lang2vec``) and in
 memory per process; every distance is then a vectorised array operation.
+
+The disk cache holds no code: one ``.npz`` of plain arrays, read with ``allow_pickle=False``,
+named by the data signature (lang2vec's version and its files' sizes and times) and written
+atomically (:mod:`measure.outputs`). Why not a pickle (``joblib.Memory`` before): the Ray docs
+put ``$XLT_CACHE_DIR`` on a shared file system, and a pickle planted there ran its code in
+every ``xlt-predict`` and ``xlt-app`` process. A cache file that does not load, has other
+arrays, another signature or contents that do not match its recorded SHA-256 is rebuilt
+from lang2vec's files and rewritten (the checksum catches accidents -- a truncated copy, a
+half-synced share -- not an attacker, who could recompute it: at worst wrong distances,
+never code).
 
 Language codes: ISO 639-3 codes present in lang2vec's data files. ``lang2vec.LANGUAGES`` is
 not used as the list because in 1.1.2 it is an artefact of an indexing bug (the first
@@ -53,6 +63,7 @@ codes lang2vec's own ``get_features`` accepts, such as ``ara`` or ``swa``; every
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -66,6 +77,7 @@ import pandas as pd
 from scipy import sparse
 
 from measure.knowledge.languages import lang2vec_data_dir  # found without importing lang2vec
+from measure.outputs import OutputError, atomic_write
 
 DISTANCE_KINDS: tuple[str, ...] = ("syntactic", "phonological", "inventory", "featural",
                                    "genetic", "geographic")
@@ -81,7 +93,10 @@ _FILES = ("features.npz", "feature_predictions.npz", "family_features.npz",
           "geocoord_features.npz", "letter_codes.json")
 _GEO_MAX_RESIDUAL = 0.05   # a geo vector the fit cannot explain is not a location
 _CHUNK = 65536             # pairs per vectorised block (bounds memory)
-_FORMAT = 2                # bump when the cached table layout changes
+_FORMAT = 3                # bump when the cached table layout changes (3: .npz, no pickle)
+# the arrays of a cache file, besides its "meta" (JSON text: signature and content SHA-256)
+_TABLE_KEYS = ("codes", "feats", "observed", "knn", "fam_data", "fam_indices", "fam_indptr",
+               "fam_shape", "geo_unit", "geo_ok", "letter_codes")
 
 
 # -- locating and caching lang2vec's data -------------------------------------------------
@@ -106,7 +121,7 @@ def _data_signature(data_dir: Path) -> tuple:
 
 
 def _load_npz(data_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    with np.load(data_dir / name) as z:
+    with np.load(data_dir / name, allow_pickle=False) as z:
         return z["langs"].astype(str), z["feats"].astype(str), z["data"]
 
 
@@ -129,14 +144,11 @@ def _locate(geo: np.ndarray, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return unit, ok
 
 
-def _build_tables(data_dir: str, signature: tuple) -> dict[str, np.ndarray]:
+def _build_tables(d: Path) -> dict[str, np.ndarray]:
     """Read lang2vec's files once into compact per-language arrays (all 7,970 languages).
 
-    ``signature`` is unused in the body; it keys the disk cache so new data rebuilds it.
     Each ``.npz`` has its own language order, so every table is re-indexed to one order.
     """
-    del signature
-    d = Path(data_dir)
     codes, feats, obs = _load_npz(d, "features.npz")
     order = np.argsort(codes)
     codes = codes[order]
@@ -184,19 +196,76 @@ class _Tables:
     letter_codes: dict[str, str]      # lang2vec's ISO 639-1 -> 639-3 map (for hints only)
 
 
+# -- the disk cache: plain arrays, never a pickle ----------------------------------------------
+def cache_file(signature: tuple | None = None) -> Path:
+    """The cache file of the tables built from data with ``signature`` (default: the
+    installed lang2vec's data)."""
+    if signature is None:
+        signature = _data_signature(lang2vec_data_dir())
+    key = hashlib.sha256(json.dumps(signature).encode("utf-8")).hexdigest()[:16]
+    return cache_dir() / f"uriel-tables-{key}.npz"
+
+
+def _content_sha256(raw: dict[str, np.ndarray]) -> str:
+    """Digest of every array's name, dtype, shape and bytes: a cache file altered after it
+    was written (a bad copy, a half-synced share) no longer matches and is rebuilt."""
+    h = hashlib.sha256()
+    for k in _TABLE_KEYS:
+        a = np.ascontiguousarray(raw[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _read_cache(path: Path, signature: tuple) -> dict[str, np.ndarray] | None:
+    """The cached tables, or None when the file is missing, unreadable, not an ``.npz`` of
+    exactly these arrays (a pickle is refused by ``allow_pickle=False`` before anything of
+    it runs), of another signature, or altered since it was written."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if sorted(z.files) != sorted((*_TABLE_KEYS, "meta")):
+                return None
+            raw = {k: z[k] for k in _TABLE_KEYS}
+            meta = json.loads(str(z["meta"]))
+    except Exception:  # noqa: BLE001 - any unreadable cache (bad zip, pickle, I/O) is rebuilt
+        return None
+    ok = (isinstance(meta, dict) and meta.get("signature") == json.loads(json.dumps(signature))
+          and meta.get("sha256") == _content_sha256(raw))
+    return raw if ok else None
+
+
+def _write_cache(path: Path, raw: dict[str, np.ndarray], signature: tuple) -> None:
+    """Write the tables to ``path`` atomically; an unwritable cache is skipped (the tables
+    then live in this process's memory only)."""
+    meta = json.dumps({"signature": signature, "sha256": _content_sha256(raw)})
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:          # a file object: np.savez adds no ".npz"
+            np.savez(fh, meta=np.array(meta), **raw)
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, write)
+    except (OSError, OutputError):
+        pass
+
+
+def _cached_tables() -> dict[str, np.ndarray]:
+    """The raw tables from the disk cache, else built from lang2vec's files and cached."""
+    data_dir = lang2vec_data_dir()
+    signature = _data_signature(data_dir)
+    path = cache_file(signature)
+    raw = _read_cache(path, signature)
+    if raw is None:
+        raw = _build_tables(data_dir)
+        _write_cache(path, raw, signature)
+    return raw
+
+
 @lru_cache(maxsize=1)
 def _tables() -> _Tables:
     """The tables, from memory, else the disk cache, else lang2vec's files."""
-    data_dir = lang2vec_data_dir()
-    signature = _data_signature(data_dir)
-    try:
-        import joblib
-        location = cache_dir()
-        location.mkdir(parents=True, exist_ok=True)
-        build = joblib.Memory(location=str(location), verbose=0).cache(_build_tables)
-        raw = build(str(data_dir), signature)
-    except OSError:            # unwritable cache: compute in memory only
-        raw = _build_tables(str(data_dir), signature)
+    raw = _cached_tables()
     fam = sparse.csr_matrix((raw["fam_data"], raw["fam_indices"], raw["fam_indptr"]),
                             shape=tuple(int(s) for s in raw["fam_shape"]))
     codes = raw["codes"]

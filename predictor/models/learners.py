@@ -26,12 +26,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.linear_model import Lasso, Ridge
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 from predictor.models.baselines import GroupMean
+from predictor.models.compact import compact_from_state, compact_state
 
 LEARNED = ("ridge", "lasso", "hgb")
 BASES = ("mm", "mm_class")
@@ -58,7 +55,16 @@ WITHIN_HGB: dict[str, Any] = {"max_leaf_nodes": 15, "min_samples_leaf": 20,
 
 
 def make_regressor(family: str, params: Mapping[str, Any], random_state: int = 0) -> Any:
-    """An unfitted sklearn regressor on the feature matrix (trusted types only)."""
+    """An unfitted sklearn regressor on the feature matrix.
+
+    scikit-learn's estimators are imported here, not at the top: only fitting builds
+    them, and a query (which predicts with :mod:`predictor.models.compact`) starts ~0.1 s
+    sooner without their modules."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.linear_model import Lasso, Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     if family == "ridge":
         return Pipeline([("scale", StandardScaler()), ("reg", Ridge(alpha=params["alpha"]))])
     if family == "lasso":
@@ -187,20 +193,26 @@ class ZModel:
                     z[sel] = z[sel] + reg.predict(X[sel])
         return self.base_.predict(None, meta) + self._sd(mm) * z
 
-    # plain state of trusted types (skops), and back
+    # plain state (numbers, strings, arrays: predictor.persist stores it without pickle)
     def to_state(self) -> dict[str, Any]:
+        """The fitted model as plain data; each regressor as its arrays
+        (:func:`predictor.models.compact.compact_state`)."""
         return {"family": self.family, "params": dict(self.params), "base": self.base,
-                "scope": self.scope, "sd": dict(self.sd_), "regs": dict(self.regs_),
+                "scope": self.scope, "sd": dict(self.sd_),
+                "regs": {k: compact_state(r) for k, r in self.regs_.items()},
                 "within": dict(self.within) if self.within else None,
-                "within_regs": dict(self.within_regs_),
+                "within_regs": {k: compact_state(r) for k, r in self.within_regs_.items()},
                 "base_tables": self.base_.to_tables(), "base_global": self.base_.global_}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> ZModel:
+        """The model of :meth:`to_state`, predicting with the compact regressors (an older
+        model file's scikit-learn regressors are converted to them)."""
         m = cls(str(state["family"]), dict(state["params"]), base=str(state["base"]),
                 scope=str(state["scope"]), within=state["within"])
-        m.sd_, m.regs_ = dict(state["sd"]), dict(state["regs"])
-        m.within_regs_ = dict(state["within_regs"])
+        m.sd_ = dict(state["sd"])
+        m.regs_ = {k: compact_from_state(r) for k, r in state["regs"].items()}
+        m.within_regs_ = {k: compact_from_state(r) for k, r in state["within_regs"].items()}
         m.base_ = GroupMean.from_tables(_base_name(m.base), state["base_tables"],
                                         state["base_global"])
         return m

@@ -6,8 +6,9 @@ validates requests and answers them with intervals, support reasons and the clas
 
 from predictor.serving.batch import answer_batch
 from predictor.serving.explain import FeatureModel
-from predictor.serving.predictor import Predictor, default_predictor_dir, load_predictor
+from predictor.serving.predictor import (Predictor, default_predictor_dir, default_profiles_dir,
+                                        load_predictor)
 from predictor.serving.requests import PredictionInputError
 
 __all__ = ["FeatureModel", "PredictionInputError", "Predictor",
-           "answer_batch", "default_predictor_dir", "load_predictor"]
+           "answer_batch", "default_predictor_dir", "default_profiles_dir", "load_predictor"]

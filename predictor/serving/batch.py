@@ -4,21 +4,36 @@ Why the per-line rules live here, not in the CLI: ``xlt-predict batch`` and the 
 API must reject the same lines with the same words. A bad line (not UTF-8, blank, malformed
 JSON, or a request the one validator refuses) gets ``{"id", "error"}`` and never stops the
 batch; a size far beyond the training data gets a ``warning`` beside its answer.
+
+The batch's files are checked here too, before the predictor loads: an ``--output`` that
+resolves to the ``--input`` is refused (it would replace the requests by the answers), and
+the answers are written to a temporary file beside the output and then moved over it
+(:mod:`measure.outputs`), so ``kill -9`` or a full disk leaves the previous file intact.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from measure.knowledge.train_config import MAX_EXAMPLES, shown
+from measure.outputs import (OutputError, atomic_write_text, check_writable_dir,
+                             refuse_input_as_output)
 from predictor.serving.predictor import Predictor
 
 #: a line whose train_config has more examples than this in a language gets a "warning" field
 #: (MultiNLI, the largest NLI training set, has ~393k pairs); TrainConfig refuses sizes beyond
 #: MAX_EXAMPLES
 BATCH_WARN_EXAMPLES = 1_000_000
+
+
+class BatchFileError(ValueError):
+    """An ``--input``/``--output`` the batch cannot use (found before any work)."""
 
 
 @dataclass(frozen=True)
@@ -135,3 +150,67 @@ def _finite_float(text: str) -> float:
     if value in (float("inf"), float("-inf")):
         raise ValueError(f"number {text[:20]} is too large")
     return value
+
+
+# -- the batch's files -------------------------------------------------------------------------
+def read_input(name: str) -> bytes:
+    """The bytes of ``--input`` (``-``: stdin; a pipe such as ``<(cmd)`` is read as it comes)."""
+    if name == "-":
+        return sys.stdin.buffer.read()
+    path = Path(name)
+    try:
+        if path.is_dir():
+            raise BatchFileError(f"--input {path} is a directory, not a JSONL file")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise BatchFileError(f"--input {name}: no such file") from None
+    except OSError as exc:
+        raise BatchFileError(f"--input {name}: cannot read ({exc.strerror or exc})") from None
+
+
+def _stream(path: Path) -> bool:
+    """A FIFO or a device (``/dev/null``, ``>(gzip > x)``): written as a stream, never
+    replaced."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+def output_target(output: str, input_name: str) -> Path | None:
+    """The file ``--output`` names (links resolved; None for ``-``, stdout), checked before
+    any work: not a directory, in an existing writable directory, and not the ``--input``."""
+    if output == "-":
+        return None
+    path = Path(output)
+    if path.is_dir():
+        raise BatchFileError(f"--output {path} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise BatchFileError(f"--output {path}: directory {path.parent} does not exist")
+    try:
+        if input_name != "-":
+            refuse_input_as_output(path, {"the --input file": input_name}, "--output")
+        if _stream(path):
+            return path
+        target = Path(os.path.realpath(path))      # a link is written through, not replaced
+        check_writable_dir(target.parent, "--output directory",
+                           "write the answers to another directory")
+    except OutputError as exc:
+        raise BatchFileError(str(exc)) from None
+    return target
+
+
+def write_output(target: Path, text: str) -> None:
+    """``text`` to ``target``: atomically to a file (on failure the previous file is intact),
+    as it comes to a FIFO or device. A failure raises OutputError naming the file."""
+    if not _stream(target):
+        atomic_write_text(target, text)
+        return
+    try:
+        with open(target, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write --output {target} ({exc.strerror or exc})") from None

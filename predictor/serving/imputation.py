@@ -6,8 +6,11 @@ literally they would move the prediction by whatever the learner makes of them. 
 unprofiled target takes the mean profile columns of the system's training targets of its
 pretraining class (all of them when none is of that class), for the same configuration;
 a profile made without ``--pairs`` keeps its own tokenizer columns and takes only the
-label-free ones. The peers always read the profiles the predictor was trained with, never
-a user's ``--profiles`` directory.
+label-free ones, and so does a profile whose pairs did not look like NLI pairs
+(``pairs_check.looks_like_nli`` false, :func:`pairs_unlike_nli`): unrelated lines gave a
+narrow, unflagged 58.7 [54.6, 62.9] when their label-free estimates were read literally.
+The peers always read the profiles the predictor was trained with, never a user's
+``--profiles`` directory.
 """
 
 from __future__ import annotations
@@ -20,11 +23,48 @@ import pandas as pd
 
 from measure.knowledge.coverage import pretraining_class
 from predictor.features import GROUPS
+from predictor.features.profiles import find_profile, profiles_root
+from predictor.models import key_codes
 
 #: the profile columns that only unlabelled pairs (``xlt-measure profile --pairs``) give
 LABEL_FREE_COLUMNS = ("has_label_free", "prof_confidence", "prof_label_entropy", "prof_atc",
                       "prof_doc", "prof_src_entropy_max", "prof_src_entropy_mean",
                       "prof_src_entropy_wmean")
+
+
+def pairs_unlike_nli(rows: pd.DataFrame, need: np.ndarray, dirs: Iterable[Any]
+                     ) -> tuple[np.ndarray, list[str]]:
+    """(rows whose profile's pairs do not look like NLI pairs, each such row's
+    ``pairs_check.why``) for the rows ``need`` (a profiled target the profile features read).
+
+    ``dirs``: the profiles directories the rows were featurised from, in the order the
+    transformer looks (a user's directory, then the shipped one); the first that has a
+    profile for the (model, target) holds the one that was read. Each distinct (model,
+    target) is looked up once: recommend asks about thousands of rows of a few targets."""
+    out = np.zeros(len(rows), bool)
+    why = [""] * len(rows)
+    idx = np.flatnonzero(need)
+    roots = [r for r in (profiles_root(d) for d in dirs) if r is not None and r.is_dir()]
+    if not len(idx) or not roots:
+        return out, why
+    codes, _ = key_codes(rows.iloc[idx], ("model", "target"))
+    _, first = np.unique(codes, return_index=True)
+    models, targets = rows["model"].tolist(), rows["target"].tolist()
+    bad: dict[int, str] = {}
+    for j in first.tolist():
+        i = int(idx[j])
+        for root in roots:
+            prof, _ = find_profile(root, str(models[i]), str(targets[i]))
+            if prof is not None:
+                check = prof.get("pairs_check")
+                if isinstance(check, dict) and check.get("looks_like_nli") is False:
+                    bad[int(codes[j])] = str(check.get("why") or "")
+                break
+    for j, c in enumerate(codes.tolist()):
+        if c in bad:
+            out[idx[j]] = True
+            why[idx[j]] = bad[c]
+    return out, why
 
 
 class ProfileImputer:
@@ -55,13 +95,17 @@ class ProfileImputer:
         return self._peers
 
     def impute(self, rows: pd.DataFrame, X: np.ndarray, names: list[str], meta: pd.DataFrame,
-               hp: np.ndarray | None, skip: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+               hp: np.ndarray | None, skip: np.ndarray | None = None,
+               distrust: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(``X`` with imputed profile columns, rows whose label-free columns were imputed
         although they have a profile). ``hp``: each row has a profile (None: the features
-        have no profile columns); ``skip``: rows whose point the class policy replaces."""
+        have no profile columns); ``skip``: rows whose point the class policy replaces;
+        ``distrust``: profiled rows whose label-free estimates are not to be read (pairs
+        that do not look like NLI pairs: :func:`pairs_unlike_nli`)."""
         hlf = (X[:, names.index("has_label_free")] > 0 if "has_label_free" in names
                else np.ones(len(X), bool))
+        if distrust is not None:
+            hlf = hlf & ~np.asarray(distrust, bool)
         no_lf = np.zeros(len(X), bool) if hp is None else (hp & ~hlf)
         if hp is None or (hp.all() and not no_lf.any()):
             return X, np.zeros(len(X), bool)

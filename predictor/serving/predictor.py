@@ -28,14 +28,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from measure.knowledge.paths import MODELS, DefaultPathNotFound, resolve_default
+from measure.knowledge.paths import MODELS, DefaultPathNotFound, resolve_default, user_profiles_dir
 from predictor import intervals, persist
 from predictor.arrays import one_thread
 from predictor.features import NO_PROFILES, TransferFeatures, as_rows, check_profiles
+from predictor.features.profiles import profiles_root
 from predictor.models import SeenTargetModel, ZModel, row_meta
 from predictor.serving.class_policy import ClassPolicy, system_class_codes
 from predictor.serving.explain import FeatureModel
-from predictor.serving.imputation import ProfileImputer
+from predictor.serving.imputation import ProfileImputer, pairs_unlike_nli
 from predictor.serving.recommend import MAX_COMBINATIONS, recommend
 from predictor.serving.requests import (PredictionInputError, Systems, validate_record,
                                         without_missing_method)
@@ -50,6 +51,10 @@ STAND_IN_REASON = ("a source language has no per-source probe in the target's pr
 IMPUTED_LABEL_FREE_REASON = ("the target's profile has no label-free estimates (made without "
                              "--pairs; every training target's has them): its pretraining "
                              "class's mean is used for them")
+NOT_NLI_REASON = ("the target's profile was made from pairs that do not look like NLI pairs "
+                  "({why}): its label-free estimates are not used, its pretraining class's "
+                  "mean stands in for them; rerun `xlt-measure profile` with real "
+                  "premise/hypothesis pairs")
 
 
 class Predictor:
@@ -124,7 +129,8 @@ class Predictor:
         return out
 
     def predict_records(self, records: Sequence[Any]) -> list[dict[str, Any]]:
-        """Per-record results, an ``{'error': ...}`` for each bad record (for batch files)."""
+        """Per-record results (each with the interval level), an ``{"error": ...}`` for each bad
+        record (for batch files and the HTTP API)."""
         results: list[dict[str, Any]] = [{} for _ in records]
         clean, where = [], []
         for i, rec in enumerate(records):
@@ -145,8 +151,9 @@ class Predictor:
                     except ValueError as exc:
                         results[i] = {"error": str(exc)}
                         where.remove(i)
+            level = round(1 - float(self.card["intervals"]["alpha"]), 4)
             for i, p in zip(where, pred):
-                results[i] = _result(p)
+                results[i] = {**_result(p), "interval_level": level}
         return results
 
     def predict_one(self, model: str, method: str | None, train_config: Mapping[str, int],
@@ -197,14 +204,19 @@ class Predictor:
                         if {"prof_src_unknown", "has_label_free"} <= set(names)
                         else np.zeros(len(X), bool))
             sc_codes, sc_pairs = system_class_codes(meta)
+            not_nli, not_nli_why = self._pairs_unlike_nli(rows, hp, seen)
             X, imputed_lf = self.imputer.impute(rows, X, names, meta, hp,
-                                                skip=policy.borrowed(sc_codes, sc_pairs, seen))
+                                                skip=policy.borrowed(sc_codes, sc_pairs, seen),
+                                                distrust=not_nli)
             point = self._point(X, meta, seen)
         basis = np.where(seen, "measured-target", "unseen-target")
         half, group = self._half_widths(basis, meta)
         reason = self.support.reasons(rows, meta, seen, hp)
         add_reason(reason, stand_in, STAND_IN_REASON)
-        add_reason(reason, imputed_lf & ~seen, IMPUTED_LABEL_FREE_REASON)
+        add_reason(reason, imputed_lf & ~seen & ~not_nli, IMPUTED_LABEL_FREE_REASON)
+        for why in sorted(set(not_nli_why) - {""}):
+            add_reason(reason, not_nli & (np.asarray(not_nli_why, object) == why),
+                       NOT_NLI_REASON.format(why=why))
         oos = np.array([bool(r) for r in reason])
         mm_list = meta["mm"].tolist()
         policy.keep_in_range(point, oos & ~seen, mm_list)
@@ -224,6 +236,17 @@ class Predictor:
                 "reason": reason, "interval_group": group,
                 "pretraining": meta["pclass"].to_numpy(),
                 "profile": hp if hp is not None else np.zeros(len(rows), bool)}
+
+    def _pairs_unlike_nli(self, rows: pd.DataFrame, hp: np.ndarray | None,
+                          seen: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Unmeasured profiled rows whose profile's pairs do not look like NLI pairs, and
+        why (:func:`~predictor.serving.imputation.pairs_unlike_nli`), looked up in the
+        directories :meth:`_transform` reads, in its order."""
+        if hp is None:
+            return np.zeros(len(rows), bool), [""] * len(rows)
+        dirs = [self.features.profiles_dir] + ([self.base_features.profiles_dir]
+                                               if self.base_features is not None else [])
+        return pairs_unlike_nli(rows, np.asarray(hp, bool) & ~seen, dirs)
 
     def _measured(self, meta: pd.DataFrame) -> np.ndarray:
         """Rows whose (model, method, target) has measurements (the measured-target model)."""
@@ -302,13 +325,24 @@ def default_predictor_dir() -> Path:
         raise FileNotFoundError(str(exc)) from None
 
 
+def default_profiles_dir() -> Path | None:
+    """The user's profiles directory (:func:`measure.knowledge.paths.user_profiles_dir`:
+    ``$XLT_PROFILES_DIR``, else the per-user data directory, where ``xlt-measure profile``
+    writes) when it exists, else None: what query, batch, recommend and the app read beside
+    the shipped profiles when no ``--profiles`` is given.
+
+    Why a default: a profile a user measured must answer without a flag on every command;
+    why only beside the shipped ones (:func:`load_predictor`): it adds languages, and a
+    measured target keeps the profile its rows were fitted with."""
+    path = user_profiles_dir()
+    return path if path.is_dir() else None
+
+
 def reading_profiles(features: TransferFeatures, directory: str | Path) -> TransferFeatures:
     """A shallow copy of the fitted transformer that reads profiles from ``directory``
     (``NO_PROFILES``: none); the loaded transformer is left as it is, and the copy shares
     its fitted state."""
-    if directory != NO_PROFILES and not Path(directory).is_dir():
-        raise FileNotFoundError(f"profiles directory {directory} does not exist: pass a "
-                                "directory made by 'xlt-measure profile --profiles DIR'")
+    profiles_root(directory)      # missing, a file or a FIFO: FileNotFoundError saying which
     out = copy.copy(features)
     out.profiles_dir = str(directory)
     return out

@@ -51,6 +51,10 @@ def recommend(p: Answering, model: str, targets: Sequence[str], pool: Sequence[s
     if not isinstance(k, int) or k < 1 or k > len(pool):
         raise PredictionInputError(f"k must be between 1 and the pool size {len(pool)} "
                                    f"(after removing targets {dropped}), got {k}")
+    if isinstance(max_combinations, bool) or not isinstance(max_combinations, int) \
+            or max_combinations < 1:
+        raise PredictionInputError(f"max_combinations must be a whole number >= 1, got "
+                                   f"{str(max_combinations)[:30]}")
     n_comb = math.comb(len(pool), k)
     if n_comb > max_combinations:
         raise PredictionInputError(

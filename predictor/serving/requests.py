@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from measure.knowledge.languages import UnknownLanguageError, resolve_target
-from measure.knowledge.train_config import TrainConfig, TrainConfigError
+from measure.knowledge.train_config import TrainConfig, TrainConfigError, shown
 
 
 class PredictionInputError(ValueError):
@@ -32,7 +32,7 @@ class Systems:
     def resolve_method(self, model: Any, method: Any = None) -> str:
         """The method for ``model``: the given one if valid, else the model's only method."""
         if not isinstance(model, str) or model not in self.methods:
-            raise PredictionInputError(f"unknown model {model!r}; this predictor knows "
+            raise PredictionInputError(f"unknown model {shown(model)}; this predictor knows "
                                        f"{sorted(self.methods)}")
         methods = self.methods[model]
         if method is None:
@@ -41,7 +41,7 @@ class Systems:
                                            "pass one as 'method'")
             return methods[0]
         if method not in methods:
-            raise PredictionInputError(f"model {model!r} has no method {method!r}; "
+            raise PredictionInputError(f"model {model!r} has no method {shown(method)}; "
                                        f"known: {methods}")
         return str(method)
 
@@ -59,7 +59,7 @@ def validate_record(rec: Any, systems: Systems) -> dict[str, Any]:
         raise PredictionInputError(f"expected an object, got {type(rec).__name__}")
     task = rec.get("task", "xnli")
     if task != "xnli":
-        raise PredictionInputError(f"unknown task {task!r}; the predictor covers 'xnli' "
+        raise PredictionInputError(f"unknown task {shown(task)}; the predictor covers 'xnli' "
                                    "(3-way NLI)")
     missing = [c for c in ("model", "train_config", "target") if c not in rec]
     if missing:
@@ -68,7 +68,7 @@ def validate_record(rec: Any, systems: Systems) -> dict[str, Any]:
     target = rec["target"]
     if not isinstance(target, str) or not target.strip():
         raise PredictionInputError(f"target must be a language code such as 'sw', got "
-                                   f"{target!r}")
+                                   f"{shown(target)}")
     target = target.strip()
     try:
         tc = TrainConfig.parse(rec["train_config"])
