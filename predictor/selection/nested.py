@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from predictor.features import TransferFeatures
 from predictor.models.baselines import BASELINES, GroupMean
+from predictor.models.references import REFERENCES, make_references
 from predictor.models.learners import LEARNED
 from predictor.selection.metrics import target_weighted, target_weighted_se
 from predictor.selection.protocols import BASIS, Split, inner_splits, meta_of, protocol_splits
@@ -63,22 +64,23 @@ class _Rows:
 
 # -- features -----------------------------------------------------------------------------------
 def feature_matrix(frame: pd.DataFrame, train: np.ndarray,
-                   features: Callable[[], Any] | None = None) -> tuple[Any, np.ndarray]:
+                   profiles_dir: str | None = None) -> tuple[Any, np.ndarray]:
     """Features fitted on the training rows (no scores used), applied to every row."""
-    tf = (features or TransferFeatures)()
+    tf = TransferFeatures(profiles_dir=profiles_dir)
     tf.fit(frame.iloc[train])
     return tf, tf.transform(frame)
 
 
 def cached_feature_matrix(frame: pd.DataFrame, train: np.ndarray, key: Any,
-                          cache: dict[Any, Any] | None) -> tuple[Any, np.ndarray]:
+                          cache: dict[Any, Any] | None, profiles_dir: str | None = None
+                          ) -> tuple[Any, np.ndarray]:
     """:func:`feature_matrix`, memoised in ``cache`` under ``key`` when a cache is given.
 
     Why: the outer folds of one protocol, the ablation and the shipped-model selection ask
     for the same fitted feature matrices; building them is most of a fit's time."""
     if cache is not None and key in cache:
         return cache[key]
-    out = feature_matrix(frame, train)
+    out = feature_matrix(frame, train, profiles_dir)
     if cache is not None:
         cache[key] = out
     return out
@@ -134,17 +136,28 @@ def nested_cv_rules(frame: pd.DataFrame, protocol: str, *, rules: Sequence[str] 
     if isinstance(fixed, Spec):
         fixed = {m: fixed for m in np.unique(rows.mm)}
     specs = specs_for(BASIS[protocol], families) if fixed is None else []
-    base_oof = {n: np.full(len(frame), np.nan) for n in BASELINES}
+    # the reference predictors are the comparators of a model under selection; a fixed spec
+    # (the ablation) is compared with itself
+    refs = fixed is None and not drop_columns and BASIS[protocol] == "unseen-target"
+    base_oof = {n: np.full(len(frame), np.nan)
+                for n in (*BASELINES, *(REFERENCES if refs else ()))}
     model_oof = {r: np.full(len(frame), np.nan) for r in rules}
     choices: dict[str, list[str]] = {r: [] for r in rules}
     inner_tables: dict[str, list] = {r: [] for r in rules}
     selections: dict[str, list] = {r: [] for r in rules}
     with threadpool_limits(limits=1):
         for i, (train, test) in enumerate(splits):
-            X = _fold_matrix(frame, train, (protocol, seed, i), feature_cache, drop_columns)
+            X = _fold_matrix(frame, train, (protocol, seed, i), feature_cache, drop_columns,
+                             settings.profiles_dir)
             for b in BASELINES:
                 base_oof[b][test] = GroupMean(b).fit(None, rows.y[train], rows.meta.iloc[train]) \
                     .predict(None, rows.meta.iloc[test])
+            if refs:
+                names = _fold_names(frame, train, (protocol, seed, i), feature_cache,
+                                    settings.profiles_dir)
+                for b, est in make_references(names).items():
+                    base_oof[b][test] = est.fit(X[train], rows.y[train], rows.meta.iloc[train]) \
+                        .predict(X[test], rows.meta.iloc[test])
             if fixed is not None:
                 chosen = {r: dict(fixed) for r in rules}
             else:
@@ -181,10 +194,18 @@ def nested_cv_rules(frame: pd.DataFrame, protocol: str, *, rules: Sequence[str] 
     return out
 
 
+def _fold_names(frame: pd.DataFrame, train: np.ndarray, key: Any,
+                feature_cache: dict[Any, Any] | None, profiles_dir: str | None) -> list[str]:
+    """The column names of the outer fold's feature matrix."""
+    tf, _ = cached_feature_matrix(frame, train, key, feature_cache, profiles_dir)
+    return [str(n) for n in tf.get_feature_names_out()]
+
+
 def _fold_matrix(frame: pd.DataFrame, train: np.ndarray, key: Any,
-                 feature_cache: dict[Any, Any] | None, drop_columns: Sequence[str]) -> np.ndarray:
+                 feature_cache: dict[Any, Any] | None, drop_columns: Sequence[str],
+                 profiles_dir: str | None = None) -> np.ndarray:
     """The outer fold's feature matrix (fitted on its training rows), less ``drop_columns``."""
-    tf, X = cached_feature_matrix(frame, train, key, feature_cache)
+    tf, X = cached_feature_matrix(frame, train, key, feature_cache, profiles_dir)
     if drop_columns:
         names = list(tf.get_feature_names_out())
         keep = [j for j, n in enumerate(names) if n not in set(drop_columns)]
@@ -238,7 +259,8 @@ def select_spec(frame: pd.DataFrame, protocol: str, *,
     specs = specs_for(basis, families)
     rows = _Rows.of(frame)
     everything = np.arange(len(frame))
-    _, X = cached_feature_matrix(frame, everything, ("all", seed), feature_cache)
+    _, X = cached_feature_matrix(frame, everything, ("all", seed), feature_cache,
+                                 settings.profiles_dir)
     errs: dict[str, list] = {s.name: [] for s in specs}
     with threadpool_limits(limits=1):
         for itr, ite in inner_splits(frame, everything, protocol, seed=seed,

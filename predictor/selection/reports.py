@@ -29,7 +29,7 @@ def protocol_report(frame: pd.DataFrame, res: NestedResult, *, seed: int = 0
     tg = frame["target_iso3"].astype(str).to_numpy()
     ds = frame["dataset"].astype(str).to_numpy()
     ok = ~np.isnan(res.oof["model"])
-    fair = FAIR_BASELINES[res.basis]
+    fair = [b for b in FAIR_BASELINES[res.basis] if b in res.oof]
     out = []
     for d in sorted(np.unique(ds[ok])):
         m = ok & (ds == d)

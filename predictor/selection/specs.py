@@ -42,12 +42,16 @@ class SelectionSettings:
     target-grouped folds (0, the default: ~3x cheaper). ``within_stage``: whether the
     search may add the within-target stage to the unseen-target model, per system
     (``--no-within-stage``: never). ``unseen_rule`` / ``measured_rule``: the selection rule
-    (``RULES``) of each basis."""
+    (``RULES``) of each basis. ``profiles_dir``: where the features read language profiles
+    (None: the models directory's ``profiles/``; ``NO_PROFILES``: none) -- how a profile
+    protocol is evaluated (``predictor.studies.profile_protocols``); the shipped fit reads
+    the models directory's."""
 
     inner_logo_max: int = 0
     within_stage: bool = True
     unseen_rule: str = SELECTION_RULE["unseen-target"]
     measured_rule: str = SELECTION_RULE["measured-target"]
+    profiles_dir: str | None = None
 
     def __post_init__(self) -> None:
         for r in (self.unseen_rule, self.measured_rule):
