@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from measure.cell import is_part_split
 from measure.knowledge.coverage import RESOURCE_CLASSES, resource_class
 from measure.knowledge.languages import (UnknownLanguageError, lang2vec_data_dir,
                                          lang2vec_languages, registry_table, resolve_target)
@@ -121,6 +122,9 @@ def read_measurement_files(directory: Path) -> Measurements:
     # export): a file-level duplicate, dropped here. Not measure.store.repeated_scores (two
     # different cells that happen to score the same), which the analyses apply themselves.
     df = df.drop_duplicates(["cell_hash", "target_dataset", "target_language", "target_split"])
+    # scores on parts of a split (the predictor's split-half profile protocol) are not
+    # measurements of the target on its split: the pages show whole splits only
+    df = df[~df["target_split"].map(is_part_split)]
     return Measurements(enrich(df), [p.name for p in files], problems)
 
 

@@ -40,6 +40,12 @@ def part_split_name(split: str, part: str, n_parts: int) -> str:
     return PART_NAME.format(split=split, part=part, n_parts=n_parts)
 
 
+def is_part_split(target_split: str) -> bool:
+    """Whether a stored ``target_split`` names a part of a split (a real split file's name
+    never holds a '/')."""
+    return "/" in str(target_split)
+
+
 @dataclass(frozen=True)
 class Target:
     """One evaluated split: every listed language of ``dataset/split``.

@@ -137,17 +137,65 @@ def _header(head: Sequence[str]) -> list[str]:
 
 
 def cv_table(card: Mapping[str, Any]) -> str:
-    """Per protocol and dataset: the predictor's target-weighted MAE, each baseline, and the
-    difference to the best fair baseline with its target-bootstrap CI."""
+    """Per protocol and dataset: the predictor's target-weighted MAE, each group-mean
+    baseline, the best reference predictor, and the difference to the best fair comparator
+    with its target-bootstrap CI."""
     head = ["protocol", "dataset", "targets", "predictor MAE", *(n for _, n in BASELINE_COLUMNS),
-            "vs best baseline [95% CI]", CHANGE_HEAD]
+            "best reference predictor", "vs best baseline [95% CI]", CHANGE_HEAD]
     lines = _header(head)
     for r in card.get("cv_by_dataset", []):
         base = [number(r.get(k)) for k, _ in BASELINE_COLUMNS]
+        base.append(_best_reference(r))
         lines.append(f"| {protocol_label(r['protocol'])} | {dataset_label(r['dataset'])} | "
                      f"{r['targets']} | **{number(r['mae'])}** | " + " | ".join(base)
                      + f" | {signed(r['diff'])} {interval(*r['diff_ci'])} "
                        f"({baseline_label(r['best_baseline'])}) | {change(r)} |")
+    return "\n".join(lines)
+
+
+def _best_reference(r: Mapping[str, Any]) -> str:
+    """'3.52 (3-feature entropy OLS)': the best reference predictor of a report row."""
+    refs = {k[4:]: v for k, v in r.items() if k.startswith("mae_") and k[4:] not in
+            ("mm_mean", "mm_class_mean", "target_mean") and v is not None}
+    if not refs:
+        return "–"
+    best = min(refs, key=refs.get)
+    return f"{number(refs[best])} ({baseline_label(best)})"
+
+
+def comparators_table(card: Mapping[str, Any]) -> str:
+    """Every comparator's target-weighted MAE per dataset, unseen-target protocol."""
+    rows = [r for r in card.get("cv_by_dataset", []) if r["protocol"] == "unseen_target"]
+    names = [k[4:] for k in (rows[0] if rows else {}) if k.startswith("mae_")
+             and k != "mae_target_mean"]
+    head = ["dataset", "predictor", *(baseline_label(n) for n in names)]
+    lines = _header(head)
+    for r in rows:
+        cells = [number(r.get(f"mae_{n}")) for n in names]
+        lines.append(f"| {dataset_label(r['dataset'])} | **{number(r['mae'])}** | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def regret_table(card: Mapping[str, Any]) -> str:
+    """NDCG@3 and top-1 regret of the predictor against the best single feature (any URIEL
+    distance or the raw per-source entropy) and random orderings, per dataset, kind and k."""
+    head = ["dataset", "sets", "NDCG@3 predictor", "best single feature", "Δ NDCG@3 [95% CI]",
+            "top-1 regret predictor", "regret best feature", "regret random"]
+    lines = _header(head)
+    for r in card.get("ranking", []):
+        for label, rec in [(r["kind"], r), *((f"k = {b['k']}", b) for b in r.get("by_k", []))]:
+            best = rec.get("best_single_ndcg")
+            if best is None:
+                continue
+            lines.append(f"| {dataset_label(r['dataset'])} | {label} | "
+                         f"**{number(rec['ndcg3']['model'], 3)}** | "
+                         f"{number(rec['ndcg3'][best], 3)} ({best}) | "
+                         f"{signed(rec['ndcg_diff_vs_best_single'], 3)} "
+                         f"{interval(*rec['ndcg_diff_vs_best_single_ci'], 3)} | "
+                         f"{number(rec['regret']['model'])} | "
+                         f"{number(min(v for k, v in rec['regret'].items() if k not in ('model', 'random')))} | "
+                         f"{number(rec['regret'].get('random'))} |")
     return "\n".join(lines)
 
 
@@ -208,6 +256,17 @@ def ablation_table(card: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _profiles_line(card: Mapping[str, Any]) -> str:
+    """Which profile protocol the figures were measured with (a card from before protocols
+    were recorded: the scored pairs)."""
+    prof = (card.get("profiles") or {}).get("protocols")
+    if not prof:
+        return ("Profiles: built from the scored pairs (`scored-pairs`): unseen-target figures "
+                "are label-free self-estimates, not predictions for an unseen language.")
+    return "Profiles: " + "; ".join(f"{m}: " + ", ".join(f"{n} `{p}`" for p, n in c.items())
+                                    for m, c in prof.items()) + "."
+
+
 def card_markdown(card: Mapping[str, Any]) -> str:
     """The card's validation tables as one Markdown section."""
     td = card.get("training_data", {})
@@ -217,8 +276,19 @@ def card_markdown(card: Mapping[str, Any]) -> str:
     parts = [f"Training rows: {td.get('rows')} ({td.get('duplicates_dropped')} exact duplicates "
              f"dropped → {td.get('rows_after_dedup')}); training pools: {pools} "
              f"({td.get('rows_other_pools_excluded', 0)} rows of other pools excluded).",
-             "", "### Cross-validation per dataset", "", cv_table(card),
-             "", "### Ranking source sets within a target", "", ranking_table(card),
-             "", "### Intervals", "", intervals_table(card),
-             "", "### Ablation (fixed hyper-parameters, not nested)", "", ablation_table(card)]
+             "", _profiles_line(card),
+             *_section("Cross-validation per dataset", cv_table(card)),
+             *_section("Every comparator, unseen targets", comparators_table(card)),
+             *_section("Ranking source sets within a target", ranking_table(card)),
+             *_section("Choosing a set: NDCG@3 and top-1 regret", regret_table(card)),
+             *_section("Intervals", intervals_table(card)),
+             *_section("Ablation (fixed hyper-parameters, not nested)", ablation_table(card))]
     return "\n".join(parts)
+
+
+def _section(title: str, table: str) -> list[str]:
+    """A titled table, or nothing when the card has no rows for it (a card from before the
+    table existed): an empty table would read as 'measured, nothing found'."""
+    if table.count("\n") < 2:
+        return []
+    return ["", f"### {title}", "", table]

@@ -77,6 +77,15 @@ def _load_frame(args: argparse.Namespace):
                                  published_dir=args.published_dir)
 
 
+def split_choice(text: str) -> tuple[str, str]:
+    """'americas_nli=test/B-of-2' -> ('americas_nli', 'test/B-of-2')."""
+    ds, sep, split = text.partition("=")
+    if not sep or not ds or not split:
+        raise argparse.ArgumentTypeError(f"expected DATASET=SPLIT (e.g. "
+                                         f"'americas_nli=test/B-of-2'), got {text!r}")
+    return ds, split
+
+
 def pool_choice(text: str) -> tuple[str, str]:
     design, sep, pool = text.partition("=")
     if not sep or design.count("|") != 1 or not pool:
@@ -91,13 +100,15 @@ def training_frame(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from predictor import dataset
     frame = _load_frame(args)
     try:
+        frame, splits = dataset.one_split(frame, dict(getattr(args, "target_split", None) or []))
         kept, pools, dropped = dataset.single_pool(frame, dict(args.pool or []))
     except dataset.DataValidationError as exc:
         raise UsageError(str(exc)) from None
     if dropped:
         print(f"training pools: {pools}; {dropped} rows of other pools excluded (different "
               "designs are never pooled; choose with --pool MODEL|METHOD=POOL)", file=sys.stderr)
-    return kept, {"pools": pools, "rows_other_pools_excluded": dropped}
+    return kept, {"pools": pools, "rows_other_pools_excluded": dropped,
+                  **({"target_splits": splits} if splits else {})}
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -109,7 +120,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     signing_key()  # an empty $XLT_MODEL_KEY fails now, not after the fit
     frame, pool_info = training_frame(args)
     settings = SelectionSettings(inner_logo_max=25 if args.inner_loto else 0,
-                                 within_stage=bool(args.within_stage))
+                                 within_stage=bool(args.within_stage),
+                                 shifted_profiles_dir=(str(args.calibrate_shifted)
+                                                       if args.calibrate_shifted else None))
     print(f"training rows: {len(frame)} ({frame['origin'].value_counts().to_dict()}); "
           "running nested grouped CV ...", file=sys.stderr)
     card = fit_predictor(frame, args.out, candidates=args.candidates, alpha=args.alpha,
@@ -300,6 +313,16 @@ def _add_fit_parser(sub: Any) -> None:
                         "targets) instead of 4 grouped folds; steadier choices, ~3x slower")
     p.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=True,
                    help="drop-one-feature-family ablation into the card (default: yes)")
+    p.add_argument("--calibrate-shifted", type=Path, default=None, metavar="DIR",
+                   help="profiles of the training targets from a shifted source (python -m "
+                        "measure.profile build-shipped --pairs-source validation): each held-out "
+                        "target is also predicted with these, and the intervals are calibrated "
+                        "on both residual sets")
+    p.add_argument("--target-split", type=split_choice, action="append",
+                   metavar="DATASET=SPLIT",
+                   help="the split a target dataset's training rows are scored on, e.g. "
+                        "'americas_nli=test/B-of-2' (default: the whole split; a part is "
+                        "never mixed with it)")
     p.add_argument("--within-stage", action=argparse.BooleanOptionalAction, default=True,
                    help="let the nested CV add the within-target stage (trees on the "
                         "residuals centred per target) to the unseen-target model, per "

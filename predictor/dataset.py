@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from measure.cell import is_part_split
 from measure.knowledge.languages import UnknownLanguageError, resolve_target
 from measure.knowledge.nli import is_zero_shot
 from measure.knowledge.paths import PUBLISHED, DefaultPathNotFound, resolve_default
@@ -50,7 +51,7 @@ from measure.knowledge.train_config import TrainConfig, TrainConfigError
 
 COLUMNS = ["origin", "model", "method", "task", "metric", "regime", "train_config", "k",
            "total_examples", "target", "target_iso3", "target_dataset", "score", "zero_shot",
-           "seed", "config_id", "pool"]
+           "seed", "config_id", "pool", "target_split"]
 PUBLISHED_POOL = "published"
 UNKNOWN_POOL = "unknown"
 
@@ -95,7 +96,8 @@ def config_id(model: str, method: str, train_config: Mapping[str, int]) -> str:
 
 def _row(origin: str, model: str, method: str, metric: str, regime: str,
          train_config: TrainConfig, target: str, target_dataset: str, score: float,
-         seed: int, where: str, pool: str = PUBLISHED_POOL) -> dict[str, Any]:
+         seed: int, where: str, pool: str = PUBLISHED_POOL,
+         target_split: str = "test") -> dict[str, Any]:
     try:
         lang = resolve_target(target)
     except UnknownLanguageError as exc:
@@ -109,7 +111,8 @@ def _row(origin: str, model: str, method: str, metric: str, regime: str,
             "target_iso3": lang.iso639_3, "target_dataset": target_dataset,
             "score": float(score), "zero_shot": is_zero_shot(train_config, target),
             "seed": int(seed),
-            "config_id": config_id(model, method, train_config), "pool": pool}
+            "config_id": config_id(model, method, train_config), "pool": pool,
+            "target_split": target_split}
 
 
 def load_sumeval(published_dir: str | Path) -> pd.DataFrame:
@@ -187,8 +190,36 @@ def tidy_own(frame: pd.DataFrame, source: str = "measurements") -> pd.DataFrame:
         rows.append(_row("own", str(rec["model"]), str(rec["method"]), OWN_METRIC,
                          str(rec["regime"]), tc, str(rec["target_language"]),
                          str(rec["target_dataset"]), float(rec[OWN_METRIC]),
-                         -1 if pd.isna(seed) else int(seed), where, pool))
+                         -1 if pd.isna(seed) else int(seed), where, pool,
+                         str(rec.get("target_split", "test"))))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def one_split(frame: pd.DataFrame, splits: Mapping[str, str] | None = None
+              ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Keep the rows of one target split per target dataset: ``splits`` maps a dataset to its
+    split (e.g. {'americas_nli': 'test/B-of-2'}), else the whole split (never a part of one).
+
+    Why: a target scored on half its test items and on all of them is one measurement twice;
+    the split-half profile protocol trains on the half its profiles were not built from."""
+    splits = dict(splits or {})
+    ts = frame["target_split"].astype(str) if "target_split" in frame else pd.Series(
+        "test", index=frame.index)
+    keep = ~ts.map(is_part_split).to_numpy()
+    chosen: dict[str, str] = {}
+    for ds in sorted(frame["target_dataset"].astype(str).unique()):
+        sel = (frame["target_dataset"].astype(str) == ds).to_numpy()
+        want = splits.pop(ds, None)
+        if want is None:
+            continue
+        if not (sel & (ts == want).to_numpy()).any():
+            raise DataValidationError(f"no {ds} rows scored on split {want!r}; splits there: "
+                                      f"{', '.join(sorted(ts[sel].unique()))}")
+        keep = np.where(sel, (ts == want).to_numpy(), keep)
+        chosen[ds] = want
+    if splits:
+        raise DataValidationError(f"no target dataset {sorted(splits)} in the rows")
+    return frame[keep].reset_index(drop=True), chosen
 
 
 def single_pool(frame: pd.DataFrame, pools: Mapping[str, str] | None = None

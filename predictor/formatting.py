@@ -54,7 +54,15 @@ PROTOCOL_DOCS: dict[str, str] = {
 BASELINE_LABELS: dict[str, str] = {
     "mm_mean": "design mean",
     "mm_class_mean": "design × pretraining-class mean",
-    "target_mean": "target's own mean"}
+    "target_mean": "target's own mean",
+    "chance_absent": "chance for absent targets, class mean otherwise",
+    "class_config": "class mean + the configuration's lookup",
+    "relatives_geographic": "measured relatives (geographic)",
+    "relatives_genetic": "measured relatives (genetic)",
+    "relatives_featural": "measured relatives (featural)",
+    "relatives_model": "measured relatives (model space)",
+    "entropy_ols": "3-feature entropy OLS",
+    "litmus_gbm": "LITMUS-style boosted trees"}
 
 _DATASETS = {"xnli": "XNLI", "americas_nli": "AmericasNLI"}
 _ORIGINS = {"own": "own", "sumeval2022": "SumEval 2022"}

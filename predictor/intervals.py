@@ -119,6 +119,36 @@ def calibrate_groups(y: np.ndarray, pred: np.ndarray, targets: np.ndarray, mm: n
     return out
 
 
+def provenance_coverage(calib: Mapping[str, Any],
+                        residuals: Mapping[str, tuple[np.ndarray, ...]],
+                        alpha: float) -> dict[str, dict[str, Any]]:
+    """Held-out coverage per (system|class) group of each profile provenance's residuals
+    under the pooled calibration: each target left out in turn, the group's quantile
+    recomputed from every provenance's residuals of the other targets, and the share of the
+    held-out target's rows of that provenance inside it. {provenance: {group: {coverage,
+    per_target_coverage}}}."""
+    pooled = {k: np.concatenate([np.asarray(v[i]) for v in residuals.values()])
+              for i, k in enumerate(("r", "t", "mm", "pc"))}
+    group_of = np.char.add(np.char.add(pooled["mm"].astype(str), "|"), pooled["pc"].astype(str))
+    out: dict[str, dict[str, Any]] = {}
+    for name, (r, t, mm, pc) in residuals.items():
+        r, t = np.abs(np.asarray(r, float)), np.asarray(t).astype(str)
+        g_of = np.char.add(np.char.add(np.asarray(mm).astype(str), "|"), np.asarray(pc).astype(str))
+        out[name] = {}
+        for g in np.unique(g_of):
+            if g not in calib.get("groups", {}):
+                continue
+            sel, psel = g_of == g, group_of == g
+            per_t = {}
+            for tgt in np.unique(t[sel]):
+                other = psel & (pooled["t"].astype(str) != tgt)
+                q = target_weighted_quantile(pooled["r"][other], pooled["t"][other], alpha)
+                per_t[str(tgt)] = float((r[sel & (t == tgt)] <= q).mean())
+            out[name][g] = {"coverage": float(np.mean(list(per_t.values()))),
+                            "per_target_coverage": per_t}
+    return out
+
+
 def quantile_for(calib: Mapping[str, Any], mm: str, pclass: str) -> tuple[float, str]:
     """(quantile, which calibration) for a row: its group, else its model, else pooled."""
     g = calib.get("groups", {}).get(f"{mm}|{pclass}")
@@ -128,6 +158,21 @@ def quantile_for(calib: Mapping[str, Any], mm: str, pclass: str) -> tuple[float,
     if m and m["targets"] >= MIN_TARGETS and math.isfinite(m["quantile"]):
         return float(m["quantile"]), mm
     return float(calib["pooled"]["quantile"]), "pooled"
+
+
+#: a calibration group whose held-out coverage is below this is named in every answer it
+#: gives (its intervals were too narrow for some of the targets left out)
+COVERAGE_WARNING = 0.85
+
+
+def coverage_for(calib: Mapping[str, Any], mm: str, pclass: str) -> float:
+    """The held-out coverage of the calibration :func:`quantile_for` picks for a row."""
+    _, which = quantile_for(calib, mm, pclass)
+    if which == "pooled":
+        return float(calib["pooled"].get("coverage", math.nan))
+    table = calib.get("groups", {}) if "|" in which and which.count("|") == 2 \
+        else calib.get("by_model", {})
+    return float(table.get(which, {}).get("coverage", math.nan))
 
 
 def widest_for_model(calib: Mapping[str, Any], mm: str) -> float:

@@ -26,9 +26,10 @@ from measure.knowledge.languages import resolve_target
 from predictor import dataset, intervals, persist
 from predictor.card import format_ranking, format_report
 from predictor.features import FEATURE_FAMILIES, FEATURES, describe, pair_distances
+from predictor.features.profiles import profile_protocols
 from predictor.models import BASELINES, LEARNED
 from predictor.selection import (DEFAULT_SETTINGS, PROTOCOLS, RULE_TEXT, SELECTION_PROTOCOL,
-                                 NestedResult, SelectionSettings, Spec, cv_records,
+                                 SHIFTED_OOF, NestedResult, SelectionSettings, Spec, cv_records,
                                  designs_by_spec, meta_of, nested_cv, prepare, protocol_report,
                                  ranking_report, select_spec)
 
@@ -176,13 +177,26 @@ def calibrate(d: pd.DataFrame, results: dict[str, NestedResult], alpha: float,
     """Interval calibration per basis: unseen-target residuals per (system, pclass) group,
     measured-target residuals from the unseen-configuration protocol."""
     y = d["score"].to_numpy(float)
+    tg, mm, pc = (d["target_iso3"].astype(str).to_numpy(), d["mm"].to_numpy(),
+                  d["pclass"].to_numpy())
     calib: dict[str, Any] = {}
     for basis, p in (("unseen-target", SELECTION_PROTOCOL), ("measured-target", "unseen_config")):
-        if p in results:
-            ok = ~np.isnan(results[p].oof["model"])
-            calib[basis] = intervals.calibrate_groups(
-                y[ok], results[p].oof["model"][ok], d["target_iso3"].astype(str).to_numpy()[ok],
-                d["mm"].to_numpy()[ok], d["pclass"].to_numpy()[ok], alpha=alpha)
+        if p not in results:
+            continue
+        # with shifted profiles, both residual sets: the intervals must hold for a profile
+        # from another source too (each target still counts once)
+        preds = [results[p].oof[k] for k in ("model", SHIFTED_OOF) if k in results[p].oof]
+        ok = [~np.isnan(q) for q in preds]
+        calib[basis] = intervals.calibrate_groups(
+            np.concatenate([y[o] for o in ok]), np.concatenate([q[o] for q, o in zip(preds, ok)]),
+            np.concatenate([tg[o] for o in ok]), np.concatenate([mm[o] for o in ok]),
+            np.concatenate([pc[o] for o in ok]), alpha=alpha)
+        if len(preds) > 1:
+            calib[basis]["provenance_coverage"] = intervals.provenance_coverage(
+                calib[basis], {"disjoint": (y[ok[0]] - preds[0][ok[0]], tg[ok[0]], mm[ok[0]],
+                                            pc[ok[0]]),
+                               "shifted": (y[ok[1]] - preds[1][ok[1]], tg[ok[1]], mm[ok[1]],
+                                           pc[ok[1]])}, alpha)
     for basis, c in calib.items():
         for r in intervals.coverage_summary(c):
             log(f"interval {basis:<15} {r['group']:<28} {r['targets']:>2} targets "
@@ -266,6 +280,13 @@ def training_data_card(frame: pd.DataFrame, d: pd.DataFrame, dropped: int,
             **(sources or {})}
 
 
+def profiles_card(settings: SelectionSettings) -> dict[str, Any]:
+    """The profile protocols behind the fit's features (predictor.features.profile_protocols)."""
+    return {"protocols": profile_protocols(settings.profiles_dir),
+            "directory": "models directory's profiles/" if settings.profiles_dir is None
+            else Path(settings.profiles_dir).name}
+
+
 def intervals_card(calib: dict[str, Any], alpha: float) -> dict[str, Any]:
     return {"alpha": alpha, "unit": "target language (target-weighted conformal)",
             "min_targets_per_group": intervals.MIN_TARGETS,
@@ -310,6 +331,7 @@ def fit_predictor(frame: pd.DataFrame, out_dir: str | Path, *,
         "score_scale": "0-100 (the model's metric: accuracy for SumEval models, macro-F1 own)",
         **selection_card(final, settings, families),
         "training_data": training_data_card(frame, d, dropped, sources),
+        "profiles": profiles_card(settings),
         "models": dataset.model_catalogue(d),
         "support": support_info(d, X[:, names.index("has_profile")]
                                 if "has_profile" in names else None),

@@ -305,3 +305,27 @@ def test_rules_share_the_inner_predictions(prepared: pd.DataFrame) -> None:
     assert all(info[m]["rule"] == "1se" for info in both["1se"].selection for m in info)
     fixed = nested_cv(d, "unseen_target", fixed=Spec("ridge", {"alpha": 1000.0}))
     assert fixed.rule == "fixed" and not fixed.selection
+
+
+def test_shifted_profiles_are_predicted_by_the_same_folds_and_pooled_in_calibration(
+        prepared: pd.DataFrame) -> None:
+    """With shifted profiles, each held-out target is predicted twice by its fold's models
+    (its own profiles, the shifted ones); the intervals are calibrated on both residual sets
+    and report the coverage of each provenance."""
+    from predictor import intervals
+    from predictor.features import NO_PROFILES
+    from predictor.selection import SHIFTED_OOF
+    s = SelectionSettings(shifted_profiles_dir=NO_PROFILES)
+    res = nested_cv(prepared, "unseen_target", families=("ridge",), settings=s)
+    own, shifted = res.oof["model"], res.oof[SHIFTED_OOF]
+    assert not np.isnan(shifted).any() and not np.allclose(own, shifted)
+    y, t = prepared["score"].to_numpy(float), prepared["target_iso3"].astype(str).to_numpy()
+    mm, pc = prepared["mm"].to_numpy(), prepared["pclass"].to_numpy()
+    both = intervals.calibrate_groups(np.r_[y, y], np.r_[own, shifted], np.r_[t, t],
+                                      np.r_[mm, mm], np.r_[pc, pc])
+    cov = intervals.provenance_coverage(both, {"own": (y - own, t, mm, pc),
+                                               "shifted": (y - shifted, t, mm, pc)}, 0.1)
+    for name in ("own", "shifted"):
+        for g, rec in cov[name].items():
+            assert 0 <= rec["coverage"] <= 1 and len(rec["per_target_coverage"]) == 15
+    assert "mae_shifted_profiles" in protocol_report(prepared, res)[0]

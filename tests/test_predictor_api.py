@@ -203,8 +203,11 @@ def test_cli_batch_per_line_results_and_errors(model_dir: Path, tmp_path: Path) 
     assert [o["id"] for o in out] == ["a", "b", None, None, "c", "d", "e", "f"]
     out = out[:3] + out[4:]
     for o in out[:2]:
-        assert set(o) == {"id", "prediction", "lower", "upper", "basis", "out_of_support",
-                          "reason", "pretraining", "profile", "interval_level"}
+        assert set(o) - {"interval_note"} == {
+            "id", "prediction", "lower", "upper", "basis", "out_of_support", "reason",
+            "pretraining", "profile", "interval_level", "interval_coverage"}
+        # a class whose held-out coverage fell short says so in the answer
+        assert ("interval_note" in o) == (o["interval_coverage"] < 0.85)
         assert 0 <= o["lower"] <= o["prediction"] <= o["upper"] <= 100
     assert out[0]["basis"] == "unseen-target" and out[1]["basis"] == "unseen-target"
     assert out[1]["pretraining"] == "absent" and out[1]["out_of_support"] \

@@ -148,3 +148,18 @@ def test_fit_rows_use_one_pool_per_design(capsys):
     assert set(frame["pool"]) == {"xnli_mt9k/train"}
     with pytest.raises(argparse.ArgumentTypeError):
         pool_choice("me5-small=xnli")
+
+
+def test_one_split_keeps_whole_splits_unless_a_part_is_chosen() -> None:
+    from predictor.dataset import DataValidationError, one_split
+    f = pd.DataFrame({"target_dataset": ["xnli", "americas_nli", "americas_nli", "americas_nli"],
+                      "target_split": ["test", "test", "test/A-of-2", "test/B-of-2"],
+                      "score": [1.0, 2.0, 3.0, 4.0]})
+    kept, chosen = one_split(f)
+    assert kept["score"].tolist() == [1.0, 2.0] and chosen == {}
+    kept, chosen = one_split(f, {"americas_nli": "test/B-of-2"})
+    assert kept["score"].tolist() == [1.0, 4.0] and chosen == {"americas_nli": "test/B-of-2"}
+    with pytest.raises(DataValidationError, match="no americas_nli rows scored on split"):
+        one_split(f, {"americas_nli": "test/C-of-2"})
+    with pytest.raises(DataValidationError, match="no target dataset"):
+        one_split(f, {"nope": "test"})

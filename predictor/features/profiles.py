@@ -330,6 +330,26 @@ def _profiles_for(root: Path, model: str) -> dict[str, dict]:
     return table
 
 
+def profile_protocols(profiles_dir: str | Path | None) -> dict[str, Any]:
+    """Which protocol built the profiles a fit reads (``provenance.protocol`` of each file;
+    files written before protocols existed are ``scored-pairs``): {model: {protocol: count}}.
+
+    Why: a figure measured with profiles of the scored pairs is a label-free self-estimate,
+    one with disjoint pairs a prediction; the card says which its numbers are."""
+    root = profiles_root(profiles_dir)
+    out: dict[str, Any] = {}
+    if root is None or not root.is_dir():
+        return out
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        counts: dict[str, int] = {}
+        for prof in {id(v): v for v in _profiles_for(root, folder.name).values()}.values():
+            tag = str((prof.get("provenance") or {}).get("protocol") or "scored-pairs")
+            counts[tag] = counts.get(tag, 0) + 1
+        if counts:
+            out[folder.name] = dict(sorted(counts.items()))
+    return out
+
+
 def find_profile(root: Path, model: str, target: str,
                  tables: dict[str, dict[str, dict]] | None = None) -> tuple[dict | None, bool]:
     """(profile or None, measured with a proxy model?) for ``target`` under ``root``.

@@ -8,8 +8,8 @@ decision), :mod:`.nested` (the nested search and the shipped model's choice),
 """
 
 from predictor.selection.metrics import bootstrap_diff, per_target_mae, spearman, tw_mae
-from predictor.selection.nested import (NestedResult, choose_per_design, feature_matrix, nested_cv,
-                                        nested_cv_rules, select_spec)
+from predictor.selection.nested import (SHIFTED_OOF, NestedResult, choose_per_design,
+                                        feature_matrix, nested_cv, nested_cv_rules, select_spec)
 from predictor.selection.protocols import (BASIS, PROTOCOLS, SELECTION_PROTOCOL, LeakError,
                                            assert_no_leak, dedupe, inner_splits, meta_of, prepare,
                                            protocol_splits)
@@ -19,7 +19,7 @@ from predictor.selection.specs import (DEFAULT_SETTINGS, RULE_TEXT, RULES, Selec
                                        designs_by_spec, specs_for)
 from predictor.selection.within import choose_within
 
-__all__ = ["BASIS", "DEFAULT_SETTINGS", "K_BANDS", "PROTOCOLS", "RULES", "RULE_TEXT",
+__all__ = ["BASIS", "DEFAULT_SETTINGS", "K_BANDS", "PROTOCOLS", "RULES", "RULE_TEXT", "SHIFTED_OOF",
            "SELECTION_PROTOCOL", "LeakError", "NestedResult", "SelectionSettings", "Spec",
            "assert_no_leak", "bootstrap_diff", "choose_per_design", "choose_within", "cv_records",
            "dedupe", "designs_by_spec", "feature_matrix", "inner_splits", "meta_of", "nested_cv",

@@ -30,6 +30,10 @@ from predictor.selection.specs import (DEFAULT_SETTINGS, RULES, SELECTION_RULE, 
 from predictor.selection.within import choose_within, record_within
 
 
+#: the out-of-fold predictions with shifted profiles (``SelectionSettings.shifted_profiles_dir``)
+SHIFTED_OOF = "model@shifted-profiles"
+
+
 @dataclass
 class NestedResult:
     protocol: str
@@ -142,6 +146,9 @@ def nested_cv_rules(frame: pd.DataFrame, protocol: str, *, rules: Sequence[str] 
     base_oof = {n: np.full(len(frame), np.nan)
                 for n in (*BASELINES, *(REFERENCES if refs else ()))}
     model_oof = {r: np.full(len(frame), np.nan) for r in rules}
+    shifted = settings.shifted_profiles_dir if fixed is None and not drop_columns \
+        and BASIS[protocol] == "unseen-target" else None
+    shifted_oof = {r: np.full(len(frame), np.nan) for r in rules}
     choices: dict[str, list[str]] = {r: [] for r in rules}
     inner_tables: dict[str, list] = {r: [] for r in rules}
     selections: dict[str, list] = {r: [] for r in rules}
@@ -149,15 +156,10 @@ def nested_cv_rules(frame: pd.DataFrame, protocol: str, *, rules: Sequence[str] 
         for i, (train, test) in enumerate(splits):
             X = _fold_matrix(frame, train, (protocol, seed, i), feature_cache, drop_columns,
                              settings.profiles_dir)
-            for b in BASELINES:
-                base_oof[b][test] = GroupMean(b).fit(None, rows.y[train], rows.meta.iloc[train]) \
-                    .predict(None, rows.meta.iloc[test])
-            if refs:
-                names = _fold_names(frame, train, (protocol, seed, i), feature_cache,
-                                    settings.profiles_dir)
-                for b, est in make_references(names).items():
-                    base_oof[b][test] = est.fit(X[train], rows.y[train], rows.meta.iloc[train]) \
-                        .predict(X[test], rows.meta.iloc[test])
+            names = _fold_names(frame, train, (protocol, seed, i), feature_cache,
+                                settings.profiles_dir) if refs else None
+            for b, p in _comparators(rows, X, train, test, names).items():
+                base_oof[b][test] = p
             if fixed is not None:
                 chosen = {r: dict(fixed) for r in rules}
             else:
@@ -174,6 +176,14 @@ def nested_cv_rules(frame: pd.DataFrame, protocol: str, *, rules: Sequence[str] 
                 model_oof[r][test] = predict_per_design(
                     chosen[r], X[train], rows.y[train], rows.meta.iloc[train], X[test],
                     rows.meta.iloc[test], seed, fitted=fitted)
+            if shifted is not None:
+                # the same fitted models, the held-out target profiled from a shifted source
+                Xs = _fold_matrix(frame, train, (protocol, seed, i, "shifted"), feature_cache,
+                                  (), shifted)
+                for r in rules:
+                    shifted_oof[r][test] = predict_per_design(
+                        chosen[r], X[train], rows.y[train], rows.meta.iloc[train], Xs[test],
+                        rows.meta.iloc[test], seed, fitted=fitted)
             if log:
                 for r in rules:
                     log(f"{protocol} fold {i + 1}/{len(splits)}"
@@ -186,11 +196,24 @@ def nested_cv_rules(frame: pd.DataFrame, protocol: str, *, rules: Sequence[str] 
     out = {}
     for r in rules:
         oof = {"model": model_oof[r].copy(), **{b: v.copy() for b, v in base_oof.items()}}
+        if shifted is not None:
+            oof[SHIFTED_OOF] = shifted_oof[r].copy()
         for k in oof:
             oof[k][~covered] = np.nan
         out[r] = NestedResult(protocol, BASIS[protocol], oof, choices[r], splits, seconds,
                               inner_tables[r], "fixed" if fixed is not None else r,
                               selections[r])
+    return out
+
+
+def _comparators(rows: _Rows, X: np.ndarray, train: np.ndarray, test: np.ndarray,
+                 names: list[str] | None) -> dict[str, np.ndarray]:
+    """The fold's test-row predictions of every group-mean baseline and, given the fold's
+    feature names, of every reference predictor, all fitted on the fold's training rows."""
+    tr, te = rows.meta.iloc[train], rows.meta.iloc[test]
+    out = {b: GroupMean(b).fit(None, rows.y[train], tr).predict(None, te) for b in BASELINES}
+    for b, est in (make_references(names).items() if names is not None else ()):
+        out[b] = est.fit(X[train], rows.y[train], tr).predict(X[test], te)
     return out
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from predictor.models.baselines import BASELINES
 from predictor.selection.metrics import bootstrap_diff, per_target_mae, spearman, tw_mae
-from predictor.selection.nested import NestedResult
+from predictor.selection.nested import SHIFTED_OOF, NestedResult
 from predictor.selection.protocols import FAIR_BASELINES
 
 
@@ -30,6 +30,7 @@ def protocol_report(frame: pd.DataFrame, res: NestedResult, *, seed: int = 0
     ds = frame["dataset"].astype(str).to_numpy()
     ok = ~np.isnan(res.oof["model"])
     fair = [b for b in FAIR_BASELINES[res.basis] if b in res.oof]
+    shifted = res.oof.get(SHIFTED_OOF)
     out = []
     for d in sorted(np.unique(ds[ok])):
         m = ok & (ds == d)
@@ -43,6 +44,8 @@ def protocol_report(frame: pd.DataFrame, res: NestedResult, *, seed: int = 0
                "best_baseline": best, "diff": diff, "diff_ci": [lo, hi],
                "rel_improvement": float(1 - pt["model"].mean() / pt[best].mean()),
                "targets_better": int((pt["model"] < pt[best]).sum())}
+        if shifted is not None:
+            rec["mae_shifted_profiles"] = float(per_target_mae(y[m], shifted[m], tg[m]).mean())
         out.append(rec)
     return out
 

@@ -45,13 +45,16 @@ class SelectionSettings:
     (``RULES``) of each basis. ``profiles_dir``: where the features read language profiles
     (None: the models directory's ``profiles/``; ``NO_PROFILES``: none) -- how a profile
     protocol is evaluated (``predictor.studies.profile_protocols``); the shipped fit reads
-    the models directory's."""
+    the models directory's. ``shifted_profiles_dir``: profiles of the same targets from a
+    shifted source (other splits, other text); the unseen-target folds also predict their
+    held-out target with those, and the intervals are calibrated on both residual sets."""
 
     inner_logo_max: int = 0
     within_stage: bool = True
     unseen_rule: str = SELECTION_RULE["unseen-target"]
     measured_rule: str = SELECTION_RULE["measured-target"]
     profiles_dir: str | None = None
+    shifted_profiles_dir: str | None = None
 
     def __post_init__(self) -> None:
         for r in (self.unseen_rule, self.measured_rule):

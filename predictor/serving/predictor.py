@@ -167,7 +167,8 @@ class Predictor:
         return {**{k: float(p[k]) for k in ("prediction", "lower", "upper")},
                 "basis": str(p["basis"]), "out_of_support": bool(p["out_of_support"]),
                 "reason": str(p["reason"]) or None, "pretraining": str(p["pretraining"]),
-                "interval_group": str(p["interval_group"]), "profile": bool(p["profile"])}
+                "interval_group": str(p["interval_group"]), "profile": bool(p["profile"]),
+                **_coverage_note(p)}
 
     def recommend(self, model: str, targets: Sequence[str], pool: Sequence[str], k: int, *,
                   method: str | None = None, objective: str = "mean",
@@ -210,7 +211,7 @@ class Predictor:
                                                 distrust=not_nli)
             point = self._point(X, meta, seen)
         basis = np.where(seen, "measured-target", "unseen-target")
-        half, group = self._half_widths(basis, meta)
+        half, group, covered = self._half_widths(basis, meta)
         reason = self.support.reasons(rows, meta, seen, hp)
         add_reason(reason, stand_in, STAND_IN_REASON)
         add_reason(reason, imputed_lf & ~seen & ~not_nli, IMPUTED_LABEL_FREE_REASON)
@@ -233,7 +234,7 @@ class Predictor:
         hi = np.clip(np.maximum(hi, ceil), intervals.SCORE_MIN, intervals.SCORE_MAX)
         return {"prediction": pred, "lower": lo, "upper": hi, "basis": basis,
                 "out_of_support": np.array([bool(r) for r in reason], dtype=bool),
-                "reason": reason, "interval_group": group,
+                "reason": reason, "interval_group": group, "interval_coverage": covered,
                 "pretraining": meta["pclass"].to_numpy(),
                 "profile": hp if hp is not None else np.zeros(len(rows), bool)}
 
@@ -292,21 +293,23 @@ class Predictor:
         return point
 
     def _half_widths(self, basis: np.ndarray, meta: pd.DataFrame
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """(interval half-width, calibration group) of each row: one lookup per distinct
-        (basis, system, class), gathered by code."""
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(interval half-width, calibration group, the group's held-out coverage) of each
+        row: one lookup per distinct (basis, system, class), gathered by code."""
         calib = self.card["intervals"]
         bmp: dict[tuple[str, str, str], int] = {}
         codes = np.fromiter((bmp.setdefault(key, len(bmp)) for key in zip(
             basis.tolist(), meta["mm"].tolist(), meta["pclass"].tolist())),
             dtype=np.int64, count=len(meta))
-        halves, groups = [], []
+        halves, groups, covered = [], [], []
         for b, mm, pcl in bmp:
             c = calib.get(b) or calib["unseen-target"]
             h, g = intervals.quantile_for(c, mm, pcl)
             halves.append(h)
             groups.append(f"{b}:{g}")
-        return np.array(halves, dtype=float)[codes], np.array(groups, dtype=object)[codes]
+            covered.append(intervals.coverage_for(c, mm, pcl))
+        return (np.array(halves, dtype=float)[codes], np.array(groups, dtype=object)[codes],
+                np.array(covered, dtype=float)[codes])
 
 
 def _result(p: Mapping[str, Any]) -> dict[str, Any]:
@@ -314,7 +317,21 @@ def _result(p: Mapping[str, Any]) -> dict[str, Any]:
     return {"prediction": round(float(p["prediction"]), 2), "lower": round(float(p["lower"]), 2),
             "upper": round(float(p["upper"]), 2), "basis": str(p["basis"]),
             "out_of_support": bool(p["out_of_support"]), "reason": str(p["reason"]) or None,
-            "pretraining": str(p["pretraining"]), "profile": bool(p["profile"])}
+            "pretraining": str(p["pretraining"]), "profile": bool(p["profile"]),
+            **_coverage_note(p)}
+
+
+def _coverage_note(p: Mapping[str, Any]) -> dict[str, Any]:
+    """The interval group's held-out coverage, and a note when it is below
+    ``intervals.COVERAGE_WARNING`` (the interval is narrower than this class's errors)."""
+    cov = float(p.get("interval_coverage", float("nan")))
+    if not cov == cov:
+        return {}
+    out: dict[str, Any] = {"interval_coverage": round(cov, 3)}
+    if cov < intervals.COVERAGE_WARNING:
+        out["interval_note"] = (f"intervals of this class covered {cov:.0%} of held-out "
+                                "targets' scores, not 90%: expect larger errors")
+    return out
 
 
 def default_predictor_dir() -> Path:

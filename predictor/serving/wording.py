@@ -66,6 +66,8 @@ def query_text(model: str, method: str, target: str, metric: str, res: Mapping[s
              f"{res['pretraining']}; profile: {'yes' if res['profile'] else 'none'})"]
     if res["out_of_support"]:
         lines.append(f"outside the training support, interval widened: {res['reason']}")
+    if res.get("interval_note"):
+        lines.append(f"note: {res['interval_note']}")
     return lines
 
 

@@ -32,14 +32,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from measure.knowledge.paths import MODELS, resolve_default
 from predictor import intervals
 from predictor.dataset import build_dataset, read_measurements, single_pool, tidy_own
 from predictor.features import NO_PROFILES
-from predictor.selection import SelectionSettings, nested_cv, prepare, protocol_report
+from predictor.selection import SelectionSettings, nested_cv, prepare
 from predictor.selection.metrics import bootstrap_diff, per_target_mae
 
 MAIN_TABLE = "measurements/me5-small-probe.parquet"
@@ -58,7 +57,7 @@ def protocol_runs(models: Path, protocol: str) -> list[dict[str, Any]]:
     if protocol == "disjoint-pairs":
         return [{"profiles": models / f"profiles-disjoint-{p}",
                  "americas": _part_split("B" if p == "A" else "A")} for p in PARTS]
-    where = {"scored-pairs": models / "profiles", "shifted-pairs": models / "profiles-shifted-A",
+    where = {"scored-pairs": models / "profiles", "shifted-pairs": models / "profiles-shifted-validation",
              "text-only": models / "profiles-text-only", "none": None}[protocol]
     return [{"profiles": where, "americas": "test"}]
 
