@@ -89,3 +89,34 @@ def design_cells(directory) -> dict[str, set[str]]:
             continue
         out.setdefault(design_of(path), set()).update(col.astype(str))
     return out
+
+
+def best_sources(summary: dict | None, mm: tuple[str, str], pool: str | None) -> dict[str, str]:
+    """Target → its best single source language, as the report found it (macro-F1 singles
+    of the chosen model, method and pool; every regime and class merged)."""
+    out: dict[str, str] = {}
+    for e in (summary or {}).get("scaling", []):
+        if (e.get("model"), e.get("method")) == tuple(mm) and e.get("pool") == pool \
+                and e.get("metric") == "macro_f1" and e.get("design", "grid") == "grid":
+            out.update((e.get("slope_given_contains_best") or {}).get("best_sources") or {})
+    return out
+
+
+def holds_best_source(rows: pd.DataFrame, best: dict[str, str]) -> pd.Series:
+    """Whether each row's source set holds its target's best single source (False where the
+    target has none on record)."""
+    return pd.Series([best.get(t) in str(s).split("+") if t in best else False
+                      for t, s in zip(rows["target_language"], rows["sources"])],
+                     index=rows.index, dtype=bool)
+
+
+def k_mean_intervals(summary: dict | None, mm: tuple[str, str], pool: str | None,
+                     regimes: list[str]) -> pd.DataFrame:
+    """The report's mean per k with its 95% CI per (regime, class): the curve's intervals."""
+    recs = [{"regime": e["regime"], "target_class": e["target_class"], **p}
+            for e in (summary or {}).get("scaling", [])
+            if (e.get("model"), e.get("method")) == tuple(mm) and e.get("pool") == pool
+            and e.get("metric") == "macro_f1" and e.get("regime") in regimes
+            and e.get("design", "grid") == "grid" for p in e.get("per_k_mean") or []]
+    return pd.DataFrame(recs, columns=["regime", "target_class", "k", "mean", "ci_low",
+                                       "ci_high"])

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from measure.cell import is_part_split
+from measure.cell import is_part_split, method_label, stored_options
 from measure.knowledge.coverage import RESOURCE_CLASSES, resource_class
 from measure.knowledge.languages import (UnknownLanguageError, lang2vec_data_dir,
                                          lang2vec_languages, registry_table, resolve_target)
@@ -138,6 +138,14 @@ def enrich(df: pd.DataFrame) -> pd.DataFrame:
     df["k"] = df["k"].astype(int)
     df["seed"] = df["seed"].astype(int)
     df["zero_shot"] = df["zero_shot"].astype(bool)
+    # a centred probe is another method (never pooled with the plain one), and a cell that
+    # trained on labelled target pairs (the few-shot design) is not a source-set measurement
+    # of its train_config: the report shows it; the pages, which key runs by train_config,
+    # do not (the measure layer's one reading of both)
+    opts = [stored_options(c) for c in (df["config_json"] if "config_json" in df
+                                        else [None] * len(df))]
+    df["method"] = [method_label(m, o[0]) for m, o in zip(df["method"], opts)]
+    df = df[[not o[1] for o in opts]].copy()
     # one implementation of "the same configuration" (the predictor's), tolerant here: a row
     # whose train_config cannot be read keeps its raw text as its key and matches nothing
     configs = [TrainConfig.read(tc) for tc in df["train_config"]]

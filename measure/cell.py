@@ -46,6 +46,40 @@ def is_part_split(target_split: str) -> bool:
     return "/" in str(target_split)
 
 
+#: the method name of a probe centred on each language's mean (``[probe] centre``): another
+#: method, never pooled with the plain probe
+CENTRED_SUFFIX = "-centred"
+
+
+def stored_options(config_json: Any) -> tuple[str, dict[str, int]]:
+    """(the probe's centring, the cell's target shots) from an exported row's ``config_json``.
+
+    Why here: a centred probe and a cell trained on target pairs share their model, method
+    and train_config with plain zero-shot cells; every reader (the app, the predictor, the
+    meta-analysis) must tell them apart the same way."""
+    if not isinstance(config_json, str) or not config_json:
+        return "none", {}
+    try:
+        raw = json.loads(config_json)
+    except json.JSONDecodeError:
+        return "none", {}
+    if not isinstance(raw, dict):
+        return "none", {}
+    centre = str((raw.get("params") or {}).get("centre", "none"))
+    return centre, {str(k): int(v) for k, v in (raw.get("target_shots") or {}).items()}
+
+
+def method_label(method: str, centre: str) -> str:
+    """'probe' or 'probe-centred': the method a row is estimated and shown under."""
+    return str(method) if centre in ("none", "", None) else f"{method}{CENTRED_SUFFIX}"
+
+
+def own_shots(shots: Mapping[str, int], target_language: str) -> int:
+    """The labelled pairs of ``target_language`` itself among a cell's target shots
+    (keys ``dataset/split:language``)."""
+    return sum(n for key, n in shots.items() if key.rpartition(":")[2] == target_language)
+
+
 @dataclass(frozen=True)
 class Target:
     """One evaluated split: every listed language of ``dataset/split``.

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from measure.cell import is_part_split
+from measure.cell import is_part_split, method_label, stored_options
 from measure.knowledge.languages import UnknownLanguageError, resolve_target
 from measure.knowledge.nli import is_zero_shot
 from measure.knowledge.paths import PUBLISHED, DefaultPathNotFound, resolve_default
@@ -177,6 +177,9 @@ def tidy_own(frame: pd.DataFrame, source: str = "measurements") -> pd.DataFrame:
     has_pool = {"train_dataset", "train_split"} <= set(frame.columns)
     for i, rec in enumerate(frame.to_dict("records")):
         where = f"{source} row {i}"
+        centre, shots = stored_options(rec.get("config_json"))
+        if shots:   # trained on labelled target pairs: no feature says so, never a row here
+            continue
         pool = f"{rec['train_dataset']}/{rec['train_split']}" if has_pool else UNKNOWN_POOL
         tc_raw = rec["train_config"]
         if isinstance(tc_raw, str):
@@ -187,7 +190,8 @@ def tidy_own(frame: pd.DataFrame, source: str = "measurements") -> pd.DataFrame:
                                           f"{tc_raw[:80]!r}") from None
         tc = train_config(tc_raw, where)
         seed = rec["seed"]
-        rows.append(_row("own", str(rec["model"]), str(rec["method"]), OWN_METRIC,
+        rows.append(_row("own", str(rec["model"]), method_label(str(rec["method"]), centre),
+                         OWN_METRIC,
                          str(rec["regime"]), tc, str(rec["target_language"]),
                          str(rec["target_dataset"]), float(rec[OWN_METRIC]),
                          -1 if pd.isna(seed) else int(seed), where, pool,

@@ -101,6 +101,43 @@ def test_measured_table_tolerates_an_unreadable_train_config() -> None:
     assert out["pool"].tolist() == ["xnli/validation"] * 2
 
 
+def test_pages_tell_the_centred_probe_and_few_shot_cells_apart() -> None:
+    """A centred probe is shown as its own method; a few-shot cell (trained on labelled
+    target pairs) is left to the report: keyed by train_config it would pass for the plain
+    zero-shot cell of the same sources."""
+    import json
+    df = pd.DataFrame([{**ROW, "config_json": json.dumps({"params": {}})},
+                       {**ROW, "cell_hash": "c",
+                        "config_json": json.dumps({"params": {"centre": "language"}})},
+                       {**ROW, "cell_hash": "f", "config_json": json.dumps(
+                           {"params": {}, "target_shots": {"xnli/validation:sw": 25}})}])
+    out = data.enrich(df)
+    assert out["cell_hash"].tolist() == ["h", "c"]
+    assert out["method"].tolist() == ["probe", "probe-centred"]
+
+
+def test_scaling_best_source_toggle_and_curve_intervals() -> None:
+    from app import analysis
+    summary = {"scaling": [
+        {"model": "me5-small", "method": "probe", "pool": "xnli/validation", "design": "grid",
+         "regime": "fixed_total", "metric": "macro_f1", "target_class": "absent",
+         "slope_given_contains_best": {"best_sources": {"aym": "sw"}},
+         "per_k_mean": [{"k": 1, "mean": 30.0, "ci_low": 28.0, "ci_high": 32.0},
+                        {"k": 2, "mean": 31.0, "ci_low": 29.0, "ci_high": 33.0}]},
+        {"model": "me5-small", "method": "probe", "pool": "xnli/validation", "design": "grid",
+         "regime": "fixed_total", "metric": "kappa", "target_class": "absent",
+         "slope_given_contains_best": {"best_sources": {"aym": "en"}}, "per_k_mean": []}]}
+    mm = ("me5-small", "probe")
+    best = analysis.best_sources(summary, mm, "xnli/validation")
+    assert best == {"aym": "sw"}
+    rows = pd.DataFrame({"target_language": ["aym", "aym", "bzd"],
+                         "sources": ["de+sw", "de+en", "sw"]})
+    assert analysis.holds_best_source(rows, best).tolist() == [True, False, False]
+    km = analysis.k_mean_intervals(summary, mm, "xnli/validation", ["fixed_total"])
+    assert km["k"].tolist() == [1, 2] and (km["ci_low"] <= km["mean"]).all()
+    assert analysis.k_mean_intervals(summary, mm, "other", ["fixed_total"]).empty
+
+
 def test_measured_by_pool_counts_a_repeated_score_once() -> None:
     """measure.store.repeated_scores: the same score of the same target in the same pool is
     one measurement (k = 1 cells repeat across regimes and seeds); another pool is another

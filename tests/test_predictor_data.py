@@ -163,3 +163,32 @@ def test_one_split_keeps_whole_splits_unless_a_part_is_chosen() -> None:
         one_split(f, {"americas_nli": "test/C-of-2"})
     with pytest.raises(DataValidationError, match="no target dataset"):
         one_split(f, {"nope": "test"})
+
+
+def test_centred_probe_is_its_own_method_and_few_shot_cells_never_train() -> None:
+    """A centred probe and a cell trained on labelled target pairs share model, method and
+    train_config with plain zero-shot cells; the predictor must not pool them."""
+    from predictor.dataset import tidy_own
+    base = {"model": "me5-small", "method": "probe", "regime": "fixed_total",
+            "train_config": json.dumps({"en": 2490}), "target_language": "sw",
+            "target_dataset": "xnli", "macro_f1": 55.0, "seed": 0, "train_dataset": "xnli",
+            "train_split": "validation", "target_split": "test"}
+    plain = dict(base, config_json=json.dumps({"params": {"C": 1.0}}))
+    centred = dict(base, config_json=json.dumps({"params": {"centre": "language"}}))
+    shots = dict(base, config_json=json.dumps({"params": {},
+                                               "target_shots": {"xnli/validation:sw": 25}}))
+    rows = tidy_own(pd.DataFrame([plain, centred, shots]))
+    assert sorted(rows["method"]) == ["probe", "probe-centred"]
+
+
+def test_stored_options_read_centring_and_shots() -> None:
+    from measure.cell import method_label, own_shots, stored_options
+    assert stored_options(None) == ("none", {})
+    assert stored_options("not json") == ("none", {})
+    centre, shots = stored_options(json.dumps({"params": {"centre": "language"},
+                                               "target_shots": {"xnli/validation:sw": 25,
+                                                                "americas_nli/dev:aym": 100}}))
+    assert method_label("probe", centre) == "probe-centred"
+    assert method_label("probe", "none") == "probe"
+    assert own_shots(shots, "sw") == 25 and own_shots(shots, "aym") == 100
+    assert own_shots(shots, "ur") == 0

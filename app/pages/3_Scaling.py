@@ -4,7 +4,9 @@ The estimates (slope per doubling with CIs, saturation k, member gaps, add-one g
 Shapley values, greedy vs random) are read from the report's ``summary.json`` and shown as
 they are -- the same numbers as the report, the README and the Home page. The chart draws
 the measured grid (random source sets) per target class: one point per training run and
-class, target-adjusted, with the median and interquartile band per k.
+class, target-adjusted, with the median and interquartile band per k; a toggle keeps the
+sets that hold (or lack) the target's best single source, because a larger random set is
+more likely to hold it. Below it, the report's mean per k with its 95% interval.
 """
 
 from __future__ import annotations
@@ -91,9 +93,22 @@ zero_shot = c5.checkbox("Zero-shot only", value=True, key="sc_zero",
                              "supervised (that is not transfer).")
 st.caption(data.low_resource_rule())
 
+best_source = analysis.best_sources(summary, mm, sub["pool"].iloc[0] if len(sub) else None)
+SET_FILTERS = {"all": "All sets", "with": "Sets holding the target's best single source",
+               "without": "Sets without it"}
+holds = st.radio("Source sets", list(SET_FILTERS), format_func=SET_FILTERS.get, horizontal=True,
+                 key="sc_best", disabled=not best_source,
+                 help="A random larger set is more likely to hold the one source language "
+                      "that transfers best to a target (for every AmericasNLI target: "
+                      "Swahili); compare the curves with and without it. The best source "
+                      "per target comes from the report's single-source cells.")
+
 rows = sub[sub["regime"].isin(chosen_regimes) & sub["target_language"].isin(targets)]
 if zero_shot:
     rows = rows[rows["zero_shot"]]
+if holds != "all" and best_source:
+    has = analysis.holds_best_source(rows, best_source)
+    rows = rows[has if holds == "with" else ~has]
 if not chosen_regimes or not targets:
     st.warning("Choose at least one budget regime and one target language.")
     st.stop()
@@ -147,6 +162,34 @@ for col, regime in zip(cols, chosen_regimes):
 st.caption("Dots: runs of the random-set grid (all seeds), target-adjusted macro-F1 per class. "
            "Line: median per k; band: interquartile range. Classes: "
            + "; ".join(f"{k} = {v}" for k, v in CLASS_LABELS.items()) + ".")
+
+k_means = analysis.k_mean_intervals(summary, mm, sub["pool"].iloc[0] if len(sub) else None,
+                                    chosen_regimes)
+if not k_means.empty:
+    st.markdown("**Mean per k with its 95% interval** (the report's estimate: all random "
+                "sets, the mean over targets of each target's mean score; two-way bootstrap "
+                "over targets and source sets)")
+    kcols = st.columns(len(chosen_regimes))
+    for col, regime in zip(kcols, chosen_regimes):
+        km = k_means[k_means["regime"] == regime]
+        if km.empty:
+            continue
+        color = alt.Color("target_class:N", scale=CLASS_SCALE, title="targets",
+                          legend=alt.Legend(orient="bottom", direction="horizontal"))
+        kx = alt.X("k:Q", scale=alt.Scale(type="log", base=2), axis=alt.Axis(
+            values=sorted(km["k"].unique().tolist()), format="d",
+            title="supervised languages k (log scale)"))
+        bars = alt.Chart(km).mark_rule(strokeWidth=2).encode(
+            x=kx, y=alt.Y("ci_low:Q", scale=alt.Scale(zero=False), title="macro-F1"),
+            y2="ci_high:Q", color=color)
+        line = alt.Chart(km).mark_line(point=True).encode(
+            x=kx, y="mean:Q", color=color,
+            tooltip=["k:Q", alt.Tooltip("target_class:N", title="class"),
+                     alt.Tooltip("mean:Q", format=".1f"), alt.Tooltip("ci_low:Q", format=".1f"),
+                     alt.Tooltip("ci_high:Q", format=".1f")])
+        with col:
+            st.altair_chart(alt.layer(bars, line).properties(
+                title=REGIME_TITLES.get(regime, regime), height=300), width="stretch")
 
 with st.expander("Median per k (table)"):
     st.dataframe(kq.round(2), hide_index=True, width="stretch")

@@ -62,22 +62,34 @@ def member_gaps(df: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def add_one_pairs(df: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Paired gains score(S ∪ {l}) − score(S): same table, pool, regime, seed and target."""
+    """Paired gains score(S ∪ {l}) − score(S): same table, pool, regime, seed and target.
+
+    ``new_best``: whether the added language l, trained alone (same table, pool and regime,
+    seeds averaged), scores the target better than every member of S alone — adding a new
+    best source is selection; adding one that is not is what combining does (None where a
+    single is missing).
+    """
     zs = df[df["zero_shot"]]
     score = zs.groupby(STRATA + ["seed", "target", "set_id"])[metric].mean().to_dict()
+    single = zs[zs["k"] == 1].groupby(STRATA + ["target", "set_id"])[metric].mean().to_dict()
     rows = []
     for key, v in score.items():
         *st_, seed, target, set_id = key
         langs = set_id.split("+")
         if len(langs) < 2:
             continue
-        for lang in langs:
+        alone = [single.get((*st_, target, x)) for x in langs]
+        for i, lang in enumerate(langs):
             base = "+".join(sorted(x for x in langs if x != lang))
             b = score.get((*st_, seed, target, base))
-            if b is not None:
-                rows.append({**dict(zip(STRATA, st_)), "seed": seed, "target": target,
-                             "target_class": resource_class(target), "base": base, "added": lang,
-                             "base_size": len(langs) - 1, "gain": v - b})
+            if b is None:
+                continue
+            others = [a for j, a in enumerate(alone) if j != i]
+            new_best = None if alone[i] is None or None in others else \
+                bool(alone[i] > max(others))
+            rows.append({**dict(zip(STRATA, st_)), "seed": seed, "target": target,
+                         "target_class": resource_class(target), "base": base, "added": lang,
+                         "base_size": len(langs) - 1, "gain": v - b, "new_best": new_best})
     return pd.DataFrame(rows)
 
 

@@ -11,9 +11,12 @@ better) and on its source set (some sets hold a strong source), and both are sam
 * **Two-way cluster bootstrap**: the distribution-free check resamples target languages
   *and* source sets independently (a cell's weight is the product of its target's and its
   set's draw counts) of the within-target slope.
-* **Saturation**: a piecewise-linear fit in log2 k with knots at k = 2, 4, 8; the gain per
-  doubling in each segment with bootstrap CIs; the saturation k is the end of the last
-  segment whose CI lies above 0.
+* **Saturation**: a piecewise-linear fit in log2 k with knots at k = 2, 4, 8 (the gain per
+  doubling in each segment with bootstrap CIs, descriptive), and a saturation claim only
+  where the intervals show one: at a knot, the gain per doubling before it must lie above
+  0, the gain after it must be indistinguishable from 0 *and* the drop from before to
+  after must lie above 0 (two-piece fit, bootstrap CIs). Late segments are measured with
+  few sets, so "the last segment's CI includes 0" alone is no evidence of a plateau.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ from measure.knowledge.coverage import resource_class
 
 KNOTS = (1.0, 2.0, 3.0)  # log2 k: k = 2, 4, 8
 
-SATURATION_RULE = ("piecewise-linear fit in log2 k (knots k = 2, 4, 8), gain per doubling per "
-                   "segment with two-way bootstrap 95% CIs; saturation k = the end of the last "
-                   "segment whose CI lies above 0, after which every segment's CI includes 0 "
-                   "(1 = no segment gains; null = the last measured segment still gains)")
+SATURATION_RULE = ("saturation k = the first knot (k = 2, 4, 8) where the gain per doubling "
+                   "before it has a two-way bootstrap 95% CI above 0, the gain after it a CI "
+                   "that includes 0, and the drop from before to after a CI above 0 "
+                   "(two-piece fit in log2 k); null = no saturation shown (the gain may go on, "
+                   "or the intervals are too wide to tell)")
 
 
 def mixed_slope(cells: pd.DataFrame) -> dict[str, Any]:
@@ -192,22 +196,41 @@ def slope_estimates(cells: pd.DataFrame, reps: int = 400, seed: int = 0) -> dict
         cb0, cbb = fit(np.column_stack([x, cells["best_member"].to_numpy(float)]))
         lo, hi = percentile_ci(cbb[:, 0])
         out["slope_given_best_member"] = {"slope": float(cb0[0]), "ci_low": lo, "ci_high": hi}
-    out.update(saturation(segments))
+    if "contains_best" in cells and cells["contains_best"].notna().all() and \
+            cells["contains_best"].nunique() > 1 and cells["k"].nunique() > 2:
+        # is the k slope left once "the set holds the target's best single source" is known?
+        cc0, ccb = fit(np.column_stack([x, cells["contains_best"].to_numpy(float)]))
+        lo, hi = percentile_ci(ccb[:, 0])
+        blo, bhi = percentile_ci(ccb[:, 1])
+        out["slope_given_contains_best"] = {"slope": float(cc0[0]), "ci_low": lo, "ci_high": hi,
+                                            "contains_best": float(cc0[1]),
+                                            "contains_best_ci": [blo, bhi]}
+    knots = [kn for kn in KNOTS if 0 < kn < x.max()]
+    out["slowdown"] = [slowdown_at(kn, fit(np.column_stack([x, np.maximum(0.0, x - kn)])))
+                       for kn in knots if ((x > 0) & (x <= kn)).any() and (x > kn).any()]
+    out.update(saturation(out["slowdown"]))
     return out
 
 
-def saturation(segments: list[dict]) -> dict[str, Any]:
-    """The saturation k of piecewise segments (:data:`SATURATION_RULE`) and the start of the
-    first segment whose CI includes 0."""
-    sat: int | None = None
-    first_zero: int | None = None
-    if segments and all(math.isfinite(s["ci_low"]) for s in segments):
-        sig = [s["ci_low"] > 0 for s in segments]
-        sat = 1 if not any(sig) else (None if sig[-1] else
-                                       segments[max(i for i, v in enumerate(sig) if v)]["k_to"])
-        first_zero = next((s["k_from"] for s in segments if s["ci_low"] <= 0), None)
-    return {"saturation_k": sat, "first_segment_ci_with_zero_k": first_zero,
-            "saturation_rule": SATURATION_RULE}
+def slowdown_at(knot: float, coefs: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+    """Gain per doubling before and after ``knot`` (log2 k) and the drop between them, from
+    a two-piece fit's (point, bootstrap) coefficients."""
+    (c0, cb) = coefs
+    before, after = cb[:, 0], cb[:, 0] + cb[:, 1]
+    rec = {"k": int(round(2 ** knot)), "before": float(c0[0]), "after": float(c0[0] + c0[1]),
+           "drop": float(-c0[1])}
+    for name, arr in (("before", before), ("after", after), ("drop", before - after)):
+        rec[name + "_ci"] = list(percentile_ci(arr))
+    return rec
+
+
+def saturation(slowdowns: list[dict]) -> dict[str, Any]:
+    """The saturation k of :data:`SATURATION_RULE` from :func:`slowdown_at` records."""
+    shown = [s["k"] for s in slowdowns
+             if all(math.isfinite(v) for v in (*s["before_ci"], *s["after_ci"], *s["drop_ci"]))
+             and s["before_ci"][0] > 0 and s["after_ci"][0] <= 0 <= s["after_ci"][1]
+             and s["drop_ci"][0] > 0]
+    return {"saturation_k": min(shown) if shown else None, "saturation_rule": SATURATION_RULE}
 
 
 def per_target_slopes(cells: pd.DataFrame, reps: int = 300, seed: int = 0) -> list[dict]:
@@ -239,3 +262,28 @@ def boot_mean(values: np.ndarray, t_idx: np.ndarray, s_idx: np.ndarray, reps: in
         bm = (W @ values) / W.sum(axis=1)
     lo, hi = percentile_ci(bm)
     return float(values.mean()), lo, hi
+
+
+def k_means(cells: pd.DataFrame, reps: int = 400, seed: int = 0) -> list[dict]:
+    """Per k: the mean over targets of the target's mean cell score, with a two-way cluster
+    bootstrap CI (targets × sets drawn once for every k, so the curve's CIs are joint)."""
+    t_codes, t_idx = np.unique(cells["target"].to_numpy(), return_inverse=True)
+    s_codes, s_idx = np.unique(cells["set_id"].to_numpy(), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    ct = rng.multinomial(len(t_codes), np.full(len(t_codes), 1 / len(t_codes)), size=reps)
+    cs = rng.multinomial(len(s_codes), np.full(len(s_codes), 1 / len(s_codes)), size=reps)
+    y = cells["y"].to_numpy(float)
+    out = []
+    for k in sorted(cells["k"].unique()):
+        sel = (cells["k"] == k).to_numpy()
+        T = np.zeros((int(sel.sum()), len(t_codes)))
+        T[np.arange(int(sel.sum())), t_idx[sel]] = 1.0
+        w = cs[:, s_idx[sel]]                                        # (reps, n_k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_t = ((w * y[sel]) @ T) / (w @ T)                     # (reps, n_t)
+            tw = np.where(np.isfinite(per_t), ct, 0)
+            boot = np.nansum(np.nan_to_num(per_t) * tw, axis=1) / tw.sum(axis=1)
+        lo, hi = percentile_ci(boot)
+        point = float(cells[sel].groupby("target")["y"].mean().mean())
+        out.append({"k": int(k), "mean": point, "ci_low": lo, "ci_high": hi})
+    return out

@@ -1,5 +1,6 @@
-"""The report's figure: mean zero-shot macro-F1 against k per target class, one PNG per
-(model, method, pool, regime) of the grid design.
+"""The report's figure: mean zero-shot macro-F1 against k per target class with its 95%
+band (targets × sets bootstrap), one PNG per (model, method, pool, regime) of the grid
+design.
 
 Why apart from the report text: matplotlib is imported only when a figure is drawn, so the
 text, the README section and the app's pages never load it.
@@ -24,7 +25,7 @@ REGIME_LABELS = {"per_language": "per-language budget (total grows with k)",
 
 def scaling_figure(summary: dict, model: str, method: str, pool: str, regime: str,
                    out: Path) -> Path | None:
-    """Per-class mean macro-F1 by k (targets averaged) and the piecewise fit's segments."""
+    """Per-class mean macro-F1 by k (targets averaged) with its two-way bootstrap 95% band."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -40,8 +41,11 @@ def scaling_figure(summary: dict, model: str, method: str, pool: str, regime: st
         c = CLASS_COLOURS.get(e["target_class"], "grey")
         ax.plot(pk["k"], pk["mean"], "o-", color=c, ms=4, lw=1, alpha=0.8,
                 label=f"{e['target_class']} ({e['n_targets']} targets): mixed "
-                      f"{signed(e['slope'])} per doubling, saturation k "
-                      f"{e['saturation_k'] if e['saturation_k'] is not None else '–'}")
+                      f"{signed(e['slope'])} per doubling, saturation "
+                      f"{'k ' + str(e['saturation_k']) if e['saturation_k'] else 'not shown'}")
+        if {"ci_low", "ci_high"} <= set(pk.columns):
+            ax.fill_between(pk["k"], pk["ci_low"].astype(float), pk["ci_high"].astype(float),
+                            color=c, alpha=0.15, lw=0)
     ax.set_xscale("log", base=2)
     ticks = sorted({int(k) for e in recs for k in pd.DataFrame(e["per_k_mean"])["k"]})
     ax.set_xticks(ticks)

@@ -22,15 +22,34 @@ import pandas as pd
 from measure.designs import OBJECTIVES
 from measure.knowledge.coverage import CC100_LOW_GIB, CLASS_LABELS
 from measure.knowledge.nli import LABELS
+from predictor.dataset import read_measurements, tidy_own
 from predictor.features import TransferFeatures
-from predictor.formatting import interval, number, signed
+from predictor.formatting import interval, number, signed, spec_label
 from predictor.metaanalysis.answer import answer_text
+from predictor.metaanalysis.estimates import SATURATION_RULE
 from predictor.metaanalysis.figures import scaling_figure
-from predictor.metaanalysis.prepare import CLASS_RULE, LOW_RESOURCE_XNLI, load_tables
-from predictor.metaanalysis.summary import (analyse, correlation_table, headline,
-                                            headline_markdown, published_estimates)
+from predictor.metaanalysis.prepare import (CENTRED_SUFFIX, CLASS_RULE, LOW_RESOURCE_XNLI,
+                                            load_tables)
+from predictor.metaanalysis.published import correlation_table, published_estimates
+from predictor.metaanalysis.report_designs import (add_one_split_section,
+                                                   collapse_adjusted_section, dilution_section,
+                                                   few_shot_section, methods_section,
+                                                   null_worlds_section)
+from predictor.metaanalysis.summary import analyse, headline, headline_markdown, to_measure
 
-SUMMARY_VERSION = 2
+SUMMARY_VERSION = 3
+
+#: why the intervals are what they are, and what would make them complete
+INTERVALS = (
+    "Every CI resamples target languages and source sets jointly (two-way cluster bootstrap). "
+    "The targets of a class are not independent samples of test items: XNLI test is "
+    "parallel, so every XNLI target is scored on translations of the same 2,001 capped "
+    "items, and the AmericasNLI test sets translate the same Spanish XNLI pairs. Resampling "
+    "targets therefore treats item noise shared by translations as independent, and the "
+    "intervals are optimistic about item sampling. Resampling items jointly across targets "
+    "needs per-item predictions (each row's predicted label per item id), which the "
+    "results store does not keep; with them, a replicate would draw item ids once and score "
+    "every target on the same draw.")
 
 CAVEATS = [
     "One frozen encoder (multilingual-e5-small, int8) with a logistic-regression probe and "
@@ -39,8 +58,13 @@ CAVEATS = [
     "target-level uncertainty is large and the mixed model drops the random slope for it.",
     "AmericasNLI scores sit near chance (kappa near 0); slopes there are changes in label "
     "bias as much as in transfer.",
-    "Random k-sets confound k with the chance of including a strong single source; the "
-    "member-gap, add-one and Shapley designs separate the two where their tables exist.",
+    "Random k-sets confound k with the chance of including a strong single source, and "
+    "under a fixed total with the best member's smaller share (dilution); the dilution, "
+    "add-one and few-shot designs separate the three where their tables exist.",
+    "The per-language regime on XNLI validation is k translations of the same 2,490 pairs "
+    "(the pool is parallel), not k times the data.",
+    "Targets share translated test items, so intervals over targets are optimistic (see "
+    "Method).",
     "The test sets are the evaluation targets for every design (no separate development "
     "targets), so a greedy 'best' set is an optimistic upper bound.",
 ]
@@ -73,6 +97,21 @@ def _correlations(frame: pd.DataFrame) -> dict[str, list[dict]]:
     return out
 
 
+def _correlation_frame(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its own rows taken from the plain tables only: a table of target shots
+    or of the centred probe is another method, and feature correlations mix nothing.
+
+    The own rows are rebuilt only when such a table was given (the frame holds no design)."""
+    if rows.empty or "table" not in rows:
+        return frame
+    odd = rows[(rows["n_shots"] > 0) | rows["method"].str.endswith(CENTRED_SUFFIX)]
+    if odd.empty:
+        return frame
+    plain = [t for t in rows["table"].unique() if t not in set(odd["table"])]
+    own = [tidy_own(read_measurements(t), source=t) for t in plain]
+    return pd.concat([frame[frame["origin"] != "own"], *own], ignore_index=True)
+
+
 def _greedy_path(tables: Sequence[str]) -> pd.DataFrame | None:
     """The greedy search's path (``xlt-measure greedy --path-out``) beside a greedy table."""
     path = None
@@ -99,9 +138,9 @@ def build_report(frame: pd.DataFrame, out_dir: str | Path, *, card: dict | None 
     rows = load_tables(tables) if tables else pd.DataFrame()
     res = analyse(rows, reps=reps, log=log, greedy_path=_greedy_path(tables)) if len(rows) else {
         "scaling": [], "per_target": [], "collapse": [], "member_gaps": [], "designs": [],
-        "duplicates_dropped": 0}
+        "methods": [], "duplicates_dropped": 0, "to_measure": to_measure(pd.DataFrame())}
     published = published_estimates(frame, reps=reps)
-    correlations = _correlations(frame)
+    correlations = _correlations(_correlation_frame(frame, rows))
     summary: dict[str, Any] = {
         "version": SUMMARY_VERSION, "command": command, "tables": tables,
         "classes": {"rule": CLASS_RULE, "cc100_low_gib": CC100_LOW_GIB,
@@ -194,13 +233,15 @@ def _published_and_literature(s: dict) -> list[str]:
     lines.append("**Literature.** Lim et al. (2024, *Analysis of Multi-Source Language "
                  "Training in Cross-Lingual Transfer*, ACL), with the total training data held "
                  "fixed as in the fixed-total regime here, report that the benefit of more "
-                 "source languages peaks around three and plateaus or declines beyond; the "
-                 "measured saturation k at a fixed total is "
-                 f"{' / '.join(map(str, sat)) or 'not reached'} (per class, headline table)"
-                 + (", in the same range of 3–5 source languages. "
-                    if sat and all(3 <= k <= 5 for k in sat) else ". ")
-                 + "SumEval has no target absent from pretraining, so the AmericasNLI class has "
-                 "no published counterpart.\n")
+                 "source languages peaks around three and plateaus or declines beyond; here "
+                 + (f"a saturation at k = {' / '.join(map(str, sat))} is shown (per class, "
+                    "headline table). " if sat else
+                    "no saturation is shown at a fixed total: no interval separates an early "
+                    "gain per doubling from a later one. ")
+                 + "Muller et al. (2022, mT5) found few-shot gains log-linear in the number of "
+                 "target examples, the model the few-shot section fits. SumEval has no target "
+                 "absent from pretraining, so the AmericasNLI class has no published "
+                 "counterpart.\n")
     return lines
 
 
@@ -208,39 +249,53 @@ def _method(s: dict) -> list[str]:
     return ["## Target classes and method\n",
             f"**Classes (defined from outside the results).** {s['classes']['rule']}.\n",
             "**Method.** Every estimate is for one (model, method, training pool, budget "
-            "regime, design); nothing is pooled across them. Zero-shot rows only. Seeds are "
-            "averaged into (source set, target) cells. *Mixed*: statsmodels MixedLM "
-            "`y ~ log2 k` with variance components for target intercepts, target × log2 k "
-            "random slopes (≥ 3 targets) and source-set intercepts over one all-rows group "
-            "(REML), Wald 95% CI. *Bootstrap*: "
-            f"{s['bootstrap_reps']} two-way cluster-bootstrap replicates resampling targets and "
-            "source sets independently, of the within-target least-squares slope. "
-            "*Saturation*: piecewise-linear in log2 k with knots k = 2, 4, 8; the saturation k "
-            "is the end of the last segment whose gain CI lies above 0 (1 = no segment gains). "
-            "Kappa = Cohen's kappa × 100 from the confusion matrix.\n"]
+            "regime, design); nothing is pooled across them (the centred probe is its own "
+            "method, `probe-centred`). Zero-shot rows only. Seeds are averaged into (source "
+            "set, target) cells. *Mixed*: statsmodels MixedLM `y ~ log2 k` with variance "
+            "components for target intercepts, target × log2 k random slopes (≥ 3 targets) "
+            "and source-set intercepts over one all-rows group (REML), Wald 95% CI. "
+            f"*Bootstrap*: {s['bootstrap_reps']} two-way cluster-bootstrap replicates "
+            "resampling targets and source sets independently, of the within-target "
+            "least-squares slope. *Given the best source*: the same slope with \"the set "
+            "holds the target's best single source\" (from the singles of the same table) "
+            f"as a covariate. *Saturation*: {SATURATION_RULE}. Kappa = Cohen's kappa × 100 "
+            "from the confusion matrix; *above null* = macro-F1 minus the same-label-share "
+            "null's (see Collapse).\n",
+            f"**Intervals.** {INTERVALS}\n"]
+
+
+def _slowdown(e: dict) -> str:
+    return "; ".join(f"k = {d['k']}: {signed(d['before'])} → {signed(d['after'])}, drop "
+                     f"{signed(d['drop'])} {interval(*d['drop_ci'])}"
+                     for d in e.get("slowdown", [])) or "–"
 
 
 def _scaling(s: dict) -> list[str]:
     lines = ["## All scaling estimates\n",
              "*Given best member*: the within-target slope with the set's best single "
-             "member's score as a covariate (bootstrap CI) — what k adds once the chance of "
-             "containing a strong source is accounted for.\n",
+             "member's score as a covariate; *given best source*: with \"the set holds the "
+             "target's best single source\" as a covariate, and what holding it is worth "
+             "(bootstrap CIs). *Before → after*: gain per doubling before and after a knot "
+             "(two-piece fit) and the drop's CI; *segments*: the piecewise fit, descriptive.\n",
              "| model | pool | regime | metric | targets | mixed slope | 95% CI | bootstrap 95% "
-             "CI | given best member | segments: gain per doubling [CI] | saturation k | rows | "
-             "cells | sets |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "CI | given best member | given best source (holding it) | before → after | "
+             "segments: gain per doubling [CI] | saturation k | rows | cells | sets |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in s["scaling"]:
         seg = "; ".join(f"{g['k_from']}–{g['k_to']}: {signed(g['gain_per_doubling'])} "
                         f"{interval(g['ci_low'], g['ci_high'])}" for g in e["segments"]) or "–"
         b = e.get("slope_given_best_member")
         gb = f"{signed(b['slope'])} {interval(b['ci_low'], b['ci_high'])}" if b else "–"
+        c = e.get("slope_given_contains_best")
+        cb = (f"{signed(c['slope'])} {interval(c['ci_low'], c['ci_high'])} "
+              f"({signed(c['contains_best'])} {interval(*c['contains_best_ci'])})" if c else "–")
         lines.append(
             f"| {e['model']} {e['method']} | {e['pool']} | {e['regime']} | {e['metric']} | "
             f"{e['target_class']} ({e['n_targets']}) | **{signed(e.get('slope'))}** | "
             f"{interval(e.get('ci_low'), e.get('ci_high'))} | "
-            f"{interval(e['boot_ci_low'], e['boot_ci_high'])} | {gb} | {seg} | "
-            f"{e['saturation_k'] if e['saturation_k'] is not None else '–'} | {e['n_rows']} | "
-            f"{e['n_cells']} | {e['n_sets']} |")
+            f"{interval(e['boot_ci_low'], e['boot_ci_high'])} | {gb} | {cb} | {_slowdown(e)} | "
+            f"{seg} | {e['saturation_k'] if e['saturation_k'] is not None else 'not shown'} | "
+            f"{e['n_rows']} | {e['n_cells']} | {e['n_sets']} |")
     lines.append("")
     return lines + [f"![scaling]({f})\n" for f in s.get("figures", [])]
 
@@ -248,10 +303,12 @@ def _scaling(s: dict) -> list[str]:
 def _member_gaps(s: dict) -> list[str]:
     if not s.get("member_gaps"):
         return []
-    lines = ["## Sets against their own members (selection vs synergy)\n",
+    lines = ["## Sets against their members trained on the whole budget\n",
              "Each set's score minus its best and its mean single member's score (singles of "
              "the same table, pool and regime; same seed where measured). Mean over rows, "
-             "two-way bootstrap CI.\n",
+             "two-way bootstrap CI. Under a fixed total a member of a k-set had 1/k of its "
+             "single's data, so these gaps include dilution; the dilution control below "
+             "compares at equal data.\n",
              "| design | model | pool | regime | metric | targets | set − best member | 95% CI | "
              "set − mean member | 95% CI | share beating best | rows |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -289,7 +346,9 @@ def _shapley(s: dict) -> list[str]:
              "*Interaction* = v(full) − v(∅) − Σ (v(single) − v(∅)): the non-additive part "
              "(negative = redundancy).\n",
              "*Additivity* = (v(full) − v(∅)) / Σ (v(single) − v(∅)), median over targets "
-             "(1 = the members' gains add up; 1/5 = the set is worth one member).\n",
+             "(1 = the members' gains add up). It is about 1/5 whenever five members are "
+             "interchangeable, and where v(full) and the singles lie below chance it divides "
+             "one negative number by another: a redundancy ratio, not a synergy measure.\n",
              "| model | pool | regime | metric | set | targets | φ per language [95% CI] | "
              "interaction | additivity | full − best single |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -337,12 +396,14 @@ def _collapse(s: dict) -> list[str]:
     lines = ["## Class collapse: scores and predicted-label shares per target (grid)\n",
              "Mean over zero-shot rows. Shares are the fractions of test pairs predicted as "
              "each label (the test sets are balanced: 1/3 each).\n",
-             "| model | pool | regime | target | class | macro-F1 | kappa | accuracy | "
-             "pred. entailment | pred. neutral | pred. contradiction | rows with F1 < 33.3 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | pool | regime | target | class | macro-F1 | null | above null | kappa "
+             "| accuracy | pred. entailment | pred. neutral | pred. contradiction | rows with "
+             "F1 < 33.3 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in s["collapse"]:
         lines.append(f"| {r['model']} | {r['pool']} | {r['regime']} | {r['target']} | "
-                     f"{r['target_class']} | {r['macro_f1']:.1f} | {number(r['kappa'], 1)} | "
+                     f"{r['target_class']} | {r['macro_f1']:.1f} | {number(r.get('null_f1'), 1)}"
+                     f" | {number(r.get('f1_above_null'), 1)} | {number(r['kappa'], 1)} | "
                      f"{r['accuracy']:.1f} | "
                      + " | ".join(f"{number(r['share_' + lab], 2)}" for lab in LABELS)
                      + f" | {r['share_below_chance_f1']:.2f} |")
@@ -377,15 +438,33 @@ def _correlation_tables(s: dict) -> list[str]:
     return lines
 
 
+def _predictor(card: dict) -> list[str]:
+    """The fitted predictor as its card describes it (never a name typed here)."""
+    lines = ["## The predictor\n"]
+    per = card.get("selected_per_design") or {}
+    if per:
+        lines.append("Selected per protocol and design (from the model card):\n")
+        for protocol, specs in per.items():
+            lines.append(f"* {protocol}: " + "; ".join(
+                f"{d.replace('|', ' · ')}: {spec_label(str(spec))}" for d, spec in specs.items()))
+        lines.append("")
+    else:
+        lines.append(f"Selected model: {spec_label(str(card.get('selected_model')))}.\n")
+    if card.get("selection"):
+        lines.append(f"How it was chosen: {card['selection']}.\n")
+    return lines + ["Its cross-validation tables are in the model card (`xlt-predict "
+                    "evaluate`).\n"]
+
+
 def render_markdown(s: dict, card: dict | None = None) -> str:
     """report.md from the summary (and the predictor's card, when there is one)."""
     lines: list[str] = []
     for section in (_opening, _headline, _published_and_literature, _method, _scaling,
-                    _member_gaps, _add_one, _shapley, _best_vs_random, _collapse, _per_target,
-                    _correlation_tables):
+                    null_worlds_section, _member_gaps, dilution_section, _add_one,
+                    add_one_split_section, few_shot_section, methods_section,
+                    collapse_adjusted_section, _shapley, _best_vs_random, _collapse,
+                    _per_target, _correlation_tables):
         lines += section(s)
     if card is not None:
-        lines += ["## The predictor\n",
-                  f"Selected model: **{card.get('selected_model')}**. Its cross-validation "
-                  "tables are in the model card (`xlt-predict evaluate`).\n"]
+        lines += _predictor(card)
     return "\n".join(lines)

@@ -1,5 +1,5 @@
-"""Every number of the meta-analysis, per stratum and target class (``analyse``), the
-published SumEval results on the same footing, and the one headline every surface shows.
+"""Every number of the meta-analysis, per stratum and target class (``analyse``), and the
+one headline every surface shows (``headline``, ``headline_markdown``).
 
 Why one summary: ``summary.json`` holds these records, and the report, the README, the app's
 Home and Scaling pages read them from there instead of estimating again, so they give one
@@ -9,270 +9,129 @@ answer.
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
-from measure.knowledge.coverage import RESOURCE_CLASSES, resource_class
-from measure.knowledge.nli import CHANCE, LABELS
-from predictor.formatting import interval, signed
-from predictor.metaanalysis.designs import (CHANCE_LEVEL, add_one_pairs, best_vs_random,
-                                            member_gaps, shapley_table)
-from predictor.metaanalysis.estimates import (boot_mean, cluster_index, mixed_slope,
-                                              per_target_slopes, percentile_ci, slope_estimates,
-                                              twoway_weights, within_solve)
-from predictor.metaanalysis.prepare import METRICS, STRATA, cell_means, deduplicate, select
+from measure.knowledge.coverage import RESOURCE_CLASSES
+from predictor.formatting import MISSING, interval, signed
+from predictor.metaanalysis.designs import (add_one_pairs, best_vs_random, member_gaps,
+                                            shapley_table)
+from predictor.metaanalysis.dilution import equal_share_gaps
+from predictor.metaanalysis.fewshot import PAIRS_CAP
+from predictor.metaanalysis.prepare import (CENTRED_SUFFIX, DESIGN_TABLES, FULL_SINGLE_DESIGNS,
+                                            METRICS, deduplicate, measure_command)
+from predictor.metaanalysis.published import correlation_table, published_estimates
+from predictor.metaanalysis.records import (collapse_table, singles_level, summarise_add_one,
+                                            summarise_add_one_split, summarise_dilution,
+                                            summarise_few_shot, summarise_gaps,
+                                            summarise_shapley)
+from predictor.metaanalysis.scaling import collapse_adjusted, per_target, scaling_estimates
 
-
-# -- the designs, per stratum and class -------------------------------------------------------
-def _by_stratum_and_class(frame: pd.DataFrame, extra: tuple[str, ...] = ()
-                          ) -> Iterator[tuple[dict[str, Any], str, pd.DataFrame]]:
-    """(the stratum's keys, plus ``extra``; the target class; its rows) for every stratum and
-    class that has rows: the unit every design is summarised in."""
-    if frame.empty:
-        return
-    keys = [*STRATA, *extra]
-    for key, g in frame.groupby(keys):
-        for cls in RESOURCE_CLASSES:
-            gc = g[g["target_class"] == cls]
-            if len(gc):
-                yield dict(zip(keys, key)), cls, gc
+__all__ = ["analyse", "headline", "headline_markdown", "published_estimates",
+           "correlation_table", "scaling_estimates", "pairs_text", "find"]
 
 
-def _summarise_gaps(gaps: pd.DataFrame, metric: str, reps: int) -> list[dict]:
-    out = []
-    for st_, cls, gc in _by_stratum_and_class(gaps):
-        rec = {**st_, "metric": metric, "target_class": cls,
-               "n_rows": int(len(gc)), "n_sets": int(gc["set_id"].nunique()),
-               "n_targets": int(gc["target"].nunique())}
-        ti, si = cluster_index(gc["target"]), cluster_index(gc["set_id"])
-        for col in ("gap_best", "gap_mean"):
-            mean, lo, hi = boot_mean(gc[col].to_numpy(float), ti, si, reps)
-            rec[col] = mean
-            rec[col + "_ci"] = [lo, hi]
-        rec["share_beating_best"] = float((gc["gap_best"] > 0).mean())
-        rec["by_k"] = [{"k": int(k), "gap_best": float(h["gap_best"].mean()),
-                        "gap_mean": float(h["gap_mean"].mean()), "n_rows": int(len(h))}
-                       for k, h in gc.groupby("k")]
-        out.append(rec)
+def _designs(df: pd.DataFrame, metric: str, reps: int) -> dict[str, list[dict]]:
+    """The design records of one metric, each from the table measured for it."""
+    out: dict[str, list[dict]] = {k: [] for k in ("member_gaps", "add_one", "add_one_split",
+                                                  "shapley", "dilution", "few_shot",
+                                                  "singles_level")}
+    full = df[df["design"].isin(FULL_SINGLE_DESIGNS) & (df["n_shots"] == 0)]
+    out["member_gaps"] = summarise_gaps(member_gaps(full, metric), metric, reps)
+    ao = df[df["design"] == "add-one"]
+    if len(ao):
+        pairs = add_one_pairs(ao, metric)
+        out["add_one"] = summarise_add_one(pairs, metric, reps)
+        out["add_one_split"] = summarise_add_one_split(pairs, metric, reps)
+    sh = df[df["design"] == "shapley"]
+    if len(sh):
+        out["shapley"] = summarise_shapley(shapley_table(sh, metric), metric, reps)
+    dil = df[df["design"] == "dilution"]
+    if len(dil):
+        out["dilution"] = summarise_dilution(equal_share_gaps(dil, metric), metric, reps)
+    fs = df[df["design"] == "few-shot"]
+    if len(fs):
+        out["few_shot"] = summarise_few_shot(fs, metric, reps)
+    out["singles_level"] = singles_level(df[df["design"] != "few-shot"], metric)
     return out
 
 
-def _summarise_add_one(pairs: pd.DataFrame, metric: str, reps: int) -> list[dict]:
-    out = []
-    for st_, cls, gc in _by_stratum_and_class(pairs):
-        groups = [*gc.groupby("base_size"), (None, gc)]     # each base size, then all together
-        for size, h in groups:
-            mean, lo, hi = boot_mean(h["gain"].to_numpy(float), cluster_index(h["target"]),
-                                     cluster_index(h["base"]), reps)
-            out.append({**st_, "metric": metric, "target_class": cls,
-                        "base_size": None if size is None else int(size),
-                        "gain": mean, "ci": [lo, hi],
-                        "share_positive": float((h["gain"] > 0).mean()),
-                        "n_pairs": int(len(h)), "n_bases": int(h["base"].nunique()),
-                        "n_targets": int(h["target"].nunique())})
-    return out
-
-
-def _summarise_shapley(tab: pd.DataFrame, metric: str, reps: int) -> list[dict]:
-    out = []
-    rng = np.random.default_rng(0)
-    chance = CHANCE_LEVEL[metric]
-    for keys, cls, gc in _by_stratum_and_class(tab, ("full_set",)):
-        full = keys.pop("full_set")
-        targets = sorted(gc["target"].unique())
-        piv = gc.pivot_table(index="target", columns="language", values="phi")
-        draws = rng.integers(0, len(targets), (reps, len(targets)))
-        langs = []
-        for lang in piv.columns:
-            vals = piv[lang].to_numpy(float)
-            lo, hi = percentile_ci(vals[draws].mean(axis=1))
-            langs.append({"language": lang, "phi": float(vals.mean()), "ci": [lo, hi],
-                          "single": float(gc[gc["language"] == lang]["single"].mean())})
-        langs.sort(key=lambda r: -r["phi"])
-        per_t = gc.drop_duplicates("target").set_index("target")
-        inter = per_t["interaction"].to_numpy(float)
-        lo, hi = percentile_ci(inter[draws].mean(axis=1))
-        singles_gain = (gc.groupby("target")["single"].sum() - chance * len(
-            gc["language"].unique())).reindex(per_t.index).to_numpy(float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            additivity = (per_t["v_full"].to_numpy(float) - chance) / singles_gain
-        gap = (per_t["v_full"] - per_t["best_single"]).to_numpy(float)
-        glo, ghi = percentile_ci(gap[draws].mean(axis=1))
-        tot = sum(r["phi"] for r in langs)
-        out.append({**keys, "metric": metric, "full_set": full,
-                    "target_class": cls, "n_targets": len(targets), "languages": langs,
-                    "top_language": langs[0]["language"],
-                    "top_share": langs[0]["phi"] / tot if tot else math.nan,
-                    "v_full": float(per_t["v_full"].mean()),
-                    "interaction": float(inter.mean()), "interaction_ci": [lo, hi],
-                    "additivity": float(np.median(additivity)),
-                    "full_minus_best_single": float(gap.mean()),
-                    "full_minus_best_single_ci": [glo, ghi]})
-    return out
-
-
-def collapse_table(df: pd.DataFrame) -> list[dict]:
-    """Per (stratum, target): mean macro-F1, kappa, accuracy and predicted-label shares."""
-    zs = df[df["zero_shot"]]
-    out = []
-    for key, g in zs.groupby([*STRATA, "target"]):
-        rec = {**dict(zip(STRATA, key[:5])), "target": key[5],
-               "target_class": resource_class(key[5]), "n_rows": int(len(g)),
-               "macro_f1": float(g["macro_f1"].mean()), "kappa": float(g["kappa"].mean()),
-               "accuracy": float(g["accuracy"].mean()),
-               "share_below_chance_f1": float((g["macro_f1"] < CHANCE).mean())}
-        for lab in LABELS:
-            rec[f"share_{lab}"] = float(g[f"share_{lab}"].mean())
-        out.append(rec)
-    return out
-
-
-# -- the slope of k ---------------------------------------------------------------------------
-def _best_member_cells(stratum: pd.DataFrame, metric: str) -> pd.DataFrame | None:
-    """(set, target) → mean best-single-member score (a single's own score for k = 1)."""
-    gaps = member_gaps(stratum, metric)
-    singles = stratum[(stratum["k"] == 1) & stratum["zero_shot"]]
-    parts = [singles.groupby(["set_id", "target"], as_index=False)[metric].mean()
-             .rename(columns={metric: "best_member"})]
-    if len(gaps):
-        parts.append(gaps.groupby(["set_id", "target"], as_index=False)["best_member"].mean())
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else None
-
-
-def _log_estimate(log, stratum: tuple, metric: str, cls: str, rec: dict) -> None:
-    log(f"{'/'.join(map(str, stratum))} {metric} {cls}: mixed {rec['slope']:+.2f} "
-        f"[{rec['ci_low']:+.2f}, {rec['ci_high']:+.2f}] boot "
-        f"[{rec['boot_ci_low']:+.2f}, {rec['boot_ci_high']:+.2f}] "
-        f"saturation k {rec['saturation_k']}")
-
-
-def scaling_estimates(df: pd.DataFrame, reps: int = 400, mixed: bool = True,
-                      log=None) -> list[dict]:
-    """Slope per doubling per stratum × metric × target class (grid design only)."""
-    out = []
-    grid = df[(df["design"] == "grid") & df["zero_shot"]]
-    for st_, sub in grid.groupby(STRATA, sort=True):
-        if sub["k"].nunique() < 2:
-            continue
-        for metric in METRICS:
-            if sub[metric].isna().all():
-                continue
-            best = _best_member_cells(select(df, STRATA, st_), metric)
-            for cls in RESOURCE_CLASSES:
-                d = sub[sub["target_class"] == cls]
-                if d["target"].nunique() < 1 or d["k"].nunique() < 2:
-                    continue
-                cells = cell_means(d, metric)
-                if best is not None:
-                    cells = cells.merge(best, on=["set_id", "target"], how="left")
-                rec = {**dict(zip(STRATA, st_)), "metric": metric, "target_class": cls,
-                       "n_rows": int(len(d)), "n_cells": int(len(cells)),
-                       "n_targets": int(d["target"].nunique()),
-                       "n_sets": int(d["set_id"].nunique()),
-                       "k_min": int(d["k"].min()), "k_max": int(d["k"].max())}
-                if mixed and d["target"].nunique() >= 2:
-                    rec.update(mixed_slope(cells))
-                else:
-                    rec.update(slope=math.nan, ci_low=math.nan, ci_high=math.nan)
-                rec.update(slope_estimates(cells, reps=reps))
-                rec["per_k_mean"] = [{"k": int(k), "mean": float(h.groupby("target")["y"].mean()
-                                                                 .mean())}
-                                     for k, h in cells.groupby("k")]
-                if log:
-                    _log_estimate(log, st_, metric, cls, rec)
-                out.append(rec)
-    return out
-
-
-def _per_target(df: pd.DataFrame, reps: int) -> list[dict]:
-    out = []
-    for st_, sub in df[(df["design"] == "grid") & df["zero_shot"]].groupby(STRATA):
-        if sub["k"].nunique() < 2:
-            continue
-        for metric in METRICS:
-            for rec in per_target_slopes(cell_means(sub, metric), reps=min(reps, 300)):
-                out.append({**dict(zip(STRATA, st_)), "metric": metric, **rec})
-    return out
+def to_measure(df: pd.DataFrame) -> list[dict]:
+    """The #22 designs (plain and centred probe) with no table among the rows, and the
+    commands that measure each."""
+    have = {(d, m.endswith(CENTRED_SUFFIX)) for d, m in
+            df[["design", "method"]].drop_duplicates().itertuples(index=False)} \
+        if len(df) else set()
+    return [{"design": d, "centred": c, "what": DESIGN_TABLES[d][1],
+             "command": measure_command(d, c)}
+            for d in DESIGN_TABLES for c in (False, True) if (d, c) not in have]
 
 
 def analyse(df: pd.DataFrame, reps: int = 400, mixed: bool = True, log=None,
             greedy_path: pd.DataFrame | None = None) -> dict[str, Any]:
-    """Every estimate of the meta-analysis on prepared rows (see ``prepare``/``load_tables``)."""
+    """Every estimate of the meta-analysis on prepared rows (see ``prepare``/``load_tables``).
+
+    Design records appear only when their table is among the rows (``to_measure`` lists the
+    missing ones with their commands)."""
     df, n_dup = deduplicate(df)
-    res: dict[str, Any] = {"duplicates_dropped": n_dup, "designs": sorted(df["design"].unique())}
+    res: dict[str, Any] = {"duplicates_dropped": n_dup, "designs": sorted(df["design"].unique()),
+                           "methods": sorted(df["method"].unique())}
     if "config_json" in df:
         res["backends"] = {d: sorted({str(json.loads(c).get("backend", "?"))
                                       for c in g["config_json"].unique()})
                            for d, g in df.groupby("design")}
     res["scaling"] = scaling_estimates(df, reps=reps, mixed=mixed, log=log)
-    res["per_target"] = _per_target(df, reps)
+    res["per_target"] = per_target(df, reps)
     res["collapse"] = collapse_table(df[df["design"] == "grid"])
-    gaps, add_one, shap, bvr = [], [], [], []
+    res["collapse_adjusted"] = collapse_adjusted(df, reps)
+    parts: dict[str, list[dict]] = {}
     for metric in METRICS:
-        gaps += _summarise_gaps(member_gaps(df, metric), metric, reps)
-        ao = df[df["design"] == "add-one"]
-        if len(ao):
-            add_one += _summarise_add_one(add_one_pairs(ao, metric), metric, reps)
-        sh = df[df["design"] == "shapley"]
-        if len(sh):
-            shap += _summarise_shapley(shapley_table(sh, metric), metric, reps)
+        for key, recs in _designs(df, metric, reps).items():
+            parts.setdefault(key, []).extend(recs)
+    res["member_gaps"] = parts["member_gaps"]
+    for key in ("add_one", "add_one_split", "shapley", "dilution", "few_shot",
+                "singles_level"):
+        if parts[key]:
+            res[key] = parts[key]
     gr = df[df["design"] == "greedy"]
     if len(gr):
         bvr = best_vs_random(gr, df[df["design"] == "grid"], greedy_path)
-    res["member_gaps"] = gaps
-    if add_one:
-        res["add_one"] = add_one
-    if shap:
-        res["shapley"] = shap
-    if bvr:
-        res["best_vs_random"] = bvr
+        if bvr:
+            res["best_vs_random"] = bvr
+    res["to_measure"] = to_measure(df)
     return res
-
-
-# -- published results (SumEval) -------------------------------------------------------------
-def published_estimates(frame: pd.DataFrame, reps: int = 400) -> list[dict]:
-    """SumEval XLM-R / T-ULRv6: slope per doubling controlling log10 total examples, per class,
-    and the Spearman correlation of k with the configuration's mean zero-shot accuracy."""
-    out = []
-    pub = frame[(frame["origin"] != "own") & frame["zero_shot"]].copy()
-    if pub.empty:
-        return out
-    pub["log2k"] = np.log2(pub["k"].astype(float))
-    pub["log10_total"] = np.log10(pub["total_examples"].astype(float))
-    pub["target_class"] = pub["target"].map(resource_class)
-    for model, g in pub.groupby("model"):
-        per_cfg = g.groupby("config_id").agg(k=("k", "first"), score=("score", "mean"))
-        rho, p = stats.spearmanr(per_cfg["k"], per_cfg["score"])
-        for cls in RESOURCE_CLASSES:
-            d = g[g["target_class"] == cls]
-            if d["target"].nunique() < 1 or d["k"].nunique() < 2:
-                continue
-            ti, si = cluster_index(d["target"]), cluster_index(d["config_id"])
-            X = d[["log2k", "log10_total"]].to_numpy(float)
-            y = d["score"].to_numpy(float)
-            nt, ns = int(ti.max()) + 1, int(si.max()) + 1
-            b0 = within_solve(ti, nt, X, y, np.ones((1, len(d))))[0, 0]
-            W = twoway_weights(ti, si, nt, ns, reps, np.random.default_rng(0))
-            lo, hi = percentile_ci(within_solve(ti, nt, X, y, W)[:, 0])
-            out.append({"model": model, "regime": "published", "metric": "accuracy",
-                        "target_class": cls, "slope_within": float(b0), "boot_ci_low": lo,
-                        "boot_ci_high": hi, "covariates": "log10 total examples",
-                        "n_rows": int(len(d)), "n_targets": int(d["target"].nunique()),
-                        "n_configs": int(d["config_id"].nunique()),
-                        "k_min": int(d["k"].min()), "k_max": int(d["k"].max()),
-                        "spearman_k_config_mean": float(rho), "spearman_p": float(p),
-                        "n_configs_all": int(len(per_cfg))})
-    return out
 
 
 # -- one headline ------------------------------------------------------------------------------
 HEADLINE_POOL = "xnli/validation"
 REGIME_SHORT = {"fixed_total": "fixed total", "per_language": "per-language"}
+_KEY = ("model", "method", "pool", "regime", "target_class")
+
+
+def find(summary: Mapping[str, Any], section: str, **match: Any) -> list[dict]:
+    """The records of ``summary[section]`` whose keys equal ``match`` (a key missing from a
+    record never matches)."""
+    return [r for r in summary.get(section) or []
+            if all(k in r and r[k] == v for k, v in match.items())]
+
+
+def _one(summary: Mapping[str, Any], section: str, **match: Any) -> dict:
+    found = find(summary, section, **match)
+    return found[0] if found else {}
+
+
+def _equal_data_gap(summary: Mapping[str, Any], key: dict, metric: str) -> dict:
+    """The set − best member gap at equal data per member: the dilution design under a fixed
+    total; the grid itself per language (each member has the whole budget in both)."""
+    if key["regime"] == "per_language":
+        g = _one(summary, "member_gaps", metric=metric, design="grid", **key)
+        return {"gap": g.get("gap_best"), "ci": g.get("gap_best_ci"),
+                "from": "grid (per-language)"} if g else {}
+    g = _one(summary, "dilution", metric=metric, **key)
+    return {"gap": g.get("gap_best"), "ci": g.get("gap_best_ci"),
+            "from": "dilution design"} if g else {}
 
 
 def headline(summary: Mapping[str, Any], metric: str = "macro_f1") -> list[dict]:
@@ -280,8 +139,10 @@ def headline(summary: Mapping[str, Any], metric: str = "macro_f1") -> list[dict]
 
     Per measured model/method, the grid design on the ``HEADLINE_POOL`` pool (else the pool
     with most rows), both regimes, one row per target class: mixed-model slope per doubling
-    with its CI, the two-way bootstrap CI, saturation k, and — where the design tables exist —
-    the mean add-one gain and the best- and mean-member gaps.
+    with its CI, the two-way bootstrap CI, the slope once the set holds the target's best
+    single source, saturation k (only where shown), and — where the design tables exist —
+    the set − best member gap at equal data per member, the add-one gains of a language that
+    is not / is a new best source, and the exchange rate of the few-shot design.
     """
     scaling = [e for e in summary.get("scaling", []) if e["metric"] == metric]
     if not scaling:
@@ -289,31 +150,55 @@ def headline(summary: Mapping[str, Any], metric: str = "macro_f1") -> list[dict]
     pools = {e["pool"] for e in scaling}
     pool = HEADLINE_POOL if HEADLINE_POOL in pools else \
         max(pools, key=lambda p: sum(e["n_rows"] for e in scaling if e["pool"] == p))
-    gaps = {(g["model"], g["method"], g["pool"], g["regime"], g["design"], g["target_class"]): g
-            for g in summary.get("member_gaps", []) if g["metric"] == metric}
-    add = {}
-    for a in summary.get("add_one", []):
-        if a["metric"] == metric:
-            add.setdefault((a["model"], a["method"], a["pool"], a["regime"], a["target_class"]),
-                           []).append(a)
     rows = []
     order = {c: i for i, c in enumerate(RESOURCE_CLASSES)}
     for e in sorted((e for e in scaling if e["pool"] == pool),
                     key=lambda e: (e["model"], e["method"], e["regime"],
                                    order.get(e["target_class"], 9))):
-        key = (e["model"], e["method"], e["pool"], e["regime"])
-        g = gaps.get((*key, "grid", e["target_class"]), {})
-        a = [x for x in add.get((*key, e["target_class"]), []) if x["base_size"] is None]
-        rows.append({"model": e["model"], "method": e["method"], "pool": e["pool"],
-                     "regime": e["regime"], "target_class": e["target_class"], "metric": metric,
-                     "slope": e["slope"], "ci": [e["ci_low"], e["ci_high"]],
+        key = {k: e[k] for k in _KEY}
+        g = _one(summary, "member_gaps", metric=metric, design="grid", **key)
+        a = _one(summary, "add_one", metric=metric, base_size=None, **key)
+        not_best = _one(summary, "add_one_split", metric=metric, new_best=False, **key)
+        new_best = _one(summary, "add_one_split", metric=metric, new_best=True, **key)
+        fs = _one(summary, "few_shot", metric=metric, **key)
+        eq = _equal_data_gap(summary, key, metric)
+        rows.append({**key, "metric": metric, "slope": e["slope"], "ci": [e["ci_low"], e["ci_high"]],
                      "boot_ci": [e["boot_ci_low"], e["boot_ci_high"]],
                      "saturation_k": e["saturation_k"], "n_targets": e["n_targets"],
                      "given_best_member": e.get("slope_given_best_member"),
+                     "given_contains_best": e.get("slope_given_contains_best"),
                      "gap_best": g.get("gap_best"), "gap_mean": g.get("gap_mean"),
-                     "add_one_gain": a[0]["gain"] if a else None,
-                     "add_one_ci": a[0]["ci"] if a else None})
+                     "gap_best_equal": eq.get("gap"), "gap_best_equal_ci": eq.get("ci"),
+                     "gap_best_equal_from": eq.get("from"),
+                     "add_one_gain": a.get("gain"), "add_one_ci": a.get("ci"),
+                     "add_one_not_best": not_best.get("gain"),
+                     "add_one_not_best_ci": not_best.get("ci"),
+                     "add_one_new_best": new_best.get("gain"),
+                     "add_one_new_best_ci": new_best.get("ci"),
+                     "exchange_pairs": fs.get("exchange_pairs"),
+                     "exchange_pairs_ci": fs.get("exchange_pairs_ci"),
+                     "exchange_max_shots": fs.get("max_shots")})
     return rows
+
+
+def pairs_text(value: Any, ci: Any = None, max_shots: Any = None) -> str:
+    """'140 [40, 900]' target pairs; '> 400' past the largest measured n; '–' when missing."""
+    def one(x: Any) -> str:
+        if x is None:
+            return MISSING
+        if x >= PAIRS_CAP:
+            return "never"
+        return f"{x:.0f}"
+    if value is None:
+        return MISSING
+    text = one(value) if max_shots is None or value <= max_shots else f"> {max_shots}"
+    if ci and None not in ci:
+        text += f" [{one(ci[0])}, {one(ci[1])}]"
+    return text
+
+
+def _with_ci(x: Any, ci: Any) -> str:
+    return MISSING if x is None else f"{signed(x)} {interval(*(ci or [None, None]))}"
 
 
 def headline_markdown(summary: Mapping[str, Any], metric: str = "macro_f1") -> str:
@@ -323,47 +208,21 @@ def headline_markdown(summary: Mapping[str, Any], metric: str = "macro_f1") -> s
         return ""
     unit = "macro-F1" if metric == "macro_f1" else "kappa ×100"
     lines = [f"| model | pool | budget | targets | {unit} per doubling of k (mixed, 95% CI) "
-             "| bootstrap 95% CI (targets × sets) | saturation k | set − best member "
-             "| set − mean member | add-one gain |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| bootstrap 95% CI (targets × sets) | per doubling, given the set holds the "
+             "best single source | set − best member at equal data per member "
+             "| add one language: not a new best | add one: a new best "
+             "| one more source (k 1 → 2) ≈ target pairs | saturation k |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        cb = r["given_contains_best"] or {}
         lines.append(
             f"| {r['model']} {r['method']} | {r['pool']} | {REGIME_SHORT.get(r['regime'], r['regime'])} "
             f"| {r['target_class']} ({r['n_targets']}) | **{signed(r['slope'])}** "
             f"{interval(*r['ci'])} | {interval(*r['boot_ci'])} "
-            f"| {r['saturation_k'] if r['saturation_k'] is not None else 'not reached'} "
-            f"| {signed(r['gap_best'])} | {signed(r['gap_mean'])} | {signed(r['add_one_gain'])} |")
+            f"| {_with_ci(cb.get('slope'), [cb.get('ci_low'), cb.get('ci_high')])} "
+            f"| {_with_ci(r['gap_best_equal'], r['gap_best_equal_ci'])} "
+            f"| {_with_ci(r['add_one_not_best'], r['add_one_not_best_ci'])} "
+            f"| {_with_ci(r['add_one_new_best'], r['add_one_new_best_ci'])} "
+            f"| {pairs_text(r['exchange_pairs'], r['exchange_pairs_ci'], r['exchange_max_shots'])} "
+            f"| {r['saturation_k'] if r['saturation_k'] is not None else 'not shown'} |")
     return "\n".join(lines)
-
-
-# -- correlations -------------------------------------------------------------------------------
-def _r_ci(r: float, n: int, spearman: bool) -> tuple[float, float]:
-    """Fisher-z CI; for Spearman with the Bonett–Wright variance 1.06/(n−3)."""
-    if n <= 4 or not np.isfinite(r) or abs(r) >= 1:
-        return math.nan, math.nan
-    se = math.sqrt((1.06 if spearman else 1.0) / (n - 3))
-    z = math.atanh(r)
-    return math.tanh(z - 1.96 * se), math.tanh(z + 1.96 * se)
-
-
-def correlation_table(features: pd.DataFrame, score: pd.Series) -> pd.DataFrame:
-    """Pearson and Spearman correlation of each feature with the score, with 95% CIs and n."""
-    rows = []
-    for col in features.columns:
-        x = features[col].to_numpy(float)
-        y = score.to_numpy(float)
-        ok = np.isfinite(x) & np.isfinite(y)
-        n = int(ok.sum())
-        if n < 5 or np.nanstd(x[ok]) == 0:
-            continue
-        pr, pp = stats.pearsonr(x[ok], y[ok])
-        sr, sp = stats.spearmanr(x[ok], y[ok])
-        plo, phi = _r_ci(float(pr), n, False)
-        slo, shi = _r_ci(float(sr), n, True)
-        rows.append({"feature": col, "n": n, "pearson": float(pr), "pearson_ci": (plo, phi),
-                     "pearson_p": float(pp), "spearman": float(sr), "spearman_ci": (slo, shi),
-                     "spearman_p": float(sp)})
-    out = pd.DataFrame(rows)
-    if len(out):
-        out = out.reindex(out["spearman"].abs().sort_values(ascending=False).index)
-    return out.reset_index(drop=True)
