@@ -156,7 +156,7 @@ def cv_table(card: Mapping[str, Any]) -> str:
 def _best_reference(r: Mapping[str, Any]) -> str:
     """'3.52 (3-feature entropy OLS)': the best reference predictor of a report row."""
     refs = {k[4:]: v for k, v in r.items() if k.startswith("mae_") and k[4:] not in
-            ("mm_mean", "mm_class_mean", "target_mean") and v is not None}
+            ("mm_mean", "mm_class_mean", "target_mean", "shifted_profiles") and v is not None}
     if not refs:
         return "–"
     best = min(refs, key=refs.get)

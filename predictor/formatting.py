@@ -62,7 +62,8 @@ BASELINE_LABELS: dict[str, str] = {
     "relatives_featural": "measured relatives (featural)",
     "relatives_model": "measured relatives (model space)",
     "entropy_ols": "3-feature entropy OLS",
-    "litmus_gbm": "LITMUS-style boosted trees"}
+    "litmus_gbm": "LITMUS-style boosted trees",
+    "shifted_profiles": "predictor, profiles from shifted pairs (validation)"}
 
 _DATASETS = {"xnli": "XNLI", "americas_nli": "AmericasNLI"}
 _ORIGINS = {"own": "own", "sumeval2022": "SumEval 2022"}

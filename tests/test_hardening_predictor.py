@@ -266,7 +266,9 @@ def _plant(folder: Path, kind: str) -> Path:
     elif kind == "not_utf8":
         f.write_bytes(b'{"language": "\xff\xfe"}')
     elif kind == "nan":
-        f.write_text(json.dumps(_eu()).replace("1.4849553321416642", "NaN"), encoding="utf-8")
+        prof = _eu()
+        prof["label_free"]["label_entropy"] = float("nan")      # json.dumps writes NaN
+        f.write_text(json.dumps(prof), encoding="utf-8")
     elif kind == "not_json":
         f.write_text("{broken", encoding="utf-8")
     return f

@@ -57,7 +57,7 @@ def protocol_runs(models: Path, protocol: str) -> list[dict[str, Any]]:
     if protocol == "disjoint-pairs":
         return [{"profiles": models / f"profiles-disjoint-{p}",
                  "americas": _part_split("B" if p == "A" else "A")} for p in PARTS]
-    where = {"scored-pairs": models / "profiles", "shifted-pairs": models / "profiles-shifted-validation",
+    where = {"scored-pairs": models / "profiles-scored-pairs", "shifted-pairs": models / "profiles-shifted-validation",
              "text-only": models / "profiles-text-only", "none": None}[protocol]
     return [{"profiles": where, "americas": "test"}]
 

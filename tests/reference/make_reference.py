@@ -59,8 +59,9 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _frame(df: Any) -> list[dict[str, Any]]:
-    return _plain(df.to_dict("records"))
+def _frame(df: Any) -> list[dict[str, Any]] | None:
+    """A frame's records; None stays None (e.g. contributions of a non-linear model)."""
+    return None if df is None else _plain(df.to_dict("records"))
 
 
 def _cli(main: Any, argv: list[str], tmp: Path | None = None) -> dict[str, Any]:
@@ -187,11 +188,15 @@ def app_outputs() -> dict[str, Any]:
 
 
 REPORT_TABLES = ["me5-small-probe.parquet", "me5-small-probe-add-one.parquet",
-                 "me5-small-probe-shapley.parquet", "me5-small-probe-greedy.parquet"]
+                 "me5-small-probe-shapley.parquet", "me5-small-probe-greedy.parquet",
+                 "me5-small-probe-dilution.parquet", "me5-small-probe-few-shot.parquet",
+                 "me5-small-probe-dilution-centred.parquet",
+                 "me5-small-probe-few-shot-centred.parquet",
+                 "me5-small-probe-add-one-centred.parquet"]
 
 
 def report_outputs() -> dict[str, Any]:
-    """The meta-analysis (``xlt-predict report`` on the four shipped tables): summary.json and
+    """The meta-analysis (``xlt-predict report`` on the nine shipped tables): summary.json and
     report.md, with the output directory written as <out>."""
     from predictor.cli import main
     with tempfile.TemporaryDirectory() as tmp:
