@@ -94,21 +94,28 @@ def test_the_decision_never_reads_the_outer_test_rows(published_dir: Path) -> No
 
 
 def test_explanations_add_up_with_the_within_stage() -> None:
-    """The shipped unseen-target model (a Lasso plus the within-target stage): per-feature
-    contributions of the first stage plus the stage's points are the whole deviation from
-    the base, so the Recommend page's 'why' table adds up to the gap it explains."""
+    """A shipped unseen-target design with a linear first stage (ridge or lasso) and the
+    within-target stage: per-feature contributions of the first stage plus the stage's
+    points are the whole deviation from the base, so the Recommend page's 'why' table adds up
+    to the gap it explains. (A design whose first stage is trees has no contributions.)"""
     from predictor.serving import load_predictor
     p = load_predictor(str(Path(__file__).resolve().parents[1] / "models" / "predictor"))
     fm = p.feature_model()
-    rows = pd.DataFrame([{"model": "me5-small", "method": "probe", "task": "xnli",
-                          "train_config": {"en": 2490, s: 2490}, "target": t}
+    linear = [k for k, m in p.unseen.items()
+              if m.family in ("ridge", "lasso") and m.within_regs_.get(k) is not None]
+    assert linear, "no shipped design with a linear first stage and the within stage"
+    key = linear[0]
+    model_name, method = key.split("|")
+    sizes = 2490 if model_name == "me5-small" else 10000
+    rows = pd.DataFrame([{"model": model_name, "method": method, "task": "xnli",
+                          "train_config": {"en": sizes * 4, s: sizes}, "target": t}
                          for s in ("de", "hi", "zh") for t in ("yo", "eu")])
     X = p.features.transform(rows)
     within = fm.within_points(X)
     contrib = fm.contributions(X)
     assert within is not None and contrib is not None and np.abs(within).max() > 0
     meta = fm._meta(X)
-    model = p.unseen["me5-small|probe"]
+    model = p.unseen[key]
     base = model.base_.predict(None, meta)
     assert contrib.sum(axis=1) + within + base == pytest.approx(fm.predict(X), abs=1e-6)
     assert model.predict(X, meta, within=False) == pytest.approx(base + contrib.sum(axis=1),
