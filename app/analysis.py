@@ -95,11 +95,17 @@ def best_sources(summary: dict | None, mm: tuple[str, str], pool: str | None) ->
     """Target → its best single source language, as the report found it (macro-F1 singles
     of the chosen model, method and pool; every regime and class merged)."""
     out: dict[str, str] = {}
-    for e in (summary or {}).get("scaling", []):
-        if (e.get("model"), e.get("method")) == tuple(mm) and e.get("pool") == pool \
-                and e.get("metric") == "macro_f1" and e.get("design", "grid") == "grid":
-            out.update((e.get("slope_given_contains_best") or {}).get("best_sources") or {})
+    for e in _grid_estimates(summary, mm, pool):
+        out.update((e.get("slope_given_contains_best") or {}).get("best_sources") or {})
     return out
+
+
+def _grid_estimates(summary: dict | None, mm: tuple[str, str], pool: str | None) -> list[dict]:
+    """The report's macro-F1 scaling estimates of the random-set grid for one model, method
+    and pool: what the Scaling page's toggle and interval chart read."""
+    return [e for e in (summary or {}).get("scaling", [])
+            if (e.get("model"), e.get("method")) == tuple(mm) and e.get("pool") == pool
+            and e.get("metric") == "macro_f1" and e.get("design", "grid") == "grid"]
 
 
 def holds_best_source(rows: pd.DataFrame, best: dict[str, str]) -> pd.Series:
@@ -114,9 +120,7 @@ def k_mean_intervals(summary: dict | None, mm: tuple[str, str], pool: str | None
                      regimes: list[str]) -> pd.DataFrame:
     """The report's mean per k with its 95% CI per (regime, class): the curve's intervals."""
     recs = [{"regime": e["regime"], "target_class": e["target_class"], **p}
-            for e in (summary or {}).get("scaling", [])
-            if (e.get("model"), e.get("method")) == tuple(mm) and e.get("pool") == pool
-            and e.get("metric") == "macro_f1" and e.get("regime") in regimes
-            and e.get("design", "grid") == "grid" for p in e.get("per_k_mean") or []]
+            for e in _grid_estimates(summary, mm, pool) if e.get("regime") in regimes
+            for p in e.get("per_k_mean") or []]
     return pd.DataFrame(recs, columns=["regime", "target_class", "k", "mean", "ci_low",
                                        "ci_high"])
