@@ -67,6 +67,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         secs = row["compute_seconds"] or 0.0
         print(f"  {row['model']:<12} {row['method']:<9} {row['regime']:<13} "
               f"{row['cells']:>6} cells  {secs / 3600:6.2f} compute-hours")
+    if summary["by_target"]:
+        print("macro-F1 per target over finished cells (zero-shot: target not a source)")
+        print(f"  {'target':<28} {'cells':>6} {'mean':>6} {'min':>6} {'max':>6} "
+              f"{'zero-shot mean':>15}")
+        for t in summary["by_target"]:
+            zs = t["zero_shot_mean_f1"]
+            zs_txt = f"{zs:6.1f} ({t['zero_shot_cells']})" if zs is not None else "-"
+            name = f"{t['dataset']}/{t['split']} {t['language']}"
+            print(f"  {name:<28} {t['cells']:>6} {t['mean_f1']:6.1f} {t['min_f1']:6.1f} "
+                  f"{t['max_f1']:6.1f} {zs_txt:>15}")
     return 0
 
 
@@ -171,6 +181,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 summary = run_local(batch, store, workers=args.workers)
         except (StoreError, OutputError, EmbeddingCacheError) as exc:
             return _fail(str(exc))
+    if summary.phases is not None:   # where the time went: every speed-up is a ratio of these
+        print(summary.phases.report(), file=sys.stderr)
     print(f"planned {summary.planned}, skipped {summary.skipped}, done {summary.done}, "
           f"failed {summary.failed} in {summary.seconds:.0f} s; store {args.store}")
     return 1 if summary.failed else 0

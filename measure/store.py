@@ -371,7 +371,25 @@ class ResultStore:
         return {"path": str(self.path), "cells_done": cells.get("done", 0),
                 "cells_failed": cells.get("failed", 0), "result_rows": n_rows,
                 "by_model": [{"model": m, "method": me, "regime": rg, "cells": c,
-                              "compute_seconds": s} for m, me, rg, c, s in by]}
+                              "compute_seconds": s} for m, me, rg, c, s in by],
+                "by_target": self._by_target()}
+
+    def _by_target(self) -> list[dict[str, Any]]:
+        """Macro-F1 per target over the finished cells: all of them, and the zero-shot ones
+        (the target language is not among the cell's sources), so a running batch can be
+        checked for a broken target (near chance everywhere) before it ends."""
+        q = """SELECT r.target_dataset, r.target_split, r.target_language, COUNT(*),
+                      AVG(r.macro_f1), MIN(r.macro_f1), MAX(r.macro_f1),
+                      SUM(zs), AVG(CASE WHEN zs THEN r.macro_f1 END)
+               FROM (SELECT r.*, COALESCE(json_extract(c.train_config_json,
+                                  '$."' || r.target_language || '"'), 0) = 0 AS zs
+                     FROM results r JOIN cells c USING (cell_hash)
+                     WHERE c.status = 'done') r
+               GROUP BY r.target_dataset, r.target_split, r.target_language
+               ORDER BY r.target_dataset, r.target_split, r.target_language"""
+        keys = ("dataset", "split", "language", "cells", "mean_f1", "min_f1", "max_f1",
+                "zero_shot_cells", "zero_shot_mean_f1")
+        return [dict(zip(keys, row)) for row in self._con.execute(q).fetchall()]
 
     @_db_errors
     def results_frame(self) -> pd.DataFrame:

@@ -124,3 +124,42 @@ def test_resume_after_kill_9(nli_dir: Path, cache_path: Path, tmp_path: Path) ->
     assert final == reference                                          # nothing lost, same scores
     with ResultStore(store, readonly=True) as s:
         assert s.summary()["cells_done"] == n_cells
+
+
+def test_run_reports_phases_and_status_scores_per_target(nli_dir: Path, cache_path: Path,
+                                                         tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A run says where its time went (encoding with its rate, cells with the workers'
+    train/score seconds); ``status`` shows macro-F1 per target for the finished cells."""
+    from measure import cli
+    fresh = tmp_path / "emb.sqlite"               # an empty cache: the run must encode
+    batch = build_batch(SANITY, nli_dir)
+    store_path = tmp_path / "s.sqlite"
+    with ResultStore(store_path) as store:
+        summary = run_local(batch, store, workers=1, cache_path=fresh, progress=False)
+        f1 = dict(zip(store.results_frame()["target_language"], store.results_frame()["macro_f1"]))
+    ph = summary.phases
+    assert ph is not None and ph.cells == 1 and ph.texts_encoded > 4000
+    assert ph.wall["encode"] > 0 and ph.texts_per_s is not None and ph.texts_per_s > 20
+    assert ph.train_cpu > 0 and ph.score_cpu > 0 and "store" in ph.wall
+    report = ph.report()
+    assert "encoding" in report and "texts/s" in report and "train" in report
+    assert f"{ph.texts_encoded:,} texts" in report and "peak RSS" in report
+    figures = ph.as_dict()
+    assert figures["cells"] == 1 and figures["texts_per_s"] == round(ph.texts_per_s, 1)
+
+    again = run_local(batch, ResultStore(store_path), workers=1, cache_path=fresh,
+                      progress=False)
+    assert again.phases is None and again.skipped == 1   # nothing run, nothing to report
+
+    assert cli.main(["status", "--store", str(store_path)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[1]: line.split() for line in out.splitlines()
+            if line.strip().startswith(("xnli/test", "americas_nli/test"))}
+    assert set(rows) == {"en", "de", "aym"}
+    assert float(rows["de"][3]) == pytest.approx(f1["de"], abs=0.05)     # mean over 1 cell
+    assert rows["en"][-1] == "-"                    # en is a source: no zero-shot cells
+    assert float(rows["aym"][-2]) == pytest.approx(f1["aym"], abs=0.05)
+    assert cli.main(["status", "--store", str(store_path), "--json"]) == 0
+    by_target = __import__("json").loads(capsys.readouterr().out)["by_target"]
+    assert {t["language"]: t["zero_shot_cells"] for t in by_target} == {"aym": 1, "de": 1, "en": 0}

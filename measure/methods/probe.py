@@ -21,9 +21,12 @@ unlabelled text only, and never a scored row.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +43,9 @@ from tqdm.auto import tqdm
 
 from measure.cell import CellRecord, CellSpec, parse_shot_key
 from measure.encoders.embcache import EmbeddingCache
-from measure.encoders.encoder import encoder_key_for, make_encoder
+from measure.encoders.encoder import encoder_key_for, make_encoder, prepare_model_files
 from measure.methods.base import RunContext, finish
+from measure.timing import PhaseTimer
 from measure.methods.sampling import (load_split, sample_shots, sample_training, target_splits,
                                       training_frames)
 
@@ -138,28 +142,106 @@ def make_classifier(params: Mapping[str, Any], seed: int) -> Pipeline:
     return make_pipeline(StandardScaler(), clf) if p["scale"] else make_pipeline(clf)
 
 
-#: texts held in the per-process memo before it is emptied (about 0.6 GB of 384-d vectors)
-MEMO_MAX = 400_000
-_MEMO: dict[tuple[str, str, str], np.ndarray] = {}
-
-
 def vectors(cache_path: str, encoder_key: str, texts: list[str]) -> np.ndarray:
-    """Cached embeddings of ``texts``, memoised per worker process (cells share targets).
+    """Cached embeddings of ``texts``, read from the cache as stored.
 
-    The memo is bounded (``MEMO_MAX`` texts). It is keyed by the cache file too: dynamic int8 quantisation computes activation
-    scales per batch, so the same text encoded in another run's batches can differ in the
-    last digits, and each cache must be served exactly as stored.
-    """
-    cache_path = str(cache_path)
-    missing = [t for t in dict.fromkeys(texts) if (cache_path, encoder_key, t) not in _MEMO]
-    if missing and len(_MEMO) + len(missing) > MEMO_MAX:  # bounded: start afresh
-        _MEMO.clear()
-        missing = list(dict.fromkeys(texts))
-    if missing:
-        with EmbeddingCache(cache_path, encoder_key) as cache:
-            for t, vec in zip(missing, cache.get(missing)):
-                _MEMO[(cache_path, encoder_key, t)] = vec
-    return np.stack([_MEMO[(cache_path, encoder_key, t)] for t in texts])
+    Served exactly as stored: dynamic int8 quantisation computes activation scales per
+    batch, so the same text encoded in another run's batches can differ in the last
+    digits. Per-process reuse is the job of :func:`pair_vectors` (rows of a split)."""
+    with EmbeddingCache(str(cache_path), encoder_key) as cache:
+        return cache.get(list(texts))
+
+
+@dataclass
+class _SplitRows:
+    """The embedded rows of one split read so far, in row order (``have`` marks them)."""
+
+    premise: np.ndarray
+    hypothesis: np.ndarray
+    have: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.premise.nbytes + self.hypothesis.nbytes)
+
+
+#: bytes of row vectors a worker keeps (every split of the default grid: about 0.6 GB)
+SPLIT_MEMO_MAX_BYTES = 1_500_000_000
+_SPLIT_ROWS: dict[tuple[str, ...], _SplitRows] = {}
+
+
+def _split_of(frame: pd.DataFrame) -> tuple[str, str, str] | None:
+    """(dataset, language, split) when every row of ``frame`` is a row of one loaded split
+    at its own position (a ``load_split(...).iloc[idx]`` slice), else None."""
+    cols = ("dataset", "language", "split")
+    if not len(frame) or any(c not in frame.columns for c in cols):
+        return None
+    first = tuple(str(frame[c].iloc[0]) for c in cols)
+    if any((frame[c] != v).any() for c, v in zip(cols, first)):
+        return None
+    return first  # type: ignore[return-value]
+
+
+def pair_vectors(cache_path: str, encoder_key: str, frame: pd.DataFrame,
+                 data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(premise, hypothesis) embeddings of ``frame``'s rows.
+
+    Why a per-split memo: a grid's cells read the same target rows (hundreds of cells,
+    ~37k rows each) and overlapping training rows. Looking each text up in a dict of
+    vectors and stacking 75k of them cost more per cell than fitting a small probe; here a
+    split's rows are read from the cache once per worker process, kept as two arrays in
+    row order, and a cell's rows are one fancy index. Frames that are not a slice of a
+    loaded split (or without ``data_dir``) are read text by text."""
+    split = _split_of(frame) if data_dir is not None else None
+    if split is not None:
+        full = load_split(data_dir, *split)
+        pos = frame.index.to_numpy()
+        if (pos.dtype.kind in "iu" and 0 <= pos.min() and pos.max() < len(full)
+                and _same_rows(data_dir, split, full, pos, frame)):
+            entry = _split_rows(cache_path, encoder_key, data_dir, split, full, pos)
+            return entry.premise[pos], entry.hypothesis[pos]
+    return (vectors(cache_path, encoder_key, frame["premise"].tolist()),
+            vectors(cache_path, encoder_key, frame["hypothesis"].tolist()))
+
+
+_PAIR_IDS: dict[tuple[str, ...], np.ndarray | None] = {}
+
+
+def _same_rows(data_dir: str, split: tuple[str, str, str], full: pd.DataFrame,
+               pos: np.ndarray, frame: pd.DataFrame) -> bool:
+    """Whether ``frame``'s rows are rows ``pos`` of ``full``: by pair id where the split's
+    ids are unique (every shipped split: an integer compare), else by text (converting
+    an Arrow string column costs more than the rest of a target's scoring)."""
+    key = (str(data_dir), *split)
+    if key not in _PAIR_IDS:
+        ids = full["pair_id"].to_numpy() if "pair_id" in full.columns else None
+        _PAIR_IDS[key] = ids if ids is not None and len(np.unique(ids)) == len(ids) else None
+    ids = _PAIR_IDS[key]
+    if ids is not None and "pair_id" in frame.columns:
+        return bool((ids[pos] == frame["pair_id"].to_numpy()).all())
+    return all((full[c].to_numpy()[pos] == frame[c].to_numpy()).all()
+               for c in ("premise", "hypothesis"))
+
+
+def _split_rows(cache_path: str, encoder_key: str, data_dir: str, split: tuple[str, str, str],
+                full: pd.DataFrame, pos: np.ndarray) -> _SplitRows:
+    """The memo entry of ``split`` with (at least) rows ``pos`` read from the cache."""
+    key = (str(cache_path), encoder_key, str(data_dir), *split)
+    entry = _SPLIT_ROWS.get(key)
+    need = np.unique(pos if entry is None else pos[~entry.have[pos]])
+    if not len(need):
+        return entry  # type: ignore[return-value]
+    u = vectors(cache_path, encoder_key, full["premise"].iloc[need].tolist())
+    v = vectors(cache_path, encoder_key, full["hypothesis"].iloc[need].tolist())
+    if entry is None:
+        if sum(e.nbytes for e in _SPLIT_ROWS.values()) > SPLIT_MEMO_MAX_BYTES:
+            _SPLIT_ROWS.clear()                       # bounded: start afresh
+        n, dim = len(full), u.shape[1]
+        entry = _SplitRows(np.zeros((n, dim), np.float32), np.zeros((n, dim), np.float32),
+                           np.zeros(n, bool))
+        _SPLIT_ROWS[key] = entry
+    entry.premise[need], entry.hypothesis[need], entry.have[need] = u, v, True
+    return entry
 
 
 def split_vectors(cache_path: str, encoder_key: str, data_dir: str, dataset: str,
@@ -167,14 +249,8 @@ def split_vectors(cache_path: str, encoder_key: str, data_dir: str, dataset: str
                   ) -> tuple[np.ndarray, np.ndarray]:
     """(premise, hypothesis) embeddings of a split's rows ``idx`` (all rows when None)."""
     frame = load_split(data_dir, dataset, language, split)
-    return pair_vectors(cache_path, encoder_key, frame if idx is None else frame.iloc[idx])
-
-
-def pair_vectors(cache_path: str, encoder_key: str,
-                 frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(premise, hypothesis) embeddings of ``frame``'s rows, from the cache."""
-    return (vectors(cache_path, encoder_key, frame["premise"].tolist()),
-            vectors(cache_path, encoder_key, frame["hypothesis"].tolist()))
+    return pair_vectors(cache_path, encoder_key, frame if idx is None else frame.iloc[idx],
+                        data_dir)
 
 
 def centring_split(cell: CellSpec, dataset: str) -> str:
@@ -266,7 +342,7 @@ def language_mean(ctx: RunContext, dataset: str, language: str, split: str) -> n
 def features(cell: CellSpec, ctx: RunContext, frame: pd.DataFrame) -> np.ndarray:
     """Pair features of ``frame``'s rows (one dataset and language, as every frame a cell
     reads is), centred on the language's mean when the cell's probe says so."""
-    u, v = pair_vectors(ctx.cache_path, ctx.encoder_key, frame)
+    u, v = pair_vectors(ctx.cache_path, ctx.encoder_key, frame, ctx.data_dir)
     if cell.params.get("centre", "none") == "language" and len(frame):
         ds, lang = str(frame["dataset"].iloc[0]), str(frame["language"].iloc[0])
         mean = language_mean(ctx, ds, lang, centring_split(cell, ds))
@@ -274,11 +350,66 @@ def features(cell: CellSpec, ctx: RunContext, frame: pd.DataFrame) -> np.ndarray
     return pair_features(u, v)
 
 
-def run(cell: CellSpec, ctx: RunContext) -> CellRecord:
-    """Fit the probe on the sampled sources (and target shots); score every target.
-    Embeddings must be cached."""
-    started = time.time()
-    frames = training_frames(cell, ctx.data_dir, sample_training(cell, ctx.data_dir))
+#: bytes of scored rows' features a worker keeps (the default grid's 22 targets: 0.23 GB)
+SCORING_MEMO_MAX_BYTES = 600_000_000
+_SCORING: dict[tuple[Any, ...], np.ndarray] = {}
+
+
+def scoring_features(cell: CellSpec, ctx: RunContext, frame: pd.DataFrame) -> np.ndarray:
+    """:func:`features` of a target's scored rows, memoised per worker.
+
+    Why: every cell of a grid scores the same target rows (about 37k pairs on the default
+    grid), and building their [u, v, |u−v|, u·v] matrix cost more per cell than scoring
+    it. The key holds everything the features depend on: the cache and encoder, the rows
+    (split and positions) and the centring (a centred probe subtracts the language's mean
+    of the split :func:`centring_split` names for this cell)."""
+    split = _split_of(frame)
+    if split is None:
+        return features(cell, ctx, frame)
+    centre = cell.params.get("centre", "none")
+    centring = centring_split(cell, split[0]) if centre == "language" else ""
+    rows = hashlib.sha1(np.ascontiguousarray(frame.index.to_numpy(), np.int64)).hexdigest()
+    key = (ctx.cache_path, ctx.encoder_key, ctx.data_dir, *split, rows, centre, centring)
+    if key not in _SCORING:
+        X = features(cell, ctx, frame)
+        if sum(x.nbytes for x in _SCORING.values()) + X.nbytes > SCORING_MEMO_MAX_BYTES:
+            _SCORING.clear()                          # bounded: start afresh
+        X.setflags(write=False)
+        _SCORING[key] = X
+    return _SCORING[key]
+
+
+#: fitted probes a worker keeps, by what they were fitted on (:func:`fit_key`)
+FIT_MEMO_MAX = 2048
+_FITS: OrderedDict[str, Pipeline] = OrderedDict()
+
+
+def fit_key(cell: CellSpec, ctx: RunContext, frames: list[pd.DataFrame]) -> str:
+    """What a probe's fit depends on: the rows it trains on (split and row positions of each
+    frame, in order), the features' source (encoder, centring) and the ``[probe]`` table.
+
+    The seed is part of it only where it changes the fit: it draws the rows (already in
+    the key) and seeds the MLP; logistic regression's lbfgs solver does not use it. So the
+    default grid's single sources, whose every seed and both budget regimes train on the
+    whole split, are one fit, not six."""
+    h = hashlib.sha256()
+    p = {**DEFAULT_PROBE, **cell.params}
+    seed = cell.seed if p["classifier"] != "logreg" else None
+    h.update(json.dumps([ctx.cache_path, ctx.encoder_key, ctx.data_dir, cell.train_dataset,
+                         cell.train_split, sorted(p.items()), seed]).encode())
+    for frame in frames:
+        h.update(json.dumps([str(frame[c].iloc[0]) if len(frame) else ""
+                             for c in ("dataset", "language", "split")]).encode())
+        h.update(np.ascontiguousarray(frame.index.to_numpy(), dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def fitted_probe(cell: CellSpec, ctx: RunContext, frames: list[pd.DataFrame]) -> Pipeline:
+    """The probe fitted on ``frames`` (memoised per worker by :func:`fit_key`)."""
+    key = fit_key(cell, ctx, frames)
+    if key in _FITS:
+        _FITS.move_to_end(key)
+        return _FITS[key]
     X = np.vstack([features(cell, ctx, frame) for frame in frames])
     y = np.concatenate([frame["label"].to_numpy() for frame in frames])
     clf = make_classifier(cell.params, int(cell.seed))
@@ -286,15 +417,32 @@ def run(cell: CellSpec, ctx: RunContext) -> CellRecord:
     # the thread count would otherwise change the scores (local vs Ray vs another machine).
     with threadpool_limits(1):
         clf.fit(X, y)
+    _FITS[key] = clf
+    while len(_FITS) > FIT_MEMO_MAX:
+        _FITS.popitem(last=False)
+    return clf
+
+
+def run(cell: CellSpec, ctx: RunContext) -> CellRecord:
+    """Fit the probe on the sampled sources (and target shots); score every target.
+    Embeddings must be cached."""
+    started = time.time()
+    frames = training_frames(cell, ctx.data_dir, sample_training(cell, ctx.data_dir))
+    clf = fitted_probe(cell, ctx, frames)
+    with threadpool_limits(1):
         return finish(cell, ctx, started, time.time() - started,
-                      lambda f: clf.predict(features(cell, ctx, f)))
+                      lambda f: clf.predict(scoring_features(cell, ctx, f)))
 
 
 def prepare(model: str, cells: list[CellSpec], data_dir: str, cache_path: Path, *,
-            progress: bool = True) -> dict[str, str]:
-    """Encode every text the cells read that the cache lacks, once; {backend: encoder key}."""
+            progress: bool = True, timer: PhaseTimer | None = None) -> dict[str, str]:
+    """Encode every text the cells read that the cache lacks, once; {backend: encoder key}.
+    ``timer`` gets the model build/export and the encoding as separate phases."""
+    timer = timer or PhaseTimer()
     keys: dict[str, str] = {}
     for backend in sorted({c.backend for c in cells}):
+        with timer.phase("model"):          # the key needs the checkpoint: built in a child
+            prepare_model_files(model, backend, checkpoint_only=True)
         key = encoder_key_for(model, backend)
         keys[backend] = key
         texts = texts_for_batch([c for c in cells if c.backend == backend], data_dir)
@@ -304,12 +452,30 @@ def prepare(model: str, cells: list[CellSpec], data_dir: str, cache_path: Path, 
                 print(f"embeddings: {len(texts) - len(todo)} of {len(texts)} texts cached, "
                       f"encoding {len(todo)} with {model} ({backend})", file=sys.stderr)
             if todo:
-                enc = make_encoder(model, backend)
-                bar = tqdm(total=len(todo), desc="encode", unit="text", disable=not progress,
-                           smoothing=0.05)
-                for start in range(0, len(todo), 4096):
-                    part = todo[start:start + 4096]
-                    cache.put(part, enc.encode(part))
-                    bar.update(len(part))
-                bar.close()
+                with timer.phase("model"):
+                    prepare_model_files(model, backend)   # one-time steps, in child processes
+                    enc = make_encoder(model, backend)
+                timer.texts_encoded += len(todo)
+                with timer.phase("encode"):
+                    _encode_into(cache, enc, todo, progress)
     return keys
+
+
+#: texts tokenised, encoded and stored at a time (a crash keeps the chunks already stored)
+ENCODE_CHUNK = 4096
+
+
+def _encode_into(cache: EmbeddingCache, enc: Any, todo: list[str], progress: bool) -> None:
+    """Encode ``todo`` and store it, chunk by chunk, in first-seen order.
+
+    The order stays as it was: with dynamic int8 quantisation a text's vector depends
+    (in the last digits) on the batch it was encoded in, so reordering would move every
+    cell's F1 a little. Sorting the whole batch by length was measured at +3% texts/s
+    (docs/benchmarks.md), not worth vectors that differ from every earlier cache's."""
+    bar = tqdm(total=len(todo), desc="encode", unit="text", disable=not progress,
+               smoothing=0.05)
+    for start in range(0, len(todo), ENCODE_CHUNK):
+        part = todo[start:start + ENCODE_CHUNK]
+        cache.put(part, enc.encode(part))
+        bar.update(len(part))
+    bar.close()

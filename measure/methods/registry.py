@@ -17,8 +17,9 @@ from typing import Any
 from measure.cell import CellRecord, CellSpec
 from measure.methods import finetune, probe, seq2seq
 from measure.methods.base import RunContext
+from measure.timing import PhaseTimer
 
-#: prepare(model, cells, data_dir, cache_path, progress=...) -> {backend: encoder key}
+#: prepare(model, cells, data_dir, cache_path, progress=..., timer=...) -> {backend: encoder key}
 Prepare = Callable[..., dict[str, str]]
 
 
@@ -34,12 +35,13 @@ class Method:
     prepare: Prepare | None = None                   # embeds texts for the batch before any cell
 
     def embed(self, model: str, cells: list[CellSpec], data_dir: str, cache_path: Path, *,
-              progress: bool = True) -> dict[str, str]:
-        """Run ``prepare`` for this method's cells ({backend: encoder key}; {} without it)."""
+              progress: bool = True, timer: PhaseTimer | None = None) -> dict[str, str]:
+        """Run ``prepare`` for this method's cells ({backend: encoder key}; {} without it);
+        ``timer`` receives its phases (model export, encoding)."""
         mine = [c for c in cells if c.method == self.name]
         if self.prepare is None or not mine:
             return {}
-        return self.prepare(model, mine, data_dir, cache_path, progress=progress)
+        return self.prepare(model, mine, data_dir, cache_path, progress=progress, timer=timer)
 
 
 METHODS: dict[str, Method] = {

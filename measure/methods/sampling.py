@@ -154,14 +154,21 @@ def target_splits(tgt: Target, frame: pd.DataFrame, cap: int) -> list[tuple[str,
 
 def target_rows(cell: CellSpec, data_dir: str) -> list[tuple[str, str, str, pd.DataFrame]]:
     """[(dataset, language, split, rows)] for every target language (and part) of the
-    cell, capped."""
+    cell, capped. The same rows for every cell with the same targets and cap, so they are
+    cut once per process (a grid's cells share them); treat the frames as read-only."""
+    return list(_target_rows(data_dir, tuple(cell.targets), int(cell.eval_cap)))
+
+
+@lru_cache(maxsize=16)
+def _target_rows(data_dir: str, targets: tuple[Target, ...],
+                 eval_cap: int) -> tuple[tuple[str, str, str, pd.DataFrame], ...]:
     out = []
-    for tgt in cell.targets:
+    for tgt in targets:
         for lang in tgt.languages:
             frame = load_split(data_dir, tgt.dataset, lang, tgt.split)
             out += [(tgt.dataset, lang, name, frame.iloc[idx])
-                    for name, idx in target_splits(tgt, frame, cell.eval_cap)]
-    return out
+                    for name, idx in target_splits(tgt, frame, eval_cap)]
+    return tuple(out)
 
 
 def balanced_draw(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
