@@ -11,23 +11,25 @@ worker that dies mid-cell (OOM kill, preempted node) costs only a retry of that 
 (``max_retries=3``), not the batch. Exceptions *inside* a cell are not retried: they are
 stored as a failed cell and rerun on the next ``xlt-measure run``, like the local engine.
 
-Multi-node clusters — what every node must see at the same path:
+Multi-node clusters — what every node needs:
 
-* the NLI data directory (``--data-dir`` / ``$XLT_DATA_DIR``), read by every task;
-* the embedding cache: set ``XLT_CACHE_DIR`` to a directory on a shared filesystem
-  before starting the driver (the driver resolves the path and passes it to the tasks).
-  The driver writes it once, the tasks only read it. It is SQLite in WAL mode, which
-  needs a filesystem with working POSIX locks and shared memory maps (a local disk,
-  Lustre, GPFS, CephFS; many NFS setups are *not* safe) — on NFS, prepare the cache
-  once, then copy it to the same local path on every node;
+* the NLI data directory (``--data-dir`` / ``$XLT_DATA_DIR``) at the same path, read by
+  every task;
 * the ``xlt`` package, installed in every node's Python environment (or shipped with
   ``ray.init(runtime_env={"working_dir": ...})`` by starting Ray yourself first).
+
+The embedding cache needs no sharing: the driver embeds every text once into its cache and
+puts the vectors the cells read into Ray's object store; the first cell on each node
+copies the ones that node's cache (the driver's path, or ``$XLT_NODE_CACHE_DIR``) lacks
+(:mod:`measure.running.node_cache`). A node on the driver's machine or on shared storage
+finds them there and copies nothing. docs/cluster.md has the recipe for a real cluster.
 
 The results store is written by the driver only, so it never needs to be shared.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -44,16 +46,43 @@ from measure.methods.registry import get_method, run_cell
 from measure.running.config import Batch
 from measure.running.engine import (Recorder, RunSummary, check_cache_dir, cheap_first, plan,
                                     prepare_cells)
+from measure.running.node_cache import build_packs, ensure_vectors
 from measure.store import ResultStore
+from measure.timing import PhaseTimer
 
 
 class RayEngineError(RuntimeError):
     """Ray could not be started or reached; the message says what to check."""
 
 
+#: a node's own embedding-cache directory when it must not use the driver's path (set in
+#: the node's environment before ``ray start``; the test cluster uses it to give each node
+#: of one machine a cache of its own, as separate machines have)
+NODE_CACHE_ENV = "XLT_NODE_CACHE_DIR"
+
+
+def node_cache_path(driver_cache: str) -> str:
+    """The embedding cache a cell reads on this node: ``$XLT_NODE_CACHE_DIR`` if set, else
+    the driver's path (a local file of the same name on another machine, or the driver's
+    own file on the same machine or shared storage)."""
+    node_dir = os.environ.get(NODE_CACHE_ENV)
+    return str(Path(node_dir) / Path(driver_cache).name) if node_dir else driver_cache
+
+
 @ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)
-def _cell_task(cell: CellSpec, ctx: RunContext) -> CellRecord:
-    """One cell on a Ray worker (Ray sets OMP_NUM_THREADS to the task's num_cpus)."""
+def _cell_task(cell: CellSpec, ctx: RunContext, packs: dict[str, ray.ObjectRef]) -> CellRecord:
+    """One cell on a Ray worker (Ray sets OMP_NUM_THREADS to the task's num_cpus). The
+    node's cache first gets the batch's vectors it lacks (:mod:`measure.running.node_cache`;
+    ``packs`` is a dict, so Ray passes the references unresolved)."""
+    if packs:
+        local = node_cache_path(ctx.cache_path)
+        try:
+            ensure_vectors(local, packs, ray.get)
+        except Exception as exc:  # noqa: BLE001 - stored as a failed cell, rerun next time
+            return CellRecord(config=cell, status="failed",
+                              error=f"could not copy the batch's vectors into this node's "
+                                    f"embedding cache {local}: {type(exc).__name__}: {exc}")
+        ctx = dataclasses.replace(ctx, cache_path=local)
     return run_cell(cell, ctx)
 
 
@@ -183,26 +212,34 @@ def run_ray(batch: Batch, store: ResultStore, *, address: str | None = None,
     process, that instance is used. Only an instance started here is shut down.
     """
     t0 = time.time()
+    timer = PhaseTimer()
     if address and not ray.is_initialized():
         _check_reachable(address)  # before minutes of embedding, not after
     cache_path = Path(cache_path or default_cache_path())
-    todo, skipped = plan(batch, store, progress=progress, engine=" (Ray)")
+    with timer.phase("plan"):
+        todo, skipped = plan(batch, store, progress=progress, engine=" (Ray)")
     if not todo:
         return RunSummary(len(batch.cells), skipped, 0, 0, time.time() - t0)
     check_cache_dir(cache_path)   # a bad XLT_CACHE_DIR fails now, not after the embedding
     # embed in the driver before starting Ray: the encoder gets every core
-    keys = prepare_cells(batch, todo, cache_path, progress=progress)
+    keys = prepare_cells(batch, todo, cache_path, progress=progress, timer=timer)
     started = _connect(address, num_cpus)
     try:
-        done, failed = _drive(todo, batch, store, str(cache_path), keys, progress)
+        with timer.phase("cells"):
+            # the vectors go to the object store once; each node copies what it lacks
+            packs = {p.digest: ray.put(p)
+                     for p in build_packs(todo, str(batch.data_dir), cache_path, keys)}
+            done, failed = _drive(todo, batch, store, str(cache_path), keys, progress, timer,
+                                  packs)
     finally:
         if started:
             ray.shutdown()
-    return RunSummary(len(batch.cells), skipped, done, failed, time.time() - t0)
+    return RunSummary(len(batch.cells), skipped, done, failed, time.time() - t0, timer)
 
 
 def _drive(todo: list[CellSpec], batch: Batch, store: ResultStore, cache_path: str,
-           keys: dict[str, str], progress: bool) -> tuple[int, int]:
+           keys: dict[str, str], progress: bool, timer: PhaseTimer | None = None,
+           packs: dict[str, ray.ObjectRef] | None = None) -> tuple[int, int]:
     """Submit a bounded window of tasks, store each result as it arrives."""
     resources = ray.cluster_resources()
     has_gpu = resources.get("GPU", 0) > 0
@@ -214,7 +251,8 @@ def _drive(todo: list[CellSpec], batch: Batch, store: ResultStore, cache_path: s
         fn = _cell_task
         if has_gpu and get_method(cell.method).needs_gpu:
             fn = _cell_task.options(num_gpus=1)
-        return fn.remote(cell, RunContext(data_dir, cache_path, keys.get(cell.backend, "")))
+        return fn.remote(cell, RunContext(data_dir, cache_path, keys.get(cell.backend, "")),
+                         packs or {})
 
     queue = iter(todo)
     inflight: dict[ray.ObjectRef, CellSpec] = {}
@@ -222,7 +260,7 @@ def _drive(todo: list[CellSpec], batch: Batch, store: ResultStore, cache_path: s
         inflight[submit(cell)] = cell
         if len(inflight) >= window:
             break
-    with Recorder(store, len(todo), progress) as record:
+    with Recorder(store, todo, progress, timer) as record:
         while inflight:
             ready, _ = ray.wait(list(inflight), num_returns=1)
             for ref in ready:
