@@ -79,13 +79,35 @@ def _alive_nodes() -> list[dict[str, Any]]:
     return [n for n in ray.nodes() if n["Alive"]]
 
 
-def _wait_for_nodes(n: int, timeout: float = 90.0) -> None:
+def _connect_driver(address: str, timeout: float = 60.0) -> None:
+    """``ray.init`` to the head once its GCS answers (it takes seconds to come up)."""
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        if len(_alive_nodes()) >= n:
+    while True:
+        try:
+            ray.init(address=address, log_to_driver=False)
             return
+        except (ConnectionError, RuntimeError):
+            if time.time() > deadline:
+                raise
+            time.sleep(2)
+
+
+def _wait_for_nodes(n: int, proc: subprocess.Popen[bytes], timeout: float = 90.0,
+                    raise_: bool = True) -> bool:
+    """True once ``n`` nodes are alive; a ``ray start`` that exited first is a failure
+    (raised with its stderr, or False when the caller retries)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if len(_alive_nodes()) >= n:
+            return True
         time.sleep(0.5)
-    raise AssertionError(f"only {len(_alive_nodes())} of {n} Ray nodes came up")
+    if not raise_:
+        return False
+    err = ""
+    if proc.poll() is not None and proc.stderr is not None:
+        err = proc.stderr.read().decode(errors="replace")[-3000:]
+    raise AssertionError(f"only {len(_alive_nodes())} of {n} Ray nodes came up "
+                         f"(ray start exit code {proc.poll()}): {err}")
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +117,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     if not Path(RAY_BIN).exists():
         pytest.skip("the ray command is not installed beside this Python")
     port = _free_port()
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
+    home = tmp_path_factory.mktemp("ray-home")   # no ~/.ray token of the user's is read
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1", "HOME": str(home),
+           "RAY_AUTH_MODE": "disabled",
            # every node must find the data and the embedding cache at the same paths
            "XLT_CACHE_DIR": str(default_cache_path().parent)}
     head = _ray_start("--head", f"--port={port}", "--num-cpus=0", "--num-gpus=0",
@@ -103,15 +127,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     nodes: list[subprocess.Popen[bytes]] = []
     try:
         address = f"127.0.0.1:{port}"
-        time.sleep(3)
+        time.sleep(2)
         assert head.poll() is None, head.stderr.read().decode()[-2000:] if head.stderr else ""
+        _connect_driver(address)
         caches = []
         for i in range(2):      # each worker node has a cache of its own, as a machine would
             caches.append(tmp_path_factory.mktemp(f"node{i}-cache"))
-            nodes.append(_ray_start(f"--address={address}", "--num-cpus=1", "--num-gpus=0",
-                                    env={**env, NODE_CACHE_ENV: str(caches[-1])}))
-        ray.init(address=address, log_to_driver=False)
-        _wait_for_nodes(3)
+            node_env = {**env, NODE_CACHE_ENV: str(caches[-1])}
+            for attempt in range(3):    # one at a time: a 2-core machine starts them slowly
+                nodes.append(_ray_start(f"--address={address}", "--num-cpus=1",
+                                        "--num-gpus=0", env=node_env))
+                if _wait_for_nodes(2 + i, nodes[-1], raise_=attempt == 2):
+                    break
+                _kill_node(nodes.pop())
         yield {"address": address, "head": head, "nodes": nodes, "caches": caches}
     finally:
         if ray.is_initialized():
@@ -119,6 +147,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         for proc in (*nodes, head):
             _kill_node(proc, signal.SIGTERM)
             _kill_node(proc)
+        # `ray start --head` left its address for later ray.init() calls to join; the
+        # cluster is gone, so a later local instance must not try to join it
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.is_file() and str(port) in current.read_text():
+            current.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +217,9 @@ def test_worker_node_killed_mid_run_loses_no_cell(cluster: dict[str, Any], batch
         stored = store.summary()
     assert killed_at is not None and killed_at < 16, "the node was not killed mid-run"
     assert victim.poll() is not None
+    deadline = time.time() + 120                          # the GCS marks it dead after its
+    while len(_alive_nodes()) > 2 and time.time() < deadline:   # health checks fail
+        time.sleep(1)
     assert len(_alive_nodes()) == 2                       # the head and the surviving node
     s = result["summary"]
     assert (s.planned, s.done, s.failed) == (16, 16, 0)   # every cell, none failed

@@ -172,8 +172,8 @@ class Recorder:
         self.total_cost, self.cost_done = sum(cell_cost(c) for c in cells), 0
         self.bar = tqdm(total=self.total_cost, desc="cells",
                         disable=not progress, smoothing=0.05,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} "
-                                   "[{elapsed}<{remaining}]")
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+                                   "[{elapsed}<{remaining}{postfix}]")
         self._postfix()
 
     def postfix(self) -> str:
