@@ -558,26 +558,21 @@ def _build_stage(model: str, stage: str) -> None:
 
 def _missing_stages(model: str, backend: str) -> list[str]:
     """The preparation stages ``backend`` still needs: checkpoint, fp32 export, int8."""
+    precision = backend.removeprefix("ort-")
+    exports = [] if backend == "torch-fp32" else ["fp32"] + ([precision] if precision != "fp32"
+                                                             else [])
     if model == me5.ME5_MODEL_ID:
         model_dir = me5.built_checkpoint_dir()
         if model_dir is None:
-            stages = ["checkpoint"]
-            return stages if backend == "torch-fp32" else [*stages, "fp32", *(
-                [backend.removeprefix("ort-")] if backend != "ort-fp32" else [])]
-    elif not Path(model).is_dir():
-        return []                         # a hub model: downloaded and exported in-process
-    else:
+            return ["checkpoint", *exports]
+    elif Path(model).is_dir():
         model_dir = Path(model)
-    if backend == "torch-fp32":
-        return []
-    stages = []
-    if not (onnx_dir_for(str(model_dir), "fp32") / "model.onnx").is_file():
-        stages.append("fp32")
-    precision = backend.removeprefix("ort-")
-    if precision != "fp32" and not (onnx_dir_for(str(model_dir), precision)
-                                    / "model_quantized.onnx").is_file():
-        stages.append(precision)
-    return stages
+    else:
+        return []                         # a hub model: downloaded and exported in-process
+    names = {"fp32": "model.onnx"}
+    return [stage for stage in exports
+            if not (onnx_dir_for(str(model_dir), stage)
+                    / names.get(stage, "model_quantized.onnx")).is_file()]
 
 
 def prepare_model_files(model: str, backend: str = DEFAULT_BACKEND, *,
@@ -595,8 +590,9 @@ def prepare_model_files(model: str, backend: str = DEFAULT_BACKEND, *,
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
     stages = _missing_stages(model, backend)
-    for stage in stages[:1] if checkpoint_only and stages[:1] == ["checkpoint"] else (
-            [] if checkpoint_only else stages):
+    if checkpoint_only:
+        stages = [stage for stage in stages if stage == "checkpoint"]
+    for stage in stages:
         with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
             pool.submit(_build_stage, model, stage).result()
 

@@ -398,8 +398,7 @@ def fit_key(cell: CellSpec, ctx: RunContext, frames: list[pd.DataFrame]) -> str:
     h.update(json.dumps([ctx.cache_path, ctx.encoder_key, ctx.data_dir, cell.train_dataset,
                          cell.train_split, sorted(p.items()), seed]).encode())
     for frame in frames:
-        h.update(json.dumps([str(frame[c].iloc[0]) if len(frame) else ""
-                             for c in ("dataset", "language", "split")]).encode())
+        h.update(json.dumps(_split_of(frame)).encode())
         h.update(np.ascontiguousarray(frame.index.to_numpy(), dtype=np.int64).tobytes())
     return h.hexdigest()
 

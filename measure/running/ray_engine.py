@@ -226,9 +226,11 @@ def run_ray(batch: Batch, store: ResultStore, *, address: str | None = None,
     started = _connect(address, num_cpus)
     try:
         with timer.phase("cells"):
-            # the vectors go to the object store once; each node copies what it lacks
-            packs = {p.digest: ray.put(p)
-                     for p in build_packs(todo, str(batch.data_dir), cache_path, keys)}
+            # the vectors go to the object store once; each node copies what it lacks. A
+            # local instance started here is this machine alone: its cache is the driver's
+            packs = {} if started and not address else {
+                p.digest: ray.put(p)
+                for p in build_packs(todo, str(batch.data_dir), cache_path, keys)}
             done, failed = _drive(todo, batch, store, str(cache_path), keys, progress, timer,
                                   packs)
     finally:
