@@ -29,6 +29,19 @@ protocol but ``scored-pairs`` such lines are left out and the number is recorded
 
 A bootstrap (``bootstrap_seed``) resamples the chosen pairs with replacement: the profile's
 sampling noise, for intervals that include it.
+
+A *pairs condition* (``pairs_condition``, ``disjoint-pairs`` only) draws the pairs from the
+same never-scored candidates but breaks one condition the label-free signal relies on, to
+measure what that costs (``python -m predictor.studies.pair_conditions``):
+
+* ``skew-entailment`` / ``skew-neutral`` / ``skew-contradiction``: 80% of the pairs carry
+  that gold label, 10% each of the other two (labels are read to choose pairs, as the part
+  cut reads them to stratify; the profile never sees them);
+* ``unrelated``: each premise with the hypothesis of another pair (a derangement): the
+  same sentences, no NLI relation -- what text pairs from another task or domain look like
+  to the probes at the extreme;
+* ``size-control``: balanced pairs as drawn, at the smaller count the skewed conditions
+  can reach (the skew's effect is read against this, not against a larger profile).
 """
 
 from __future__ import annotations
@@ -49,6 +62,13 @@ from measure.profile_inputs import ProfileInputError
 
 PROTOCOLS = ("scored-pairs", "disjoint-pairs", "text-only")
 PAIRS_SOURCES = ("test", "validation")
+#: what a pairs condition does to the drawn pairs (see the module docstring)
+PAIRS_CONDITIONS = ("as-drawn", "skew-entailment", "skew-neutral", "skew-contradiction",
+                    "unrelated", "size-control")
+#: the share of the pairs that carry the skewed label; the rest split evenly
+SKEW_SHARE = 0.8
+#: gold label ids in the data files (measure.knowledge.nli.LABELS order)
+LABEL_IDS = {"entailment": 0, "neutral": 1, "contradiction": 2}
 #: the eval_cap every XNLI target of the grids is scored with (measure/configs/default.toml)
 SCORED_EVAL_CAP = 2000
 #: AmericasNLI test sets are cut in this many parts (the batch configs' ``parts = 2``)
@@ -68,6 +88,7 @@ class ProfileProtocol:
     part: str | None = None            # disjoint-pairs, AmericasNLI: the part profiled
     pairs_source: str = "test"         # disjoint-pairs: "validation" for shifted pairs
     bootstrap_seed: int | None = None  # resample the chosen pairs with replacement
+    pairs_condition: str = "as-drawn"  # disjoint-pairs: break a condition (skew, unrelated)
 
     def check(self, languages: tuple[str, ...] = XNLI_TARGETS + AMERICAS) -> None:
         """Refuse a combination that means nothing, naming the fix (before any work)."""
@@ -83,6 +104,13 @@ class ProfileProtocol:
         if self.pairs_source == "validation" and self.part:
             raise ProfileInputError("--part cuts the test split; --pairs-source validation "
                                     "reads no test pair: leave out --part")
+        if self.pairs_condition not in PAIRS_CONDITIONS:
+            raise ProfileInputError(f"--pairs-condition {self.pairs_condition!r}: use one of "
+                                    f"{', '.join(PAIRS_CONDITIONS)}")
+        if self.pairs_condition != "as-drawn" and (self.name != "disjoint-pairs"
+                                                   or self.pairs_source != "test"):
+            raise ProfileInputError("--pairs-condition applies to --protocol disjoint-pairs "
+                                    "with test pairs only (pairs that are never scored)")
         if self.name == "text-only" and self.bootstrap_seed is not None:
             raise ProfileInputError("--bootstrap-seed resamples pairs; --protocol text-only "
                                     "has none: leave it out")
@@ -105,6 +133,8 @@ class ProfileProtocol:
                 "text-only": "text-only"}[self.name]
         if self.pairs_source == "validation":
             base = "shifted-validation"
+        if self.pairs_condition != "as-drawn":
+            base += f"-{self.pairs_condition}"
         if self.part:
             base += f"-{self.part}"
         return base + (f"-boot{self.bootstrap_seed}" if self.bootstrap_seed is not None else "")
@@ -116,7 +146,10 @@ class ProfileProtocol:
         return {"protocol": self.label, "protocol_tag": self.tag, "part": part,
                 "scored_against": scored_against(dataset, part),
                 "pairs_source": None if self.name == "text-only" else self.pairs_source,
-                "bootstrap_seed": self.bootstrap_seed}
+                "bootstrap_seed": self.bootstrap_seed,
+                # only when set: the shipped profiles' provenance stays as it was built
+                **({"pairs_condition": self.pairs_condition}
+                   if self.pairs_condition != "as-drawn" else {})}
 
 
 def profile_tag(profile: dict[str, Any]) -> str:
@@ -237,13 +270,56 @@ def profile_pairs(data_dir: Path, dataset: str, language: str, protocol: Profile
     drawn from those with replacement."""
     rows, where = candidate_pairs(data_dir, dataset, language, protocol)
     rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(rows), min(n_pairs, len(rows)), replace=False))
-    rows = rows.iloc[idx]
+    if protocol.pairs_condition == "as-drawn":
+        idx = np.sort(rng.choice(len(rows), min(n_pairs, len(rows)), replace=False))
+        rows = rows.iloc[idx]
+    else:
+        rows = condition_rows(rows, protocol.pairs_condition, n_pairs, rng)
+        where += f", condition {protocol.pairs_condition}"
     what = f"{where} (labels dropped, {len(rows)} pairs, seed {seed}"
     if protocol.bootstrap_seed is not None:
         rows = bootstrap_rows(rows, protocol.bootstrap_seed)
         what += f", bootstrap resample seed {protocol.bootstrap_seed}"
     return rows, what + ")"
+
+
+def condition_count(labels: np.ndarray, n_pairs: int) -> int:
+    """How many pairs every condition of one target draws: the most that an 80% skew
+    towards its *rarest* label allows (so all conditions, the size control included, have
+    the same count), at most ``n_pairs``."""
+    rarest = min(int(np.sum(labels == v)) for v in LABEL_IDS.values())
+    return int(min(n_pairs, np.floor(rarest / SKEW_SHARE)))
+
+
+def condition_rows(rows: pd.DataFrame, condition: str, n_pairs: int,
+                   rng: np.random.Generator) -> pd.DataFrame:
+    """The candidate ``rows`` drawn under a pairs condition (module docstring), in
+    candidate order; ``unrelated`` rows carry another drawn row's hypothesis."""
+    labels = rows["label"].to_numpy()
+    n = condition_count(labels, n_pairs)
+    if condition.startswith("skew-"):
+        skewed = LABEL_IDS[condition.removeprefix("skew-")]
+        other = int(np.ceil((1 - SKEW_SHARE) * n / 2))   # so the skewed count fits (<= 0.8 n)
+        want = {v: (n - 2 * other if v == skewed else other) for v in LABEL_IDS.values()}
+        idx = np.concatenate([rng.choice(np.flatnonzero(labels == v), c, replace=False)
+                              for v, c in want.items()])
+    else:
+        idx = rng.choice(len(rows), n, replace=False)
+    out = rows.iloc[np.sort(idx)].copy()
+    if condition == "unrelated":
+        # a derangement: no pair keeps its own hypothesis, and no premise gets a hypothesis
+        # written about the same premise (XNLI has three hypotheses per premise)
+        prem = out["premise"].map(_norm).to_numpy()
+        hyp = out["hypothesis"].to_numpy()
+        for _ in range(100):
+            perm = rng.permutation(len(out))
+            if not np.any(prem[perm] == prem):
+                break
+        else:
+            raise ProfileInputError("cannot pair the premises with unrelated hypotheses: "
+                                    "too few distinct premises")
+        out["hypothesis"] = hyp[perm]
+    return out
 
 
 def bootstrap_rows(rows: pd.DataFrame, seed: int) -> pd.DataFrame:

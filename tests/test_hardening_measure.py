@@ -348,3 +348,23 @@ def test_real_pairs_look_like_nli_and_shuffled_ones_do_not(tmp_path: Path,
         perm = np.random.default_rng(0).permutation(len(pairs))
         shuffled = [(p, pairs[j][1]) for (p, _), j in zip(pairs, perm)]
         assert pairs_check(shuffled, u, v[perm])["looks_like_nli"] is False
+
+
+@pytest.mark.parametrize("lang,skewed_dir", [("de", "profiles-disjoint-skew-entailment-A"),
+                                             ("es", "profiles-disjoint-skew-entailment-A")])
+def test_skewed_pairs_get_a_note_and_balanced_ones_do_not(lang: str, skewed_dir: str) -> None:
+    """The balance note reads the most even per-source probe: balanced pairs of every
+    shipped XNLI language stay above the floor; 80%-entailment pairs (built by
+    ``--pairs-condition skew-entailment``, when present) fall below it."""
+    from measure.profile import BALANCED_ENTROPY_FLOOR, balance_hint
+    models = Path(__file__).resolve().parent.parent / "models"
+    shipped = json.loads((models / "profiles" / "me5-small" / f"{lang}.json").read_text())
+    assert balance_hint(shipped["label_free_by_source"]) == []
+    skewed = models / skewed_dir / "me5-small" / f"{lang}.json"
+    by_src = (json.loads(skewed.read_text())["label_free_by_source"] if skewed.is_file() else
+              {s: {**v, "label_entropy": v["label_entropy"] - 0.15}
+               for s, v in shipped["label_free_by_source"].items()})
+    note = balance_hint(by_src)
+    assert len(note) == 1 and "roughly equal shares" in note[0]
+    assert f"{BALANCED_ENTROPY_FLOOR}" in note[0]
+    assert balance_hint({}) == [] and balance_hint(None) == []

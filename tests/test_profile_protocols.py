@@ -13,8 +13,8 @@ from _profile_fakes import ExplodingEncoder, FakeEncoder, toy_reference
 from measure.methods.sampling import eval_indices, load_split, part_indices
 from measure.profile import main
 from measure.profile_inputs import ProfileInputError, read_pairs_sample, read_text_sample
-from measure.profile_protocols import (AMERICAS, XNLI_TARGETS, ProfileProtocol, profile_pairs,
-                                       profile_text, shipped_inputs)
+from measure.profile_protocols import (AMERICAS, PAIRS_CONDITIONS, XNLI_TARGETS, ProfileProtocol,
+                                       profile_pairs, profile_text, shipped_inputs)
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "models" / "profiles" / "me5-small"
@@ -95,6 +95,34 @@ def test_shifted_text_only_and_bootstrap(nli_dir: Path, tmp_path: Path) -> None:
     assert boot.tag == "disjoint-A-boot3"
 
 
+@pytest.mark.parametrize("dataset,lang,part", [("xnli", "ur", None), ("americas_nli", "tar", "A")])
+def test_pair_conditions_break_one_condition_on_never_scored_pairs(
+        nli_dir: Path, dataset: str, lang: str, part: str | None) -> None:
+    """Skewed conditions: 80% one gold label, the same count as the size control; unrelated:
+    the control's pairs with hypotheses moved to other premises; all from the candidates
+    of the as-drawn protocol (never scored)."""
+    drawn = {c: profile_pairs(nli_dir, dataset, lang, ProfileProtocol(
+        "disjoint-pairs", part=part, pairs_condition=c))[0] for c in PAIRS_CONDITIONS}
+    pool = set(profile_pairs(nli_dir, dataset, lang, ProfileProtocol(
+        "disjoint-pairs", part=part), n_pairs=100_000)[0]["pair_id"])
+    n = len(drawn["size-control"])
+    assert 100 < n < len(drawn["as-drawn"])
+    for label, name in enumerate(("entailment", "neutral", "contradiction")):
+        rows = drawn[f"skew-{name}"]
+        shares = rows["label"].value_counts(normalize=True)
+        assert len(rows) == n and abs(shares[label] - 0.8) < 0.01
+        assert set(rows["pair_id"]) <= pool
+    control, unrelated = drawn["size-control"], drawn["unrelated"]
+    assert set(unrelated["pair_id"]) == set(control["pair_id"]) <= pool
+    assert list(unrelated["premise"]) == list(control["premise"])
+    assert sorted(unrelated["hypothesis"]) == sorted(control["hypothesis"])
+    # no premise keeps a hypothesis written about it (XNLI: 3 per premise)
+    written = control.groupby("premise")["hypothesis"].agg(set)
+    assert not any(h in written[p] for p, h in zip(unrelated["premise"], unrelated["hypothesis"]))
+    tag = ProfileProtocol("disjoint-pairs", part=part, pairs_condition="unrelated").tag
+    assert tag == "disjoint-unrelated" + (f"-{part}" if part else "")
+
+
 def test_profile_text_drops_lines_a_scored_row_holds(nli_dir: Path) -> None:
     lines, dropped = profile_text(nli_dir, "xnli", "ur", DISJOINT_A, n_lines=10_000)
     same, none = profile_text(nli_dir, "xnli", "ur", ProfileProtocol(), n_lines=10_000)
@@ -112,6 +140,10 @@ def test_profile_text_drops_lines_a_scored_row_holds(nli_dir: Path) -> None:
     ({"name": "disjoint-pairs", "pairs_source": "validation", "part": "A"}, "leave out --part"),
     ({"name": "magic"}, "use one of"),
     ({"name": "disjoint-pairs", "part": "C"}, "use A or B"),
+    ({"name": "disjoint-pairs", "pairs_condition": "skew-up"}, "use one of"),
+    ({"name": "scored-pairs", "pairs_condition": "unrelated"}, "with test pairs only"),
+    ({"name": "disjoint-pairs", "pairs_source": "validation", "pairs_condition": "unrelated"},
+     "with test pairs only"),
 ])
 def test_protocol_combinations_that_mean_nothing_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ProfileInputError, match=message):
