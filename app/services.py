@@ -51,7 +51,7 @@ METRIC_LABELS = {"macro_f1": "macro-F1", "accuracy": "accuracy"}
 
 
 PRED_COLUMNS = ["prediction", "lower", "upper", "basis", "out_of_support", "reason",
-                "pretraining", "profile"]
+                "pretraining", "profile", "pairs_skewed"]
 
 
 class ServiceError(ValueError):

@@ -231,6 +231,9 @@ class TargetResult:
     n: int
     confusion: list[list[int]]
     eval_seconds: float | None = None
+    # the per-item predictions behind the scores (measure.items.ItemPredictions), when the
+    # method scored item by item (every method does; records built by hand may not)
+    items: Any = None
 
 
 @dataclass

@@ -24,7 +24,9 @@ from measure.profile import add_profile_arguments
 from measure.running.config import ConfigError, check_model, load_batch
 from measure.running.engine import check_cache_dir, run_local
 from measure.stack import install_hint, measure_stack_problem
-from measure.store import ResultStore, StoreError, check_export_target, export_results
+from measure.items import check_items_dir
+from measure.store import (ResultStore, StoreError, check_export_target, export_items,
+                           export_results)
 
 DEFAULT_STORE = Path("results/xlt.sqlite")
 
@@ -83,13 +85,18 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     try:  # exporting onto the store (or its WAL/lock files) would destroy the results
         check_export_target(args.out, args.store)
+        if args.items is not None:
+            check_items_dir(args.items)
         with ResultStore(args.store, readonly=True) as store:
             out = export_results(store, args.out)   # atomic: a killed export keeps the old file
+            items = export_items(store, args.items) if args.items is not None else None
     except (StoreError, ValueError) as exc:          # OutputError is a ValueError
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"cannot write {args.out} ({exc.strerror or exc})")
     print(out)
+    if items is not None:
+        print(f"{items[0]} (per-item predictions of {items[1]} result rows)")
     return 0
 
 
@@ -243,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", type=Path, default=DEFAULT_STORE,
                    help=f"results store to read (default {DEFAULT_STORE}); never written")
     p.add_argument("--out", type=Path, required=True, help="output file (.parquet or .csv)")
+    p.add_argument("--items", type=Path, default=None, metavar="DIR",
+                   help="also write the per-item predictions (predictions.parquet and "
+                        "item_sets.parquet) into DIR: what an item-level bootstrap reads")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="benchmark PyTorch vs ONNX Runtime encoding and F1 drift")

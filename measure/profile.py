@@ -76,9 +76,10 @@ from measure.methods.probe import DEFAULT_PROBE, make_classifier, pair_features
 from measure.outputs import (OutputError, atomic_write_text, check_writable_dir,
                              refuse_input_as_output, same_file)
 from measure.profile_check import check
-from measure.profile_inputs import (MAX_TEXT_LINES, MIN_LINES, MIN_PAIRS, ProfileInputError,
-                                    describe_sample, pairs_check, read_pairs_sample,
-                                    read_text_sample)
+from measure.profile_inputs import (BALANCED_ENTROPY_FLOOR, MAX_TEXT_LINES, MIN_LINES,
+                                    MIN_PAIRS, ProfileInputError, describe_sample,
+                                    looks_label_skewed, most_even_entropy, pairs_check,
+                                    read_pairs_sample, read_text_sample)
 from measure.profile_protocols import (AMERICAS, PAIRS_CONDITIONS, PAIRS_SOURCES, PROTOCOLS,
                                        SCORED_PAIRS, SHIPPED_SEED, XNLI_TARGETS, ProfileProtocol,
                                        check_directory, reference_premises, shipped_inputs)
@@ -464,29 +465,22 @@ def what_it_measured(prof: dict[str, Any]) -> list[str]:
     return out
 
 
-#: the lowest "most even source probe" entropy (bits) on balanced NLI pairs over the 15
-#: measured XNLI languages (disjoint-pairs profiles: 1.576-1.585; log2 3 = 1.585 is even)
-BALANCED_ENTROPY_FLOOR = 1.57
-
-
 def balance_hint(by_src: dict[str, Any] | None) -> list[str]:
-    """A note when even the most even per-source probe predicts skewed labels.
-
-    Why: the label-free estimates read a probe's predicted-label entropy as transfer (a
-    collapsed probe transfers badly), assuming roughly balanced pairs. Pairs that are 80%
-    entailment lower every probe's entropy and the prediction with it (-4.2 macro-F1 on
-    average over the XNLI languages, ``python -m predictor.studies.pair_conditions``). A
-    language far from every source lowers it too, so this is a note, not a refusal."""
-    ent = [float(v["label_entropy"]) for v in (by_src or {}).values()
-           if isinstance(v, dict) and v.get("label_entropy") is not None]
-    if not ent or max(ent) >= BALANCED_ENTROPY_FLOOR:
+    """A note when even the most even per-source probe predicts skewed labels
+    (:func:`measure.profile_inputs.looks_label_skewed`): the pairs may be label-skewed, or
+    the language far from every source, so it is a note, not a refusal."""
+    ent = most_even_entropy(by_src)
+    if ent is None or not looks_label_skewed(by_src):
         return []
     return [f"NOTE: even the most even source probe predicts skewed labels (entropy "
-            f"{max(ent):.2f} bits; balanced NLI pairs in a language the model knows give "
+            f"{ent:.2f} bits; balanced NLI pairs in a language the model knows give "
             f">= {BALANCED_ENTROPY_FLOOR}). Either the language is far from every source, "
             "or the pairs are not balanced across entailment / neutral / contradiction: "
             "then the prediction comes out too low (80% entailment pairs: -4.2 macro-F1 on "
             "XNLI languages). Give pairs with roughly equal shares of the three labels."]
+
+
+
 
 
 def summary(prof: dict[str, Any]) -> str:

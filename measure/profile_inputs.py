@@ -291,3 +291,29 @@ def pairs_check(pairs: Sequence[tuple[str, str]], u: np.ndarray, v: np.ndarray,
                "more): premise and hypothesis look unrelated, so the label-free estimates "
                f"describe probes on unrelated sentences, not transfer{few}")
     return {**out, "looks_like_nli": looks, "pairing": pairing, "why": why}
+
+
+#: the lowest "most even source probe" entropy (bits) of balanced NLI pairs over the 15
+#: measured XNLI languages (disjoint-pairs profiles: 1.576-1.585; log2 3 = 1.585 is even)
+BALANCED_ENTROPY_FLOOR = 1.57
+
+
+def most_even_entropy(by_src: Any) -> float | None:
+    """The highest predicted-label entropy (bits) among a profile's per-source probes
+    (``label_free_by_source``), or None without them."""
+    ent = [float(v["label_entropy"]) for v in (by_src or {}).values()
+           if isinstance(v, dict) and isinstance(v.get("label_entropy"), (int, float))]
+    return max(ent) if ent else None
+
+
+def looks_label_skewed(by_src: Any) -> bool:
+    """Even the most even per-source probe predicts skewed labels.
+
+    Why: the label-free estimates read a probe's predicted-label entropy as transfer (a
+    collapsed probe transfers badly), assuming roughly balanced pairs. Pairs that are 80%
+    entailment lower every probe's entropy and the prediction with it (-4.2 macro-F1 on
+    average over the XNLI languages, ``python -m predictor.studies.pair_conditions``). On
+    a language far from every source the probes collapse and the entropy is low too, so
+    for absent languages this cannot tell skew from collapse."""
+    ent = most_even_entropy(by_src)
+    return ent is not None and ent < BALANCED_ENTROPY_FLOOR

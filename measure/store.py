@@ -21,6 +21,15 @@ Schema (``SCHEMA_VERSION`` 1)::
             target_split TEXT, macro_f1 REAL (0-100), accuracy REAL (0-100),
             n INTEGER, confusion_json TEXT (3x3, rows = gold), eval_seconds REAL,
             PRIMARY KEY (cell_hash, target_dataset, target_language, target_split))
+    item_sets(set_hash TEXT PRIMARY KEY,  -- measure.items: the scored items of a target
+              n INTEGER, pair_ids BLOB (int64 LE), gold BLOB (2-bit packed))
+    item_predictions(cell_hash, target_dataset, target_language, target_split TEXT,
+                     set_hash TEXT REFERENCES item_sets,
+                     predicted BLOB (2-bit packed, in the item set's order),
+                     PRIMARY KEY (cell_hash, target_dataset, target_language, target_split))
+
+The two item tables were added within schema 1: a store from before them gets them (empty)
+when it is next opened for writing; its earlier cells have no item predictions.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ import pandas as pd
 # CellRecord, TargetResult and cell_hash are defined in measure.cell; they are importable from
 # here too, as the records this store files.
 from measure.cell import CellRecord, TargetResult, canonical_json, cell_dict, cell_hash  # noqa: F401
+from measure.items import pack_labels, write_items
 from measure.outputs import OutputError, atomic_path, same_file
 
 SCHEMA_VERSION = 1
@@ -72,6 +82,21 @@ CREATE TABLE IF NOT EXISTS results (
     n INTEGER NOT NULL,
     confusion_json TEXT NOT NULL,
     eval_seconds REAL,
+    PRIMARY KEY (cell_hash, target_dataset, target_language, target_split)
+);
+CREATE TABLE IF NOT EXISTS item_sets (
+    set_hash TEXT PRIMARY KEY,
+    n INTEGER NOT NULL,
+    pair_ids BLOB NOT NULL,
+    gold BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS item_predictions (
+    cell_hash TEXT NOT NULL REFERENCES cells(cell_hash),
+    target_dataset TEXT NOT NULL,
+    target_language TEXT NOT NULL,
+    target_split TEXT NOT NULL,
+    set_hash TEXT NOT NULL REFERENCES item_sets(set_hash),
+    predicted BLOB NOT NULL,
     PRIMARY KEY (cell_hash, target_dataset, target_language, target_split)
 );
 """
@@ -341,6 +366,7 @@ class ResultStore:
                 con.execute("ROLLBACK")
                 return False
             con.execute("DELETE FROM results WHERE cell_hash=?", (h,))
+            con.execute("DELETE FROM item_predictions WHERE cell_hash=?", (h,))
             con.execute("DELETE FROM cells WHERE cell_hash=?", (h,))
             con.execute(
                 "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -353,6 +379,7 @@ class ResultStore:
                 "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?)",
                 [(h, r.dataset, r.language, r.split, float(r.macro_f1), float(r.accuracy), int(r.n),
                   json.dumps(r.confusion), r.eval_seconds) for r in rec.results])
+            self._put_items(h, rec.results)
             con.execute("COMMIT")
         except BaseException:
             if con.in_transaction:
@@ -360,7 +387,47 @@ class ResultStore:
             raise
         return True
 
+    def _put_items(self, h: str, results: list[TargetResult]) -> None:
+        """The results' per-item predictions (inside :meth:`_put_cell`'s transaction)."""
+        with_items = [r for r in results if r.items is not None]
+        if not with_items:
+            return
+        self._con.executemany(
+            "INSERT OR IGNORE INTO item_sets VALUES (?,?,?,?)",
+            [(r.items.set_hash, len(r.items.pair_ids), r.items.pair_ids.astype("<i8").tobytes(),
+              pack_labels(r.items.gold)) for r in with_items])
+        self._con.executemany(
+            "INSERT INTO item_predictions VALUES (?,?,?,?,?,?)",
+            [(h, r.dataset, r.language, r.split, r.items.set_hash,
+              pack_labels(r.items.predicted)) for r in with_items])
+
     # -- reading -------------------------------------------------------------------
+    def _has_item_tables(self) -> bool:
+        """A store last written before the item tables existed (opened read-only) has none."""
+        return {"item_sets", "item_predictions"} <= {r[0] for r in self._con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    @_db_errors
+    def item_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(per-item predictions of the done cells' results, the item sets they use), as
+        stored (packed; :func:`measure.items.row_predictions` unpacks). Empty frames for a
+        store without item predictions."""
+        pred_cols = ["cell_hash", "target_dataset", "target_language", "target_split",
+                     "set_hash", "predicted"]
+        set_cols = ["set_hash", "n", "pair_ids", "gold"]
+        if not self._has_item_tables():
+            return pd.DataFrame(columns=pred_cols), pd.DataFrame(columns=set_cols)
+        pred = pd.read_sql_query(
+            "SELECT i.cell_hash, i.target_dataset, i.target_language, i.target_split, "
+            "i.set_hash, i.predicted FROM item_predictions i JOIN cells c "
+            "ON c.cell_hash = i.cell_hash WHERE c.status = 'done' "
+            "ORDER BY i.cell_hash, i.target_dataset, i.target_language, i.target_split",
+            self._con)
+        sets = pd.read_sql_query("SELECT set_hash, n, pair_ids, gold FROM item_sets "
+                                 "ORDER BY set_hash", self._con)
+        sets = sets[sets["set_hash"].isin(set(pred["set_hash"]))].reset_index(drop=True)
+        return pred[pred_cols], sets[set_cols]
+
     @_db_errors
     def summary(self) -> dict[str, Any]:
         con = self._con
@@ -456,6 +523,19 @@ def export_results(store: ResultStore, out: str | Path) -> Path:
         else:
             df.to_csv(tmp, index=False)
     return out
+
+
+def export_items(store: ResultStore, out: str | Path) -> tuple[Path, int]:
+    """Write the store's per-item predictions into directory ``out``
+    (:func:`measure.items.write_items`): (the directory, the results rows that have them).
+    A store without any is refused, naming why (cells measured before item predictions
+    were stored keep none: re-measure them into a new store)."""
+    pred, sets = store.item_frames()
+    if pred.empty:
+        raise StoreError(f"{store.path} holds no per-item predictions: its cells were measured "
+                         "before xlt stored them; re-run the batch into a new --store to get "
+                         "them (the scores will be the same)")
+    return write_items(pred, sets, Path(out)), len(pred)
 
 
 def read_exported(path: str | Path) -> pd.DataFrame:

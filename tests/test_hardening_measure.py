@@ -356,7 +356,8 @@ def test_skewed_pairs_get_a_note_and_balanced_ones_do_not(lang: str, skewed_dir:
     """The balance note reads the most even per-source probe: balanced pairs of every
     shipped XNLI language stay above the floor; 80%-entailment pairs (built by
     ``--pairs-condition skew-entailment``, when present) fall below it."""
-    from measure.profile import BALANCED_ENTROPY_FLOOR, balance_hint
+    from measure.profile import balance_hint
+    from measure.profile_inputs import BALANCED_ENTROPY_FLOOR
     models = Path(__file__).resolve().parent.parent / "models"
     shipped = json.loads((models / "profiles" / "me5-small" / f"{lang}.json").read_text())
     assert balance_hint(shipped["label_free_by_source"]) == []

@@ -160,3 +160,28 @@ def test_a_tampered_profile_fails_at_load_naming_file_and_field(tmp_path: Path, 
         err = capsys.readouterr().err
         assert rc == 2, err
         assert "eu.json" in err and field in err and "Traceback" not in err
+
+
+def test_label_skewed_pairs_of_a_present_language_get_a_note(tmp_path: Path, capsys) -> None:
+    """Pairs whose per-source probes all predict skewed labels (as 80%-entailment pairs
+    do) make a present language's prediction too low: the answer says so, in the API, the
+    query's words and batch; balanced pairs and absent languages get no note."""
+    base = _user_profiles(tmp_path, pairs=True)
+    balanced = load_predictor(SHIPPED / "predictor", profiles=base)
+    assert "profile_note" not in balanced.predict_one("me5-small", "probe", CONFIG, "eu")
+    path = base / "me5-small" / "eu.json"
+    prof = json.loads(path.read_text(encoding="utf-8"))
+    for v in prof["label_free_by_source"].values():
+        v["label_entropy"] -= 0.15                 # what an 80% entailment set does to sw
+    quy = dict(prof, language="quy", iso639_3="quy", name="Quechua")
+    path.write_text(json.dumps(prof), encoding="utf-8")
+    (base / "me5-small" / "quy.json").write_text(json.dumps(quy), encoding="utf-8")
+    skewed = load_predictor(SHIPPED / "predictor", profiles=base)
+    eu = skewed.predict_one("me5-small", "probe", CONFIG, "eu")
+    assert eu["pretraining"] == "present" and "balanced pairs" in eu["profile_note"]
+    assert "profile_note" not in skewed.predict_one("me5-small", "probe", CONFIG, "quy")
+    assert "profile_note" not in skewed.predict_one("me5-small", "probe", CONFIG, "de")
+    assert predict_main(["query", "--model", "me5-small", "--train-config", "en:2490",
+                         "--target", "eu", "--profiles", str(base)]) == 0
+    assert "note: the profile's per-source probes all predict skewed labels" in \
+        capsys.readouterr().out

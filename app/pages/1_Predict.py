@@ -27,6 +27,7 @@ from app import data, ui  # noqa: E402
 from app.services import ModelChoice, PredictorService, ServiceError  # noqa: E402
 from measure.knowledge.nli import XNLI_15  # noqa: E402
 from predictor.formatting import MISSING, signed  # noqa: E402
+from predictor.serving.predictor import PAIRS_SKEWED_NOTE  # noqa: E402
 
 DEFAULT_TARGETS = ["sw", "ur", "aym", "nah", "quy"]
 
@@ -141,6 +142,9 @@ if n_oos:
                "support (wider intervals): " + "; ".join(
                    f"{r.language}: {r.reason}" for r in table[table["out_of_support"]]
                    .itertuples()))
+skewed = table[table["pairs_skewed"].fillna(False).astype(bool)]
+if len(skewed):
+    st.warning(f"{', '.join(skewed['language'])}: {PAIRS_SKEWED_NOTE}.")
 
 lo = max(0.0, float(min(table["lower"].min(), table["measured"].min(skipna=True)
                         if n_meas else 100)) - 5)

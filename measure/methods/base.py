@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from measure.cell import CellRecord, CellSpec, TargetResult
+from measure.items import ItemPredictions
 from measure.knowledge.nli import LABELS as NLI_LABELS
 from measure.methods.sampling import target_rows
 
@@ -69,9 +70,11 @@ def evaluate_targets(cell: CellSpec, data_dir: str,
     results = []
     for dataset, lang, split, rows in target_rows(cell, data_dir):
         t0 = time.time()
-        s = score(rows["label"].to_numpy(), predict(rows))
+        gold, predicted = rows["label"].to_numpy(), np.asarray(predict(rows))
+        s = score(gold, predicted)
+        items = ItemPredictions.of(rows["pair_id"].to_numpy(), gold, predicted)
         results.append(TargetResult(dataset, lang, split, s["macro_f1"], s["accuracy"], s["n"],
-                                    s["confusion"], eval_seconds=time.time() - t0))
+                                    s["confusion"], eval_seconds=time.time() - t0, items=items))
     return results
 
 

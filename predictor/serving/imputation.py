@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from measure.knowledge.coverage import pretraining_class
+from measure.profile_inputs import looks_label_skewed
 from predictor.features import GROUPS
 from predictor.features.profiles import find_profile, profiles_root
 from predictor.models import key_codes
@@ -32,39 +33,63 @@ LABEL_FREE_COLUMNS = ("has_label_free", "prof_confidence", "prof_label_entropy",
                       "prof_src_entropy_wmean")
 
 
-def pairs_unlike_nli(rows: pd.DataFrame, need: np.ndarray, dirs: Iterable[Any]
-                     ) -> tuple[np.ndarray, list[str]]:
-    """(rows whose profile's pairs do not look like NLI pairs, each such row's
-    ``pairs_check.why``) for the rows ``need`` (a profiled target the profile features read).
-
-    ``dirs``: the profiles directories the rows were featurised from, in the order the
-    transformer looks (a user's directory, then the shipped one); the first that has a
-    profile for the (model, target) holds the one that was read. Each distinct (model,
-    target) is looked up once: recommend asks about thousands of rows of a few targets."""
-    out = np.zeros(len(rows), bool)
-    why = [""] * len(rows)
+def _read_profiles(rows: pd.DataFrame, need: np.ndarray, dirs: Iterable[Any]
+                   ) -> tuple[np.ndarray, np.ndarray, dict[int, dict]]:
+    """(rows ``need`` by position, each one's (model, target) code, {code: the profile that
+    was read}): for each distinct (model, target), the first of ``dirs`` (in the order the
+    transformer looks: a user's directory, then the shipped one) that has a profile holds
+    the one that was read. Each is looked up once: recommend asks about thousands of rows
+    of a few targets."""
     idx = np.flatnonzero(need)
     roots = [r for r in (profiles_root(d) for d in dirs) if r is not None and r.is_dir()]
     if not len(idx) or not roots:
-        return out, why
+        return idx, np.zeros(0, np.int64), {}
     codes, _ = key_codes(rows.iloc[idx], ("model", "target"))
     _, first = np.unique(codes, return_index=True)
     models, targets = rows["model"].tolist(), rows["target"].tolist()
-    bad: dict[int, str] = {}
+    read: dict[int, dict] = {}
     for j in first.tolist():
         i = int(idx[j])
         for root in roots:
             prof, _ = find_profile(root, str(models[i]), str(targets[i]))
             if prof is not None:
-                check = prof.get("pairs_check")
-                if isinstance(check, dict) and check.get("looks_like_nli") is False:
-                    bad[int(codes[j])] = str(check.get("why") or "")
+                read[int(codes[j])] = prof
                 break
+    return idx, np.asarray(codes), read
+
+
+def pairs_unlike_nli(rows: pd.DataFrame, need: np.ndarray, dirs: Iterable[Any]
+                     ) -> tuple[np.ndarray, list[str]]:
+    """(rows whose profile's pairs do not look like NLI pairs, each such row's
+    ``pairs_check.why``) for the rows ``need`` (a profiled target the profile features
+    read); ``dirs`` as :func:`_read_profiles`."""
+    out = np.zeros(len(rows), bool)
+    why = [""] * len(rows)
+    idx, codes, read = _read_profiles(rows, need, dirs)
+    bad: dict[int, str] = {}
+    for c, prof in read.items():
+        check = prof.get("pairs_check")
+        if isinstance(check, dict) and check.get("looks_like_nli") is False:
+            bad[c] = str(check.get("why") or "")
     for j, c in enumerate(codes.tolist()):
         if c in bad:
             out[idx[j]] = True
             why[idx[j]] = bad[c]
     return out, why
+
+
+def pairs_look_skewed(rows: pd.DataFrame, need: np.ndarray, dirs: Iterable[Any]) -> np.ndarray:
+    """Rows ``need`` whose profile's per-source probes all predict skewed labels
+    (:func:`measure.profile_inputs.looks_label_skewed`); ``dirs`` as :func:`_read_profiles`.
+    Only meaningful where the probes do not collapse anyway (a language in pretraining)."""
+    out = np.zeros(len(rows), bool)
+    idx, codes, read = _read_profiles(rows, need, dirs)
+    skewed = {c for c, prof in read.items()
+              if looks_label_skewed(prof.get("label_free_by_source"))}
+    for j, c in enumerate(codes.tolist()):
+        if c in skewed:
+            out[idx[j]] = True
+    return out
 
 
 class ProfileImputer:

@@ -36,7 +36,7 @@ from predictor.features.profiles import profiles_root
 from predictor.models import SeenTargetModel, ZModel, row_meta
 from predictor.serving.class_policy import ClassPolicy, system_class_codes
 from predictor.serving.explain import FeatureModel
-from predictor.serving.imputation import ProfileImputer, pairs_unlike_nli
+from predictor.serving.imputation import ProfileImputer, pairs_look_skewed, pairs_unlike_nli
 from predictor.serving.recommend import MAX_COMBINATIONS, recommend
 from predictor.serving.requests import (PredictionInputError, Systems, validate_record,
                                         without_missing_method)
@@ -168,7 +168,7 @@ class Predictor:
                 "basis": str(p["basis"]), "out_of_support": bool(p["out_of_support"]),
                 "reason": str(p["reason"]) or None, "pretraining": str(p["pretraining"]),
                 "interval_group": str(p["interval_group"]), "profile": bool(p["profile"]),
-                **_coverage_note(p)}
+                **_coverage_note(p), **_pairs_note(p)}
 
     def recommend(self, model: str, targets: Sequence[str], pool: Sequence[str], k: int, *,
                   method: str | None = None, objective: str = "mean",
@@ -206,6 +206,7 @@ class Predictor:
                         else np.zeros(len(X), bool))
             sc_codes, sc_pairs = system_class_codes(meta)
             not_nli, not_nli_why = self._pairs_unlike_nli(rows, hp, seen)
+            skewed = self._pairs_look_skewed(rows, hp, seen, meta, not_nli)
             X, imputed_lf = self.imputer.impute(rows, X, names, meta, hp,
                                                 skip=policy.borrowed(sc_codes, sc_pairs, seen),
                                                 distrust=not_nli)
@@ -236,7 +237,8 @@ class Predictor:
                 "out_of_support": np.array([bool(r) for r in reason], dtype=bool),
                 "reason": reason, "interval_group": group, "interval_coverage": covered,
                 "pretraining": meta["pclass"].to_numpy(),
-                "profile": hp if hp is not None else np.zeros(len(rows), bool)}
+                "profile": hp if hp is not None else np.zeros(len(rows), bool),
+                "pairs_skewed": skewed}
 
     def _pairs_unlike_nli(self, rows: pd.DataFrame, hp: np.ndarray | None,
                           seen: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -248,6 +250,18 @@ class Predictor:
         dirs = [self.features.profiles_dir] + ([self.base_features.profiles_dir]
                                                if self.base_features is not None else [])
         return pairs_unlike_nli(rows, np.asarray(hp, bool) & ~seen, dirs)
+
+    def _pairs_look_skewed(self, rows: pd.DataFrame, hp: np.ndarray | None, seen: np.ndarray,
+                           meta: pd.DataFrame, not_nli: np.ndarray) -> np.ndarray:
+        """Unmeasured rows of a language in pretraining whose profile's pairs look
+        label-skewed (a note with the answer; the point is not changed). Absent languages
+        are left out: their probes collapse, which looks the same."""
+        if hp is None:
+            return np.zeros(len(rows), bool)
+        need = np.asarray(hp, bool) & ~seen & ~not_nli & (meta["pclass"].to_numpy() == "present")
+        dirs = [self.features.profiles_dir] + ([self.base_features.profiles_dir]
+                                               if self.base_features is not None else [])
+        return pairs_look_skewed(rows, need, dirs)
 
     def _measured(self, meta: pd.DataFrame) -> np.ndarray:
         """Rows whose (model, method, target) has measurements (the measured-target model)."""
@@ -318,7 +332,7 @@ def _result(p: Mapping[str, Any]) -> dict[str, Any]:
             "upper": round(float(p["upper"]), 2), "basis": str(p["basis"]),
             "out_of_support": bool(p["out_of_support"]), "reason": str(p["reason"]) or None,
             "pretraining": str(p["pretraining"]), "profile": bool(p["profile"]),
-            **_coverage_note(p)}
+            **_coverage_note(p), **_pairs_note(p)}
 
 
 def _coverage_note(p: Mapping[str, Any]) -> dict[str, Any]:
@@ -332,6 +346,18 @@ def _coverage_note(p: Mapping[str, Any]) -> dict[str, Any]:
         out["interval_note"] = (f"intervals of this class covered {cov:.0%} of held-out "
                                 "targets' scores, not 90%: expect larger errors")
     return out
+
+
+#: the answer's note for a profile whose pairs look label-skewed
+PAIRS_SKEWED_NOTE = ("the profile's per-source probes all predict skewed labels on its "
+                     "pairs: if the pairs are not balanced across entailment / neutral / "
+                     "contradiction, this prediction is too low (80% entailment pairs: "
+                     "-4.2 on average on XNLI languages); profile balanced pairs")
+
+
+def _pairs_note(p: Mapping[str, Any]) -> dict[str, Any]:
+    """``profile_note`` when the target's profile pairs look label-skewed."""
+    return {"profile_note": PAIRS_SKEWED_NOTE} if bool(p.get("pairs_skewed", False)) else {}
 
 
 def default_predictor_dir() -> Path:

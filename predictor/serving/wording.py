@@ -68,6 +68,8 @@ def query_text(model: str, method: str, target: str, metric: str, res: Mapping[s
         lines.append(f"outside the training support, interval widened: {res['reason']}")
     if res.get("interval_note"):
         lines.append(f"note: {res['interval_note']}")
+    if res.get("profile_note"):
+        lines.append(f"note: {res['profile_note']}")
     return lines
 
 
