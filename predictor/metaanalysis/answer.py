@@ -44,11 +44,13 @@ def how_to_measure(summary: dict, design: str, centred: bool = False) -> str:
     return f" (measure it: `{cmd[0]}`)" if cmd else ""
 
 
-def _what_k_does(main: dict) -> str:
+def _what_k_does(main: dict, items: bool = False) -> str:
     return ("* **What k does.** Drawn at random at a fixed total budget, each doubling of the "
             "number of source languages changes zero-shot macro-F1 by "
             + _classes(main, lambda r: _ci(r["slope"], r["boot_ci"]))
-            + " (mixed-model slope; bootstrap 95% CI over targets × source sets).")
+            + " (mixed-model slope; bootstrap 95% CI over targets × source sets"
+            + (", widened for test items resampled jointly across translations" if items
+               else "") + ").")
 
 
 def _selection(main: dict) -> str | None:
@@ -191,7 +193,8 @@ def _short_answer(summary: dict, rows: list[dict]) -> str:
     ft = {r["target_class"]: r for r in rows if r["regime"] == "fixed_total"}
     pl = {r["target_class"]: r for r in rows if r["regime"] == "per_language"}
     main = ft or pl
-    lines = ["**Short answer.**", "", _what_k_does(main), _selection(main),
+    lines = ["**Short answer.**", "", _what_k_does(main, bool(summary.get("item_bootstrap"))),
+             _selection(main),
              _dilution(summary, main, pl),
              _add_one_split({"fixed_total": ft, "per_language": pl}),
              _target_data(summary), _saturation(summary, main),

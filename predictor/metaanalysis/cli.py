@@ -23,6 +23,9 @@ from measure.knowledge.paths import models_subdir
 
 PROG = "python -m predictor.metaanalysis"
 COMMANDS = ("report", "readme-section")
+#: item replicates of ``--items`` (predictor.metaanalysis.items reads it from here, so
+#: ``--help`` needs no analysis import)
+ITEM_REPS = 40
 
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +36,23 @@ def add_output_arguments(p: argparse.ArgumentParser) -> None:
                                        "$XLT_MODELS_DIR, else ./models or a parent's)")
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (default: models/report, found like --predictor)")
+    p.add_argument("--items", nargs="+", action="extend", type=Path, metavar="DIR",
+                   help="per-item predictions of the --measurements tables (xlt-measure "
+                        "export --items DIR): every interval is widened for item sampling, "
+                        "resampled jointly across translations (repeatable)")
+    p.add_argument("--item-reps", type=_item_reps, default=ITEM_REPS, metavar="N",
+                   help=f"item replicates with --items (default {ITEM_REPS}; each one reruns "
+                        "the point estimates, about 15 s on the shipped tables)")
+
+
+def _item_reps(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 3:
+        raise argparse.ArgumentTypeError("at least 3 replicates (an SD needs them)")
+    return n
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,9 +107,26 @@ def run_report(args: argparse.Namespace, command: str, frame: Any = None) -> int
     card = None
     if args.predictor and Path(args.predictor).is_dir():
         card = persist.read_card(args.predictor)
-    summary = build_report(frame, args.out, card=card, command=command,
-                           measurements=args.measurements or (),
-                           log=lambda m: print(m, file=sys.stderr, flush=True))
+    if getattr(args, "items", None) and not args.measurements:
+        print("error: --items widens the intervals of --measurements tables: pass them too",
+              file=sys.stderr)
+        return 2
+    for d in getattr(args, "items", None) or ():
+        if not Path(d).is_dir():
+            print(f"error: --items {d}: not a directory (write one with xlt-measure export "
+                  "--store STORE --out TABLE --items DIR)", file=sys.stderr)
+            return 2
+    try:
+        summary = build_report(frame, args.out, card=card, command=command,
+                               measurements=args.measurements or (),
+                               items=getattr(args, "items", None) or (),
+                               item_reps=getattr(args, "item_reps", ITEM_REPS),
+                               log=lambda m: print(m, file=sys.stderr, flush=True))
+    except (FileNotFoundError, ValueError) as exc:
+        if not getattr(args, "items", None):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     _print_headline(summary)
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0

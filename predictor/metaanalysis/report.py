@@ -28,6 +28,7 @@ from predictor.formatting import interval, number, signed, spec_label
 from predictor.metaanalysis.answer import answer_text
 from predictor.metaanalysis.estimates import SATURATION_RULE
 from predictor.metaanalysis.figures import scaling_figure
+from predictor.metaanalysis.items import ITEM_REPS, item_bootstrap, load_items, widen_intervals
 from predictor.metaanalysis.prepare import (CENTRED_SUFFIX, CLASS_RULE, LOW_RESOURCE_XNLI,
                                             load_tables)
 from predictor.metaanalysis.published import correlation_table, published_estimates
@@ -47,9 +48,26 @@ INTERVALS = (
     "items, and the AmericasNLI test sets translate the same Spanish XNLI pairs. Resampling "
     "targets therefore treats item noise shared by translations as independent, and the "
     "intervals are optimistic about item sampling. Resampling items jointly across targets "
-    "needs per-item predictions (each row's predicted label per item id), which the "
-    "results store does not keep; with them, a replicate would draw item ids once and score "
-    "every target on the same draw.")
+    "needs per-item predictions, which the tables behind this report were measured without; "
+    "a store measured now keeps them (`xlt-measure export --items DIR`), and `xlt-predict "
+    "report --items DIR` then widens every interval for item sampling.")
+
+
+def intervals_text(s: dict) -> str:
+    """The report's *Intervals* paragraph: with an item bootstrap, what it resampled."""
+    ib = s.get("item_bootstrap")
+    if not ib:
+        return INTERVALS
+    return ("Every CI resamples target languages and source sets jointly (two-way cluster "
+            f"bootstrap) and is widened for item sampling: {ib['replicates']} item replicates "
+            f"reweight the {ib['source_items']:,} source items (one Poisson(1) weight per "
+            "item, shared by every language and cell that scores a translation of it: XNLI "
+            "test pair ids, and each AmericasNLI test row mapped to the XNLI test pair it "
+            "translates), every row's confusion matrix and scores are recomputed, and every "
+            f"estimate is recomputed on each replicate; {ib['rule']}. "
+            f"{ib['rows_with_items']:,} of {ib['rows']:,} rows carry item predictions "
+            f"(the others keep their scores in every replicate); "
+            f"{ib['intervals_widened']:,} intervals widened.")
 
 CAVEATS = [
     "One frozen encoder (multilingual-e5-small, int8) with a logistic-regression probe and "
@@ -112,6 +130,22 @@ def _correlation_frame(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([frame[frame["origin"] != "own"], *own], ignore_index=True)
 
 
+def _item_bootstrap(rows: pd.DataFrame, res: dict[str, Any], items: Sequence[str | Path],
+                    item_reps: int, tables: Sequence[str], log) -> dict[str, Any]:
+    """Widen ``res``'s intervals in place for item sampling; what was resampled."""
+    greedy = _greedy_path(tables)
+    replicates, info = item_bootstrap(
+        rows, load_items(items),
+        lambda r: analyse(r, reps=0, mixed=False, greedy_path=greedy), reps=item_reps, log=log)
+    if not info["rows_with_items"]:
+        raise ValueError(f"no row of --measurements has per-item predictions in --items "
+                         f"{' '.join(map(str, items))}: export them from the stores these "
+                         "tables came from (xlt-measure export --store S --out T --items DIR)")
+    info["intervals_widened"] = widen_intervals(res, replicates)
+    info["dirs"] = [str(d) for d in items]
+    return info
+
+
 def _greedy_path(tables: Sequence[str]) -> pd.DataFrame | None:
     """The greedy search's path (``xlt-measure greedy --path-out``) beside a greedy table."""
     path = None
@@ -125,12 +159,15 @@ def _greedy_path(tables: Sequence[str]) -> pd.DataFrame | None:
 def build_report(frame: pd.DataFrame, out_dir: str | Path, *, card: dict | None = None,
                  command: str = "xlt-predict report",
                  measurements: Sequence[str | Path] = (), reps: int = 400,
+                 items: Sequence[str | Path] = (), item_reps: int = ITEM_REPS,
                  log=None) -> dict[str, Any]:
     """Write report.md, summary.json and the figures; return the summary.
 
     ``frame`` is the predictor's tidy table (own rows + SumEval) for the published estimates
     and the correlations; ``measurements`` are the raw tables (their confusion matrices,
-    pools and designs are needed for the measured estimates).
+    pools and designs are needed for the measured estimates); ``items``: directories of
+    per-item predictions (``xlt-measure export --items``) that widen every interval of the
+    measured estimates for item sampling (:mod:`predictor.metaanalysis.items`).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -139,6 +176,8 @@ def build_report(frame: pd.DataFrame, out_dir: str | Path, *, card: dict | None 
     res = analyse(rows, reps=reps, log=log, greedy_path=_greedy_path(tables)) if len(rows) else {
         "scaling": [], "per_target": [], "collapse": [], "member_gaps": [], "designs": [],
         "methods": [], "duplicates_dropped": 0, "to_measure": to_measure(pd.DataFrame())}
+    if items and len(rows):
+        res["item_bootstrap"] = _item_bootstrap(rows, res, items, item_reps, tables, log)
     published = published_estimates(frame, reps=reps)
     correlations = _correlations(_correlation_frame(frame, rows))
     summary: dict[str, Any] = {
@@ -261,7 +300,7 @@ def _method(s: dict) -> list[str]:
             f"as a covariate. *Saturation*: {SATURATION_RULE}. Kappa = Cohen's kappa × 100 "
             "from the confusion matrix; *above null* = macro-F1 minus the same-label-share "
             "null's (see Collapse).\n",
-            f"**Intervals.** {INTERVALS}\n"]
+            f"**Intervals.** {intervals_text(s)}\n"]
 
 
 def _slowdown(e: dict) -> str:
