@@ -20,12 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from measure.knowledge.paths import models_subdir
+from predictor.metaanalysis.defaults import ITEM_REPS
 
 PROG = "python -m predictor.metaanalysis"
 COMMANDS = ("report", "readme-section")
-#: item replicates of ``--items`` (predictor.metaanalysis.items reads it from here, so
-#: ``--help`` needs no analysis import)
-ITEM_REPS = 40
 
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:

@@ -32,7 +32,7 @@ import pandas as pd
 
 from measure.items import read_items, row_predictions
 from measure.knowledge.item_keys import item_keys
-from predictor.metaanalysis.cli import ITEM_REPS
+from predictor.metaanalysis.defaults import ITEM_REPS
 from predictor.metaanalysis.prepare import LABELS, kappa_and_shares, null_f1
 
 ROW_KEY = ["cell_hash", "target_dataset", "target_language", "target_split"]
