@@ -25,6 +25,9 @@ import pandas as pd
 
 from measure.outputs import OutputError, atomic_path
 
+PREDICTION_COLUMNS = ("cell_hash", "target_dataset", "target_language", "target_split",
+                      "set_hash", "predicted")
+SET_COLUMNS = ("set_hash", "n", "pair_ids", "gold")
 #: labels are 0..2 (measure.knowledge.nli.LABELS); 2 bits hold one
 BITS = 2
 PER_BYTE = 8 // BITS
@@ -113,8 +116,24 @@ def read_items(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def row_predictions(predictions: pd.DataFrame, item_sets: pd.DataFrame) -> pd.DataFrame:
     """One row per (cell, target) with unpacked ``pair_ids``, ``gold`` and ``predicted``
     arrays (for analyses; the stored form is packed)."""
-    sets = {r.set_hash: (np.frombuffer(r.pair_ids, dtype="<i8"),
-                         unpack_labels(r.gold, int(r.n))) for r in item_sets.itertuples()}
+    for frame, cols, what in ((predictions, PREDICTION_COLUMNS, "predictions"),
+                              (item_sets, SET_COLUMNS, "item_sets")):
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{what}.parquet lacks {', '.join(missing)}: not written by "
+                             "xlt-measure export --items; export it again")
+    sets = {}
+    for r in item_sets.itertuples():
+        ids = np.frombuffer(r.pair_ids, dtype="<i8")
+        if len(ids) != int(r.n):
+            raise ValueError(f"item set {r.set_hash[:12]}: {len(ids)} pair ids for n = {r.n}: "
+                             "the file is damaged; export it again")
+        sets[r.set_hash] = (ids, unpack_labels(r.gold, int(r.n)))
+    unknown = sorted(set(predictions["set_hash"]) - set(sets))
+    if unknown:
+        raise ValueError(f"{len(unknown)} item set(s) named by predictions.parquet are not in "
+                         f"item_sets.parquet (first {unknown[0][:12]}): the two files come from "
+                         "different exports; export both again")
     out = predictions.drop(columns=["predicted"]).copy()
     out["pair_ids"] = [sets[h][0] for h in predictions["set_hash"]]
     out["gold"] = [sets[h][1] for h in predictions["set_hash"]]

@@ -136,6 +136,12 @@ def test_report_cli_items_errors(measured, tmp_path: Path, capsys) -> None:
     empty.mkdir()
     assert predict_main(common + ["--measurements", str(table), "--items", str(empty)]) == 2
     assert "xlt-measure export" in capsys.readouterr().err
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "predictions.parquet").write_bytes(b"not parquet")
+    (garbage / "item_sets.parquet").write_bytes(b"not parquet")
+    assert predict_main(common + ["--measurements", str(table), "--items", str(garbage)]) == 2
+    assert "error:" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         predict_main(common + ["--measurements", str(table), "--items", str(items_dir),
                                "--item-reps", "2"])

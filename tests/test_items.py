@@ -135,3 +135,21 @@ def test_a_real_batch_stores_items_that_give_its_scores(tmp_path: Path, nli_dir:
         assert counts.tolist() == json.loads(r.confusion) and len(r.gold) == r.n
     xnli = rows[rows["target_dataset"] == "xnli"]
     assert xnli["set_hash"].nunique() == 1
+
+
+def test_damaged_item_files_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with ResultStore(path) as store:
+        store.put_cell(_record(0))
+        export_items(store, tmp_path / "items")
+    pred, sets = read_items(tmp_path / "items")
+    with pytest.raises(ValueError, match="lacks set_hash"):
+        row_predictions(pred.drop(columns=["set_hash"]), sets)
+    with pytest.raises(ValueError, match="different exports"):
+        row_predictions(pred, sets.iloc[:0])
+    short = sets.assign(pair_ids=[b[:16] for b in sets["pair_ids"]])
+    with pytest.raises(ValueError, match="damaged"):
+        row_predictions(pred, short)
+    cut = pred.assign(predicted=[b[:2] for b in pred["predicted"]])
+    with pytest.raises(ValueError, match="fewer than"):
+        row_predictions(cut, sets)
