@@ -71,9 +71,14 @@ class ItemPredictions:
         return cls(p.astype(np.int64), g.astype(np.int8), y.astype(np.int8))
 
     @property
+    def pair_id_bytes(self) -> bytes:
+        """The pair ids as stored (int64, little-endian)."""
+        return self.pair_ids.astype("<i8").tobytes()
+
+    @property
     def set_hash(self) -> str:
         """The item set's key: sha256 of the pair ids and gold labels."""
-        h = hashlib.sha256(self.pair_ids.astype("<i8").tobytes())
+        h = hashlib.sha256(self.pair_id_bytes)
         h.update(self.gold.astype(np.int8).tobytes())
         return h.hexdigest()
 

@@ -469,18 +469,15 @@ def balance_hint(by_src: dict[str, Any] | None) -> list[str]:
     """A note when even the most even per-source probe predicts skewed labels
     (:func:`measure.profile_inputs.looks_label_skewed`): the pairs may be label-skewed, or
     the language far from every source, so it is a note, not a refusal."""
-    ent = most_even_entropy(by_src)
-    if ent is None or not looks_label_skewed(by_src):
+    if not looks_label_skewed(by_src):
         return []
+    ent = most_even_entropy(by_src)
     return [f"NOTE: even the most even source probe predicts skewed labels (entropy "
             f"{ent:.2f} bits; balanced NLI pairs in a language the model knows give "
             f">= {BALANCED_ENTROPY_FLOOR}). Either the language is far from every source, "
             "or the pairs are not balanced across entailment / neutral / contradiction: "
             "then the prediction comes out too low (80% entailment pairs: -4.2 macro-F1 on "
             "XNLI languages). Give pairs with roughly equal shares of the three labels."]
-
-
-
 
 
 def summary(prof: dict[str, Any]) -> str:

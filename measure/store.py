@@ -45,7 +45,7 @@ import pandas as pd
 # CellRecord, TargetResult and cell_hash are defined in measure.cell; they are importable from
 # here too, as the records this store files.
 from measure.cell import CellRecord, TargetResult, canonical_json, cell_dict, cell_hash  # noqa: F401
-from measure.items import pack_labels, write_items
+from measure.items import PREDICTION_COLUMNS, SET_COLUMNS, pack_labels, write_items
 from measure.outputs import OutputError, atomic_path, same_file
 
 SCHEMA_VERSION = 1
@@ -394,7 +394,7 @@ class ResultStore:
             return
         self._con.executemany(
             "INSERT OR IGNORE INTO item_sets VALUES (?,?,?,?)",
-            [(r.items.set_hash, len(r.items.pair_ids), r.items.pair_ids.astype("<i8").tobytes(),
+            [(r.items.set_hash, len(r.items.pair_ids), r.items.pair_id_bytes,
               pack_labels(r.items.gold)) for r in with_items])
         self._con.executemany(
             "INSERT INTO item_predictions VALUES (?,?,?,?,?,?)",
@@ -412,9 +412,7 @@ class ResultStore:
         """(per-item predictions of the done cells' results, the item sets they use), as
         stored (packed; :func:`measure.items.row_predictions` unpacks). Empty frames for a
         store without item predictions."""
-        pred_cols = ["cell_hash", "target_dataset", "target_language", "target_split",
-                     "set_hash", "predicted"]
-        set_cols = ["set_hash", "n", "pair_ids", "gold"]
+        pred_cols, set_cols = list(PREDICTION_COLUMNS), list(SET_COLUMNS)
         if not self._has_item_tables():
             return pd.DataFrame(columns=pred_cols), pd.DataFrame(columns=set_cols)
         pred = pd.read_sql_query(
@@ -534,7 +532,8 @@ def export_items(store: ResultStore, out: str | Path) -> tuple[Path, int]:
     if pred.empty:
         raise StoreError(f"{store.path} holds no per-item predictions: its cells were measured "
                          "before xlt stored them; re-run the batch into a new --store to get "
-                         "them (the scores will be the same)")
+                         "them (the scores can move a little: int8 vectors depend on the texts "
+                         "batched with them, docs/measuring.md)")
     return write_items(pred, sets, Path(out)), len(pred)
 
 

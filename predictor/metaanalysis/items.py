@@ -22,6 +22,7 @@ in every replicate; ``summary["item_bootstrap"]`` says how many rows had them.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -30,12 +31,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from measure.items import read_items, row_predictions
+from measure.items import PREDICTION_COLUMNS, read_items, row_predictions
 from measure.knowledge.item_keys import item_keys
 from predictor.metaanalysis.defaults import ITEM_REPS
 from predictor.metaanalysis.prepare import LABELS, kappa_and_shares, null_f1
 
-ROW_KEY = ["cell_hash", "target_dataset", "target_language", "target_split"]
+#: what names a result row (the item tables' key)
+ROW_KEY = list(PREDICTION_COLUMNS[:4])
 CHUNK_ROWS = 4000
 Z = 1.959963984540054
 RULE = ("each two-way bootstrap interval widened on each side to sqrt(side^2 + (1.96 sd)^2), "
@@ -94,7 +96,6 @@ def _key_id(keys: np.ndarray) -> bytes:
 
 def _matrix(confusion: Any) -> np.ndarray:
     """A stored confusion matrix as a (3, 3) float array (zeros when there is none)."""
-    import json
     m = json.loads(confusion) if isinstance(confusion, str) else confusion
     a = np.asarray(m if m is not None else np.zeros((3, 3)), float)
     return a if a.shape == (3, 3) else np.zeros((3, 3))
@@ -181,20 +182,17 @@ def _widen(obj: Any, path: tuple, sd: dict[tuple, float], counter: list[int]) ->
             s = sd.get((here, point))
             if s is None or not math.isfinite(s):
                 continue
-            p = float(obj[point])
-            extra = (Z * s) ** 2
+            # one list field [lo, hi], or two fields lo and hi
+            lo, hi = obj[fields[0]] if len(fields) == 1 else (obj[fields[0]], obj[fields[1]])
+            if not (_num(lo) and _num(hi)):
+                continue
+            p, extra = float(obj[point]), (Z * s) ** 2
+            wide = [p - math.sqrt((p - lo) ** 2 + extra), p + math.sqrt((hi - p) ** 2 + extra)]
             if len(fields) == 1:
-                lo, hi = obj[fields[0]]
-                if _num(lo) and _num(hi):
-                    obj[fields[0]] = [p - math.sqrt((p - lo) ** 2 + extra),
-                                      p + math.sqrt((hi - p) ** 2 + extra)]
-                    counter[0] += 1
+                obj[fields[0]] = wide
             else:
-                lo, hi = obj[fields[0]], obj[fields[1]]
-                if _num(lo) and _num(hi):
-                    obj[fields[0]] = p - math.sqrt((p - lo) ** 2 + extra)
-                    obj[fields[1]] = p + math.sqrt((hi - p) ** 2 + extra)
-                    counter[0] += 1
+                obj[fields[0]], obj[fields[1]] = wide
+            counter[0] += 1
         for f, v in obj.items():
             if isinstance(v, (dict, list)):
                 _widen(v, (*here, f), sd, counter)

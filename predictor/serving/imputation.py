@@ -7,7 +7,7 @@ unprofiled target takes the mean profile columns of the system's training target
 pretraining class (all of them when none is of that class), for the same configuration;
 a profile made without ``--pairs`` keeps its own tokenizer columns and takes only the
 label-free ones, and so does a profile whose pairs did not look like NLI pairs
-(``pairs_check.looks_like_nli`` false, :func:`pairs_unlike_nli`): unrelated lines gave a
+(``pairs_check.looks_like_nli`` false, :func:`profile_pair_flags`): unrelated lines gave a
 narrow, unflagged 58.7 [54.6, 62.9] when their label-free estimates were read literally.
 The peers always read the profiles the predictor was trained with, never a user's
 ``--profiles`` directory.
@@ -58,38 +58,31 @@ def _read_profiles(rows: pd.DataFrame, need: np.ndarray, dirs: Iterable[Any]
     return idx, np.asarray(codes), read
 
 
-def pairs_unlike_nli(rows: pd.DataFrame, need: np.ndarray, dirs: Iterable[Any]
-                     ) -> tuple[np.ndarray, list[str]]:
-    """(rows whose profile's pairs do not look like NLI pairs, each such row's
-    ``pairs_check.why``) for the rows ``need`` (a profiled target the profile features
-    read); ``dirs`` as :func:`_read_profiles`."""
-    out = np.zeros(len(rows), bool)
+def profile_pair_flags(rows: pd.DataFrame, need: np.ndarray, dirs: Iterable[Any]
+                       ) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """For the rows ``need`` (a profiled target the profile features read), from one look-up
+    of each (model, target)'s profile (``dirs`` as :func:`_read_profiles`): (rows whose pairs
+    do not look like NLI pairs, each such row's ``pairs_check.why``, rows whose per-source
+    probes all predict skewed labels: :func:`measure.profile_inputs.looks_label_skewed`, only
+    meaningful where the probes do not collapse anyway, a language in pretraining)."""
+    not_nli = np.zeros(len(rows), bool)
+    skewed = np.zeros(len(rows), bool)
     why = [""] * len(rows)
     idx, codes, read = _read_profiles(rows, need, dirs)
     bad: dict[int, str] = {}
+    skew: set[int] = set()
     for c, prof in read.items():
         check = prof.get("pairs_check")
         if isinstance(check, dict) and check.get("looks_like_nli") is False:
             bad[c] = str(check.get("why") or "")
+        elif looks_label_skewed(prof.get("label_free_by_source")):
+            skew.add(c)
     for j, c in enumerate(codes.tolist()):
         if c in bad:
-            out[idx[j]] = True
+            not_nli[idx[j]] = True
             why[idx[j]] = bad[c]
-    return out, why
-
-
-def pairs_look_skewed(rows: pd.DataFrame, need: np.ndarray, dirs: Iterable[Any]) -> np.ndarray:
-    """Rows ``need`` whose profile's per-source probes all predict skewed labels
-    (:func:`measure.profile_inputs.looks_label_skewed`); ``dirs`` as :func:`_read_profiles`.
-    Only meaningful where the probes do not collapse anyway (a language in pretraining)."""
-    out = np.zeros(len(rows), bool)
-    idx, codes, read = _read_profiles(rows, need, dirs)
-    skewed = {c for c, prof in read.items()
-              if looks_label_skewed(prof.get("label_free_by_source"))}
-    for j, c in enumerate(codes.tolist()):
-        if c in skewed:
-            out[idx[j]] = True
-    return out
+        skewed[idx[j]] = c in skew
+    return not_nli, why, skewed
 
 
 class ProfileImputer:
@@ -126,7 +119,7 @@ class ProfileImputer:
         although they have a profile). ``hp``: each row has a profile (None: the features
         have no profile columns); ``skip``: rows whose point the class policy replaces;
         ``distrust``: profiled rows whose label-free estimates are not to be read (pairs
-        that do not look like NLI pairs: :func:`pairs_unlike_nli`)."""
+        that do not look like NLI pairs: :func:`profile_pair_flags`)."""
         hlf = (X[:, names.index("has_label_free")] > 0 if "has_label_free" in names
                else np.ones(len(X), bool))
         if distrust is not None:

@@ -36,7 +36,7 @@ from predictor.features.profiles import profiles_root
 from predictor.models import SeenTargetModel, ZModel, row_meta
 from predictor.serving.class_policy import ClassPolicy, system_class_codes
 from predictor.serving.explain import FeatureModel
-from predictor.serving.imputation import ProfileImputer, pairs_look_skewed, pairs_unlike_nli
+from predictor.serving.imputation import ProfileImputer, profile_pair_flags
 from predictor.serving.recommend import MAX_COMBINATIONS, recommend
 from predictor.serving.requests import (PredictionInputError, Systems, validate_record,
                                         without_missing_method)
@@ -205,8 +205,7 @@ class Predictor:
                         if {"prof_src_unknown", "has_label_free"} <= set(names)
                         else np.zeros(len(X), bool))
             sc_codes, sc_pairs = system_class_codes(meta)
-            not_nli, not_nli_why = self._pairs_unlike_nli(rows, hp, seen)
-            skewed = self._pairs_look_skewed(rows, hp, seen, meta, not_nli)
+            not_nli, not_nli_why, skewed = self._pair_flags(rows, hp, seen, meta)
             X, imputed_lf = self.imputer.impute(rows, X, names, meta, hp,
                                                 skip=policy.borrowed(sc_codes, sc_pairs, seen),
                                                 distrust=not_nli)
@@ -240,28 +239,19 @@ class Predictor:
                 "profile": hp if hp is not None else np.zeros(len(rows), bool),
                 "pairs_skewed": skewed}
 
-    def _pairs_unlike_nli(self, rows: pd.DataFrame, hp: np.ndarray | None,
-                          seen: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        """Unmeasured profiled rows whose profile's pairs do not look like NLI pairs, and
-        why (:func:`~predictor.serving.imputation.pairs_unlike_nli`), looked up in the
+    def _pair_flags(self, rows: pd.DataFrame, hp: np.ndarray | None, seen: np.ndarray,
+                    meta: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """(unmeasured profiled rows whose profile's pairs do not look like NLI pairs, why,
+        those of a language in pretraining whose pairs look label-skewed: a note with the
+        answer, the point unchanged; absent languages' probes collapse, which looks the
+        same), from :func:`~predictor.serving.imputation.profile_pair_flags` over the
         directories :meth:`_transform` reads, in its order."""
         if hp is None:
-            return np.zeros(len(rows), bool), [""] * len(rows)
+            return np.zeros(len(rows), bool), [""] * len(rows), np.zeros(len(rows), bool)
         dirs = [self.features.profiles_dir] + ([self.base_features.profiles_dir]
                                                if self.base_features is not None else [])
-        return pairs_unlike_nli(rows, np.asarray(hp, bool) & ~seen, dirs)
-
-    def _pairs_look_skewed(self, rows: pd.DataFrame, hp: np.ndarray | None, seen: np.ndarray,
-                           meta: pd.DataFrame, not_nli: np.ndarray) -> np.ndarray:
-        """Unmeasured rows of a language in pretraining whose profile's pairs look
-        label-skewed (a note with the answer; the point is not changed). Absent languages
-        are left out: their probes collapse, which looks the same."""
-        if hp is None:
-            return np.zeros(len(rows), bool)
-        need = np.asarray(hp, bool) & ~seen & ~not_nli & (meta["pclass"].to_numpy() == "present")
-        dirs = [self.features.profiles_dir] + ([self.base_features.profiles_dir]
-                                               if self.base_features is not None else [])
-        return pairs_look_skewed(rows, need, dirs)
+        not_nli, why, skewed = profile_pair_flags(rows, np.asarray(hp, bool) & ~seen, dirs)
+        return not_nli, why, skewed & (meta["pclass"].to_numpy() == "present")
 
     def _measured(self, meta: pd.DataFrame) -> np.ndarray:
         """Rows whose (model, method, target) has measurements (the measured-target model)."""

@@ -150,19 +150,17 @@ def run(models: Path, card: dict[str, Any], published: str | None,
                 tfc = copy.copy(tf)
                 tfc.profiles_dir = str(where)
                 Xc = tfc.transform(rows)
-                modes = {"read": Xc}
-                if not pairs_read(where, lang):
-                    modes["served"] = served_columns(X[train], Xc, names, meta.iloc[train],
-                                                     meta.iloc[test], cfg[train], cfg[test])
-                else:
-                    modes["served"] = Xc
+                read = pairs_read(where, lang)
+                modes = {"read": Xc, "served": Xc if read else served_columns(
+                    X[train], Xc, names, meta.iloc[train], meta.iloc[test], cfg[train],
+                    cfg[test])}
                 for mode, Xm in modes.items():
                     p = predict_per_design(specs, X[train], y[train], meta.iloc[train], Xm,
                                            meta.iloc[test], seed, fitted=fitted)
                     parts.append(pd.DataFrame({
                         "dataset": rows["dataset"].to_numpy(), "target": target,
                         "pclass": rows["pclass"].to_numpy(), "y": y[test], "condition": c,
-                        "mode": mode, "prediction": p, "pairs_read": pairs_read(where, lang)}))
+                        "mode": mode, "prediction": p, "pairs_read": read}))
             log(f"fold {i + 1}/{len(splits)} {target}: {time.perf_counter() - t0:.0f} s")
     return pd.concat(parts, ignore_index=True)
 
