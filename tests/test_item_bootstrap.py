@@ -15,8 +15,8 @@ from measure.items import ItemPredictions
 from measure.store import CellRecord, ResultStore, TargetResult, export_items, export_results
 from predictor.cli import main as predict_main
 from predictor.dataset import build_dataset
-from predictor.metaanalysis.items import (_collect, load_items, replicate_confusions,
-                                          replicate_rows, scores_from)
+from predictor.metaanalysis.items import (collect_points, load_items, read_item_sds,
+                                          replicate_confusions, replicate_rows, scores_from)
 from predictor.metaanalysis.prepare import load_tables
 from predictor.metaanalysis.report import build_report
 
@@ -107,7 +107,7 @@ def test_items_widen_every_interval_and_move_no_estimate(measured, tmp_path: Pat
     points_p: dict = {}
     points_w: dict = {}
     for res, out in ((plain, points_p), (wide, points_w)):
-        _collect({k: res[k] for k in ("scaling", "per_target", "member_gaps")}, (), out)
+        collect_points({k: res[k] for k in ("scaling", "per_target", "member_gaps")}, (), out)
     assert points_p.keys() == points_w.keys()
     assert all(points_p[k] == pytest.approx(points_w[k]) for k in points_p)
     grew = 0
@@ -152,3 +152,61 @@ def test_report_cli_items_errors(measured, tmp_path: Path, capsys) -> None:
     assert summary["item_bootstrap"]["replicates"] == 3
     assert pd.read_parquet(items_dir / "predictions.parquet").shape[0] == \
         summary["item_bootstrap"]["rows_with_items"]
+
+
+def test_item_sds_saved_and_borrowed_widen_like_the_items_themselves(measured,
+                                                                      tmp_path: Path) -> None:
+    """--item-sds-out saves what --items measured; --item-sds on the same tables without
+    items gives the very same intervals, and the report says the SDs are borrowed."""
+    _, table, items_dir = measured
+    frame = build_dataset([table], include_published=False)
+    sds_file = tmp_path / "sds.json"
+    wide = build_report(frame, tmp_path / "wide", measurements=[table], reps=60,
+                        items=[items_dir], item_reps=8, item_sds_out=sds_file)
+    sds, info = read_item_sds(sds_file)
+    assert len(sds) >= wide["item_bootstrap"]["intervals_widened"] > 20
+    assert info["tables"] == [str(table)] and info["replicates"] == 8
+    assert sds_file.stat().st_size < 200_000
+    borrowed = build_report(frame, tmp_path / "borrowed", measurements=[table], reps=60,
+                            item_sds=sds_file)
+    ib = borrowed["item_bootstrap"]
+    assert ib["intervals_widened"] == wide["item_bootstrap"]["intervals_widened"]
+    assert ib["intervals"] >= ib["intervals_widened"]
+    assert ib["borrowed_from"] == {"file": str(sds_file), "tables": [str(table)],
+                                   "dirs": [str(items_dir)]}
+    for w, b in zip(wide["scaling"], borrowed["scaling"]):
+        assert (w["boot_ci_low"], w["boot_ci_high"]) == pytest.approx(
+            (b["boot_ci_low"], b["boot_ci_high"]))
+    text = (tmp_path / "borrowed" / "report.md").read_text()
+    assert "item SDs are borrowed" in text and "In the re-measure" in text
+
+
+def test_item_sd_files_are_checked(measured, tmp_path: Path, capsys) -> None:
+    base, table, items_dir = measured
+    out = tmp_path / "r"
+    common = ["report", "--no-include-published", "--out", str(out), "--measurements",
+              str(table)]
+    bad = tmp_path / "bad.json"
+    for text, why in (("{", "not a readable item-SD file"),
+                      ('{"format": "other"}', "not an item-SD file"),
+                      (json.dumps({"format": "xlt item-sampling SDs", "version": 1, "info": {},
+                                   "sds": [[[], "slope", -1.0]]}), "entry 0"),
+                      (json.dumps({"format": "xlt item-sampling SDs", "version": 1, "info": {},
+                                   "sds": [[[["design", "nothing-like-it"]], "slope", 1.0]]}),
+                       "none of its SDs matches")):
+        bad.write_text(text)
+        assert predict_main(common + ["--item-sds", str(bad)]) == 2
+        assert why in capsys.readouterr().err
+    assert predict_main(common + ["--item-sds", str(tmp_path / "missing.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert predict_main(common + ["--items", str(items_dir), "--item-sds", str(bad)]) == 2
+    assert "give one" in capsys.readouterr().err
+    assert predict_main(common + ["--item-sds-out", str(tmp_path / "x.json")]) == 2
+    assert "pass --items too" in capsys.readouterr().err
+    assert predict_main(common + ["--items", str(items_dir), "--item-sds-out",
+                                  str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        predict_main(["report", "--help"])
+    assert e.value.code == 0
+    assert "--item-sds" in capsys.readouterr().out

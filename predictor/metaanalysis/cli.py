@@ -41,6 +41,13 @@ def add_output_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--item-reps", type=_item_reps, default=ITEM_REPS, metavar="N",
                    help=f"item replicates with --items (default {ITEM_REPS}; each one reruns "
                         "the point estimates, about 15 s on the shipped tables)")
+    p.add_argument("--item-sds-out", type=Path, default=None, metavar="FILE",
+                   help="with --items: also save every estimate's item-sampling SD to FILE "
+                        "(JSON, a few hundred kB), for --item-sds")
+    p.add_argument("--item-sds", type=Path, default=None, metavar="FILE",
+                   help="instead of --items: widen every interval by the SDs of FILE "
+                        "(--item-sds-out of a report on re-measured tables of the same "
+                        "designs), for tables measured without item predictions")
 
 
 def _item_reps(text: str) -> int:
@@ -114,20 +121,43 @@ def run_report(args: argparse.Namespace, command: str, frame: Any = None) -> int
             print(f"error: --items {d}: not a directory (write one with xlt-measure export "
                   "--store STORE --out TABLE --items DIR)", file=sys.stderr)
             return 2
+    items, sds, sds_out = (getattr(args, "items", None) or (), getattr(args, "item_sds", None),
+                           getattr(args, "item_sds_out", None))
+    problem = _item_option_problem(args, items, sds, sds_out)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         summary = build_report(frame, args.out, card=card, command=command,
-                               measurements=args.measurements or (),
-                               items=getattr(args, "items", None) or (),
+                               measurements=args.measurements or (), items=items,
                                item_reps=getattr(args, "item_reps", ITEM_REPS),
+                               item_sds_out=sds_out, item_sds=sds,
                                log=lambda m: print(m, file=sys.stderr, flush=True))
     except (FileNotFoundError, ValueError) as exc:
-        if not getattr(args, "items", None):
+        if not (items or sds):
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _print_headline(summary)
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
+
+
+def _item_option_problem(args: argparse.Namespace, items: Any, sds: Path | None,
+                         sds_out: Path | None) -> str | None:
+    """What is wrong with the item options together (None: nothing), before any work."""
+    if items and sds:
+        return "--items and --item-sds both widen the intervals: give one"
+    if sds_out and not items:
+        return "--item-sds-out saves the SDs that --items measures: pass --items too"
+    if sds and not args.measurements:
+        return "--item-sds widens the intervals of --measurements tables: pass them too"
+    if sds and not Path(sds).is_file():
+        return (f"--item-sds {sds}: no such file (write one with xlt-predict report "
+                "--measurements TABLES --items DIRS --item-sds-out FILE)")
+    if sds_out and Path(sds_out).is_dir():
+        return f"--item-sds-out {sds_out} is a directory: name a file"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -161,7 +161,7 @@ def _ident(rec: dict[str, Any]) -> tuple:
                         and (v is None or isinstance(v, (str, bool, int)))))
 
 
-def _collect(obj: Any, path: tuple, out: dict[tuple, float]) -> None:
+def collect_points(obj: Any, path: tuple, out: dict[tuple, float]) -> None:
     """Every (path of record identities, point field) -> value of a result structure."""
     if isinstance(obj, dict):
         here = (*path, _ident(obj))
@@ -169,10 +169,10 @@ def _collect(obj: Any, path: tuple, out: dict[tuple, float]) -> None:
             out[(here, point)] = float(obj[point])
         for f, v in obj.items():
             if isinstance(v, (dict, list)):
-                _collect(v, (*here, f), out)
+                collect_points(v, (*here, f), out)
     elif isinstance(obj, list):
         for v in obj:
-            _collect(v, path, out)
+            collect_points(v, path, out)
 
 
 def _widen(obj: Any, path: tuple, sd: dict[tuple, float], counter: list[int]) -> None:
@@ -180,7 +180,9 @@ def _widen(obj: Any, path: tuple, sd: dict[tuple, float], counter: list[int]) ->
         here = (*path, _ident(obj))
         for point, fields in _pairs(obj):
             s = sd.get((here, point))
-            if s is None or not math.isfinite(s):
+            # no SD, or 0: no row behind the estimate carries item predictions (or the items
+            # do not move it): the interval stays as it is and is not counted as widened
+            if s is None or not math.isfinite(s) or s <= 0:
                 continue
             # one list field [lo, hi], or two fields lo and hi
             lo, hi = obj[fields[0]] if len(fields) == 1 else (obj[fields[0]], obj[fields[1]])
@@ -207,18 +209,77 @@ def item_sds(replicates: Sequence[dict[str, Any]]) -> dict[tuple, float]:
     values: dict[tuple, list[float]] = {}
     for res in replicates:
         flat: dict[tuple, float] = {}
-        _collect(res, (), flat)
+        collect_points(res, (), flat)
         for k, v in flat.items():
             values.setdefault(k, []).append(v)
     return {k: float(np.std(v, ddof=1)) for k, v in values.items() if len(v) >= 3}
 
 
-def widen_intervals(result: dict[str, Any], replicates: Sequence[dict[str, Any]]) -> int:
-    """Widen ``result``'s bootstrap intervals in place by the item SDs of ``replicates``
-    (module docstring); returns how many intervals were widened."""
+def widen_with_sds(result: dict[str, Any], sds: dict[tuple, float]) -> int:
+    """Widen ``result``'s bootstrap intervals in place by ``sds`` (:func:`item_sds`, or
+    :func:`read_item_sds`); estimates without an SD keep their interval. Returns how many
+    intervals were widened."""
     counter = [0]
-    _widen(result, (), item_sds(replicates), counter)
+    _widen(result, (), sds, counter)
     return counter[0]
+
+
+# -- item SDs as a file ---------------------------------------------------------------------------
+#: what an item-SD file says it is (``xlt-predict report --item-sds-out`` / ``--item-sds``)
+SDS_FORMAT = "xlt item-sampling SDs"
+SDS_VERSION = 1
+
+
+def _as_json(x: Any) -> Any:
+    return [_as_json(v) for v in x] if isinstance(x, tuple) else x
+
+
+def _as_key(x: Any) -> Any:
+    return tuple(_as_key(v) for v in x) if isinstance(x, list) else x
+
+
+def write_item_sds(path: str | Path, sds: dict[tuple, float], info: dict[str, Any]) -> Path:
+    """Save the item SDs of one report run (and what they were measured on) as JSON.
+
+    Why a file: item predictions are ~8 MB per table, too large to ship beside every table,
+    while the SDs they give are a few hundred kB. A report on tables *without* item
+    predictions -- the shipped ones, measured before items were stored -- can then be widened
+    by the SDs of a re-measure of the same designs (``--item-sds``); the file records which
+    tables those were, so the report can say so."""
+    path = Path(path)
+    doc = {"format": SDS_FORMAT, "version": SDS_VERSION, "info": info,
+           "sds": [[_as_json(k[0]), k[1], round(v, 6)] for k, v in sorted(
+               sds.items(), key=lambda kv: json.dumps(_as_json(kv[0])))]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, separators=(",", ":")) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_item_sds(path: str | Path) -> tuple[dict[tuple, float], dict[str, Any]]:
+    """(SDs, what they were measured on) of a :func:`write_item_sds` file; ValueError naming
+    the file and the fix for anything else (a SD that is negative, NaN or not a number is not
+    one)."""
+    path = Path(path)
+    fix = ("write one with xlt-predict report --measurements TABLES --items DIRS "
+           "--item-sds-out FILE")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--item-sds {path}: not a readable item-SD file ({exc}); {fix}") from None
+    if not (isinstance(doc, dict) and doc.get("format") == SDS_FORMAT
+            and doc.get("version") == SDS_VERSION and isinstance(doc.get("sds"), list)
+            and isinstance(doc.get("info"), dict)):
+        raise ValueError(f"--item-sds {path}: not an item-SD file of version {SDS_VERSION}; {fix}")
+    sds: dict[tuple, float] = {}
+    for i, entry in enumerate(doc["sds"]):
+        ok = (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], list)
+              and isinstance(entry[1], str) and _num(entry[2]) and entry[2] >= 0)
+        if not ok:
+            raise ValueError(f"--item-sds {path}: entry {i} is not [path, field, SD >= 0]; {fix}")
+        sds[(_as_key(entry[0]), entry[1])] = float(entry[2])
+    return sds, doc["info"]
 
 
 def item_bootstrap(rows: pd.DataFrame, items: pd.DataFrame,

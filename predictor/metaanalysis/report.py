@@ -28,7 +28,9 @@ from predictor.formatting import interval, number, signed, spec_label
 from predictor.metaanalysis.answer import answer_text
 from predictor.metaanalysis.estimates import SATURATION_RULE
 from predictor.metaanalysis.figures import scaling_figure
-from predictor.metaanalysis.items import ITEM_REPS, item_bootstrap, load_items, widen_intervals
+from predictor.metaanalysis.items import (ITEM_REPS, collect_points, item_bootstrap, item_sds,
+                                          load_items, read_item_sds, widen_with_sds,
+                                          write_item_sds)
 from predictor.metaanalysis.prepare import (CENTRED_SUFFIX, CLASS_RULE, LOW_RESOURCE_XNLI,
                                             load_tables)
 from predictor.metaanalysis.published import correlation_table, published_estimates
@@ -53,11 +55,29 @@ INTERVALS = (
     "report --items DIR` then widens every interval for item sampling.")
 
 
+def _table_names(dirs: Sequence[str]) -> list[str]:
+    """Item directories named as their tables (``.../items-design-dilution`` ->
+    ``design-dilution``)."""
+    return [Path(d).name.removeprefix("items-") for d in dirs]
+
+
 def intervals_text(s: dict) -> str:
     """The report's *Intervals* paragraph: with an item bootstrap, what it resampled."""
     ib = s.get("item_bootstrap")
     if not ib:
         return INTERVALS
+    borrowed = ib.get("borrowed_from")
+    where = "" if not borrowed else (
+        " The item SDs are borrowed: these tables were measured before item predictions were "
+        "stored, so each estimate's SD comes from the same analysis run on a re-measure of "
+        f"the same designs (`{borrowed['file']}`: {len(borrowed['dirs'])} of its "
+        f"{len(borrowed['tables'])} tables re-measured with item predictions, "
+        f"{', '.join(_table_names(borrowed['dirs']))}; the rows of the others keep their "
+        "scores in every replicate, so an estimate that rests on them alone keeps its "
+        "interval; estimates are matched by design, class, regime, k and the like). A "
+        "re-measured cell differs from the shipped one by the int8 encoder's batch noise "
+        "(docs/results.md), so these are the SDs of the same designs on near-identical "
+        "scores, not of these exact scores.")
     return ("Every CI resamples target languages and source sets jointly (two-way cluster "
             f"bootstrap) and is widened for item sampling: {ib['replicates']} item replicates "
             f"reweight the {ib['source_items']:,} source items (one Poisson(1) weight per "
@@ -65,9 +85,12 @@ def intervals_text(s: dict) -> str:
             "test pair ids, and each AmericasNLI test row mapped to the XNLI test pair it "
             "translates), every row's confusion matrix and scores are recomputed, and every "
             f"estimate is recomputed on each replicate; {ib['rule']}. "
+            f"{'In the re-measure, ' if borrowed else ''}"
             f"{ib['rows_with_items']:,} of {ib['rows']:,} rows carry item predictions "
             f"(the others keep their scores in every replicate); "
-            f"{ib['intervals_widened']:,} intervals widened.")
+            f"{ib['intervals_widened']:,}"
+            f"{' of ' + format(ib['intervals'], ',') if borrowed else ''} intervals widened."
+            f"{where}")
 
 CAVEATS = [
     "One frozen encoder (multilingual-e5-small, int8) with a logistic-regression probe and "
@@ -131,8 +154,10 @@ def _correlation_frame(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _item_bootstrap(rows: pd.DataFrame, res: dict[str, Any], items: Sequence[str | Path],
-                    item_reps: int, tables: Sequence[str], log) -> dict[str, Any]:
-    """Widen ``res``'s intervals in place for item sampling; what was resampled."""
+                    item_reps: int, tables: Sequence[str], log,
+                    sds_out: str | Path | None = None) -> dict[str, Any]:
+    """Widen ``res``'s intervals in place for item sampling; what was resampled. With
+    ``sds_out``, the SDs are also saved there (:func:`write_item_sds`) for ``--item-sds``."""
     greedy = _greedy_path(tables)
     replicates, info = item_bootstrap(
         rows, load_items(items),
@@ -141,9 +166,30 @@ def _item_bootstrap(rows: pd.DataFrame, res: dict[str, Any], items: Sequence[str
         raise ValueError(f"no row of --measurements has per-item predictions in --items "
                          f"{' '.join(map(str, items))}: export them from the stores these "
                          "tables came from (xlt-measure export --store S --out T --items DIR)")
-    info["intervals_widened"] = widen_intervals(res, replicates)
+    sds = item_sds(replicates)
+    info["intervals_widened"] = widen_with_sds(res, sds)
     info["dirs"] = [str(d) for d in items]
+    if sds_out is not None:
+        write_item_sds(sds_out, sds, {**info, "tables": list(tables)})
     return info
+
+
+def _borrowed_item_sds(res: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """Widen ``res``'s intervals in place by the SDs of an item-SD file (measured on other
+    tables of the same designs); what they were measured on, as the report states it."""
+    sds, measured = read_item_sds(path)
+    widened = widen_with_sds(res, sds)
+    if not widened:
+        raise ValueError(f"--item-sds {path}: none of its SDs matches an estimate of these "
+                         "tables (it was measured on other designs); write one from "
+                         "re-measured tables of the same designs")
+    keep = ("replicates", "seed", "rows", "rows_with_items", "source_items", "rule")
+    estimates: dict[tuple, float] = {}
+    collect_points(res, (), estimates)
+    return {**{k: measured[k] for k in keep if k in measured}, "intervals_widened": widened,
+            "intervals": len(estimates),
+            "borrowed_from": {"file": str(path), "tables": measured.get("tables", []),
+                              "dirs": measured.get("dirs", [])}}
 
 
 def _greedy_path(tables: Sequence[str]) -> pd.DataFrame | None:
@@ -160,6 +206,7 @@ def build_report(frame: pd.DataFrame, out_dir: str | Path, *, card: dict | None 
                  command: str = "xlt-predict report",
                  measurements: Sequence[str | Path] = (), reps: int = 400,
                  items: Sequence[str | Path] = (), item_reps: int = ITEM_REPS,
+                 item_sds_out: str | Path | None = None, item_sds: str | Path | None = None,
                  log=None) -> dict[str, Any]:
     """Write report.md, summary.json and the figures; return the summary.
 
@@ -167,8 +214,15 @@ def build_report(frame: pd.DataFrame, out_dir: str | Path, *, card: dict | None 
     and the correlations; ``measurements`` are the raw tables (their confusion matrices,
     pools and designs are needed for the measured estimates); ``items``: directories of
     per-item predictions (``xlt-measure export --items``) that widen every interval of the
-    measured estimates for item sampling (:mod:`predictor.metaanalysis.items`).
+    measured estimates for item sampling (:mod:`predictor.metaanalysis.items`);
+    ``item_sds_out``: also save those SDs to this file; ``item_sds``: instead of ``items``,
+    widen by the SDs of such a file, measured on a re-measure of the same designs (for
+    tables measured before item predictions were stored).
     """
+    if items and item_sds:
+        raise ValueError("--items and --item-sds both widen the intervals: give one")
+    if item_sds_out and not items:
+        raise ValueError("--item-sds-out saves the SDs of --items: pass --items too")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = [str(p) for p in measurements]
@@ -177,7 +231,10 @@ def build_report(frame: pd.DataFrame, out_dir: str | Path, *, card: dict | None 
         "scaling": [], "per_target": [], "collapse": [], "member_gaps": [], "designs": [],
         "methods": [], "duplicates_dropped": 0, "to_measure": to_measure(pd.DataFrame())}
     if items and len(rows):
-        res["item_bootstrap"] = _item_bootstrap(rows, res, items, item_reps, tables, log)
+        res["item_bootstrap"] = _item_bootstrap(rows, res, items, item_reps, tables, log,
+                                                sds_out=item_sds_out)
+    elif item_sds and len(rows):
+        res["item_bootstrap"] = _borrowed_item_sds(res, item_sds)
     published = published_estimates(frame, reps=reps)
     correlations = _correlations(_correlation_frame(frame, rows))
     summary: dict[str, Any] = {
