@@ -84,7 +84,6 @@ def _dilution(summary: dict, main: dict, per_language: dict) -> str:
     eq = {c: r for c, r in main.items() if r.get("gap_best_equal") is not None}
     text = "* **Dilution and synergy.** "
     if eq:
-        verdicts = {_verdict(*r["gap_best_equal_ci"]) for r in eq.values()}
         text += ("At equal data per member (each member trained alone on the share 2,490/k "
                  "it gets in the set) a set scores " + _classes(
                      eq, lambda r: _ci(r["gap_best_equal"], r["gap_best_equal_ci"]))

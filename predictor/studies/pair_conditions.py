@@ -32,7 +32,6 @@ the same configuration's training targets of its pretraining class, as
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
@@ -53,6 +52,7 @@ from predictor.selection.nested import feature_matrix, predict_per_design
 from predictor.selection.protocols import meta_of, protocol_splits
 from predictor.selection.specs import Spec, specs_for
 from predictor.serving.imputation import LABEL_FREE_COLUMNS
+from predictor.studies import study_parser
 from predictor.studies.profile_protocols import training_rows
 
 OWN_SYSTEM = "me5-small|probe"
@@ -222,13 +222,9 @@ def format_table(summary: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m predictor.studies.pair_conditions",
-                                 description=__doc__.splitlines()[0])
+    ap = study_parser("predictor.studies.pair_conditions", __doc__)
     ap.add_argument("--conditions", default=",".join(CONDITIONS),
                     help=f"comma-separated, of {', '.join(CONDITIONS)} (as-drawn always runs)")
-    ap.add_argument("--models-dir", type=Path, default=None)
-    ap.add_argument("--published-dir", default=None)
-    ap.add_argument("--out", type=Path, required=True, help="JSON summary (+ .oof.parquet)")
     args = ap.parse_args(argv)
     conditions = ["as-drawn"] + [c.strip() for c in args.conditions.split(",")
                                  if c.strip() and c.strip() != "as-drawn"]

@@ -24,7 +24,6 @@ comes from the same out-of-fold residuals (targets left out in turn).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -40,6 +39,7 @@ from predictor.dataset import build_dataset, read_measurements, single_pool, tid
 from predictor.features import NO_PROFILES
 from predictor.selection import SelectionSettings, nested_cv, prepare
 from predictor.selection.metrics import bootstrap_diff, per_target_mae
+from predictor.studies import study_parser
 
 MAIN_TABLE = "measurements/me5-small-probe.parquet"
 PARTS_TABLE = "measurements/me5-small-probe-americas-parts.parquet"
@@ -132,15 +132,9 @@ def summarise(oof: pd.DataFrame, *, alpha: float = 0.1, seed: int = 0) -> dict[s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m predictor.studies.profile_protocols",
-                                 description=__doc__.splitlines()[0])
+    ap = study_parser("predictor.studies.profile_protocols", __doc__, inner_loto=True)
     ap.add_argument("--protocols", default=",".join(PROTOCOLS),
                     help=f"comma-separated, of {', '.join(PROTOCOLS)}")
-    ap.add_argument("--models-dir", type=Path, default=None)
-    ap.add_argument("--published-dir", default=None)
-    ap.add_argument("--inner-loto", action="store_true",
-                    help="leave-one-target-out inner CV, as the shipped fit")
-    ap.add_argument("--out", type=Path, required=True, help="JSON summary (+ .oof.parquet)")
     args = ap.parse_args(argv)
     models = args.models_dir or resolve_default(MODELS)
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]

@@ -23,7 +23,6 @@ the same folds, and each averaging arm against ``min+within``, with 95% CIs over
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -42,6 +41,7 @@ from predictor.selection.nested import (_Rows, cached_feature_matrix, nested_cv_
                                         predict_per_design)
 from predictor.selection.protocols import BASIS
 from predictor.selection.specs import Spec, specs_for
+from predictor.studies import study_parser
 from predictor.studies.profile_protocols import training_rows
 
 PROTOCOL = "unseen_target"
@@ -166,14 +166,7 @@ def table(summary: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m predictor.studies.spec_averaging",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--models-dir", type=Path, default=None,
-                    help="models directory (default: the shipped models/)")
-    ap.add_argument("--published-dir", default=None)
-    ap.add_argument("--inner-loto", action="store_true",
-                    help="leave-one-target-out inner CV, as the shipped fit (slower)")
-    ap.add_argument("--out", type=Path, required=True, help="JSON summary (+ .oof.parquet)")
+    ap = study_parser("predictor.studies.spec_averaging", __doc__, inner_loto=True)
     args = ap.parse_args(argv)
     models = args.models_dir or resolve_default(MODELS)
     settings = SelectionSettings(inner_logo_max=25 if args.inner_loto else 0)
