@@ -16,7 +16,8 @@ from measure.store import CellRecord, ResultStore, TargetResult, export_items, e
 from predictor.cli import main as predict_main
 from predictor.dataset import build_dataset
 from predictor.metaanalysis.items import (collect_points, load_items, read_item_sds,
-                                          replicate_confusions, replicate_rows, scores_from)
+                                          replicate_confusions, replicate_rows, scores_from,
+                                          widen_with_sds)
 from predictor.metaanalysis.prepare import load_tables
 from predictor.metaanalysis.report import build_report
 
@@ -210,3 +211,18 @@ def test_item_sd_files_are_checked(measured, tmp_path: Path, capsys) -> None:
         predict_main(["report", "--help"])
     assert e.value.code == 0
     assert "--item-sds" in capsys.readouterr().out
+
+
+def test_widening_stops_at_the_range_an_estimate_can_take() -> None:
+    """The target pairs one source is worth is a count: its interval never goes below 0,
+    while an unbounded estimate's widens on both sides."""
+    res = {"few_shot": [{"design": "few-shot", "exchange_pairs": 6.0,
+                         "exchange_pairs_ci": [0.0, 27.0], "gain_first_shots": 0.8,
+                         "gain_first_shots_ci": [0.1, 1.9]}]}
+    sds: dict = {}
+    collect_points(res, (), sds)
+    assert widen_with_sds(res, {k: 2.0 for k in sds}) == 2
+    rec = res["few_shot"][0]
+    assert rec["exchange_pairs_ci"][0] == 0.0 and rec["exchange_pairs_ci"][1] > 27.0
+    assert rec["gain_first_shots_ci"][0] < 0.1 and rec["gain_first_shots_ci"][1] > 1.9
+    assert widen_with_sds(res, {k: 0.0 for k in sds}) == 0        # an SD of 0 widens nothing

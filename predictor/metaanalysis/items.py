@@ -44,6 +44,9 @@ RULE = ("each two-way bootstrap interval widened on each side to sqrt(side^2 + (
         "sd = the estimate's SD over the item replicates")
 #: record fields that identify a record (matched between the analysis and its replicates);
 #: fields that depend on the scores (the best source, saturation k, convergence) do not
+#: estimates that cannot leave a range (the labelled target pairs one source is worth is a
+#: count, >= 0): a widened interval stops at the range's end
+BOUNDS: dict[str, tuple[float, float]] = {"exchange_pairs": (0.0, math.inf)}
 ID_FIELDS = {"design", "method", "metric", "model", "pool", "regime", "target_class", "target",
              "language", "full_set", "new_best", "k", "k_from", "k_to", "base_size"}
 
@@ -189,7 +192,9 @@ def _widen(obj: Any, path: tuple, sd: dict[tuple, float], counter: list[int]) ->
             if not (_num(lo) and _num(hi)):
                 continue
             p, extra = float(obj[point]), (Z * s) ** 2
-            wide = [p - math.sqrt((p - lo) ** 2 + extra), p + math.sqrt((hi - p) ** 2 + extra)]
+            low, high = BOUNDS.get(point, (-math.inf, math.inf))
+            wide = [max(low, p - math.sqrt((p - lo) ** 2 + extra)),
+                    min(high, p + math.sqrt((hi - p) ** 2 + extra))]
             if len(fields) == 1:
                 obj[fields[0]] = wide
             else:

@@ -195,14 +195,20 @@ REPORT_TABLES = ["me5-small-probe.parquet", "me5-small-probe-add-one.parquet",
                  "me5-small-probe-add-one-centred.parquet"]
 
 
+#: the item-sampling SDs the shipped report is widened with (README's report command)
+ITEM_SDS = MODELS / "report" / "item_sds.json"
+
+
 def report_outputs() -> dict[str, Any]:
-    """The meta-analysis (``xlt-predict report`` on the nine shipped tables): summary.json and
-    report.md, with the output directory written as <out>."""
+    """The meta-analysis (``xlt-predict report`` on the nine shipped tables, widened by the
+    shipped item SDs, as README runs it): summary.json and report.md, with the output
+    directory written as <out>."""
     from predictor.cli import main
     with tempfile.TemporaryDirectory() as tmp:
         tables = [str(MODELS / "measurements" / t) for t in REPORT_TABLES]
         run = _cli(main, ["report", "--measurements", *tables, "--predictor",
-                          str(MODELS / "predictor"), "--out", tmp], Path(tmp))
+                          str(MODELS / "predictor"), "--item-sds", str(ITEM_SDS),
+                          "--out", tmp], Path(tmp))
         text = (Path(tmp) / "report.md").read_text(encoding="utf-8")
         summary = (Path(tmp) / "summary.json").read_text(encoding="utf-8")
         clean = [(s.replace(tmp, "<out>").replace(str(MODELS), "<models>"))
