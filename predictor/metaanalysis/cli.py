@@ -145,11 +145,11 @@ def run_report(args: argparse.Namespace, command: str, frame: Any = None) -> int
 
 def _item_option_problem(args: argparse.Namespace, items: Any, sds: Path | None,
                          sds_out: Path | None) -> str | None:
-    """What is wrong with the item options together (None: nothing), before any work."""
-    if items and sds:
-        return "--items and --item-sds both widen the intervals: give one"
-    if sds_out and not items:
-        return "--item-sds-out saves the SDs that --items measures: pass --items too"
+    """What is wrong with the item options (None: nothing), before any work."""
+    from predictor.metaanalysis.report import item_options_problem
+    problem = item_options_problem(items, sds, sds_out)
+    if problem:
+        return problem
     if sds and not args.measurements:
         return "--item-sds widens the intervals of --measurements tables: pass them too"
     if sds and not Path(sds).is_file():

@@ -33,6 +33,7 @@ import pandas as pd
 
 from measure.items import PREDICTION_COLUMNS, read_items, row_predictions
 from measure.knowledge.item_keys import item_keys
+from measure.outputs import atomic_write_text
 from predictor.metaanalysis.defaults import ITEM_REPS
 from predictor.metaanalysis.prepare import LABELS, kappa_and_shares, null_f1
 
@@ -42,11 +43,11 @@ CHUNK_ROWS = 4000
 Z = 1.959963984540054
 RULE = ("each two-way bootstrap interval widened on each side to sqrt(side^2 + (1.96 sd)^2), "
         "sd = the estimate's SD over the item replicates")
-#: record fields that identify a record (matched between the analysis and its replicates);
-#: fields that depend on the scores (the best source, saturation k, convergence) do not
 #: estimates that cannot leave a range (the labelled target pairs one source is worth is a
 #: count, >= 0): a widened interval stops at the range's end
 BOUNDS: dict[str, tuple[float, float]] = {"exchange_pairs": (0.0, math.inf)}
+#: record fields that identify a record (matched between the analysis and its replicates);
+#: fields that depend on the scores (the best source, saturation k, convergence) do not
 ID_FIELDS = {"design", "method", "metric", "model", "pool", "regime", "target_class", "target",
              "language", "full_set", "new_best", "k", "k_from", "k_to", "base_size"}
 
@@ -256,10 +257,7 @@ def write_item_sds(path: str | Path, sds: dict[tuple, float], info: dict[str, An
            "sds": [[_as_json(k[0]), k[1], round(v, 6)] for k, v in sorted(
                sds.items(), key=lambda kv: json.dumps(_as_json(kv[0])))]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, separators=(",", ":")) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(doc, separators=(",", ":")) + "\n")
 
 
 def read_item_sds(path: str | Path) -> tuple[dict[tuple, float], dict[str, Any]]:

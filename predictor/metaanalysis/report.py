@@ -174,6 +174,16 @@ def _item_bootstrap(rows: pd.DataFrame, res: dict[str, Any], items: Sequence[str
     return info
 
 
+def item_options_problem(items: Sequence[Any], item_sds: Any, item_sds_out: Any) -> str | None:
+    """What is wrong with the item options together (None: nothing): the one rule the
+    command line checks before any work and :func:`build_report` enforces for callers."""
+    if items and item_sds:
+        return "--items and --item-sds both widen the intervals: give one"
+    if item_sds_out and not items:
+        return "--item-sds-out saves the SDs that --items measures: pass --items too"
+    return None
+
+
 def _borrowed_item_sds(res: dict[str, Any], path: str | Path) -> dict[str, Any]:
     """Widen ``res``'s intervals in place by the SDs of an item-SD file (measured on other
     tables of the same designs); what they were measured on, as the report states it."""
@@ -219,10 +229,9 @@ def build_report(frame: pd.DataFrame, out_dir: str | Path, *, card: dict | None 
     widen by the SDs of such a file, measured on a re-measure of the same designs (for
     tables measured before item predictions were stored).
     """
-    if items and item_sds:
-        raise ValueError("--items and --item-sds both widen the intervals: give one")
-    if item_sds_out and not items:
-        raise ValueError("--item-sds-out saves the SDs of --items: pass --items too")
+    problem = item_options_problem(items, item_sds, item_sds_out)
+    if problem:
+        raise ValueError(problem)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = [str(p) for p in measurements]

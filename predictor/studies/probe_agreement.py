@@ -107,9 +107,9 @@ def measure_features(data_dir: Path, ref: Any, enc: Any, condition: str = "as-dr
                      ) -> pd.DataFrame:
     """One row per shipped target: dataset, language and :func:`agreement_stats`."""
     rows = []
+    protocol = ProfileProtocol("disjoint-pairs", part="A", pairs_condition=condition)
     for dataset, langs in (("xnli", XNLI_TARGETS), ("americas_nli", AMERICAS)):
         for lang in langs:
-            protocol = ProfileProtocol("disjoint-pairs", part="A", pairs_condition=condition)
             pairs, _ = profile_pairs(data_dir, dataset, lang, protocol)
             rows.append({"dataset": dataset, "language": lang,
                          **agreement_stats(probe_labels(enc, ref, pairs))})

@@ -64,20 +64,21 @@ def ranked_specs(table: pd.DataFrame, specs: Sequence[Spec]) -> list[Spec]:
     return [by_name[n] for n in sorted(scores, key=lambda n: (scores[n], n))]
 
 
-def averaged_predictions(tables: Mapping[str, pd.DataFrame], specs: Sequence[Spec], m: int,
-                         X: np.ndarray, rows: _Rows, train: np.ndarray, test: np.ndarray,
-                         seed: int, fitted: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, SD) of the test rows' predictions over each system's ``m`` lowest inner specs
-    (each spec fitted once per fold, shared across arms through ``fitted``). The SD -- how
-    much near-equivalent specifications disagree on a row -- is known at prediction time,
-    which is what makes it a candidate scale for locally adaptive intervals."""
+def ranked_predictions(tables: Mapping[str, pd.DataFrame], specs: Sequence[Spec], m: int,
+                       X: np.ndarray, rows: _Rows, train: np.ndarray, test: np.ndarray,
+                       seed: int) -> np.ndarray:
+    """The test rows' predictions of each system's ``m`` lowest inner specs (m x rows, the
+    lowest first; a system with fewer specs repeats its last). Every averaging arm is a
+    prefix of these: one fit per spec and fold. Their SD -- how much near-equivalent
+    specifications disagree on a row -- is known at prediction time, which is what makes it
+    a candidate scale for locally adaptive intervals."""
     ranked = {sys_: ranked_specs(t, specs) for sys_, t in tables.items()}
     preds = []
     for j in range(m):
         chosen = {s: r[min(j, len(r) - 1)] for s, r in ranked.items() if r}
         preds.append(predict_per_design(chosen, X[train], rows.y[train], rows.meta.iloc[train],
-                                        X[test], rows.meta.iloc[test], seed, fitted=fitted))
-    return np.mean(preds, axis=0), np.std(preds, axis=0)
+                                        X[test], rows.meta.iloc[test], seed))
+    return np.array(preds)
 
 
 def run(models: Path, settings: SelectionSettings, published: str | None,
@@ -107,12 +108,12 @@ def oof_table(frame: pd.DataFrame, settings: SelectionSettings, *,
     for i, (train, test) in enumerate(first.splits):
         _, X = cached_feature_matrix(frame, train, (PROTOCOL, seed, i), cache,
                                      settings.profiles_dir)
-        fitted: dict[str, Any] = {}
+        preds = ranked_predictions(inner[i]["tables"], specs, max(AVERAGED.values()), X, rows,
+                                   train, test, seed)
         for a, m in AVERAGED.items():
-            arms[a][test], sd = averaged_predictions(inner[i]["tables"], specs, m, X, rows,
-                                                     train, test, seed, fitted)
+            arms[a][test] = preds[:m].mean(axis=0)
             if m > 1:
-                spreads[f"sd-top{m}"][test] = sd
+                spreads[f"sd-top{m}"][test] = preds[:m].std(axis=0)
         if log:
             log(f"averaging fold {i + 1}/{len(first.splits)} "
                 f"({time.perf_counter() - t0:.0f} s)")
